@@ -1,0 +1,42 @@
+//! One error enum per use case. Variants are business outcomes; the HTTP adapter maps each
+//! to a status exactly once.
+
+use cmp_domain::{PartnerError, PartnerId};
+
+/// Why a partner was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreatePartnerError {
+    /// An invariant of the aggregate does not hold.
+    #[error(transparent)]
+    Invalid(#[from] PartnerError),
+    /// Another partner already has this name (compared trimmed, case-insensitively).
+    #[error("a partner named '{display_name}' already exists")]
+    DuplicateDisplayName {
+        /// The name that collided.
+        display_name: String,
+    },
+    /// Graph refused the partner for good; nothing was kept.
+    #[error("Microsoft Graph refused the partner (status {status})")]
+    GraphRejected {
+        /// Graph's HTTP status.
+        status: u16,
+        /// Graph's `error.code`.
+        code: Option<String>,
+        /// Graph's `error.message`.
+        message: Option<String>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Why a partner could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GetPartnerError {
+    /// No partner has this id.
+    #[error("no partner has id {0}")]
+    NotFound(PartnerId),
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}

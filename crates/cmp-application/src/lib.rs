@@ -1,0 +1,32 @@
+//! The application layer: the use cases of the onboarding service, written against ports.
+//!
+//! It depends on the domain and on nothing that does I/O: no SQL, no HTTP, no runtime. The
+//! adapters implement the driven ports in [`ports`]; the HTTP adapter drives the use cases
+//! through [`PartnerUseCases`].
+//!
+//! # Layout
+//! - [`ports`]: driven ports ([`PartnerRepository`], [`GraphGateway`], [`Clock`],
+//!   [`IdSource`], [`Sleeper`]) and the records that cross them.
+//! - [`delivery`]: how one Graph call's outcome moves an outbox row on (shared by the inline
+//!   path of a create and, later, the dispatcher).
+//! - [`partners`]: the driving port [`PartnerUseCases`] and its implementation [`PartnerService`].
+//! - [`error`]: one error enum per use case.
+
+pub mod delivery;
+pub mod error;
+pub mod partners;
+pub mod ports;
+
+pub use delivery::DeliveryPolicy;
+pub use error::{CreatePartnerError, GetPartnerError};
+pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
+pub use ports::{
+    AttemptFinish, AuditAction, AuditEntry, Clock, CreateOutcome, DeliveryState, GraphCallResult,
+    GraphGateway, GraphResponseMeta, IdSource, NewPartnerWrite, OutboxTransition,
+    PartnerRepository, Sleeper, StoreError,
+};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use partners::MockPartnerUseCases;
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::{MockClock, MockGraphGateway, MockIdSource, MockPartnerRepository, MockSleeper};

@@ -1,0 +1,232 @@
+//! The partner use cases: the driving port [`PartnerUseCases`] and [`PartnerService`].
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use cmp_domain::{NewPartner, Partner, PartnerId, TenantId};
+
+use crate::delivery::{self, DeliveryPolicy, Verdict};
+use crate::error::{CreatePartnerError, GetPartnerError};
+use crate::ports::{
+    AttemptFinish, AuditAction, AuditEntry, Clock, GraphGateway, IdSource, NewPartnerWrite,
+    OutboxTransition, PartnerRepository, Sleeper, StoreError,
+};
+
+/// Who asked: the ids of the HTTP request, for the audit log and the lease owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    /// Our `request-id` for the request.
+    pub request_id: String,
+}
+
+/// How a create ended, both with the stored partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreatePartnerOutput {
+    /// Graph holds the partner: `201 Created`.
+    Created(Partner),
+    /// Stored and queued; Graph was slow or unavailable: `202 Accepted`.
+    Accepted(Partner),
+}
+
+/// What the HTTP adapter can ask of the application.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait PartnerUseCases: Send + Sync + 'static {
+    /// Creates a partner: stores it with its outbox row, then delivers it to Graph inline
+    /// within the configured deadline.
+    ///
+    /// # Errors
+    /// See [`CreatePartnerError`]; on every error nothing is left stored but audit entries.
+    async fn create_partner(
+        &self,
+        command: NewPartner,
+        context: &RequestContext,
+    ) -> Result<CreatePartnerOutput, CreatePartnerError>;
+
+    /// Reads a partner by id.
+    ///
+    /// # Errors
+    /// [`GetPartnerError::NotFound`] for an unknown id.
+    async fn get_partner(&self, id: PartnerId) -> Result<Partner, GetPartnerError>;
+}
+
+/// The use cases over the driven ports.
+pub struct PartnerService {
+    repository: Arc<dyn PartnerRepository>,
+    graph: Arc<dyn GraphGateway>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    sleeper: Arc<dyn Sleeper>,
+    /// The tenant every partner of this deployment is provisioned into.
+    tenant_id: TenantId,
+    policy: DeliveryPolicy,
+}
+
+impl PartnerService {
+    /// Assembles the service from its ports.
+    pub fn new(
+        repository: Arc<dyn PartnerRepository>,
+        graph: Arc<dyn GraphGateway>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+        sleeper: Arc<dyn Sleeper>,
+        tenant_id: TenantId,
+        policy: DeliveryPolicy,
+    ) -> Self {
+        Self {
+            repository,
+            graph,
+            clock,
+            ids,
+            sleeper,
+            tenant_id,
+            policy,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PartnerUseCases for PartnerService {
+    #[tracing::instrument(name = "create_partner", skip_all, fields(partner.id, request.id = %context.request_id))]
+    async fn create_partner(
+        &self,
+        command: NewPartner,
+        context: &RequestContext,
+    ) -> Result<CreatePartnerOutput, CreatePartnerError> {
+        let now = self.clock.now();
+        let partner = Partner::create(PartnerId::from_uuid(self.ids.new_uuid()), command, now)?;
+        tracing::Span::current().record("partner.id", tracing::field::display(partner.id()));
+
+        let outbox_id = self.ids.new_uuid();
+        let client_request_id = self.ids.new_uuid();
+        let write = NewPartnerWrite {
+            tenant_id: self.tenant_id,
+            outbox_id,
+            lease_owner: format!("request:{}", context.request_id),
+            lease_expires_at: now.saturating_add_millis(millis(self.policy.lease)),
+            client_request_id,
+            now,
+            audit: AuditEntry {
+                id: self.ids.new_uuid(),
+                partner_id: partner.id(),
+                action: AuditAction::Created,
+                request_id: context.request_id.clone(),
+                at: now,
+                detail: format!("created partner '{}'", partner.display_name()),
+            },
+        };
+        self.repository
+            .insert_new_partner(&partner, &write)
+            .await
+            .map_err(|e| match e {
+                StoreError::DuplicateDisplayName { display_name } => {
+                    CreatePartnerError::DuplicateDisplayName { display_name }
+                }
+                StoreError::Unexpected(e) => CreatePartnerError::Unexpected(e),
+            })?;
+
+        // The partner is committed from here on: whatever Graph does, the caller must not be
+        // told it failed in a way that invites a retry (that would meet a 409).
+        let call = self.graph.create_partner(&partner, client_request_id);
+        let result = first_of(call, self.sleeper.sleep(self.policy.inline_deadline)).await;
+        let finished_at = self.clock.now();
+        let (outcome, meta) = match result {
+            Some(result) => (Some(result.outcome), result.meta),
+            None => (None, Default::default()),
+        };
+
+        match delivery::judge(outcome.as_ref(), finished_at, &self.policy) {
+            Verdict::Move(transition) => {
+                let delivered = matches!(transition, OutboxTransition::Delivered { .. });
+                let finish = AttemptFinish {
+                    outbox_id,
+                    partner_id: partner.id(),
+                    client_request_id,
+                    finished_at,
+                    meta,
+                    outcome_label: delivery::outcome_label(outcome.as_ref()),
+                    transition,
+                };
+                if let Err(error) = self.repository.finish_attempt(&finish).await {
+                    // The row stays leased; when the lease lapses it turns `unknown` and is
+                    // reconciled, so the partner is neither lost nor posted twice.
+                    tracing::warn!(error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
+                    return Ok(CreatePartnerOutput::Accepted(partner));
+                }
+                Ok(if delivered {
+                    CreatePartnerOutput::Created(partner)
+                } else {
+                    CreatePartnerOutput::Accepted(partner)
+                })
+            }
+            Verdict::Rejected => {
+                let audit = AuditEntry {
+                    id: self.ids.new_uuid(),
+                    partner_id: partner.id(),
+                    action: AuditAction::CreateRejectedByGraph,
+                    request_id: context.request_id.clone(),
+                    at: finished_at,
+                    detail: format!(
+                        "Microsoft Graph refused the partner: status {}, code {}, graph request-id {}, client-request-id {}",
+                        meta.status
+                            .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                        meta.error_code.as_deref().unwrap_or("none"),
+                        meta.request_id.as_deref().unwrap_or("none"),
+                        client_request_id,
+                    ),
+                };
+                self.repository
+                    .undo_rejected_create(partner.id(), outbox_id, &audit)
+                    .await
+                    .map_err(|e| {
+                        CreatePartnerError::Unexpected(
+                            anyhow::Error::new(e).context("undoing a create Graph refused"),
+                        )
+                    })?;
+                Err(CreatePartnerError::GraphRejected {
+                    status: meta.status.unwrap_or(400),
+                    code: meta.error_code,
+                    message: meta.error_message,
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "get_partner", skip_all, fields(partner.id = %id))]
+    async fn get_partner(&self, id: PartnerId) -> Result<Partner, GetPartnerError> {
+        match self.repository.get_partner(id).await {
+            Ok(Some(partner)) => Ok(partner),
+            Ok(None) => Err(GetPartnerError::NotFound(id)),
+            Err(e) => Err(GetPartnerError::Unexpected(
+                anyhow::Error::new(e).context("reading a partner"),
+            )),
+        }
+    }
+}
+
+/// Runs `work` until it completes or `deadline` does, whichever is first; `None` when the
+/// deadline won. `work` is polled first, so a ready result is never lost to a ready deadline.
+/// Written on `std` alone so the application needs no async runtime.
+async fn first_of<W: Future, D: Future>(work: W, deadline: D) -> Option<W::Output> {
+    let mut work = pin!(work);
+    let mut deadline = pin!(deadline);
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! Driven ports: what the use cases need from the outside world, and the records they pass.
+
+use std::time::Duration;
+
+use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
+use uuid::Uuid;
+
+/// Where "now" comes from. The domain never reads a clock; tests pin this one.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync + 'static {
+    /// The current UTC instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// Where new identifiers come from (partner ids, outbox ids, client-request-ids).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait IdSource: Send + Sync + 'static {
+    /// A fresh, unique UUID.
+    fn new_uuid(&self) -> Uuid;
+}
+
+/// Waiting, injected so that deadlines and back-off can be tested without sleeping.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait Sleeper: Send + Sync + 'static {
+    /// Completes after `duration`.
+    async fn sleep(&self, duration: Duration);
+}
+
+/// Delivery state of an outbox row (graph-client-behaviour §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// Waiting for a dispatcher attempt at `next_attempt_at`.
+    Pending,
+    /// Leased to one attempt (the creating request or a dispatcher).
+    InFlight,
+    /// Graph holds the object; its id is recorded.
+    Delivered,
+    /// An attempt may or may not have reached Graph; reconcile before resending.
+    Unknown,
+    /// Given up; needs an operator.
+    Dead,
+}
+
+impl DeliveryState {
+    /// The name stored and shown to operators.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Delivered => "delivered",
+            Self::Unknown => "unknown",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// What an audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// A partner was accepted and stored.
+    Created,
+    /// Graph refused the partner for good; the local write was undone.
+    CreateRejectedByGraph,
+}
+
+impl AuditAction {
+    /// The name stored in the audit log.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::CreateRejectedByGraph => "create_rejected_by_graph",
+        }
+    }
+}
+
+/// One audit-log entry. Kept even when the partner it names is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unique id of the entry.
+    pub id: Uuid,
+    /// The partner concerned.
+    pub partner_id: PartnerId,
+    /// What happened.
+    pub action: AuditAction,
+    /// Our `request-id` of the HTTP request that caused it.
+    pub request_id: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Human-readable detail (what changed, Graph's error code, ...).
+    pub detail: String,
+}
+
+/// Everything the create transaction writes besides the partner itself: its outbox row
+/// (leased to the creating request), the first attempt's start record, and the audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPartnerWrite {
+    /// The tenant the partner is provisioned into; names are unique per tenant.
+    pub tenant_id: TenantId,
+    /// Id of the outbox row, also its idempotency handle.
+    pub outbox_id: Uuid,
+    /// Who holds the lease: the creating request (`request:<request-id>`).
+    pub lease_owner: String,
+    /// When the lease lapses if the request dies; a lapsed lease turns the row `unknown`.
+    pub lease_expires_at: Timestamp,
+    /// `client-request-id` of the first Graph call, recorded before the call is made.
+    pub client_request_id: Uuid,
+    /// When the write happens (also the first attempt's start).
+    pub now: Timestamp,
+    /// The audit entry of the create.
+    pub audit: AuditEntry,
+}
+
+/// What Graph said, for the record: kept on the attempt and the outbox row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphResponseMeta {
+    /// HTTP status, if a response arrived.
+    pub status: Option<u16>,
+    /// Graph's `error.code` (the innermost `innerError` code when nested).
+    pub error_code: Option<String>,
+    /// Graph's `error.message`.
+    pub error_message: Option<String>,
+    /// Graph's `request-id` response header.
+    pub request_id: Option<String>,
+}
+
+/// The outcome classes of one create call (graph-client-behaviour §1.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// 2xx with the new object's id.
+    Created {
+        /// The id Graph assigned.
+        graph_id: String,
+    },
+    /// 429, or the request never left (connect/DNS/TLS failure): safe to resend.
+    NotApplied {
+        /// Graph's `Retry-After`, when it gave one.
+        retry_after: Option<Duration>,
+    },
+    /// Our own credentials or permissions failed (token errors, 401 after a retry, 403).
+    AuthFailure,
+    /// 5xx, or a timeout or reset after the request was sent: Graph may hold the object.
+    Unknown,
+    /// 409: Graph may already hold an object of that name.
+    Conflict,
+    /// 400, 404, 405, 411 to 415, 422: Graph refuses this payload for good.
+    Rejected,
+}
+
+/// The outcome of one create call plus what Graph said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphCallResult {
+    /// The class that decides what happens next.
+    pub outcome: CreateOutcome,
+    /// Status, error code and request id for the attempt record.
+    pub meta: GraphResponseMeta,
+}
+
+/// Where an outbox row goes after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxTransition {
+    /// Graph holds the object under `graph_id`.
+    Delivered {
+        /// The id Graph assigned.
+        graph_id: String,
+    },
+    /// Back to the dispatcher: `pending` (safe to resend) or `unknown` (reconcile first).
+    Retry {
+        /// `Pending` or `Unknown`.
+        state: DeliveryState,
+        /// Not before this instant.
+        next_attempt_at: Timestamp,
+    },
+}
+
+/// The end of one attempt: what Graph said and where the row goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFinish {
+    /// The outbox row.
+    pub outbox_id: Uuid,
+    /// The partner the row delivers.
+    pub partner_id: PartnerId,
+    /// The `client-request-id` the attempt was started with.
+    pub client_request_id: Uuid,
+    /// When the attempt ended.
+    pub finished_at: Timestamp,
+    /// What Graph said.
+    pub meta: GraphResponseMeta,
+    /// How the attempt ended, in words for operators (`created`, `timeout`, `unknown`, ...).
+    pub outcome_label: &'static str,
+    /// Where the row goes.
+    pub transition: OutboxTransition,
+}
+
+/// Errors of the repository port.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another partner of the tenant has the same natural key (trimmed, case-insensitive name).
+    #[error("a partner named '{display_name}' already exists")]
+    DuplicateDisplayName {
+        /// The name that collided, as given.
+        display_name: String,
+    },
+    /// The store failed; the source says how.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Durable storage of partners, their outbox rows, attempts and audit log.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait PartnerRepository: Send + Sync + 'static {
+    /// Writes the partner, its assignments, its outbox row (state `in_flight`, leased as
+    /// `write` says), the first attempt's start record and the audit entry, in one
+    /// transaction: all of them or none.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::DuplicateDisplayName`] when a partner of the same tenant has the
+    /// same natural key, and then write nothing. [`StoreError::Unexpected`] otherwise.
+    async fn insert_new_partner(
+        &self,
+        partner: &Partner,
+        write: &NewPartnerWrite,
+    ) -> Result<(), StoreError>;
+
+    /// Reads one partner.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails; an unknown id is `Ok(None)`.
+    async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError>;
+
+    /// Records the end of an attempt and moves the outbox row on, in one transaction; on
+    /// `Delivered` also stores Graph's id on the partner.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails or the outbox row does not exist.
+    async fn finish_attempt(&self, finish: &AttemptFinish) -> Result<(), StoreError>;
+
+    /// Undoes a create that Graph refused for good: removes the partner, its assignments, its
+    /// outbox row and that row's attempts, and writes `audit` (which keeps what Graph said),
+    /// in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn undo_rejected_create(
+        &self,
+        partner_id: PartnerId,
+        outbox_id: Uuid,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+}
+
+/// Microsoft Graph, as far as the use cases need it.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait GraphGateway: Send + Sync + 'static {
+    /// POSTs `partner` to the tenant's `complianceManagementPartners` with the given
+    /// `client-request-id`, and classifies the answer. Never fails: every failure is an outcome.
+    async fn create_partner(&self, partner: &Partner, client_request_id: Uuid) -> GraphCallResult;
+}
