@@ -1,1 +1,20 @@
-//! placeholder
+//! The Microsoft Graph JSON representation of a `complianceManagementPartner` and its
+//! mapping to and from the domain.
+//!
+//! The HTTP API (inbound) and the Graph client (outbound) both speak this shape, so the
+//! mapping exists once, here. Pure code: it depends on the domain, `serde` and `serde_json`,
+//! and does no I/O. The rules are graph-contract §2–§9 and §12.
+//!
+//! # Layout
+//! - [`partner`]: [`parse_partner_fields`] (request bodies into [`PartnerFields`]) and
+//!   [`render_partner`] (a domain partner into Graph's JSON).
+//! - [`target`]: assignment targets and their `@odata.type` names.
+//! - [`datetime`]: `Edm.DateTimeOffset` parsing and rendering.
+//! - [`odata`]: type names and annotation handling.
+
+pub mod datetime;
+pub mod odata;
+pub mod partner;
+pub mod target;
+
+pub use partner::{PartnerFields, WireError, parse_partner_fields, render_partner};

@@ -1,0 +1,197 @@
+//! Assignments and their targets on the wire (graph-contract §4–§5).
+
+use cmp_domain::{
+    Assignment, AssignmentFilter, AssignmentTarget, EntityGuid, ScopeTagTargetType, TargetKind, TextId,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::odata;
+use crate::partner::{WireError, json_kind, optional_string};
+
+const FILTER_ID: &str = "deviceAndAppManagementAssignmentFilterId";
+const FILTER_TYPE: &str = "deviceAndAppManagementAssignmentFilterType";
+
+/// The target subtypes a request may name, with the properties of each beyond the base two.
+const TARGET_TYPES: [(&str, &[&str]); 7] = [
+    ("allDevicesAssignmentTarget", &[]),
+    ("allLicensedUsersAssignmentTarget", &[]),
+    ("configurationManagerCollectionAssignmentTarget", &["collectionId"]),
+    ("groupAssignmentTarget", &["groupId"]),
+    ("exclusionGroupAssignmentTarget", &["groupId"]),
+    ("scopeTagGroupAssignmentTarget", &["targetType", "entraObjectId"]),
+    ("androidFotaDeploymentAssignmentTarget", &["groupId"]),
+];
+
+/// Parses one `complianceManagementPartnerAssignment` found at `path`.
+pub(crate) fn parse_assignment(value: &Value, path: &str) -> Result<Assignment, WireError> {
+    let object = expect_object(value, path)?;
+    let mut target = None;
+    for (key, member) in object {
+        match key.as_str() {
+            "target" => target = Some(member),
+            "@odata.type" => expect_type(member, &format!("{path}.@odata.type"), odata::ASSIGNMENT_TYPE)?,
+            // Graph's assignment has no key, but some clients echo an `id`; it carries nothing.
+            "id" => {}
+            key if odata::is_ignored_annotation(key) => {}
+            key => return Err(unknown_property(path, key, odata::ASSIGNMENT_TYPE)),
+        }
+    }
+    match target {
+        None | Some(Value::Null) => Err(WireError::new(format!("{path}.target"), "target is required")),
+        Some(target) => Ok(Assignment::new(parse_target(target, &format!("{path}.target"))?)),
+    }
+}
+
+fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError> {
+    let object = expect_object(value, path)?;
+    let type_path = format!("{path}.@odata.type");
+    let type_value = match object.get("@odata.type") {
+        None | Some(Value::Null) => {
+            return Err(WireError::new(
+                type_path,
+                "@odata.type is required on a target, e.g. #microsoft.graph.groupAssignmentTarget",
+            ));
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => return Err(type_mismatch(&type_path, "a string", other)),
+    };
+    let (type_name, own_properties) = odata::short_type_name(type_value)
+        .and_then(|name| TARGET_TYPES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name)))
+        .copied()
+        .ok_or_else(|| {
+            WireError::new(
+                type_path.clone(),
+                format!("'{type_value}' is not an assignment target type this resource accepts"),
+            )
+        })?;
+
+    for key in object.keys() {
+        let known = key == "@odata.type" || key == FILTER_ID || key == FILTER_TYPE || own_properties.contains(&key.as_str());
+        if !known && !odata::is_ignored_annotation(key) {
+            return Err(unknown_property(path, key, type_name));
+        }
+    }
+
+    let filter_type = optional_string(object, FILTER_TYPE, path)?;
+    let filter_id = optional_string(object, FILTER_ID, path)?;
+    let filter = AssignmentFilter::parse(filter_type, filter_id).map_err(|e| {
+        let member = if filter_type.is_some_and(|t| !["none", "include", "exclude"].contains(&t)) { FILTER_TYPE } else { FILTER_ID };
+        WireError::new(format!("{path}.{member}"), e.to_string())
+    })?;
+
+    let group_id = |name: &str| -> Result<EntityGuid, WireError> {
+        let member_path = format!("{path}.{name}");
+        let text = optional_string(object, name, path)?
+            .ok_or_else(|| WireError::new(member_path.clone(), format!("{name} is required on a {type_name}")))?;
+        EntityGuid::parse(text).map_err(|e| WireError::new(member_path, e.to_string()))
+    };
+    let kind = match type_name {
+        "allDevicesAssignmentTarget" => TargetKind::AllDevices,
+        "allLicensedUsersAssignmentTarget" => TargetKind::AllLicensedUsers,
+        "configurationManagerCollectionAssignmentTarget" => {
+            let member_path = format!("{path}.collectionId");
+            let text = optional_string(object, "collectionId", path)?
+                .ok_or_else(|| WireError::new(member_path.clone(), format!("collectionId is required on a {type_name}")))?;
+            let collection_id =
+                TextId::parse(text).map_err(|e| WireError::new(member_path, format!("collectionId {e}")))?;
+            TargetKind::ConfigurationManagerCollection { collection_id }
+        }
+        "groupAssignmentTarget" => TargetKind::Group { group_id: group_id("groupId")? },
+        "exclusionGroupAssignmentTarget" => TargetKind::ExclusionGroup { group_id: group_id("groupId")? },
+        "androidFotaDeploymentAssignmentTarget" => TargetKind::AndroidFotaDeployment { group_id: group_id("groupId")? },
+        "scopeTagGroupAssignmentTarget" => {
+            let target_type = match optional_string(object, "targetType", path)? {
+                None => ScopeTagTargetType::default(),
+                Some(text) => text
+                    .parse()
+                    .map_err(|e: cmp_domain::ScopeTagTargetTypeError| WireError::new(format!("{path}.targetType"), e.to_string()))?,
+            };
+            TargetKind::ScopeTagGroup { target_type, entra_object_id: group_id("entraObjectId")? }
+        }
+        // TARGET_TYPES lists exactly the names matched above.
+        other => return Err(WireError::new(type_path, format!("'{other}' is not supported"))),
+    };
+    Ok(AssignmentTarget::new(kind, filter))
+}
+
+/// One assignment as Graph renders it.
+#[derive(Debug, Serialize)]
+pub struct AssignmentJson {
+    #[serde(rename = "@odata.type")]
+    odata_type: String,
+    target: TargetJson,
+}
+
+/// One target as Graph renders it: base properties, then the subtype's own.
+#[derive(Debug, Serialize)]
+struct TargetJson {
+    #[serde(rename = "@odata.type")]
+    odata_type: String,
+    #[serde(rename = "deviceAndAppManagementAssignmentFilterId")]
+    filter_id: Option<String>,
+    #[serde(rename = "deviceAndAppManagementAssignmentFilterType")]
+    filter_type: &'static str,
+    #[serde(rename = "collectionId", skip_serializing_if = "Option::is_none")]
+    collection_id: Option<String>,
+    #[serde(rename = "groupId", skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    #[serde(rename = "targetType", skip_serializing_if = "Option::is_none")]
+    target_type: Option<&'static str>,
+    #[serde(rename = "entraObjectId", skip_serializing_if = "Option::is_none")]
+    entra_object_id: Option<String>,
+}
+
+/// Renders an assignment in Graph's response form.
+pub(crate) fn render_assignment(assignment: &Assignment) -> AssignmentJson {
+    let target = assignment.target();
+    let mut json = TargetJson {
+        odata_type: odata::qualified(target.kind().type_name()),
+        filter_id: target.filter().filter_id().map(|id| id.as_str().to_owned()),
+        filter_type: target.filter().type_name(),
+        collection_id: None,
+        group_id: None,
+        target_type: None,
+        entra_object_id: None,
+    };
+    match target.kind() {
+        TargetKind::AllDevices | TargetKind::AllLicensedUsers => {}
+        TargetKind::ConfigurationManagerCollection { collection_id } => {
+            json.collection_id = Some(collection_id.as_str().to_owned());
+        }
+        TargetKind::Group { group_id }
+        | TargetKind::ExclusionGroup { group_id }
+        | TargetKind::AndroidFotaDeployment { group_id } => json.group_id = Some(group_id.to_string()),
+        TargetKind::ScopeTagGroup { target_type, entra_object_id } => {
+            json.target_type = Some(target_type.as_str());
+            json.entra_object_id = Some(entra_object_id.to_string());
+        }
+    }
+    AssignmentJson { odata_type: odata::qualified(odata::ASSIGNMENT_TYPE), target: json }
+}
+
+pub(crate) fn expect_object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, WireError> {
+    value.as_object().ok_or_else(|| type_mismatch(path, "an object", value))
+}
+
+/// Checks an entity or assignment `@odata.type`: absent or null means the declared type.
+pub(crate) fn expect_type(value: &Value, path: &str, expected: &str) -> Result<(), WireError> {
+    match value {
+        Value::Null => Ok(()),
+        Value::String(text) if odata::short_type_name(text).is_some_and(|name| name.eq_ignore_ascii_case(expected)) => Ok(()),
+        Value::String(text) => Err(WireError::new(
+            path.to_owned(),
+            format!("'{text}' does not name {}", odata::qualified(expected)),
+        )),
+        other => Err(type_mismatch(path, "a string", other)),
+    }
+}
+
+pub(crate) fn type_mismatch(path: &str, expected: &str, got: &Value) -> WireError {
+    WireError::new(path.to_owned(), format!("expected {expected}, got {}", json_kind(got)))
+}
+
+pub(crate) fn unknown_property(path: &str, key: &str, type_name: &str) -> WireError {
+    let member = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    WireError::new(member, format!("property '{key}' does not exist on type 'microsoft.graph.{type_name}'"))
+}
