@@ -61,13 +61,20 @@ pub fn parse(text: &str) -> Result<Timestamp, DateTimeError> {
     let mut subsecond_ticks: u32 = 0;
     if bytes.get(index) == Some(&b'.') {
         let start = index + 1;
-        let end = start + bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let end = start
+            + bytes[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
         // More digits than any clock has are a sign of garbage, not of precision.
         if end == start || end - start > 30 {
             return Err(malformed());
         }
         for position in 0..7 {
-            let digit = bytes.get(start + position).filter(|_| start + position < end).map_or(0, |d| d - b'0');
+            let digit = bytes
+                .get(start + position)
+                .filter(|_| start + position < end)
+                .map_or(0, |d| d - b'0');
             subsecond_ticks = subsecond_ticks * 10 + u32::from(digit);
         }
         index = end;
@@ -98,7 +105,8 @@ pub fn parse(text: &str) -> Result<Timestamp, DateTimeError> {
     {
         return Err(DateTimeError::Impossible(text.to_owned()));
     }
-    let local_seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let local_seconds =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     Timestamp::from_unix_seconds(local_seconds - offset_seconds, subsecond_ticks)
         .map_err(|_| DateTimeError::OutOfRange(text.to_owned()))
 }
@@ -115,6 +123,14 @@ pub fn format(instant: Timestamp) -> String {
         second_of_day % 60,
         instant.subsecond_ticks()
     )
+}
+
+/// Renders an instant in the style of Graph's `innerError.date`: `YYYY-MM-DDTHH:MM:SS`, UTC,
+/// no fraction and no offset (graph-contract §8).
+pub fn format_error_date(instant: Timestamp) -> String {
+    let mut text = format(instant);
+    text.truncate("YYYY-MM-DDTHH:MM:SS".len());
+    text
 }
 
 fn is_leap_year(year: i64) -> bool {
@@ -145,11 +161,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -165,18 +186,66 @@ mod tests {
     #[test]
     fn accepts_every_form_clients_send_and_renders_graphs_form() {
         let cases = [
-            ("seed: 7 digits and -08:00", "2016-12-31T23:59:37.9174975-08:00", "2017-01-01T07:59:37.9174975Z"),
-            ("SDK: 6 digits and +00:00", "2024-05-06T07:08:09.123456+00:00", "2024-05-06T07:08:09.1234560Z"),
-            ("SDK: no fraction", "2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00.0000000Z"),
-            ("Graph: 7 digits and Z", "2020-07-07T15:08:20.0938467Z", "2020-07-07T15:08:20.0938467Z"),
-            ("never", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00.0000000Z"),
-            ("lower-case t and z", "2024-02-29t12:00:00z", "2024-02-29T12:00:00.0000000Z"),
-            ("more than 7 digits are truncated", "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00:00.1234567Z"),
-            ("one digit", "2024-01-01T00:00:00.5Z", "2024-01-01T00:00:00.5000000Z"),
-            ("positive offset", "2024-01-01T01:30:00+05:30", "2023-12-31T20:00:00.0000000Z"),
-            ("last instant", "9999-12-31T23:59:59.9999999Z", "9999-12-31T23:59:59.9999999Z"),
-            ("before the epoch", "1969-12-31T23:59:59.9999999Z", "1969-12-31T23:59:59.9999999Z"),
-            ("leap day 2000", "2000-02-29T00:00:00Z", "2000-02-29T00:00:00.0000000Z"),
+            (
+                "seed: 7 digits and -08:00",
+                "2016-12-31T23:59:37.9174975-08:00",
+                "2017-01-01T07:59:37.9174975Z",
+            ),
+            (
+                "SDK: 6 digits and +00:00",
+                "2024-05-06T07:08:09.123456+00:00",
+                "2024-05-06T07:08:09.1234560Z",
+            ),
+            (
+                "SDK: no fraction",
+                "2024-01-01T00:00:00+00:00",
+                "2024-01-01T00:00:00.0000000Z",
+            ),
+            (
+                "Graph: 7 digits and Z",
+                "2020-07-07T15:08:20.0938467Z",
+                "2020-07-07T15:08:20.0938467Z",
+            ),
+            (
+                "never",
+                "0001-01-01T00:00:00Z",
+                "0001-01-01T00:00:00.0000000Z",
+            ),
+            (
+                "lower-case t and z",
+                "2024-02-29t12:00:00z",
+                "2024-02-29T12:00:00.0000000Z",
+            ),
+            (
+                "more than 7 digits are truncated",
+                "2024-01-01T00:00:00.123456789Z",
+                "2024-01-01T00:00:00.1234567Z",
+            ),
+            (
+                "one digit",
+                "2024-01-01T00:00:00.5Z",
+                "2024-01-01T00:00:00.5000000Z",
+            ),
+            (
+                "positive offset",
+                "2024-01-01T01:30:00+05:30",
+                "2023-12-31T20:00:00.0000000Z",
+            ),
+            (
+                "last instant",
+                "9999-12-31T23:59:59.9999999Z",
+                "9999-12-31T23:59:59.9999999Z",
+            ),
+            (
+                "before the epoch",
+                "1969-12-31T23:59:59.9999999Z",
+                "1969-12-31T23:59:59.9999999Z",
+            ),
+            (
+                "leap day 2000",
+                "2000-02-29T00:00:00Z",
+                "2000-02-29T00:00:00.0000000Z",
+            ),
         ];
         for (case, input, expected) in cases {
             assert_eq!(round_trip(input), expected, "case: {case}");
@@ -190,20 +259,40 @@ mod tests {
             ("date only", "2016-12-31", "Malformed"),
             ("space separator", "2016-12-31 23:59:37Z", "Malformed"),
             ("empty fraction", "2016-12-31T23:59:37.Z", "Malformed"),
-            ("offset without colon", "2016-12-31T23:59:37+0800", "Malformed"),
+            (
+                "offset without colon",
+                "2016-12-31T23:59:37+0800",
+                "Malformed",
+            ),
             ("trailing text", "2016-12-31T23:59:37Zjunk", "Malformed"),
             ("two-digit year", "16-12-31T23:59:37Z", "Malformed"),
             ("signed year", "+2016-12-31T23:59:37Z", "Malformed"),
             ("month 13", "2016-13-01T00:00:00Z", "Impossible"),
             ("30 February", "2016-02-30T00:00:00Z", "Impossible"),
-            ("29 February of a common year", "2023-02-29T00:00:00Z", "Impossible"),
-            ("1900 is not a leap year", "1900-02-29T00:00:00Z", "Impossible"),
+            (
+                "29 February of a common year",
+                "2023-02-29T00:00:00Z",
+                "Impossible",
+            ),
+            (
+                "1900 is not a leap year",
+                "1900-02-29T00:00:00Z",
+                "Impossible",
+            ),
             ("hour 24", "2016-12-31T24:00:00Z", "Impossible"),
             ("leap second", "2016-12-31T23:59:60Z", "Impossible"),
             ("offset hour 24", "2016-12-31T23:59:00+24:00", "Impossible"),
             ("year zero", "0000-12-31T23:59:59Z", "Impossible"),
-            ("before year 1 in UTC", "0001-01-01T00:00:00+01:00", "OutOfRange"),
-            ("after year 9999 in UTC", "9999-12-31T23:59:59-01:00", "OutOfRange"),
+            (
+                "before year 1 in UTC",
+                "0001-01-01T00:00:00+01:00",
+                "OutOfRange",
+            ),
+            (
+                "after year 9999 in UTC",
+                "9999-12-31T23:59:59-01:00",
+                "OutOfRange",
+            ),
         ];
         for (case, input, kind) in cases {
             let error = parse(input).expect_err(case);
@@ -214,6 +303,12 @@ mod tests {
             };
             assert_eq!(actual, kind, "case: {case}");
         }
+    }
+
+    #[test]
+    fn error_dates_have_no_fraction_and_no_offset() {
+        let instant = parse("2020-09-11T11:21:34.9999999Z").expect("valid");
+        assert_eq!(format_error_date(instant), "2020-09-11T11:21:34");
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub fn short_type_name(value: &str) -> Option<&str> {
 /// Whether a JSON member is an OData control annotation (`@odata.context`, `@odata.etag`,
 /// `displayName@odata.type`, ...) that a request may carry and the service ignores.
 pub fn is_ignored_annotation(key: &str) -> bool {
-    key.split_once('@').is_some_and(|(_, annotation)| annotation.starts_with("odata."))
+    key.split_once('@')
+        .is_some_and(|(_, annotation)| annotation.starts_with("odata."))
         && key != "@odata.type"
 }
 
@@ -36,9 +37,18 @@ mod tests {
 
     #[test]
     fn type_names_are_accepted_with_or_without_hash_in_any_case() {
-        assert_eq!(short_type_name("#microsoft.graph.groupAssignmentTarget"), Some("groupAssignmentTarget"));
-        assert_eq!(short_type_name("microsoft.graph.groupAssignmentTarget"), Some("groupAssignmentTarget"));
-        assert_eq!(short_type_name("#Microsoft.Graph.GroupAssignmentTarget"), Some("GroupAssignmentTarget"));
+        assert_eq!(
+            short_type_name("#microsoft.graph.groupAssignmentTarget"),
+            Some("groupAssignmentTarget")
+        );
+        assert_eq!(
+            short_type_name("microsoft.graph.groupAssignmentTarget"),
+            Some("groupAssignmentTarget")
+        );
+        assert_eq!(
+            short_type_name("#Microsoft.Graph.GroupAssignmentTarget"),
+            Some("GroupAssignmentTarget")
+        );
         assert_eq!(short_type_name("groupAssignmentTarget"), None);
         assert_eq!(short_type_name("#microsoft.graph."), None);
         assert_eq!(short_type_name(""), None);

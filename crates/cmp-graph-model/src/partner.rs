@@ -1,14 +1,18 @@
 //! The partner entity on the wire: request bodies in, Graph's representation out.
 
 use cmp_domain::{
-    Assignment, DisplayName, NewPartner, Partner, PartnerState, Platform, PlatformEnrollment, Platforms, Timestamp,
+    Assignment, DisplayName, NewPartner, Partner, PartnerState, Platform, PlatformEnrollment,
+    Platforms, Timestamp,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::datetime;
 use crate::odata;
-use crate::target::{AssignmentJson, expect_object, expect_type, parse_assignment, render_assignment, type_mismatch, unknown_property};
+use crate::target::{
+    AssignmentJson, expect_object, expect_type, parse_assignment, render_assignment, type_mismatch,
+    unknown_property,
+};
 
 /// A request body that does not fit the contract. `target` names the offending member as a
 /// path (`macOsEnrollmentAssignments[0].target.groupId`); the message says what is wrong.
@@ -23,7 +27,10 @@ pub struct WireError {
 
 impl WireError {
     pub(crate) fn new(target: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { target: target.into(), message: message.into() }
+        Self {
+            target: target.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -64,15 +71,21 @@ impl PartnerFields {
     /// # Errors
     /// [`WireError`] when the display name is missing or a platform breaks an invariant.
     pub fn into_new_partner(self) -> Result<NewPartner, WireError> {
-        let display_name =
-            self.display_name.ok_or_else(|| WireError::new("displayName", "displayName is required"))?;
+        let display_name = self
+            .display_name
+            .ok_or_else(|| WireError::new("displayName", "displayName is required"))?;
         let mut platforms = Platforms::none();
         for (platform, fields) in Platform::ALL.into_iter().zip(self.platforms) {
             let enrollment = PlatformEnrollment::new(
                 fields.onboarded.unwrap_or(false),
                 fields.assignments.unwrap_or_default(),
             )
-            .map_err(|e| WireError::new(format!("{}EnrollmentAssignments", platform.property_prefix()), e.to_string()))?;
+            .map_err(|e| {
+                WireError::new(
+                    format!("{}EnrollmentAssignments", platform.property_prefix()),
+                    e.to_string(),
+                )
+            })?;
             platforms.set(platform, enrollment);
         }
         Ok(NewPartner {
@@ -104,7 +117,13 @@ fn platform_index(platform: Platform) -> usize {
 /// [`WireError`] naming the first offending member.
 pub fn parse_partner_fields(body: &Value) -> Result<PartnerFields, WireError> {
     let object = expect_object(body, "").map_err(|_| {
-        WireError::new("", format!("the request body must be a JSON object, got {}", json_kind(body)))
+        WireError::new(
+            "",
+            format!(
+                "the request body must be a JSON object, got {}",
+                json_kind(body)
+            ),
+        )
     })?;
     let mut fields = PartnerFields::default();
     for (key, value) in object {
@@ -117,8 +136,10 @@ pub fn parse_partner_fields(body: &Value) -> Result<PartnerFields, WireError> {
             },
             "displayName" => {
                 let text = required_string(value, "displayName")?;
-                fields.display_name =
-                    Some(DisplayName::parse(text).map_err(|e| WireError::new("displayName", e.to_string()))?);
+                fields.display_name = Some(
+                    DisplayName::parse(text)
+                        .map_err(|e| WireError::new("displayName", e.to_string()))?,
+                );
             }
             "partnerState" => {
                 let text = required_string(value, "partnerState")?;
@@ -128,8 +149,10 @@ pub fn parse_partner_fields(body: &Value) -> Result<PartnerFields, WireError> {
             }
             "lastHeartbeatDateTime" => {
                 let text = required_string(value, "lastHeartbeatDateTime")?;
-                fields.last_heartbeat =
-                    Some(datetime::parse(text).map_err(|e| WireError::new("lastHeartbeatDateTime", e.to_string()))?);
+                fields.last_heartbeat = Some(
+                    datetime::parse(text)
+                        .map_err(|e| WireError::new("lastHeartbeatDateTime", e.to_string()))?,
+                );
             }
             key if odata::is_ignored_annotation(key) => {}
             key => parse_platform_member(&mut fields, key, value)?,
@@ -138,15 +161,23 @@ pub fn parse_partner_fields(body: &Value) -> Result<PartnerFields, WireError> {
     Ok(fields)
 }
 
-fn parse_platform_member(fields: &mut PartnerFields, key: &str, value: &Value) -> Result<(), WireError> {
+fn parse_platform_member(
+    fields: &mut PartnerFields,
+    key: &str,
+    value: &Value,
+) -> Result<(), WireError> {
     for platform in Platform::ALL {
-        let Some(suffix) = key.strip_prefix(platform.property_prefix()) else { continue };
+        let Some(suffix) = key.strip_prefix(platform.property_prefix()) else {
+            continue;
+        };
         let slot = &mut fields.platforms[platform_index(platform)];
         match suffix {
             "Onboarded" => {
                 slot.onboarded = Some(match value {
                     Value::Bool(flag) => *flag,
-                    Value::Null => return Err(WireError::new(key, format!("{key} must not be null"))),
+                    Value::Null => {
+                        return Err(WireError::new(key, format!("{key} must not be null")));
+                    }
                     other => return Err(type_mismatch(key, "a boolean", other)),
                 });
                 return Ok(());
@@ -230,14 +261,25 @@ pub struct PartnerJson {
 
 /// Renders `partner` as our API answers it: with its `id` and, when given, `@odata.context`.
 pub fn render_partner(partner: &Partner, context: Option<String>) -> PartnerJson {
-    PartnerJson { context, id: Some(partner.id().to_string()), ..render_partner_for_graph(partner) }
+    PartnerJson {
+        context,
+        id: Some(partner.id().to_string()),
+        ..render_partner_for_graph(partner)
+    }
 }
 
 /// Renders `partner` as a create body for Microsoft Graph: no `id` (Graph assigns its own) and
 /// no `@odata.context`.
 pub fn render_partner_for_graph(partner: &Partner) -> PartnerJson {
     let onboarded = |p| partner.platform(p).onboarded();
-    let assignments = |p| partner.platform(p).assignments().iter().map(render_assignment).collect();
+    let assignments = |p| {
+        partner
+            .platform(p)
+            .assignments()
+            .iter()
+            .map(render_assignment)
+            .collect()
+    };
     PartnerJson {
         context: None,
         odata_type: odata::qualified(odata::PARTNER_TYPE),

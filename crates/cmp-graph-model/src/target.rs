@@ -1,7 +1,8 @@
 //! Assignments and their targets on the wire (graph-contract §4–§5).
 
 use cmp_domain::{
-    Assignment, AssignmentFilter, AssignmentTarget, EntityGuid, ScopeTagTargetType, TargetKind, TextId,
+    Assignment, AssignmentFilter, AssignmentTarget, EntityGuid, ScopeTagTargetType, TargetKind,
+    TextId,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -16,10 +17,16 @@ const FILTER_TYPE: &str = "deviceAndAppManagementAssignmentFilterType";
 const TARGET_TYPES: [(&str, &[&str]); 7] = [
     ("allDevicesAssignmentTarget", &[]),
     ("allLicensedUsersAssignmentTarget", &[]),
-    ("configurationManagerCollectionAssignmentTarget", &["collectionId"]),
+    (
+        "configurationManagerCollectionAssignmentTarget",
+        &["collectionId"],
+    ),
     ("groupAssignmentTarget", &["groupId"]),
     ("exclusionGroupAssignmentTarget", &["groupId"]),
-    ("scopeTagGroupAssignmentTarget", &["targetType", "entraObjectId"]),
+    (
+        "scopeTagGroupAssignmentTarget",
+        &["targetType", "entraObjectId"],
+    ),
     ("androidFotaDeploymentAssignmentTarget", &["groupId"]),
 ];
 
@@ -30,7 +37,11 @@ pub(crate) fn parse_assignment(value: &Value, path: &str) -> Result<Assignment, 
     for (key, member) in object {
         match key.as_str() {
             "target" => target = Some(member),
-            "@odata.type" => expect_type(member, &format!("{path}.@odata.type"), odata::ASSIGNMENT_TYPE)?,
+            "@odata.type" => expect_type(
+                member,
+                &format!("{path}.@odata.type"),
+                odata::ASSIGNMENT_TYPE,
+            )?,
             // Graph's assignment has no key, but some clients echo an `id`; it carries nothing.
             "id" => {}
             key if odata::is_ignored_annotation(key) => {}
@@ -38,8 +49,14 @@ pub(crate) fn parse_assignment(value: &Value, path: &str) -> Result<Assignment, 
         }
     }
     match target {
-        None | Some(Value::Null) => Err(WireError::new(format!("{path}.target"), "target is required")),
-        Some(target) => Ok(Assignment::new(parse_target(target, &format!("{path}.target"))?)),
+        None | Some(Value::Null) => Err(WireError::new(
+            format!("{path}.target"),
+            "target is required",
+        )),
+        Some(target) => Ok(Assignment::new(parse_target(
+            target,
+            &format!("{path}.target"),
+        )?)),
     }
 }
 
@@ -57,7 +74,11 @@ fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError
         Some(other) => return Err(type_mismatch(&type_path, "a string", other)),
     };
     let (type_name, own_properties) = odata::short_type_name(type_value)
-        .and_then(|name| TARGET_TYPES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name)))
+        .and_then(|name| {
+            TARGET_TYPES
+                .iter()
+                .find(|(known, _)| known.eq_ignore_ascii_case(name))
+        })
         .copied()
         .ok_or_else(|| {
             WireError::new(
@@ -67,7 +88,10 @@ fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError
         })?;
 
     for key in object.keys() {
-        let known = key == "@odata.type" || key == FILTER_ID || key == FILTER_TYPE || own_properties.contains(&key.as_str());
+        let known = key == "@odata.type"
+            || key == FILTER_ID
+            || key == FILTER_TYPE
+            || own_properties.contains(&key.as_str());
         if !known && !odata::is_ignored_annotation(key) {
             return Err(unknown_property(path, key, type_name));
         }
@@ -76,14 +100,22 @@ fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError
     let filter_type = optional_string(object, FILTER_TYPE, path)?;
     let filter_id = optional_string(object, FILTER_ID, path)?;
     let filter = AssignmentFilter::parse(filter_type, filter_id).map_err(|e| {
-        let member = if filter_type.is_some_and(|t| !["none", "include", "exclude"].contains(&t)) { FILTER_TYPE } else { FILTER_ID };
+        let member = if filter_type.is_some_and(|t| !["none", "include", "exclude"].contains(&t)) {
+            FILTER_TYPE
+        } else {
+            FILTER_ID
+        };
         WireError::new(format!("{path}.{member}"), e.to_string())
     })?;
 
     let group_id = |name: &str| -> Result<EntityGuid, WireError> {
         let member_path = format!("{path}.{name}");
-        let text = optional_string(object, name, path)?
-            .ok_or_else(|| WireError::new(member_path.clone(), format!("{name} is required on a {type_name}")))?;
+        let text = optional_string(object, name, path)?.ok_or_else(|| {
+            WireError::new(
+                member_path.clone(),
+                format!("{name} is required on a {type_name}"),
+            )
+        })?;
         EntityGuid::parse(text).map_err(|e| WireError::new(member_path, e.to_string()))
     };
     let kind = match type_name {
@@ -91,26 +123,46 @@ fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError
         "allLicensedUsersAssignmentTarget" => TargetKind::AllLicensedUsers,
         "configurationManagerCollectionAssignmentTarget" => {
             let member_path = format!("{path}.collectionId");
-            let text = optional_string(object, "collectionId", path)?
-                .ok_or_else(|| WireError::new(member_path.clone(), format!("collectionId is required on a {type_name}")))?;
-            let collection_id =
-                TextId::parse(text).map_err(|e| WireError::new(member_path, format!("collectionId {e}")))?;
+            let text = optional_string(object, "collectionId", path)?.ok_or_else(|| {
+                WireError::new(
+                    member_path.clone(),
+                    format!("collectionId is required on a {type_name}"),
+                )
+            })?;
+            let collection_id = TextId::parse(text)
+                .map_err(|e| WireError::new(member_path, format!("collectionId {e}")))?;
             TargetKind::ConfigurationManagerCollection { collection_id }
         }
-        "groupAssignmentTarget" => TargetKind::Group { group_id: group_id("groupId")? },
-        "exclusionGroupAssignmentTarget" => TargetKind::ExclusionGroup { group_id: group_id("groupId")? },
-        "androidFotaDeploymentAssignmentTarget" => TargetKind::AndroidFotaDeployment { group_id: group_id("groupId")? },
+        "groupAssignmentTarget" => TargetKind::Group {
+            group_id: group_id("groupId")?,
+        },
+        "exclusionGroupAssignmentTarget" => TargetKind::ExclusionGroup {
+            group_id: group_id("groupId")?,
+        },
+        "androidFotaDeploymentAssignmentTarget" => TargetKind::AndroidFotaDeployment {
+            group_id: group_id("groupId")?,
+        },
         "scopeTagGroupAssignmentTarget" => {
             let target_type = match optional_string(object, "targetType", path)? {
                 None => ScopeTagTargetType::default(),
                 Some(text) => text
                     .parse()
-                    .map_err(|e: cmp_domain::ScopeTagTargetTypeError| WireError::new(format!("{path}.targetType"), e.to_string()))?,
+                    .map_err(|e: cmp_domain::ScopeTagTargetTypeError| {
+                        WireError::new(format!("{path}.targetType"), e.to_string())
+                    })?,
             };
-            TargetKind::ScopeTagGroup { target_type, entra_object_id: group_id("entraObjectId")? }
+            TargetKind::ScopeTagGroup {
+                target_type,
+                entra_object_id: group_id("entraObjectId")?,
+            }
         }
         // TARGET_TYPES lists exactly the names matched above.
-        other => return Err(WireError::new(type_path, format!("'{other}' is not supported"))),
+        other => {
+            return Err(WireError::new(
+                type_path,
+                format!("'{other}' is not supported"),
+            ));
+        }
     };
     Ok(AssignmentTarget::new(kind, filter))
 }
@@ -161,24 +213,42 @@ pub(crate) fn render_assignment(assignment: &Assignment) -> AssignmentJson {
         }
         TargetKind::Group { group_id }
         | TargetKind::ExclusionGroup { group_id }
-        | TargetKind::AndroidFotaDeployment { group_id } => json.group_id = Some(group_id.to_string()),
-        TargetKind::ScopeTagGroup { target_type, entra_object_id } => {
+        | TargetKind::AndroidFotaDeployment { group_id } => {
+            json.group_id = Some(group_id.to_string())
+        }
+        TargetKind::ScopeTagGroup {
+            target_type,
+            entra_object_id,
+        } => {
             json.target_type = Some(target_type.as_str());
             json.entra_object_id = Some(entra_object_id.to_string());
         }
     }
-    AssignmentJson { odata_type: odata::qualified(odata::ASSIGNMENT_TYPE), target: json }
+    AssignmentJson {
+        odata_type: odata::qualified(odata::ASSIGNMENT_TYPE),
+        target: json,
+    }
 }
 
-pub(crate) fn expect_object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, WireError> {
-    value.as_object().ok_or_else(|| type_mismatch(path, "an object", value))
+pub(crate) fn expect_object<'a>(
+    value: &'a Value,
+    path: &str,
+) -> Result<&'a Map<String, Value>, WireError> {
+    value
+        .as_object()
+        .ok_or_else(|| type_mismatch(path, "an object", value))
 }
 
 /// Checks an entity or assignment `@odata.type`: absent or null means the declared type.
 pub(crate) fn expect_type(value: &Value, path: &str, expected: &str) -> Result<(), WireError> {
     match value {
         Value::Null => Ok(()),
-        Value::String(text) if odata::short_type_name(text).is_some_and(|name| name.eq_ignore_ascii_case(expected)) => Ok(()),
+        Value::String(text)
+            if odata::short_type_name(text)
+                .is_some_and(|name| name.eq_ignore_ascii_case(expected)) =>
+        {
+            Ok(())
+        }
         Value::String(text) => Err(WireError::new(
             path.to_owned(),
             format!("'{text}' does not name {}", odata::qualified(expected)),
@@ -188,10 +258,20 @@ pub(crate) fn expect_type(value: &Value, path: &str, expected: &str) -> Result<(
 }
 
 pub(crate) fn type_mismatch(path: &str, expected: &str, got: &Value) -> WireError {
-    WireError::new(path.to_owned(), format!("expected {expected}, got {}", json_kind(got)))
+    WireError::new(
+        path.to_owned(),
+        format!("expected {expected}, got {}", json_kind(got)),
+    )
 }
 
 pub(crate) fn unknown_property(path: &str, key: &str, type_name: &str) -> WireError {
-    let member = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
-    WireError::new(member, format!("property '{key}' does not exist on type 'microsoft.graph.{type_name}'"))
+    let member = if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    };
+    WireError::new(
+        member,
+        format!("property '{key}' does not exist on type 'microsoft.graph.{type_name}'"),
+    )
 }

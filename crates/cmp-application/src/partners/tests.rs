@@ -1,1 +1,734 @@
+//! Unit tests of the create-partner and get-partner use cases, over mocked ports.
+//!
+//! Time and identity are pinned: the clock always answers [`now`], and the id source hands
+//! out `Uuid::from_u128(1)`, `2`, `3`, ... in call order. A create asks for them as partner id,
+//! outbox id, `client-request-id`, the `Created` audit entry and, when Graph refuses the
+//! partner, the `CreateRejectedByGraph` audit entry, so every id below is known in advance.
 
+use std::time::Duration;
+
+use cmp_domain::{DisplayName, PartnerError, PartnerState, Platforms, Timestamp};
+use mockall::Sequence;
+use mockall::predicate::eq;
+use uuid::Uuid;
+
+use super::*;
+use crate::ports::{
+    CreateOutcome, DeliveryState, GraphCallResult, GraphResponseMeta, MockClock, MockGraphGateway,
+    MockIdSource, MockPartnerRepository, MockSleeper,
+};
+
+const REQUEST_ID: &str = "req-42";
+const DISPLAY_NAME: &str = "Contoso";
+const GRAPH_ID: &str = "graph-partner-1";
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_seconds(1_700_000_000, 0).expect("a 2023 instant is in range")
+}
+
+fn seconds_after_now(seconds: i64) -> Timestamp {
+    now().saturating_add_seconds(seconds)
+}
+
+fn partner_id() -> PartnerId {
+    PartnerId::from_uuid(Uuid::from_u128(1))
+}
+
+fn outbox_id() -> Uuid {
+    Uuid::from_u128(2)
+}
+
+fn client_request_id() -> Uuid {
+    Uuid::from_u128(3)
+}
+
+fn created_audit_id() -> Uuid {
+    Uuid::from_u128(4)
+}
+
+fn rejected_audit_id() -> Uuid {
+    Uuid::from_u128(5)
+}
+
+fn tenant_id() -> TenantId {
+    TenantId::from_uuid(Uuid::from_u128(0x7e57_7e57))
+}
+
+fn context() -> RequestContext {
+    RequestContext {
+        request_id: REQUEST_ID.to_owned(),
+    }
+}
+
+fn command_with_heartbeat(last_heartbeat: Timestamp) -> NewPartner {
+    NewPartner {
+        display_name: DisplayName::parse(DISPLAY_NAME).expect("a valid display name"),
+        state: PartnerState::Enabled,
+        last_heartbeat,
+        platforms: Platforms::none(),
+    }
+}
+
+fn command() -> NewPartner {
+    command_with_heartbeat(now())
+}
+
+/// The partner a create of [`command`] builds: the first id, the fixed clock.
+fn expected_partner() -> Partner {
+    Partner::create(partner_id(), command(), now()).expect("the command is valid")
+}
+
+/// Everything the create transaction must write besides the partner.
+fn expected_write() -> NewPartnerWrite {
+    NewPartnerWrite {
+        tenant_id: tenant_id(),
+        outbox_id: outbox_id(),
+        lease_owner: format!("request:{REQUEST_ID}"),
+        lease_expires_at: seconds_after_now(160),
+        client_request_id: client_request_id(),
+        now: now(),
+        audit: AuditEntry {
+            id: created_audit_id(),
+            partner_id: partner_id(),
+            action: AuditAction::Created,
+            request_id: REQUEST_ID.to_owned(),
+            at: now(),
+            detail: format!("created partner '{DISPLAY_NAME}'"),
+        },
+    }
+}
+
+fn graph_meta(status: u16, error_code: Option<&str>) -> GraphResponseMeta {
+    GraphResponseMeta {
+        status: Some(status),
+        error_code: error_code.map(str::to_owned),
+        error_message: error_code.map(|code| format!("{code}: the message of Graph")),
+        request_id: Some("graph-request-7".to_owned()),
+    }
+}
+
+/// The attempt record the inline attempt must leave for `transition`.
+fn expected_finish(
+    meta: GraphResponseMeta,
+    outcome_label: &'static str,
+    transition: OutboxTransition,
+) -> AttemptFinish {
+    AttemptFinish {
+        outbox_id: outbox_id(),
+        partner_id: partner_id(),
+        client_request_id: client_request_id(),
+        finished_at: now(),
+        meta,
+        outcome_label,
+        transition,
+    }
+}
+
+fn retry(state: DeliveryState, seconds_later: i64) -> OutboxTransition {
+    OutboxTransition::Retry {
+        state,
+        next_attempt_at: seconds_after_now(seconds_later),
+    }
+}
+
+fn fixed_clock() -> MockClock {
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    clock
+}
+
+fn sequential_ids() -> MockIdSource {
+    let mut ids = MockIdSource::new();
+    let mut last: u128 = 0;
+    ids.expect_new_uuid().returning(move || {
+        last += 1;
+        Uuid::from_u128(last)
+    });
+    ids
+}
+
+/// A sleeper whose every sleep is over at once: the inline deadline is always ready.
+fn instant_sleeper() -> MockSleeper {
+    let mut sleeper = MockSleeper::new();
+    sleeper.expect_sleep().returning(|_| ());
+    sleeper
+}
+
+fn untouched_sleeper() -> MockSleeper {
+    let mut sleeper = MockSleeper::new();
+    sleeper.expect_sleep().never();
+    sleeper
+}
+
+fn untouched_graph() -> MockGraphGateway {
+    let mut graph = MockGraphGateway::new();
+    graph.expect_create_partner().never();
+    graph
+}
+
+/// Graph answering `outcome` to exactly one call, made with the stored partner and the
+/// `client-request-id` recorded in the outbox write.
+fn graph_answering(outcome: CreateOutcome, meta: GraphResponseMeta) -> MockGraphGateway {
+    let answer = GraphCallResult { outcome, meta };
+    let mut graph = MockGraphGateway::new();
+    graph
+        .expect_create_partner()
+        .withf(|partner, id| partner == &expected_partner() && *id == client_request_id())
+        .times(1)
+        .returning(move |_, _| answer.clone());
+    graph
+}
+
+/// A repository expecting exactly the create transaction of [`command`], committing it.
+fn repository_committing_the_insert() -> MockPartnerRepository {
+    let mut repository = MockPartnerRepository::new();
+    repository
+        .expect_insert_new_partner()
+        .withf(|partner, write| partner == &expected_partner() && write == &expected_write())
+        .times(1)
+        .returning(|_, _| Ok(()));
+    repository
+}
+
+/// A repository committing the insert, then expecting exactly one attempt record equal to
+/// `finish` and no undo.
+fn repository_recording(finish: AttemptFinish) -> MockPartnerRepository {
+    let mut repository = repository_committing_the_insert();
+    repository
+        .expect_finish_attempt()
+        .withf(move |recorded| recorded == &finish)
+        .times(1)
+        .returning(|_| Ok(()));
+    repository.expect_undo_rejected_create().never();
+    repository
+}
+
+fn service_over(
+    repository: MockPartnerRepository,
+    graph: impl GraphGateway,
+    sleeper: MockSleeper,
+) -> PartnerService {
+    PartnerService::new(
+        Arc::new(repository),
+        Arc::new(graph),
+        Arc::new(fixed_clock()),
+        Arc::new(sequential_ids()),
+        Arc::new(sleeper),
+        tenant_id(),
+        DeliveryPolicy::default(),
+    )
+}
+
+/// A Graph that never answers, so that only the inline deadline can end the attempt. It
+/// records the `client-request-id` of each call it receives.
+#[derive(Default)]
+struct SilentGraph {
+    calls: Arc<std::sync::Mutex<Vec<Uuid>>>,
+}
+
+#[async_trait::async_trait]
+impl GraphGateway for SilentGraph {
+    async fn create_partner(&self, _partner: &Partner, client_request_id: Uuid) -> GraphCallResult {
+        self.calls
+            .lock()
+            .expect("no test thread panicked while holding the lock")
+            .push(client_request_id);
+        std::future::pending().await
+    }
+}
+
+/// The create of a partner whose inline attempt ends with `outcome` and must be recorded as
+/// `outcome_label` moving the row to `transition`; answers what the create returned.
+async fn create_when_graph_answers(
+    outcome: CreateOutcome,
+    meta: GraphResponseMeta,
+    outcome_label: &'static str,
+    transition: OutboxTransition,
+) -> Result<CreatePartnerOutput, CreatePartnerError> {
+    let repository = repository_recording(expected_finish(meta.clone(), outcome_label, transition));
+    let service = service_over(
+        repository,
+        graph_answering(outcome, meta),
+        instant_sleeper(),
+    );
+    service.create_partner(command(), &context()).await
+}
+
+// ---- create: success ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_answers_created_when_graph_creates_the_partner() {
+    let meta = graph_meta(201, None);
+    let repository = repository_recording(expected_finish(
+        meta.clone(),
+        "created",
+        OutboxTransition::Delivered {
+            graph_id: GRAPH_ID.to_owned(),
+        },
+    ));
+    let graph = graph_answering(
+        CreateOutcome::Created {
+            graph_id: GRAPH_ID.to_owned(),
+        },
+        meta,
+    );
+    let service = service_over(repository, graph, instant_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    assert_eq!(
+        result.expect("a create Graph accepted succeeds"),
+        CreatePartnerOutput::Created(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_commits_the_partner_before_calling_graph_and_records_the_attempt_after() {
+    let mut order = Sequence::new();
+    let mut repository = MockPartnerRepository::new();
+    let mut graph = MockGraphGateway::new();
+    repository
+        .expect_insert_new_partner()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _| Ok(()));
+    graph
+        .expect_create_partner()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _| GraphCallResult {
+            outcome: CreateOutcome::Created {
+                graph_id: GRAPH_ID.to_owned(),
+            },
+            meta: GraphResponseMeta::default(),
+        });
+    repository
+        .expect_finish_attempt()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+    let service = service_over(repository, graph, instant_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    assert_eq!(
+        result.expect("a create Graph accepted succeeds"),
+        CreatePartnerOutput::Created(expected_partner())
+    );
+}
+
+// ---- create: refused before Graph ---------------------------------------------------------
+
+#[tokio::test]
+async fn create_reports_a_duplicate_name_and_never_calls_graph_when_the_name_is_taken() {
+    let mut repository = MockPartnerRepository::new();
+    repository
+        .expect_insert_new_partner()
+        .withf(|partner, write| partner == &expected_partner() && write == &expected_write())
+        .times(1)
+        .returning(|_, _| {
+            Err(StoreError::DuplicateDisplayName {
+                display_name: DISPLAY_NAME.to_owned(),
+            })
+        });
+    repository.expect_finish_attempt().never();
+    repository.expect_undo_rejected_create().never();
+    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    match result {
+        Err(CreatePartnerError::DuplicateDisplayName { display_name }) => {
+            assert_eq!(display_name, DISPLAY_NAME);
+        }
+        other => panic!("expected DuplicateDisplayName, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_refuses_a_heartbeat_more_than_five_minutes_ahead_without_touching_store_or_graph() {
+    let heartbeat = Timestamp::from_unix_seconds(1_700_000_300, 1).expect("in range");
+    let mut repository = MockPartnerRepository::new();
+    repository.expect_insert_new_partner().never();
+    repository.expect_finish_attempt().never();
+    repository.expect_undo_rejected_create().never();
+    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+
+    let result = service
+        .create_partner(command_with_heartbeat(heartbeat), &context())
+        .await;
+
+    match result {
+        Err(CreatePartnerError::Invalid(error)) => assert_eq!(
+            error,
+            PartnerError::HeartbeatInFuture {
+                heartbeat,
+                latest_allowed: seconds_after_now(300),
+            }
+        ),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_reports_unexpected_and_never_calls_graph_when_the_insert_fails() {
+    let mut repository = MockPartnerRepository::new();
+    repository
+        .expect_insert_new_partner()
+        .times(1)
+        .returning(|_, _| Err(StoreError::Unexpected(anyhow::anyhow!("disk I/O error"))));
+    repository.expect_finish_attempt().never();
+    repository.expect_undo_rejected_create().never();
+    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    match result {
+        Err(CreatePartnerError::Unexpected(error)) => {
+            assert!(
+                format!("{error:#}").contains("disk I/O error"),
+                "the cause is kept: {error:#}"
+            );
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+}
+
+// ---- create: Graph did not create it, the row goes back to the dispatcher -----------------
+
+#[tokio::test]
+async fn create_queues_the_partner_pending_after_the_base_delay_when_graph_throttles_without_retry_after()
+ {
+    let result = create_when_graph_answers(
+        CreateOutcome::NotApplied { retry_after: None },
+        graph_meta(429, Some("TooManyRequests")),
+        "not_applied",
+        retry(DeliveryState::Pending, 10),
+    )
+    .await;
+
+    assert_eq!(
+        result.expect("a throttled create is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_queues_the_partner_pending_until_retry_after_when_graph_asks_for_longer_than_the_base_delay()
+ {
+    let result = create_when_graph_answers(
+        CreateOutcome::NotApplied {
+            retry_after: Some(Duration::from_secs(300)),
+        },
+        graph_meta(429, Some("TooManyRequests")),
+        "not_applied",
+        retry(DeliveryState::Pending, 300),
+    )
+    .await;
+
+    assert_eq!(
+        result.expect("a throttled create is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_queues_the_partner_pending_after_the_base_delay_when_retry_after_is_shorter() {
+    let result = create_when_graph_answers(
+        CreateOutcome::NotApplied {
+            retry_after: Some(Duration::from_secs(2)),
+        },
+        graph_meta(429, Some("TooManyRequests")),
+        "not_applied",
+        retry(DeliveryState::Pending, 10),
+    )
+    .await;
+
+    assert_eq!(
+        result.expect("a throttled create is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_queues_the_partner_pending_after_the_base_delay_when_our_credentials_fail() {
+    let result = create_when_graph_answers(
+        CreateOutcome::AuthFailure,
+        graph_meta(403, Some("Forbidden")),
+        "auth_failure",
+        retry(DeliveryState::Pending, 10),
+    )
+    .await;
+
+    assert_eq!(
+        result.expect("a create refused for our own credentials is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_queues_the_partner_unknown_after_the_settle_delay_when_the_outcome_is_unknown() {
+    let result = create_when_graph_answers(
+        CreateOutcome::Unknown,
+        graph_meta(503, Some("ServiceUnavailable")),
+        "unknown",
+        retry(DeliveryState::Unknown, 130),
+    )
+    .await;
+
+    assert_eq!(
+        result.expect("a create with an unknown outcome is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_queues_the_partner_unknown_for_immediate_reconciliation_when_graph_reports_a_conflict()
+ {
+    let result = create_when_graph_answers(
+        CreateOutcome::Conflict,
+        graph_meta(409, Some("Conflict")),
+        "conflict",
+        retry(DeliveryState::Unknown, 0),
+    )
+    .await;
+
+    assert_eq!(
+        result.expect("a create that met a conflict is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+#[tokio::test]
+async fn create_answers_accepted_and_records_deadline_passed_when_graph_is_slower_than_the_inline_deadline()
+ {
+    let repository = repository_recording(expected_finish(
+        GraphResponseMeta::default(),
+        "deadline_passed",
+        retry(DeliveryState::Unknown, 130),
+    ));
+    let graph = SilentGraph::default();
+    let graph_calls = Arc::clone(&graph.calls);
+    let mut sleeper = MockSleeper::new();
+    sleeper
+        .expect_sleep()
+        .with(eq(DeliveryPolicy::default().inline_deadline))
+        .times(1)
+        .returning(|_| ());
+    let service = service_over(repository, graph, sleeper);
+
+    let result = service.create_partner(command(), &context()).await;
+
+    assert_eq!(
+        result.expect("a create past the deadline is accepted"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+    assert_eq!(
+        *graph_calls
+            .lock()
+            .expect("no test thread panicked while holding the lock"),
+        vec![client_request_id()],
+        "Graph is called once, with the recorded client-request-id"
+    );
+}
+
+#[tokio::test]
+async fn create_answers_accepted_when_recording_the_attempt_fails_after_graph_created_the_partner()
+{
+    let mut repository = repository_committing_the_insert();
+    repository
+        .expect_finish_attempt()
+        .withf(|finish| {
+            finish.outbox_id == outbox_id()
+                && finish.client_request_id == client_request_id()
+                && finish.transition
+                    == OutboxTransition::Delivered {
+                        graph_id: GRAPH_ID.to_owned(),
+                    }
+        })
+        .times(1)
+        .returning(|_| {
+            Err(StoreError::Unexpected(anyhow::anyhow!(
+                "database is locked"
+            )))
+        });
+    repository.expect_undo_rejected_create().never();
+    let graph = graph_answering(
+        CreateOutcome::Created {
+            graph_id: GRAPH_ID.to_owned(),
+        },
+        graph_meta(201, None),
+    );
+    let service = service_over(repository, graph, instant_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    assert_eq!(
+        result.expect("a committed partner is never reported as a failure"),
+        CreatePartnerOutput::Accepted(expected_partner())
+    );
+}
+
+// ---- create: Graph refuses the partner for good -------------------------------------------
+
+/// A repository committing the insert, then expecting exactly one undo of that create with a
+/// `CreateRejectedByGraph` audit entry whose detail names `error_code`, answering `undo`.
+fn repository_undoing(
+    error_code: &'static str,
+    undo: fn() -> Result<(), StoreError>,
+) -> MockPartnerRepository {
+    let mut repository = repository_committing_the_insert();
+    repository.expect_finish_attempt().never();
+    repository
+        .expect_undo_rejected_create()
+        .withf(move |partner, outbox, audit| {
+            *partner == partner_id()
+                && *outbox == outbox_id()
+                && audit.id == rejected_audit_id()
+                && audit.partner_id == partner_id()
+                && audit.action == AuditAction::CreateRejectedByGraph
+                && audit.request_id == REQUEST_ID
+                && audit.at == now()
+                && audit.detail.contains(error_code)
+        })
+        .times(1)
+        .returning(move |_, _, _| undo());
+    repository
+}
+
+#[tokio::test]
+async fn create_undoes_the_write_and_reports_graphs_error_when_graph_rejects_the_partner() {
+    let meta = graph_meta(422, Some("ModelValidationFailure"));
+    let repository = repository_undoing("ModelValidationFailure", || Ok(()));
+    let graph = graph_answering(CreateOutcome::Rejected, meta);
+    let service = service_over(repository, graph, instant_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    match result {
+        Err(CreatePartnerError::GraphRejected {
+            status,
+            code,
+            message,
+        }) => {
+            assert_eq!(status, 422);
+            assert_eq!(code.as_deref(), Some("ModelValidationFailure"));
+            assert_eq!(
+                message.as_deref(),
+                Some("ModelValidationFailure: the message of Graph")
+            );
+        }
+        other => panic!("expected GraphRejected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_reports_status_400_when_graph_rejects_the_partner_without_a_status() {
+    let meta = GraphResponseMeta {
+        status: None,
+        error_code: Some("BadRequest".to_owned()),
+        error_message: None,
+        request_id: None,
+    };
+    let repository = repository_undoing("BadRequest", || Ok(()));
+    let graph = graph_answering(CreateOutcome::Rejected, meta);
+    let service = service_over(repository, graph, instant_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    match result {
+        Err(CreatePartnerError::GraphRejected {
+            status,
+            code,
+            message,
+        }) => {
+            assert_eq!(status, 400);
+            assert_eq!(code.as_deref(), Some("BadRequest"));
+            assert_eq!(message, None);
+        }
+        other => panic!("expected GraphRejected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_reports_unexpected_when_undoing_a_rejected_create_fails() {
+    let meta = graph_meta(400, Some("InvalidRequest"));
+    let repository = repository_undoing("InvalidRequest", || {
+        Err(StoreError::Unexpected(anyhow::anyhow!("disk full")))
+    });
+    let graph = graph_answering(CreateOutcome::Rejected, meta);
+    let service = service_over(repository, graph, instant_sleeper());
+
+    let result = service.create_partner(command(), &context()).await;
+
+    match result {
+        Err(CreatePartnerError::Unexpected(error)) => {
+            let chain = format!("{error:#}");
+            assert!(
+                chain.contains("undoing a create Graph refused") && chain.contains("disk full"),
+                "the context and the cause are kept: {chain}"
+            );
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+}
+
+// ---- get ----------------------------------------------------------------------------------
+
+fn repository_reading(
+    answer: fn() -> Result<Option<Partner>, StoreError>,
+) -> MockPartnerRepository {
+    let mut repository = MockPartnerRepository::new();
+    repository
+        .expect_get_partner()
+        .with(eq(partner_id()))
+        .times(1)
+        .returning(move |_| answer());
+    repository
+}
+
+#[tokio::test]
+async fn get_answers_the_stored_partner_when_it_exists() {
+    let repository = repository_reading(|| Ok(Some(expected_partner())));
+    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+
+    let result = service.get_partner(partner_id()).await;
+
+    assert_eq!(
+        result.expect("a stored partner is found"),
+        expected_partner()
+    );
+}
+
+#[tokio::test]
+async fn get_reports_not_found_when_no_partner_has_the_id() {
+    let repository = repository_reading(|| Ok(None));
+    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+
+    let result = service.get_partner(partner_id()).await;
+
+    match result {
+        Err(GetPartnerError::NotFound(id)) => assert_eq!(id, partner_id()),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn get_reports_unexpected_when_the_store_fails() {
+    let repository =
+        repository_reading(|| Err(StoreError::Unexpected(anyhow::anyhow!("disk I/O error"))));
+    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+
+    let result = service.get_partner(partner_id()).await;
+
+    match result {
+        Err(GetPartnerError::Unexpected(error)) => {
+            let chain = format!("{error:#}");
+            assert!(
+                chain.contains("reading a partner") && chain.contains("disk I/O error"),
+                "the context and the cause are kept: {chain}"
+            );
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+}

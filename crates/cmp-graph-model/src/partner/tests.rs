@@ -29,10 +29,16 @@ fn the_seed_request_parses_and_renders_in_graphs_response_form() {
     let json = rendered(&partner_from(body));
 
     assert_eq!(json["@odata.context"], "ctx");
-    assert_eq!(json["@odata.type"], "#microsoft.graph.complianceManagementPartner");
+    assert_eq!(
+        json["@odata.type"],
+        "#microsoft.graph.complianceManagementPartner"
+    );
     assert_eq!(json["displayName"], "Display Name value");
     assert_eq!(json["partnerState"], "unavailable");
-    assert_eq!(json["lastHeartbeatDateTime"], "2017-01-01T07:59:37.9174975Z");
+    assert_eq!(
+        json["lastHeartbeatDateTime"],
+        "2017-01-01T07:59:37.9174975Z"
+    );
     for prefix in ["macOs", "windows", "android", "ios"] {
         assert_eq!(json[format!("{prefix}Onboarded")], true, "{prefix}");
         assert_eq!(
@@ -58,7 +64,10 @@ fn absent_properties_take_graphs_defaults() {
     let json = rendered(&partner_from(json!({"displayName": "Minimal"})));
 
     assert_eq!(json["partnerState"], "unknown");
-    assert_eq!(json["lastHeartbeatDateTime"], "0001-01-01T00:00:00.0000000Z");
+    assert_eq!(
+        json["lastHeartbeatDateTime"],
+        "0001-01-01T00:00:00.0000000Z"
+    );
     for prefix in ["macOs", "windows", "android", "ios", "linux"] {
         assert_eq!(json[format!("{prefix}Onboarded")], false);
         assert_eq!(json[format!("{prefix}EnrollmentAssignments")], json!([]));
@@ -91,11 +100,19 @@ fn every_target_subtype_round_trips_through_render_and_parse() {
     assert_eq!(reparsed, partner);
     assert_eq!(partner.platform(Platform::Linux).assignments().len(), 7);
     let json = rendered(&partner);
-    let targets = json["linuxEnrollmentAssignments"].as_array().expect("array");
+    let targets = json["linuxEnrollmentAssignments"]
+        .as_array()
+        .expect("array");
     assert_eq!(targets[5]["target"]["targetType"], "device");
     assert_eq!(targets[5]["target"]["entraObjectId"], group);
-    assert_eq!(targets[3]["target"]["deviceAndAppManagementAssignmentFilterId"], "f-1");
-    assert_eq!(targets[0]["target"]["deviceAndAppManagementAssignmentFilterId"], Value::Null);
+    assert_eq!(
+        targets[3]["target"]["deviceAndAppManagementAssignmentFilterId"],
+        "f-1"
+    );
+    assert_eq!(
+        targets[0]["target"]["deviceAndAppManagementAssignmentFilterId"],
+        Value::Null
+    );
 }
 
 #[test]
@@ -127,38 +144,160 @@ fn bad_bodies_are_refused_with_the_offending_member_named() {
     let cases: Vec<(&str, Value, &str)> = vec![
         ("not an object", json!([1]), ""),
         ("missing display name", json!({}), "displayName"),
-        ("null display name", json!({"displayName": null}), "displayName"),
-        ("blank display name", json!({"displayName": "  "}), "displayName"),
-        ("display name a number", json!({"displayName": 5}), "displayName"),
-        ("unknown property", json!({"displayName": "x", "colour": "red"}), "colour"),
-        ("wrong entity type", json!({"displayName": "x", "@odata.type": "#microsoft.graph.user"}), "@odata.type"),
-        ("bad enum", json!({"displayName": "x", "partnerState": "Enabled"}), "partnerState"),
-        ("bad date", json!({"displayName": "x", "lastHeartbeatDateTime": "2016-13-01T00:00:00Z"}), "lastHeartbeatDateTime"),
-        ("date without offset", json!({"displayName": "x", "lastHeartbeatDateTime": "2016-12-01T00:00:00"}), "lastHeartbeatDateTime"),
-        ("boolean as string", json!({"displayName": "x", "iosOnboarded": "true"}), "iosOnboarded"),
-        ("null boolean", json!({"displayName": "x", "iosOnboarded": null}), "iosOnboarded"),
-        ("assignments not an array", json!({"displayName": "x", "iosEnrollmentAssignments": {}}), "iosEnrollmentAssignments"),
-        ("assignments while not onboarded", json!({"displayName": "x", "iosEnrollmentAssignments": [{"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}]}), "iosEnrollmentAssignments"),
-        ("assignment without target", json!({"displayName": "x", "iosOnboarded": true, "iosEnrollmentAssignments": [{}]}), "iosEnrollmentAssignments[0].target"),
-        ("unknown assignment property", json!({"displayName": "x", "iosOnboarded": true, "iosEnrollmentAssignments": [{"target": null, "intent": "x"}]}), "iosEnrollmentAssignments[0].intent"),
-        ("target without type", target(json!({"groupId": g})), "macOsEnrollmentAssignments[0].target.@odata.type"),
-        ("unknown target type", target(json!({"@odata.type": "#microsoft.graph.userTarget"})), "macOsEnrollmentAssignments[0].target.@odata.type"),
-        ("target type without namespace", target(json!({"@odata.type": "groupAssignmentTarget", "groupId": g})), "macOsEnrollmentAssignments[0].target.@odata.type"),
-        ("group id not a GUID", target(json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": "g1"})), "macOsEnrollmentAssignments[0].target.groupId"),
-        ("group id missing", target(json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget"})), "macOsEnrollmentAssignments[0].target.groupId"),
-        ("collection id empty", target(json!({"@odata.type": "#microsoft.graph.configurationManagerCollectionAssignmentTarget", "collectionId": ""})), "macOsEnrollmentAssignments[0].target.collectionId"),
-        ("property of another subtype", target(json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "groupId": g})), "macOsEnrollmentAssignments[0].target.groupId"),
-        ("include without filter id", target(json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "deviceAndAppManagementAssignmentFilterType": "include"})), "macOsEnrollmentAssignments[0].target.deviceAndAppManagementAssignmentFilterId"),
-        ("none with filter id", target(json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "deviceAndAppManagementAssignmentFilterId": "f"})), "macOsEnrollmentAssignments[0].target.deviceAndAppManagementAssignmentFilterId"),
-        ("bad filter type", target(json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "deviceAndAppManagementAssignmentFilterType": "sometimes"})), "macOsEnrollmentAssignments[0].target.deviceAndAppManagementAssignmentFilterType"),
-        ("bad scope tag target type", target(json!({"@odata.type": "#microsoft.graph.scopeTagGroupAssignmentTarget", "targetType": "robot", "entraObjectId": g})), "macOsEnrollmentAssignments[0].target.targetType"),
-        ("duplicate target", json!({"displayName": "x", "androidOnboarded": true, "androidEnrollmentAssignments": [
+        (
+            "null display name",
+            json!({"displayName": null}),
+            "displayName",
+        ),
+        (
+            "blank display name",
+            json!({"displayName": "  "}),
+            "displayName",
+        ),
+        (
+            "display name a number",
+            json!({"displayName": 5}),
+            "displayName",
+        ),
+        (
+            "unknown property",
+            json!({"displayName": "x", "colour": "red"}),
+            "colour",
+        ),
+        (
+            "wrong entity type",
+            json!({"displayName": "x", "@odata.type": "#microsoft.graph.user"}),
+            "@odata.type",
+        ),
+        (
+            "bad enum",
+            json!({"displayName": "x", "partnerState": "Enabled"}),
+            "partnerState",
+        ),
+        (
+            "bad date",
+            json!({"displayName": "x", "lastHeartbeatDateTime": "2016-13-01T00:00:00Z"}),
+            "lastHeartbeatDateTime",
+        ),
+        (
+            "date without offset",
+            json!({"displayName": "x", "lastHeartbeatDateTime": "2016-12-01T00:00:00"}),
+            "lastHeartbeatDateTime",
+        ),
+        (
+            "boolean as string",
+            json!({"displayName": "x", "iosOnboarded": "true"}),
+            "iosOnboarded",
+        ),
+        (
+            "null boolean",
+            json!({"displayName": "x", "iosOnboarded": null}),
+            "iosOnboarded",
+        ),
+        (
+            "assignments not an array",
+            json!({"displayName": "x", "iosEnrollmentAssignments": {}}),
+            "iosEnrollmentAssignments",
+        ),
+        (
+            "assignments while not onboarded",
+            json!({"displayName": "x", "iosEnrollmentAssignments": [{"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}]}),
+            "iosEnrollmentAssignments",
+        ),
+        (
+            "assignment without target",
+            json!({"displayName": "x", "iosOnboarded": true, "iosEnrollmentAssignments": [{}]}),
+            "iosEnrollmentAssignments[0].target",
+        ),
+        (
+            "unknown assignment property",
+            json!({"displayName": "x", "iosOnboarded": true, "iosEnrollmentAssignments": [{"target": null, "intent": "x"}]}),
+            "iosEnrollmentAssignments[0].intent",
+        ),
+        (
+            "target without type",
+            target(json!({"groupId": g})),
+            "macOsEnrollmentAssignments[0].target.@odata.type",
+        ),
+        (
+            "unknown target type",
+            target(json!({"@odata.type": "#microsoft.graph.userTarget"})),
+            "macOsEnrollmentAssignments[0].target.@odata.type",
+        ),
+        (
+            "target type without namespace",
+            target(json!({"@odata.type": "groupAssignmentTarget", "groupId": g})),
+            "macOsEnrollmentAssignments[0].target.@odata.type",
+        ),
+        (
+            "group id not a GUID",
+            target(
+                json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": "g1"}),
+            ),
+            "macOsEnrollmentAssignments[0].target.groupId",
+        ),
+        (
+            "group id missing",
+            target(json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget"})),
+            "macOsEnrollmentAssignments[0].target.groupId",
+        ),
+        (
+            "collection id empty",
+            target(
+                json!({"@odata.type": "#microsoft.graph.configurationManagerCollectionAssignmentTarget", "collectionId": ""}),
+            ),
+            "macOsEnrollmentAssignments[0].target.collectionId",
+        ),
+        (
+            "property of another subtype",
+            target(
+                json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "groupId": g}),
+            ),
+            "macOsEnrollmentAssignments[0].target.groupId",
+        ),
+        (
+            "include without filter id",
+            target(
+                json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "deviceAndAppManagementAssignmentFilterType": "include"}),
+            ),
+            "macOsEnrollmentAssignments[0].target.deviceAndAppManagementAssignmentFilterId",
+        ),
+        (
+            "none with filter id",
+            target(
+                json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "deviceAndAppManagementAssignmentFilterId": "f"}),
+            ),
+            "macOsEnrollmentAssignments[0].target.deviceAndAppManagementAssignmentFilterId",
+        ),
+        (
+            "bad filter type",
+            target(
+                json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget", "deviceAndAppManagementAssignmentFilterType": "sometimes"}),
+            ),
+            "macOsEnrollmentAssignments[0].target.deviceAndAppManagementAssignmentFilterType",
+        ),
+        (
+            "bad scope tag target type",
+            target(
+                json!({"@odata.type": "#microsoft.graph.scopeTagGroupAssignmentTarget", "targetType": "robot", "entraObjectId": g}),
+            ),
+            "macOsEnrollmentAssignments[0].target.targetType",
+        ),
+        (
+            "duplicate target",
+            json!({"displayName": "x", "androidOnboarded": true, "androidEnrollmentAssignments": [
             {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": g}},
-            {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": g.to_uppercase()}}]}), "androidEnrollmentAssignments"),
+            {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": g.to_uppercase()}}]}),
+            "androidEnrollmentAssignments",
+        ),
     ];
     for (case, body, expected_target) in cases {
         let error = parse(body).expect_err(case);
-        assert_eq!(error.target, expected_target, "case: {case} ({})", error.message);
+        assert_eq!(
+            error.target, expected_target,
+            "case: {case} ({})",
+            error.message
+        );
         assert!(!error.message.is_empty(), "case: {case}");
     }
 }
@@ -171,5 +310,8 @@ fn the_create_body_for_graph_carries_no_id_or_context() {
 
     assert!(json.get("id").is_none());
     assert!(json.get("@odata.context").is_none());
-    assert_eq!(json["@odata.type"], "#microsoft.graph.complianceManagementPartner");
+    assert_eq!(
+        json["@odata.type"],
+        "#microsoft.graph.complianceManagementPartner"
+    );
 }

@@ -1,0 +1,217 @@
+//! [`ApiError`]: every error response, mapped once from the use-case errors.
+
+use std::sync::Arc;
+
+use axum::http::header::{ALLOW, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cmp_application::{CreatePartnerError, GetPartnerError};
+use cmp_domain::PartnerError;
+use cmp_graph_model::WireError;
+
+/// The parts of a Graph error body that the handler decides; the envelope adds the request
+/// ids and the date, renders the body and logs server errors.
+#[derive(Debug, Clone)]
+pub struct GraphError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Graph's `error.code`, which clients branch on.
+    pub code: String,
+    /// Human-readable, safe to show: never SQL, a token, or a stack trace.
+    pub message: String,
+    /// The offending member, for request-body errors.
+    pub target: Option<String>,
+    /// A code from further down (Graph's own `error.code` when Graph refused a partner).
+    pub inner_code: Option<String>,
+    /// For 5xx: the cause, logged once by the envelope and never sent.
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// An error answer in Graph's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    error: GraphError,
+    allow: Option<&'static str>,
+    bearer_challenge: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: GraphError {
+                status,
+                code: code.to_owned(),
+                message: message.into(),
+                target: None,
+                inner_code: None,
+                cause: None,
+            },
+            allow: None,
+            bearer_challenge: false,
+        }
+    }
+
+    /// 400 `BadRequest`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// 401 `InvalidAuthenticationToken` with `WWW-Authenticate: Bearer`.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self {
+            bearer_challenge: true,
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                message,
+            )
+        }
+    }
+
+    /// 404 `ResourceNotFound`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message)
+    }
+
+    /// 405 with the `Allow` header. Graph documents no code for it; `BadRequest` is what
+    /// graph-contract §8 settles on.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let message = format!("the method is not allowed here; allowed: {allow}");
+        let mut api = Self::new(StatusCode::METHOD_NOT_ALLOWED, "BadRequest", message);
+        api.allow = Some(allow);
+        api
+    }
+
+    /// 413 `RequestEntityTooLarge`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("the request body must be at most {limit} bytes"),
+        )
+    }
+
+    /// 415 `UnsupportedMediaType`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "the request body must be sent as Content-Type: application/json",
+        )
+    }
+
+    /// 500 `InternalServerError`; the cause is logged, never shown.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let mut api = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "an internal error occurred",
+        );
+        api.error.cause = Some(Arc::new(cause));
+        api
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.error.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// Produces a bodiless response carrying the [`GraphError`] as an extension; the envelope
+    /// middleware renders it. Converting has no side effects (no logging here).
+    fn into_response(self) -> Response {
+        let mut response = self.error.status.into_response();
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.bearer_challenge {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(self.error);
+        response
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(error: WireError) -> Self {
+        let target = (!error.target.is_empty()).then(|| error.target.clone());
+        let mut api = Self::bad_request(error.to_string());
+        if error.target.is_empty() {
+            api.error.message = error.message;
+        }
+        api.error.target = target;
+        api
+    }
+}
+
+impl From<CreatePartnerError> for ApiError {
+    fn from(error: CreatePartnerError) -> Self {
+        match error {
+            CreatePartnerError::Invalid(invalid) => {
+                let target = match invalid {
+                    PartnerError::HeartbeatInFuture { .. } => "lastHeartbeatDateTime",
+                };
+                let mut api = Self::bad_request(invalid.to_string());
+                api.error.target = Some(target.into());
+                api
+            }
+            CreatePartnerError::DuplicateDisplayName { display_name } => Self::new(
+                StatusCode::CONFLICT,
+                "nameAlreadyExists",
+                format!("a partner named '{display_name}' already exists"),
+            ),
+            CreatePartnerError::GraphRejected {
+                status,
+                code,
+                message,
+            } => {
+                // A payload Graph refuses is the caller's to fix (400); anything else Graph
+                // refused is Graph's or our configuration's problem (502).
+                let (status, code_here) = if matches!(status, 400 | 422) {
+                    (StatusCode::BAD_REQUEST, "BadRequest")
+                } else {
+                    (StatusCode::BAD_GATEWAY, "BadGateway")
+                };
+                let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
+                let mut api = Self::new(
+                    status,
+                    code_here,
+                    format!("Microsoft Graph refused the partner{detail}"),
+                );
+                api.error.inner_code = code;
+                api
+            }
+            CreatePartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
+        }
+    }
+}
+
+impl From<GetPartnerError> for ApiError {
+    fn from(error: GetPartnerError) -> Self {
+        match error {
+            GetPartnerError::NotFound(id) => {
+                Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
+            }
+            GetPartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
+        }
+    }
+}
+
+/// Carries an `anyhow`-style error from a use case to the log as a standard error, keeping
+/// its whole chain of causes.
+#[derive(Debug)]
+struct AnyhowCause<E>(E);
+
+impl<E: std::fmt::Display> std::fmt::Display for AnyhowCause<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `{:#}` prints anyhow's whole context chain on one line.
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for AnyhowCause<E> {}
