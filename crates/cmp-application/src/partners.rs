@@ -89,7 +89,7 @@ impl PartnerService {
 
 #[async_trait::async_trait]
 impl PartnerUseCases for PartnerService {
-    #[tracing::instrument(name = "create_partner", skip_all, fields(partner.id, request.id = %context.request_id))]
+    #[tracing::instrument(name = "create_partner", skip_all, fields(partner.id))]
     async fn create_partner(
         &self,
         command: NewPartner,

@@ -1,1 +1,20 @@
-//! placeholder
+//! The service binary's library: configuration, telemetry and the wiring of the adapters.
+//!
+//! It is the only crate that knows every other one, and the only one that reads files and
+//! environment variables (`config`) or installs the log subscriber (`tracing-subscriber`).
+//! It holds no business logic: [`Application::build`] connects the SQLite store, the Graph
+//! gateway and the HTTP API around the application's use cases.
+//!
+//! # Layout
+//! - [`config`]: [`Settings`], loaded from `config/` and `CMP__*` environment variables.
+//! - [`telemetry`]: the tracing subscriber.
+//! - [`startup`]: [`Application`]: build, bind, serve, shut down.
+//! - [`system`]: the clock, id source and sleeper the use cases run on.
+
+pub mod config;
+pub mod startup;
+pub mod system;
+pub mod telemetry;
+
+pub use config::{Environment, Settings};
+pub use startup::{Application, shutdown_signal};

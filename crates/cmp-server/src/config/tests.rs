@@ -1,0 +1,89 @@
+use super::*;
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"))
+}
+
+#[test]
+fn every_shipped_environment_but_production_loads() {
+    for environment in [Environment::Development, Environment::Test] {
+        let settings = load_from(&config_dir(), environment).expect("shipped config loads");
+        assert_eq!(settings.environment, environment);
+        assert_eq!(settings.http.root_path, "/beta");
+    }
+    let test = load_from(&config_dir(), Environment::Test).expect("loads");
+    assert_eq!(test.http.port, 0);
+    let development = load_from(&config_dir(), Environment::Development).expect("loads");
+    assert_eq!(
+        (development.http.host.as_str(), development.http.port),
+        ("127.0.0.1", 8080)
+    );
+}
+
+#[test]
+fn production_refuses_to_start_without_a_public_url_or_with_the_simulated_graph() {
+    let error = load_from(&config_dir(), Environment::Production).expect_err("must refuse");
+    assert!(
+        format!("{error:#}").contains("http.public_base_url"),
+        "{error:#}"
+    );
+}
+
+#[test]
+fn an_unknown_environment_is_refused_by_name() {
+    let error = "staging".parse::<Environment>().expect_err("unknown");
+    assert!(error.to_string().contains("CMP_ENV"), "{error}");
+}
+
+/// A config folder holding the shipped `default.toml` and `overlay` as `test.toml`.
+fn config_with_overlay(overlay: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        config_dir().join("default.toml"),
+        dir.path().join("default.toml"),
+    )
+    .expect("copy");
+    std::fs::write(dir.path().join("test.toml"), overlay).expect("write");
+    dir
+}
+
+#[test]
+fn a_bad_value_is_refused_with_its_key_named() {
+    let cases = [
+        ("[http]\nroot_path = \"beta/\"\n", "http.root_path"),
+        (
+            "[http]\npublic_base_url = \"ftp://x\"\n",
+            "http.public_base_url",
+        ),
+        (
+            "[graph.simulated]\nfailure_rate = 2.0\n",
+            "graph.simulated.failure_rate",
+        ),
+        (
+            "[delivery]\ninline_deadline_ms = 0\n",
+            "delivery.inline_deadline_ms",
+        ),
+        (
+            "[delivery]\ninline_deadline_ms = 40000\nlease_ms = 50000\n",
+            "http.request_timeout_ms",
+        ),
+        ("[http]\nport = \"eighty\"\n", "port"),
+        ("[graph]\ntenant_id = \"not-a-guid\"\n", "tenant_id"),
+        ("[graph]\nmode = \"magic\"\n", "mode"),
+        ("[http]\ncolour = \"red\"\n", "colour"),
+    ];
+    for (overlay, key) in cases {
+        let dir = config_with_overlay(overlay);
+
+        let error = load_from(dir.path(), Environment::Test).expect_err(key);
+
+        assert!(format!("{error:#}").contains(key), "case {key}: {error:#}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let error = load_from(dir.path(), Environment::Test).expect_err("no files");
+    assert!(format!("{error:#}").contains("default.toml"), "{error:#}");
+}

@@ -1,0 +1,137 @@
+//! [`Application`]: the service assembled from its settings, bound and ready to serve.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cmp_application::{GraphGateway, PartnerService, PartnerUseCases};
+use cmp_domain::TenantId;
+use cmp_graph_client::SimulatedGraph;
+use cmp_http_api::{AppState, RequestLimits};
+use cmp_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::config::{GraphMode, Settings};
+use crate::system::{RandomIds, SystemClock, TokioSleeper};
+
+/// The running service's parts, between [`Application::build`] and
+/// [`Application::run_until_stopped`].
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: axum::Router,
+    store: SqliteStore,
+    public_root: String,
+}
+
+impl Application {
+    /// Binds the listener, opens (and migrates) the store, and wires the adapters around the
+    /// use cases. Port 0 binds a port the OS picks; [`Application::local_addr`] tells which.
+    ///
+    /// # Errors
+    /// When binding, opening the database or wiring fails; the message says which step.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding the HTTP listener to {address}"))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let store = SqliteStore::open(&settings.sqlite).await.with_context(|| {
+            format!(
+                "opening the SQLite store at {}",
+                settings.sqlite.path.display()
+            )
+        })?;
+
+        let graph: Arc<dyn GraphGateway> = match settings.graph.mode {
+            GraphMode::Simulated => Arc::new(SimulatedGraph::new(settings.graph.simulated.clone())),
+        };
+        let partners: Arc<dyn PartnerUseCases> = Arc::new(PartnerService::new(
+            Arc::new(store.partner_repository()),
+            graph,
+            Arc::new(SystemClock),
+            Arc::new(RandomIds),
+            Arc::new(TokioSleeper),
+            TenantId::from_uuid(settings.graph.tenant_id),
+            settings.delivery.policy(),
+        ));
+
+        let public_root = if settings.http.public_base_url.is_empty() {
+            format!("http://{local_addr}{}", settings.http.root_path)
+        } else {
+            settings.http.public_base_url.clone()
+        };
+        let state = AppState {
+            partners,
+            public_root: public_root.clone().into(),
+            body_limit_bytes: settings.http.body_limit_bytes,
+        };
+        let limits = RequestLimits {
+            body_limit_bytes: settings.http.body_limit_bytes,
+            request_timeout: Duration::from_millis(settings.http.request_timeout_ms),
+        };
+        let router = cmp_http_api::router(state, &settings.http.root_path, limits);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            store,
+            public_root,
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The root URL of the Graph-shaped API, e.g. `http://127.0.0.1:8080/beta`.
+    pub fn public_root(&self) -> &str {
+        &self.public_root
+    }
+
+    /// Serves until `shutdown` completes, lets requests in flight finish, then closes the store.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr, root = %self.public_root, "serving");
+        let served = cmp_http_api::serve(self.listener, self.router, shutdown).await;
+        self.store.close().await;
+        tracing::info!("stopped");
+        served.context("serving HTTP")
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error.message = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error.message = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
