@@ -1,0 +1,212 @@
+//! `spawn_app` and the per-endpoint helpers every test uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use cmp_server::config::{Environment, Settings, load_from};
+use serde_json::Value;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The seed page's example request, byte for byte.
+pub const SEED_REQUEST: &str = include_str!("../fixtures/seed-request.json");
+
+/// The seed page's example response.
+pub const SEED_RESPONSE: &str = include_str!("../fixtures/seed-response.json");
+
+/// The collection path below the root.
+pub const COLLECTION: &str = "/deviceManagement/complianceManagementPartners";
+
+/// The tables the service writes; after a refused request none of them may hold anything new.
+pub const TABLES: [&str; 5] = [
+    "partners",
+    "partner_assignments",
+    "outbox",
+    "delivery_attempts",
+    "audit_log",
+];
+
+/// Logs go to stdout only when TEST_LOG is set, and the subscriber is installed once.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let settings = test_settings(Path::new("unused.db"));
+        cmp_server::telemetry::init(&settings.telemetry).expect("telemetry initialises once");
+    }
+});
+
+/// The shipped configuration for the `test` environment, with the database at `database`.
+pub fn test_settings(database: &Path) -> Settings {
+    let config_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+    let mut settings =
+        load_from(&config_dir, Environment::Test).expect("the shipped test config loads");
+    settings.sqlite.path = database.to_path_buf();
+    settings
+}
+
+/// A running service and the means to talk to it and to stop it.
+pub struct TestApp {
+    /// The root URL, e.g. `http://127.0.0.1:41234/beta`.
+    pub root: String,
+    /// The database file.
+    pub database: PathBuf,
+    /// Keeps the folder of the database alive across restarts.
+    pub directory: Arc<tempfile::TempDir>,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    served: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the service on a fresh temporary database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the service on a fresh temporary database, with `adjust` applied to the settings.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let directory = Arc::new(tempfile::tempdir().expect("temp dir"));
+    spawn_app_in(directory, adjust).await
+}
+
+/// Starts the service on the database in `directory` (which may already hold one).
+pub async fn spawn_app_in(
+    directory: Arc<tempfile::TempDir>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    LazyLock::force(&TRACING);
+    let database = directory.path().join("partners.db");
+    let mut settings = test_settings(&database);
+    adjust(&mut settings);
+    let application = cmp_server::Application::build(settings)
+        .await
+        .expect("the service builds");
+    let root = application.public_root().to_owned();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        root,
+        database,
+        directory,
+        client: reqwest::Client::new(),
+        shutdown: Some(shutdown),
+        served: Some(served),
+    }
+}
+
+impl TestApp {
+    /// The URL of the collection.
+    pub fn collection_url(&self) -> String {
+        format!("{}{COLLECTION}", self.root)
+    }
+
+    /// A request builder with a bearer token already set.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url).bearer_auth("test-token")
+    }
+
+    /// POSTs `body` as JSON to the collection.
+    pub async fn post_partner(&self, body: &str) -> reqwest::Response {
+        self.request(reqwest::Method::POST, &self.collection_url())
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("POST reaches the service")
+    }
+
+    /// GETs a partner by id.
+    pub async fn get_partner(&self, id: &str) -> reqwest::Response {
+        self.request(
+            reqwest::Method::GET,
+            &format!("{}/{id}", self.collection_url()),
+        )
+        .send()
+        .await
+        .expect("GET reaches the service")
+    }
+
+    /// Stops the service and waits until it has closed its database.
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served
+                .await
+                .expect("the server task ends")
+                .expect("the server stops cleanly");
+        }
+        self.directory.clone()
+    }
+
+    /// Rows in `table`, read through a separate read-only connection to the database file.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the database file opens");
+        let query = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        let count: i64 = sqlx::query_scalar(query)
+            .fetch_one(&mut connection)
+            .await
+            .expect("count");
+        connection.close().await.expect("close");
+        count
+    }
+
+    /// One column of the outbox row of `partner_id`.
+    pub async fn outbox_state(&self, partner_id: &str) -> String {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the database file opens");
+        let state: String = sqlx::query_scalar("SELECT state FROM outbox WHERE partner_id = ?")
+            .bind(partner_id)
+            .fetch_one(&mut connection)
+            .await
+            .expect("the outbox row exists");
+        connection.close().await.expect("close");
+        state
+    }
+
+    /// Row counts of every table the service writes.
+    pub async fn table_counts(&self) -> Vec<(&'static str, i64)> {
+        let mut counts = Vec::new();
+        for table in TABLES {
+            counts.push((table, self.count_rows(table).await));
+        }
+        counts
+    }
+}
+
+/// Reads a response as JSON, checking Graph's content type first.
+pub async fn json_body(response: reqwest::Response) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type was {content_type:?}"
+    );
+    response.json().await.expect("the body is JSON")
+}
+
+/// A header's value as text, or "" when absent.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
