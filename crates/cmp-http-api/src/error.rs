@@ -30,7 +30,8 @@ pub struct GraphError {
 /// An error answer in Graph's shape.
 #[derive(Debug)]
 pub struct ApiError {
-    error: GraphError,
+    /// Boxed: the error travels in every handler's `Result`, whose `Ok` side is small.
+    error: Box<GraphError>,
     allow: Option<&'static str>,
     bearer_challenge: bool,
 }
@@ -38,14 +39,14 @@ pub struct ApiError {
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
-            error: GraphError {
+            error: Box::new(GraphError {
                 status,
                 code: code.to_owned(),
                 message: message.into(),
                 target: None,
                 inner_code: None,
                 cause: None,
-            },
+            }),
             allow: None,
             bearer_challenge: false,
         }
@@ -132,7 +133,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response.extensions_mut().insert(self.error);
+        response.extensions_mut().insert(*self.error);
         response
     }
 }

@@ -36,10 +36,9 @@ impl HttpSettings {
                 "http.root_path must be empty or start with '/' and not end with '/', got '{root}'"
             ));
         }
-        if !self.public_base_url.is_empty()
-            && !(self.public_base_url.starts_with("http://")
-                || self.public_base_url.starts_with("https://"))
-        {
+        let url = &self.public_base_url;
+        let absolute = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && !absolute {
             return Err(format!(
                 "http.public_base_url must be an absolute http(s) URL, got '{}'",
                 self.public_base_url

@@ -1,1 +1,31 @@
-//! placeholder
+//! The SQLite adapter: durable storage of partners, their delivery outbox and the audit log.
+//!
+//! In the hexagon this is a driven (outbound) adapter. It implements the application's
+//! [`PartnerRepository`](cmp_application::PartnerRepository) port with sqlx over one SQLite
+//! file. It depends on `cmp-application` and `cmp-domain`, on `sqlx` (SQLite, migrations),
+//! `serde` (only for [`SqliteSettings`]), `anyhow` and `tracing`; never on the HTTP or Graph
+//! adapters, axum, reqwest or the configuration loader. SQL and row shapes stay in here: no
+//! sqlx type crosses the port.
+//!
+//! The store follows graph-client-behaviour §3.1: WAL journal, `synchronous=FULL`, foreign
+//! keys on, a configurable busy timeout; the partner and its outbox row are written in one
+//! `BEGIN IMMEDIATE` transaction on a single writer connection, and reads use a separate pool.
+//!
+//! # Layout
+//! - [`SqliteSettings`], [`SqliteStore`] (`store.rs`): opening the file, pragmas, the writer
+//!   and reader pools, and the embedded [`MIGRATOR`] run at every open.
+//! - [`SqlitePartnerRepository`] (`partner_repository.rs`): the repository port, one
+//!   transaction per method.
+//! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
+//! - `migrations/` at the workspace root: the schema, with the reasons for its choices.
+
+mod partner_repository;
+mod rows;
+mod store;
+
+pub use partner_repository::SqlitePartnerRepository;
+pub use store::{SqliteSettings, SqliteStore};
+
+/// The schema migrations in the workspace's `migrations/` folder, embedded at compile time.
+/// [`SqliteStore::open`] runs them; already applied ones are skipped, so reopening is safe.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

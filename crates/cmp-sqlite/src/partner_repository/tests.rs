@@ -1,0 +1,982 @@
+//! Tests of [`SqlitePartnerRepository`]: one per contract in the doc comments of
+//! [`PartnerRepository`], plus round trips and durability, each on a fresh database file in a
+//! temporary directory (never `sqlite::memory:`, where each pooled connection would get its own
+//! empty database).
+
+use cmp_application::{AuditAction, GraphResponseMeta};
+use cmp_domain::{
+    Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner,
+    PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType, TargetKind,
+    TenantId, TextId, Timestamp,
+};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use std::time::Duration;
+use tempfile::TempDir;
+
+use super::*;
+use crate::{SqliteSettings, SqliteStore};
+
+const G1: &str = "0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
+const G2: &str = "6f2c1a55-0000-4000-8000-000000000002";
+const G3: &str = "A1B2C3D4-0000-4000-8000-00000000000A";
+const G4: &str = "11111111-2222-4333-8444-555555555555";
+
+/// A fresh store on a new file, and the directory that must outlive it.
+async fn open_store() -> (TempDir, SqliteStore) {
+    let dir = TempDir::new().expect("temp dir");
+    let store = SqliteStore::open(&settings(&dir))
+        .await
+        .expect("open store");
+    (dir, store)
+}
+
+fn settings(dir: &TempDir) -> SqliteSettings {
+    SqliteSettings {
+        path: dir.path().join("cmp.db"),
+        busy_timeout_ms: 5000,
+        max_read_connections: 4,
+    }
+}
+
+fn tenant() -> TenantId {
+    TenantId::from_uuid(Uuid::from_u128(0x7e4a_0001))
+}
+
+fn other_tenant() -> TenantId {
+    TenantId::from_uuid(Uuid::from_u128(0x7e4a_0002))
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_seconds(1_700_000_000, 0).expect("a 2023 instant is in range")
+}
+
+fn text(s: &str) -> TextId {
+    TextId::parse(s).expect("valid text id")
+}
+
+fn guid(s: &str) -> EntityGuid {
+    EntityGuid::parse(s).expect("valid guid")
+}
+
+fn assignment(kind: TargetKind, filter: AssignmentFilter) -> Assignment {
+    Assignment::new(AssignmentTarget::new(kind, filter))
+}
+
+fn enrolled(assignments: Vec<Assignment>) -> PlatformEnrollment {
+    PlatformEnrollment::new(true, assignments).expect("valid enrollment")
+}
+
+/// A partner named `name` with no platform onboarded.
+fn plain_partner(id: u128, name: &str, heartbeat: Timestamp) -> Partner {
+    Partner::restore(
+        PartnerId::from_uuid(Uuid::from_u128(id)),
+        NewPartner {
+            display_name: DisplayName::parse(name).expect("valid name"),
+            state: PartnerState::Enabled,
+            last_heartbeat: heartbeat,
+            platforms: Platforms::none(),
+        },
+    )
+}
+
+/// A partner using every target subtype, every filter kind and every platform, with lists
+/// that are not in any sorted order and a heartbeat with a non-zero seventh fractional digit.
+fn rich_partner(id: u128) -> Partner {
+    let mut platforms = Platforms::none();
+    platforms.set(
+        Platform::MacOs,
+        enrolled(vec![
+            assignment(
+                TargetKind::Group { group_id: guid(G2) },
+                AssignmentFilter::Include(text("filter-b")),
+            ),
+            assignment(
+                TargetKind::AllDevices,
+                AssignmentFilter::Exclude(text("filter-a")),
+            ),
+            assignment(
+                TargetKind::ConfigurationManagerCollection {
+                    collection_id: text("SMS00001"),
+                },
+                AssignmentFilter::None,
+            ),
+        ]),
+    );
+    platforms.set(
+        Platform::Windows,
+        enrolled(vec![
+            assignment(
+                TargetKind::ScopeTagGroup {
+                    target_type: ScopeTagTargetType::Device,
+                    entra_object_id: guid(G3),
+                },
+                AssignmentFilter::None,
+            ),
+            assignment(TargetKind::AllLicensedUsers, AssignmentFilter::None),
+            assignment(
+                TargetKind::ExclusionGroup { group_id: guid(G1) },
+                AssignmentFilter::Include(text("  spaced id  ")),
+            ),
+        ]),
+    );
+    platforms.set(
+        Platform::Android,
+        enrolled(vec![
+            assignment(
+                TargetKind::AndroidFotaDeployment { group_id: guid(G4) },
+                AssignmentFilter::Exclude(text("fota")),
+            ),
+            assignment(
+                TargetKind::Group { group_id: guid(G1) },
+                AssignmentFilter::None,
+            ),
+        ]),
+    );
+    // Twelve entries in descending order: position 10 must come after position 9, which a
+    // text sort of positions would get wrong.
+    platforms.set(
+        Platform::Ios,
+        enrolled(
+            (0..12)
+                .rev()
+                .map(|n| {
+                    assignment(
+                        TargetKind::ConfigurationManagerCollection {
+                            collection_id: text(&format!("SMS{n:05}")),
+                        },
+                        AssignmentFilter::None,
+                    )
+                })
+                .collect(),
+        ),
+    );
+    platforms.set(
+        Platform::Linux,
+        enrolled(vec![
+            assignment(
+                TargetKind::ScopeTagGroup {
+                    target_type: ScopeTagTargetType::UnknownFutureValue,
+                    entra_object_id: guid(G2),
+                },
+                AssignmentFilter::None,
+            ),
+            assignment(
+                TargetKind::ScopeTagGroup {
+                    target_type: ScopeTagTargetType::User,
+                    entra_object_id: guid(G1),
+                },
+                AssignmentFilter::Include(text("f")),
+            ),
+            assignment(
+                TargetKind::ScopeTagGroup {
+                    target_type: ScopeTagTargetType::None,
+                    entra_object_id: guid(G1),
+                },
+                AssignmentFilter::None,
+            ),
+        ]),
+    );
+    Partner::restore(
+        PartnerId::from_uuid(Uuid::from_u128(id)),
+        NewPartner {
+            display_name: DisplayName::parse("Contoso Ünïcode Partner").expect("valid name"),
+            state: PartnerState::Unresponsive,
+            last_heartbeat: Timestamp::from_unix_seconds(1_699_999_000, 1_234_567)
+                .expect("in range"),
+            platforms,
+        },
+    )
+}
+
+/// The create write of `partner`, with ids derived from `seed` so that tests can tell the
+/// rows of several partners apart.
+fn write_for(partner: &Partner, tenant: TenantId, seed: u128) -> NewPartnerWrite {
+    NewPartnerWrite {
+        tenant_id: tenant,
+        outbox_id: Uuid::from_u128(seed + 1),
+        lease_owner: format!("request:req-{seed}"),
+        lease_expires_at: now().saturating_add_seconds(160),
+        client_request_id: Uuid::from_u128(seed + 2),
+        now: now(),
+        audit: AuditEntry {
+            id: Uuid::from_u128(seed + 3),
+            partner_id: partner.id(),
+            action: AuditAction::Created,
+            request_id: format!("req-{seed}"),
+            at: now(),
+            detail: format!("created partner '{}'", partner.display_name()),
+        },
+    }
+}
+
+/// Row counts of the five tables, in the order partners, partner_assignments, outbox,
+/// delivery_attempts, audit_log.
+async fn row_counts(store: &SqliteStore) -> [i64; 5] {
+    let pool = &store.reader;
+    let mut counts = [0; 5];
+    for (slot, sql) in counts.iter_mut().zip([
+        "SELECT COUNT(*) FROM partners",
+        "SELECT COUNT(*) FROM partner_assignments",
+        "SELECT COUNT(*) FROM outbox",
+        "SELECT COUNT(*) FROM delivery_attempts",
+        "SELECT COUNT(*) FROM audit_log",
+    ]) {
+        *slot = sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await
+            .expect("count rows");
+    }
+    counts
+}
+
+/// The outbox columns the tests look at.
+#[derive(Debug, sqlx::FromRow)]
+struct OutboxRecord {
+    tenant_id: String,
+    partner_id: String,
+    operation: String,
+    natural_key: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    last_status: Option<i64>,
+    last_error_code: Option<String>,
+    last_client_request_id: Option<String>,
+    graph_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    first_attempt_at: Option<i64>,
+}
+
+async fn outbox_record(store: &SqliteStore, outbox_id: Uuid) -> OutboxRecord {
+    sqlx::query_as(
+        "SELECT tenant_id, partner_id, operation, natural_key, state, attempts, next_attempt_at, \
+         lease_owner, lease_expires_at, last_status, last_error_code, last_client_request_id, \
+         graph_id, created_at, updated_at, first_attempt_at FROM outbox WHERE id = ?",
+    )
+    .bind(outbox_id.hyphenated().to_string())
+    .fetch_one(&store.reader)
+    .await
+    .expect("outbox row")
+}
+
+/// The delivery-attempt columns the tests look at.
+#[derive(Debug, PartialEq, Eq, sqlx::FromRow)]
+struct AttemptRecord {
+    attempt: i64,
+    client_request_id: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+    http_status: Option<i64>,
+    graph_error_code: Option<String>,
+    graph_request_id: Option<String>,
+    outcome: Option<String>,
+}
+
+async fn attempt_records(store: &SqliteStore, outbox_id: Uuid) -> Vec<AttemptRecord> {
+    sqlx::query_as(
+        "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
+         graph_error_code, graph_request_id, outcome FROM delivery_attempts \
+         WHERE outbox_id = ? ORDER BY attempt",
+    )
+    .bind(outbox_id.hyphenated().to_string())
+    .fetch_all(&store.reader)
+    .await
+    .expect("attempt rows")
+}
+
+async fn partner_graph_id(store: &SqliteStore, id: PartnerId) -> Option<String> {
+    sqlx::query_scalar("SELECT graph_id FROM partners WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_one(&store.reader)
+        .await
+        .expect("partner row")
+}
+
+/// The end of attempt 1 of `write`'s outbox row.
+fn finish_of(
+    partner: &Partner,
+    write: &NewPartnerWrite,
+    transition: OutboxTransition,
+) -> AttemptFinish {
+    AttemptFinish {
+        outbox_id: write.outbox_id,
+        partner_id: partner.id(),
+        client_request_id: write.client_request_id,
+        finished_at: now().saturating_add_millis(850),
+        meta: GraphResponseMeta {
+            status: Some(201),
+            error_code: None,
+            error_message: None,
+            request_id: Some("graph-request-1".into()),
+        },
+        outcome_label: "created",
+        transition,
+    }
+}
+
+#[tokio::test]
+async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_audit() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = rich_partner(1);
+    let write = write_for(&partner, tenant(), 100);
+
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+
+    assert_eq!(row_counts(&store).await, [1, 23, 1, 1, 1]);
+    let outbox = outbox_record(&store, write.outbox_id).await;
+    assert_eq!(outbox.tenant_id, tenant().to_string());
+    assert_eq!(outbox.partner_id, partner.id().to_string());
+    assert_eq!(outbox.operation, "create");
+    assert_eq!(outbox.natural_key, "contoso ünïcode partner");
+    assert_eq!(outbox.state, "in_flight");
+    assert_eq!(outbox.attempts, 1);
+    assert_eq!(outbox.next_attempt_at, now().unix_ticks());
+    assert_eq!(outbox.lease_owner.as_deref(), Some("request:req-100"));
+    assert_eq!(
+        outbox.lease_expires_at,
+        Some(write.lease_expires_at.unix_ticks())
+    );
+    assert_eq!(outbox.last_status, None);
+    assert_eq!(outbox.last_error_code, None);
+    assert_eq!(
+        outbox.last_client_request_id,
+        Some(write.client_request_id.to_string())
+    );
+    assert_eq!(outbox.graph_id, None);
+    assert_eq!(outbox.created_at, now().unix_ticks());
+    assert_eq!(outbox.updated_at, now().unix_ticks());
+    assert_eq!(outbox.first_attempt_at, Some(now().unix_ticks()));
+    assert_eq!(
+        attempt_records(&store, write.outbox_id).await,
+        [AttemptRecord {
+            attempt: 1,
+            client_request_id: write.client_request_id.to_string(),
+            started_at: now().unix_ticks(),
+            finished_at: None,
+            http_status: None,
+            graph_error_code: None,
+            graph_request_id: None,
+            outcome: None,
+        }]
+    );
+    let audit: (String, String, String, String, i64, String) =
+        sqlx::query_as("SELECT id, partner_id, action, request_id, at, detail FROM audit_log")
+            .fetch_one(&store.reader)
+            .await
+            .expect("audit row");
+    assert_eq!(
+        audit,
+        (
+            write.audit.id.to_string(),
+            partner.id().to_string(),
+            "created".to_owned(),
+            "req-100".to_owned(),
+            now().unix_ticks(),
+            "created partner 'Contoso Ünïcode Partner'".to_owned(),
+        )
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn insert_new_partner_returns_duplicate_display_name_and_writes_nothing_for_the_same_name_in_another_case_and_spacing()
+ {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let first = rich_partner(1);
+    repo.insert_new_partner(&first, &write_for(&first, tenant(), 100))
+        .await
+        .expect("first insert");
+    let before = row_counts(&store).await;
+    // Same name once trimmed and lower-cased, and with assignments, so that a partial write
+    // would show in every table.
+    let mut second = rich_partner(2);
+    second = Partner::restore(
+        second.id(),
+        NewPartner {
+            display_name: DisplayName::parse("  CONTOSO üNÏCODE partner ").expect("valid"),
+            state: second.state(),
+            last_heartbeat: second.last_heartbeat(),
+            platforms: second.platforms().clone(),
+        },
+    );
+
+    let result = repo
+        .insert_new_partner(&second, &write_for(&second, tenant(), 200))
+        .await;
+
+    match result {
+        Err(StoreError::DuplicateDisplayName { display_name }) => {
+            assert_eq!(display_name, "CONTOSO üNÏCODE partner");
+        }
+        other => panic!("expected DuplicateDisplayName, got {other:?}"),
+    }
+    assert_eq!(row_counts(&store).await, before, "nothing written");
+    assert_eq!(before, [1, 23, 1, 1, 1]);
+    assert_eq!(repo.get_partner(second.id()).await.expect("read"), None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_same_display_name_in_another_tenant_is_accepted() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let first = plain_partner(1, "Contoso", now());
+    let second = plain_partner(2, "contoso", now());
+
+    repo.insert_new_partner(&first, &write_for(&first, tenant(), 100))
+        .await
+        .expect("first tenant");
+    repo.insert_new_partner(&second, &write_for(&second, other_tenant(), 200))
+        .await
+        .expect("other tenant");
+
+    assert_eq!(row_counts(&store).await, [2, 0, 2, 2, 2]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn insert_new_partner_writes_nothing_when_a_later_step_fails() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let first = plain_partner(1, "Contoso", now());
+    let first_write = write_for(&first, tenant(), 100);
+    repo.insert_new_partner(&first, &first_write)
+        .await
+        .expect("first insert");
+    // Another name, but the outbox id of the first partner: the partner and assignment
+    // inserts succeed, then the outbox insert fails.
+    let second = rich_partner(2);
+    let second_write = NewPartnerWrite {
+        outbox_id: first_write.outbox_id,
+        ..write_for(&second, tenant(), 200)
+    };
+
+    let result = repo.insert_new_partner(&second, &second_write).await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unexpected(_))),
+        "an outbox id collision is no duplicate name: {result:?}"
+    );
+    assert_eq!(row_counts(&store).await, [1, 0, 1, 1, 1], "nothing written");
+    assert_eq!(repo.get_partner(second.id()).await.expect("read"), None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_partner_id_collision_is_unexpected_and_not_a_duplicate_display_name() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let first = plain_partner(1, "Contoso", now());
+    repo.insert_new_partner(&first, &write_for(&first, tenant(), 100))
+        .await
+        .expect("first insert");
+    let same_id = plain_partner(1, "Fabrikam", now());
+
+    let result = repo
+        .insert_new_partner(&same_id, &write_for(&same_id, tenant(), 200))
+        .await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unexpected(_))),
+        "{result:?}"
+    );
+    assert_eq!(row_counts(&store).await, [1, 0, 1, 1, 1]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn get_partner_round_trips_every_property_exactly() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = rich_partner(1);
+    repo.insert_new_partner(&partner, &write_for(&partner, tenant(), 100))
+        .await
+        .expect("insert");
+
+    let read = repo.get_partner(partner.id()).await.expect("read");
+
+    assert_eq!(read.as_ref(), Some(&partner));
+    let read = read.expect("present");
+    assert_eq!(read.last_heartbeat().subsecond_ticks() % 10, 7);
+    let ios: Vec<_> = read
+        .platform(Platform::Ios)
+        .assignments()
+        .iter()
+        .map(|a| match a.target().kind() {
+            TargetKind::ConfigurationManagerCollection { collection_id } => {
+                collection_id.as_str().to_owned()
+            }
+            other => panic!("unexpected target {other:?}"),
+        })
+        .collect();
+    assert_eq!(ios.first().map(String::as_str), Some("SMS00011"));
+    assert_eq!(ios.last().map(String::as_str), Some("SMS00000"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn get_partner_round_trips_extreme_and_sub_microsecond_heartbeats() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let cases = [
+        ("the earliest instant", Timestamp::MIN),
+        ("the latest instant", Timestamp::MAX),
+        (
+            "one tick before the epoch",
+            Timestamp::from_unix_ticks(-1).expect("in range"),
+        ),
+        (
+            "1900 with seven fractional digits",
+            Timestamp::from_unix_ticks(-22_089_887_999_999_993).expect("in range"),
+        ),
+        (
+            "the epoch",
+            Timestamp::from_unix_ticks(0).expect("in range"),
+        ),
+    ];
+
+    for (n, (case, heartbeat)) in (1_u128..).zip(cases) {
+        let partner = plain_partner(n, &format!("Partner {n}"), heartbeat);
+        repo.insert_new_partner(&partner, &write_for(&partner, tenant(), n * 100))
+            .await
+            .expect("insert");
+
+        let read = repo.get_partner(partner.id()).await.expect("read");
+
+        assert_eq!(read, Some(partner), "case: {case}");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn get_partner_returns_none_for_an_unknown_id() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+
+    let read = repo
+        .get_partner(PartnerId::from_uuid(Uuid::from_u128(42)))
+        .await;
+
+    assert!(matches!(read, Ok(None)), "{read:?}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn get_partner_reports_a_stored_row_that_no_longer_parses_as_unexpected() {
+    let cases: [(&str, &'static str); 3] = [
+        (
+            "a group id that is not a GUID",
+            "UPDATE partner_assignments SET group_id = 'group-1' WHERE group_id IS NOT NULL",
+        ),
+        (
+            "assignments on a platform no longer onboarded",
+            "UPDATE partners SET mac_os_onboarded = 0",
+        ),
+        (
+            "a blank display name",
+            "UPDATE partners SET display_name = '   '",
+        ),
+    ];
+    for (case, corruption) in cases {
+        let (_dir, store) = open_store().await;
+        let repo = store.partner_repository();
+        let partner = rich_partner(1);
+        repo.insert_new_partner(&partner, &write_for(&partner, tenant(), 100))
+            .await
+            .expect("insert");
+        sqlx::query(corruption)
+            .execute(&store.writer)
+            .await
+            .expect("corrupt the row");
+
+        let read = repo.get_partner(partner.id()).await;
+
+        match read {
+            Err(StoreError::Unexpected(error)) => {
+                let chain = format!("{error:#}");
+                assert!(chain.contains("no longer parses"), "case {case}: {chain}");
+            }
+            other => panic!("case {case}: expected Unexpected, got {other:?}"),
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn finish_attempt_delivered_records_graph_ids_and_state() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = rich_partner(1);
+    let write = write_for(&partner, tenant(), 100);
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let finish = finish_of(
+        &partner,
+        &write,
+        OutboxTransition::Delivered {
+            graph_id: "graph-partner-1".into(),
+        },
+    );
+
+    repo.finish_attempt(&finish).await.expect("finish");
+
+    let outbox = outbox_record(&store, write.outbox_id).await;
+    assert_eq!(outbox.state, "delivered");
+    assert_eq!(outbox.graph_id.as_deref(), Some("graph-partner-1"));
+    assert_eq!(outbox.lease_owner, None);
+    assert_eq!(outbox.lease_expires_at, None);
+    assert_eq!(outbox.last_status, Some(201));
+    assert_eq!(outbox.last_error_code, None);
+    assert_eq!(outbox.attempts, 1);
+    assert_eq!(outbox.updated_at, finish.finished_at.unix_ticks());
+    assert_eq!(
+        partner_graph_id(&store, partner.id()).await.as_deref(),
+        Some("graph-partner-1")
+    );
+    assert_eq!(
+        attempt_records(&store, write.outbox_id).await,
+        [AttemptRecord {
+            attempt: 1,
+            client_request_id: write.client_request_id.to_string(),
+            started_at: now().unix_ticks(),
+            finished_at: Some(finish.finished_at.unix_ticks()),
+            http_status: Some(201),
+            graph_error_code: None,
+            graph_request_id: Some("graph-request-1".into()),
+            outcome: Some("created".into()),
+        }]
+    );
+    assert_eq!(
+        repo.get_partner(partner.id()).await.expect("read"),
+        Some(partner),
+        "the domain partner is unchanged"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn finish_attempt_retry_sets_state_and_next_attempt_at() {
+    for state in [DeliveryState::Pending, DeliveryState::Unknown] {
+        let (_dir, store) = open_store().await;
+        let repo = store.partner_repository();
+        let partner = plain_partner(1, "Contoso", now());
+        let write = write_for(&partner, tenant(), 100);
+        repo.insert_new_partner(&partner, &write)
+            .await
+            .expect("insert");
+        let next_attempt_at = Timestamp::from_unix_seconds(1_700_000_130, 1).expect("in range");
+        let finish = AttemptFinish {
+            meta: GraphResponseMeta {
+                status: Some(503),
+                error_code: Some("ServiceUnavailable".into()),
+                error_message: Some("try later".into()),
+                request_id: Some("graph-request-9".into()),
+            },
+            outcome_label: "unknown",
+            ..finish_of(
+                &partner,
+                &write,
+                OutboxTransition::Retry {
+                    state,
+                    next_attempt_at,
+                },
+            )
+        };
+
+        repo.finish_attempt(&finish).await.expect("finish");
+
+        let case = state.as_str();
+        let outbox = outbox_record(&store, write.outbox_id).await;
+        assert_eq!(outbox.state, case);
+        assert_eq!(
+            outbox.next_attempt_at,
+            next_attempt_at.unix_ticks(),
+            "{case}"
+        );
+        assert_eq!(outbox.lease_owner, None, "{case}");
+        assert_eq!(outbox.lease_expires_at, None, "{case}");
+        assert_eq!(outbox.last_status, Some(503), "{case}");
+        assert_eq!(
+            outbox.last_error_code.as_deref(),
+            Some("ServiceUnavailable"),
+            "{case}"
+        );
+        assert_eq!(outbox.graph_id, None, "{case}");
+        assert_eq!(partner_graph_id(&store, partner.id()).await, None, "{case}");
+        let attempts = attempt_records(&store, write.outbox_id).await;
+        assert_eq!(attempts.len(), 1, "{case}");
+        assert_eq!(attempts[0].http_status, Some(503), "{case}");
+        assert_eq!(
+            attempts[0].graph_error_code.as_deref(),
+            Some("ServiceUnavailable"),
+            "{case}"
+        );
+        assert_eq!(attempts[0].outcome.as_deref(), Some("unknown"), "{case}");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn finish_attempt_fails_and_changes_nothing_when_the_outbox_row_does_not_exist() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = plain_partner(1, "Contoso", now());
+    let write = write_for(&partner, tenant(), 100);
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let finish = AttemptFinish {
+        outbox_id: Uuid::from_u128(999),
+        ..finish_of(
+            &partner,
+            &write,
+            OutboxTransition::Delivered {
+                graph_id: "g".into(),
+            },
+        )
+    };
+
+    let result = repo.finish_attempt(&finish).await;
+
+    match result {
+        Err(StoreError::Unexpected(error)) => {
+            assert!(error.to_string().contains("does not exist"), "{error:#}");
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+    assert_eq!(partner_graph_id(&store, partner.id()).await, None);
+    assert_eq!(
+        outbox_record(&store, write.outbox_id).await.state,
+        "in_flight"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn finish_attempt_refuses_and_changes_nothing_when_the_attempt_is_not_the_latest() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = plain_partner(1, "Contoso", now());
+    let write = write_for(&partner, tenant(), 100);
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let finish = AttemptFinish {
+        client_request_id: Uuid::from_u128(777),
+        ..finish_of(
+            &partner,
+            &write,
+            OutboxTransition::Delivered {
+                graph_id: "g".into(),
+            },
+        )
+    };
+
+    let result = repo.finish_attempt(&finish).await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unexpected(_))),
+        "{result:?}"
+    );
+    let outbox = outbox_record(&store, write.outbox_id).await;
+    assert_eq!(outbox.state, "in_flight", "rolled back");
+    assert_eq!(outbox.graph_id, None);
+    assert_eq!(
+        attempt_records(&store, write.outbox_id).await[0].finished_at,
+        None
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_but_keeps_both_audit_entries()
+ {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let bystander = plain_partner(9, "Fabrikam", now());
+    repo.insert_new_partner(&bystander, &write_for(&bystander, tenant(), 900))
+        .await
+        .expect("insert bystander");
+    let partner = rich_partner(1);
+    let write = write_for(&partner, tenant(), 100);
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let rejected = AuditEntry {
+        id: Uuid::from_u128(555),
+        partner_id: partner.id(),
+        action: AuditAction::CreateRejectedByGraph,
+        request_id: "req-100".into(),
+        at: now().saturating_add_seconds(1),
+        detail: "Microsoft Graph refused the partner: status 400".into(),
+    };
+
+    repo.undo_rejected_create(partner.id(), write.outbox_id, &rejected)
+        .await
+        .expect("undo");
+
+    assert_eq!(repo.get_partner(partner.id()).await.expect("read"), None);
+    assert_eq!(
+        row_counts(&store).await,
+        [1, 0, 1, 1, 3],
+        "only the bystander's rows and the three audit entries remain"
+    );
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE partner_id = ? ORDER BY at")
+            .bind(partner.id().to_string())
+            .fetch_all(&store.reader)
+            .await
+            .expect("audit rows");
+    assert_eq!(actions, ["created", "create_rejected_by_graph"]);
+    assert_eq!(
+        repo.get_partner(bystander.id()).await.expect("read"),
+        Some(bystander)
+    );
+    // The name is free again.
+    let again = rich_partner(2);
+    repo.insert_new_partner(&again, &write_for(&again, tenant(), 200))
+        .await
+        .expect("the name of an undone create can be used again");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn data_survives_close_and_reopen_of_the_same_file() {
+    let dir = TempDir::new().expect("temp dir");
+    let partner = rich_partner(1);
+    let write = write_for(&partner, tenant(), 100);
+    let store = SqliteStore::open(&settings(&dir)).await.expect("open");
+    store
+        .partner_repository()
+        .insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    store.close().await;
+
+    let reopened = SqliteStore::open(&settings(&dir)).await.expect("reopen");
+
+    assert_eq!(
+        reopened
+            .partner_repository()
+            .get_partner(partner.id())
+            .await
+            .expect("read"),
+        Some(partner)
+    );
+    assert_eq!(row_counts(&reopened).await, [1, 23, 1, 1, 1]);
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn write_transactions_take_the_write_lock_at_begin() {
+    let (dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let mut other = SqliteConnectOptions::new()
+        .filename(dir.path().join("cmp.db"))
+        .busy_timeout(Duration::ZERO)
+        .connect()
+        .await
+        .expect("second connection");
+
+    let tx = repo.begin_write().await.expect("begin");
+    // Nothing written yet: under a deferred BEGIN the other connection would get the lock.
+    let competing = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await;
+
+    assert!(
+        competing.is_err(),
+        "the write lock is held from BEGIN on: {competing:?}"
+    );
+    tx.rollback().await.expect("rollback");
+    other.close().await.expect("close");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_schema_refuses_rows_the_domain_cannot_hold() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = plain_partner(1, "Contoso", now());
+    let write = write_for(&partner, tenant(), 100);
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let pid = "00000000-0000-0000-0000-000000000001";
+    assert_eq!(partner.id().to_string(), pid);
+    let cases: [(&str, &'static str); 7] = [
+        (
+            "a group target without its group id",
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type) VALUES ('00000000-0000-0000-0000-000000000001', 'ios', 0, \
+             'groupAssignmentTarget', 'none')",
+        ),
+        (
+            "an include filter without a filter id",
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type) VALUES ('00000000-0000-0000-0000-000000000001', 'ios', 0, \
+             'allDevicesAssignmentTarget', 'include')",
+        ),
+        (
+            "an unknown platform",
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type) VALUES ('00000000-0000-0000-0000-000000000001', 'macOS', 0, \
+             'allDevicesAssignmentTarget', 'none')",
+        ),
+        (
+            "an assignment of no partner",
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type) VALUES ('00000000-0000-0000-0000-0000000000ff', 'ios', 0, \
+             'allDevicesAssignmentTarget', 'none')",
+        ),
+        (
+            "an unknown partner state",
+            "UPDATE partners SET partner_state = 'Enabled'",
+        ),
+        (
+            "an unknown delivery state",
+            "UPDATE outbox SET state = 'sent'",
+        ),
+        (
+            "an in-flight row without a lease",
+            "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL",
+        ),
+    ];
+
+    for (case, sql) in cases {
+        let result = sqlx::query(sql).execute(&store.writer).await;
+
+        assert!(result.is_err(), "case: {case}");
+    }
+    assert_eq!(row_counts(&store).await, [1, 0, 1, 1, 1]);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_all_commit_through_the_single_writer() {
+    let (_dir, store) = open_store().await;
+    let tasks: Vec<_> = (1_u128..=40)
+        .map(|n| {
+            let repo = store.partner_repository();
+            tokio::spawn(async move {
+                let partner = plain_partner(n, &format!("Partner {n}"), now());
+                repo.insert_new_partner(&partner, &write_for(&partner, tenant(), n * 100))
+                    .await
+            })
+        })
+        .collect();
+
+    for task in tasks {
+        task.await.expect("task").expect("insert");
+    }
+
+    assert_eq!(row_counts(&store).await, [40, 0, 40, 40, 40]);
+    store.close().await;
+}

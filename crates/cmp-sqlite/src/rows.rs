@@ -1,0 +1,332 @@
+//! Row types: the shape of the tables in Rust, and the conversions to and from the domain.
+//!
+//! They are private to the adapter (the domain knows nothing of SQL). Reading a row back is
+//! parsing, not trusting: every value goes through the domain's own constructors, and a stored
+//! value that no longer parses is an error with context, never a panic.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, bail};
+use cmp_application::AuditEntry;
+use cmp_domain::{
+    Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
+    PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
+    TargetKind, TenantId, TextId, Timestamp,
+};
+
+/// A row of `partners`, as far as the domain needs it. `graph_id`, `created_at` and
+/// `updated_at` are bookkeeping of the adapter and are written by the statements directly.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct PartnerRow {
+    pub(crate) id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) display_name: String,
+    pub(crate) name_key: String,
+    pub(crate) partner_state: String,
+    pub(crate) last_heartbeat: i64,
+    pub(crate) mac_os_onboarded: bool,
+    pub(crate) windows_onboarded: bool,
+    pub(crate) android_onboarded: bool,
+    pub(crate) ios_onboarded: bool,
+    pub(crate) linux_onboarded: bool,
+}
+
+impl PartnerRow {
+    /// The row of `partner` in `tenant`.
+    pub(crate) fn from_domain(partner: &Partner, tenant: TenantId) -> Self {
+        let onboarded = |platform| partner.platform(platform).onboarded();
+        Self {
+            id: partner.id().to_string(),
+            tenant_id: tenant.to_string(),
+            display_name: partner.display_name().as_str().to_owned(),
+            name_key: partner.display_name().natural_key(),
+            partner_state: partner.state().as_str().to_owned(),
+            last_heartbeat: partner.last_heartbeat().unix_ticks(),
+            mac_os_onboarded: onboarded(Platform::MacOs),
+            windows_onboarded: onboarded(Platform::Windows),
+            android_onboarded: onboarded(Platform::Android),
+            ios_onboarded: onboarded(Platform::Ios),
+            linux_onboarded: onboarded(Platform::Linux),
+        }
+    }
+
+    /// Rebuilds the partner from this row and its assignment rows, which may come in any
+    /// order (they are sorted by platform and position here).
+    ///
+    /// # Errors
+    /// When a stored value no longer parses or the rows break an invariant of the aggregate
+    /// (assignments on a platform that is not onboarded, a target listed twice).
+    pub(crate) fn into_domain(self, assignments: Vec<AssignmentRow>) -> anyhow::Result<Partner> {
+        let id: PartnerId = self
+            .id
+            .parse()
+            .with_context(|| format!("stored partner id '{}'", self.id))?;
+        let display_name = DisplayName::parse(&self.display_name)
+            .with_context(|| format!("display name of stored partner {id}"))?;
+        let state: PartnerState = self
+            .partner_state
+            .parse()
+            .with_context(|| format!("state of stored partner {id}"))?;
+        let last_heartbeat = Timestamp::from_unix_ticks(self.last_heartbeat)
+            .with_context(|| format!("last heartbeat of stored partner {id}"))?;
+
+        // Keyed by position, so each platform's list comes out in stored order whatever order
+        // the rows were read in.
+        let mut by_platform: HashMap<Platform, BTreeMap<i64, Assignment>> = HashMap::new();
+        for row in assignments {
+            let platform = parse_platform(&row.platform)
+                .with_context(|| format!("assignment of stored partner {id}"))?;
+            let position = row.position;
+            let assignment = row.into_domain().with_context(|| {
+                format!("assignment {position} of platform {platform} of stored partner {id}")
+            })?;
+            by_platform
+                .entry(platform)
+                .or_default()
+                .insert(position, assignment);
+        }
+
+        let mut platforms = Platforms::none();
+        for (platform, onboarded) in [
+            (Platform::MacOs, self.mac_os_onboarded),
+            (Platform::Windows, self.windows_onboarded),
+            (Platform::Android, self.android_onboarded),
+            (Platform::Ios, self.ios_onboarded),
+            (Platform::Linux, self.linux_onboarded),
+        ] {
+            let assignments = by_platform
+                .remove(&platform)
+                .unwrap_or_default()
+                .into_values()
+                .collect();
+            let enrollment = PlatformEnrollment::new(onboarded, assignments)
+                .with_context(|| format!("platform {platform} of stored partner {id}"))?;
+            platforms.set(platform, enrollment);
+        }
+
+        Ok(Partner::restore(
+            id,
+            NewPartner {
+                display_name,
+                state,
+                last_heartbeat,
+                platforms,
+            },
+        ))
+    }
+}
+
+/// A row of `partner_assignments`, without the partner id (the caller knows it).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct AssignmentRow {
+    pub(crate) platform: String,
+    pub(crate) position: i64,
+    pub(crate) target_type: String,
+    pub(crate) filter_type: String,
+    pub(crate) filter_id: Option<String>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) collection_id: Option<String>,
+    pub(crate) scope_tag_target_type: Option<String>,
+    pub(crate) entra_object_id: Option<String>,
+}
+
+impl AssignmentRow {
+    /// The rows of every assignment of `partner`, each platform's list numbered from 0.
+    pub(crate) fn all_of(partner: &Partner) -> Vec<Self> {
+        partner
+            .platforms()
+            .iter()
+            .flat_map(|(platform, enrollment)| {
+                enrollment
+                    .assignments()
+                    .iter()
+                    .zip(0_i64..)
+                    .map(move |(assignment, position)| {
+                        Self::from_domain(platform, position, assignment)
+                    })
+            })
+            .collect()
+    }
+
+    /// The row of one assignment at `position` of `platform`'s list.
+    pub(crate) fn from_domain(platform: Platform, position: i64, assignment: &Assignment) -> Self {
+        let target = assignment.target();
+        let mut row = Self {
+            platform: platform.property_prefix().to_owned(),
+            position,
+            target_type: target.kind().type_name().to_owned(),
+            filter_type: target.filter().type_name().to_owned(),
+            filter_id: target.filter().filter_id().map(|id| id.as_str().to_owned()),
+            group_id: None,
+            collection_id: None,
+            scope_tag_target_type: None,
+            entra_object_id: None,
+        };
+        match target.kind() {
+            TargetKind::AllDevices | TargetKind::AllLicensedUsers => {}
+            TargetKind::ConfigurationManagerCollection { collection_id } => {
+                row.collection_id = Some(collection_id.as_str().to_owned());
+            }
+            TargetKind::Group { group_id }
+            | TargetKind::ExclusionGroup { group_id }
+            | TargetKind::AndroidFotaDeployment { group_id } => {
+                row.group_id = Some(group_id.to_string());
+            }
+            TargetKind::ScopeTagGroup {
+                target_type,
+                entra_object_id,
+            } => {
+                row.scope_tag_target_type = Some(target_type.as_str().to_owned());
+                row.entra_object_id = Some(entra_object_id.to_string());
+            }
+        }
+        row
+    }
+
+    /// Rebuilds the assignment.
+    ///
+    /// # Errors
+    /// When the subtype is unknown, a field it needs is missing, or a stored id no longer parses.
+    pub(crate) fn into_domain(self) -> anyhow::Result<Assignment> {
+        let filter = AssignmentFilter::parse(Some(&self.filter_type), self.filter_id.as_deref())
+            .context("assignment filter")?;
+        let kind = match self.target_type.as_str() {
+            "allDevicesAssignmentTarget" => TargetKind::AllDevices,
+            "allLicensedUsersAssignmentTarget" => TargetKind::AllLicensedUsers,
+            "configurationManagerCollectionAssignmentTarget" => {
+                TargetKind::ConfigurationManagerCollection {
+                    collection_id: TextId::parse(required(&self.collection_id, "collection_id")?)
+                        .context("collection_id")?,
+                }
+            }
+            "groupAssignmentTarget" => TargetKind::Group {
+                group_id: group_id(&self.group_id)?,
+            },
+            "exclusionGroupAssignmentTarget" => TargetKind::ExclusionGroup {
+                group_id: group_id(&self.group_id)?,
+            },
+            "androidFotaDeploymentAssignmentTarget" => TargetKind::AndroidFotaDeployment {
+                group_id: group_id(&self.group_id)?,
+            },
+            "scopeTagGroupAssignmentTarget" => TargetKind::ScopeTagGroup {
+                target_type: required(&self.scope_tag_target_type, "scope_tag_target_type")?
+                    .parse::<ScopeTagTargetType>()
+                    .context("scope_tag_target_type")?,
+                entra_object_id: EntityGuid::parse(required(
+                    &self.entra_object_id,
+                    "entra_object_id",
+                )?)
+                .context("entra_object_id")?,
+            },
+            other => bail!("unknown target type '{other}'"),
+        };
+        Ok(Assignment::new(AssignmentTarget::new(kind, filter)))
+    }
+}
+
+/// A row of `audit_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AuditRow {
+    pub(crate) id: String,
+    pub(crate) partner_id: String,
+    pub(crate) action: &'static str,
+    pub(crate) request_id: String,
+    pub(crate) at: i64,
+    pub(crate) detail: String,
+}
+
+impl AuditRow {
+    /// The row of `entry`.
+    pub(crate) fn from_domain(entry: &AuditEntry) -> Self {
+        Self {
+            id: entry.id.hyphenated().to_string(),
+            partner_id: entry.partner_id.to_string(),
+            action: entry.action.as_str(),
+            request_id: entry.request_id.clone(),
+            at: entry.at.unix_ticks(),
+            detail: entry.detail.clone(),
+        }
+    }
+}
+
+/// The platform stored under its property prefix (`macOs`, `windows`, ...).
+fn parse_platform(text: &str) -> anyhow::Result<Platform> {
+    Platform::ALL
+        .into_iter()
+        .find(|p| p.property_prefix() == text)
+        .with_context(|| format!("unknown platform '{text}'"))
+}
+
+/// The value of a column the target subtype needs.
+fn required<'a>(value: &'a Option<String>, column: &str) -> anyhow::Result<&'a str> {
+    value
+        .as_deref()
+        .with_context(|| format!("{column} is missing"))
+}
+
+/// The `group_id` of a group-based subtype.
+fn group_id(value: &Option<String>) -> anyhow::Result<EntityGuid> {
+    EntityGuid::parse(required(value, "group_id")?).context("group_id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target_type: &str) -> AssignmentRow {
+        AssignmentRow {
+            platform: "ios".into(),
+            position: 0,
+            target_type: target_type.into(),
+            filter_type: "none".into(),
+            filter_id: None,
+            group_id: None,
+            collection_id: None,
+            scope_tag_target_type: None,
+            entra_object_id: None,
+        }
+    }
+
+    #[test]
+    fn an_assignment_row_that_no_longer_parses_is_an_error_not_a_panic() {
+        let cases = [
+            ("unknown subtype", row("somethingNewAssignmentTarget")),
+            ("group without group id", row("groupAssignmentTarget")),
+            (
+                "group id not a guid",
+                AssignmentRow {
+                    group_id: Some("group-1".into()),
+                    ..row("groupAssignmentTarget")
+                },
+            ),
+            (
+                "collection without id",
+                row("configurationManagerCollectionAssignmentTarget"),
+            ),
+            (
+                "scope tag with an unknown target type",
+                AssignmentRow {
+                    scope_tag_target_type: Some("User".into()),
+                    entra_object_id: Some("0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11".into()),
+                    ..row("scopeTagGroupAssignmentTarget")
+                },
+            ),
+            (
+                "include filter without id",
+                AssignmentRow {
+                    filter_type: "include".into(),
+                    ..row("allDevicesAssignmentTarget")
+                },
+            ),
+        ];
+        for (case, row) in cases {
+            assert!(row.into_domain().is_err(), "case: {case}");
+        }
+    }
+
+    #[test]
+    fn a_platform_name_outside_the_five_is_refused() {
+        assert!(parse_platform("macOS").is_err());
+        assert_eq!(parse_platform("macOs").ok(), Some(Platform::MacOs));
+    }
+}

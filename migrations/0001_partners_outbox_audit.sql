@@ -1,0 +1,203 @@
+-- Partners, their enrollment assignments, the delivery outbox, its attempt log and the audit log.
+--
+-- Conventions for every table below:
+-- * Tables are STRICT: SQLite then refuses a value of the wrong storage class (a TEXT in an
+--   INTEGER column, say) instead of silently keeping it, so a bug in a bind cannot leave a row
+--   the adapter can no longer read.
+-- * Identifiers (partner, tenant, outbox, audit, client-request ids) are TEXT in the lowercase
+--   hyphenated GUID form, the form Graph and our logs use, so an operator can grep for them.
+-- * Instants are INTEGER 100 ns ticks since the Unix epoch (`Timestamp::unix_ticks`), negative
+--   before 1970. Graph's `Edm.DateTimeOffset` carries seven fractional digits, and an integer keeps
+--   them exactly, where an ISO text column would invite lossy re-formatting and a REAL would
+--   round. Ticks also compare and index as plain numbers (the dispatcher's `next_attempt_at <= ?`).
+-- * Booleans are INTEGER 0/1 with a CHECK, SQLite having no boolean type.
+-- * CHECK constraints mirror the domain's closed sets and pairings where that is cheap. They are
+--   a second line of defence behind the Rust types, not the validation itself. Open-ended sets
+--   that will grow (audit actions, attempt outcome labels) are left unchecked, because SQLite
+--   cannot alter a CHECK: adding a value would mean rebuilding an ever-growing table.
+
+-- One row per partner: the `complianceManagementPartner` aggregate minus its assignments.
+CREATE TABLE partners (
+    id TEXT PRIMARY KEY NOT NULL,
+    -- The Entra ID tenant the partner is provisioned into; names are unique per tenant.
+    tenant_id TEXT NOT NULL,
+    -- The display name exactly as accepted (already trimmed by the domain).
+    display_name TEXT NOT NULL,
+    -- `DisplayName::natural_key()`: trimmed and lower-cased by Rust, not by SQL, because SQLite's
+    -- `lower()` and `NOCASE` fold ASCII only and would let `ÉCOLE` and `école` both in.
+    name_key TEXT NOT NULL,
+    -- Graph's `deviceManagementPartnerTenantState`, a closed set of six.
+    partner_state TEXT NOT NULL CHECK (
+        partner_state IN ('unknown', 'unavailable', 'enabled', 'terminated', 'rejected', 'unresponsive')
+    ),
+    -- Ticks; Timestamp::MIN (0001-01-01) means "never". Bounds are Timestamp::MIN and MAX.
+    last_heartbeat INTEGER NOT NULL CHECK (
+        last_heartbeat BETWEEN -621355968000000000 AND 2534023007999999999
+    ),
+    -- One flag per platform. Five columns rather than a child table: the set of platforms is
+    -- fixed by the resource, and every read needs all five.
+    mac_os_onboarded INTEGER NOT NULL CHECK (mac_os_onboarded IN (0, 1)),
+    windows_onboarded INTEGER NOT NULL CHECK (windows_onboarded IN (0, 1)),
+    android_onboarded INTEGER NOT NULL CHECK (android_onboarded IN (0, 1)),
+    ios_onboarded INTEGER NOT NULL CHECK (ios_onboarded IN (0, 1)),
+    linux_onboarded INTEGER NOT NULL CHECK (linux_onboarded IN (0, 1)),
+    -- The id Graph assigned, once a delivery succeeded; NULL until then.
+    graph_id TEXT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    -- The natural key. The adapter maps a violation of this constraint to
+    -- `StoreError::DuplicateDisplayName`; the index it creates also serves lookups by name.
+    UNIQUE (tenant_id, name_key)
+) STRICT;
+
+-- Enrollment assignments: one row per assignment, in the order the caller gave them.
+CREATE TABLE partner_assignments (
+    -- The assignments belong to the partner and die with it.
+    partner_id TEXT NOT NULL REFERENCES partners (id) ON DELETE CASCADE,
+    -- `Platform::property_prefix()`.
+    platform TEXT NOT NULL CHECK (platform IN ('macOs', 'windows', 'android', 'ios', 'linux')),
+    -- Zero-based place within the platform's list: the order is part of the resource.
+    position INTEGER NOT NULL CHECK (position >= 0),
+    -- Graph's target subtype name (`TargetKind::type_name()`), a closed set of seven.
+    target_type TEXT NOT NULL CHECK (
+        target_type IN (
+            'allDevicesAssignmentTarget',
+            'allLicensedUsersAssignmentTarget',
+            'configurationManagerCollectionAssignmentTarget',
+            'groupAssignmentTarget',
+            'exclusionGroupAssignmentTarget',
+            'scopeTagGroupAssignmentTarget',
+            'androidFotaDeploymentAssignmentTarget'
+        )
+    ),
+    filter_type TEXT NOT NULL CHECK (filter_type IN ('none', 'include', 'exclude')),
+    filter_id TEXT NULL,
+    -- The subtype-specific fields, one nullable column each (single-table inheritance): seven
+    -- subtypes share four fields, which is simpler to read back than seven child tables.
+    group_id TEXT NULL,
+    collection_id TEXT NULL,
+    scope_tag_target_type TEXT NULL CHECK (
+        scope_tag_target_type IN ('none', 'user', 'device', 'unknownFutureValue')
+    ),
+    entra_object_id TEXT NULL,
+    -- Also the index for "the assignments of a partner" and for the cascading delete.
+    PRIMARY KEY (partner_id, platform, position),
+    -- `none` carries no filter id; `include` and `exclude` need one (`AssignmentFilter`).
+    CHECK ((filter_type = 'none') = (filter_id IS NULL)),
+    -- Each subtype has exactly its own fields set (`TargetKind`).
+    CHECK (
+        (
+            target_type IN ('allDevicesAssignmentTarget', 'allLicensedUsersAssignmentTarget')
+            AND group_id IS NULL AND collection_id IS NULL
+            AND scope_tag_target_type IS NULL AND entra_object_id IS NULL
+        )
+        OR (
+            target_type = 'configurationManagerCollectionAssignmentTarget'
+            AND collection_id IS NOT NULL AND group_id IS NULL
+            AND scope_tag_target_type IS NULL AND entra_object_id IS NULL
+        )
+        OR (
+            target_type IN (
+                'groupAssignmentTarget',
+                'exclusionGroupAssignmentTarget',
+                'androidFotaDeploymentAssignmentTarget'
+            )
+            AND group_id IS NOT NULL AND collection_id IS NULL
+            AND scope_tag_target_type IS NULL AND entra_object_id IS NULL
+        )
+        OR (
+            target_type = 'scopeTagGroupAssignmentTarget'
+            AND scope_tag_target_type IS NOT NULL AND entra_object_id IS NOT NULL
+            AND group_id IS NULL AND collection_id IS NULL
+        )
+    )
+) STRICT;
+
+-- The transactional outbox (graph-client-behaviour §3.1): one row per Graph operation owed.
+--
+-- There is deliberately NO payload column. The payload is rendered from the partner row at
+-- delivery time, so a later update of the partner folds into a create that is still pending:
+-- Graph then receives the current partner in one POST, instead of a stale snapshot followed by
+-- a PATCH. It also keeps one copy of the truth, the partner row.
+CREATE TABLE outbox (
+    -- Also the idempotency handle of the operation.
+    id TEXT PRIMARY KEY NOT NULL,
+    tenant_id TEXT NOT NULL,
+    -- No cascade: a row whose partner is gone could not render its payload, so a partner with
+    -- an outbox row cannot be deleted by accident; undoing a create deletes the row explicitly.
+    partner_id TEXT NOT NULL REFERENCES partners (id),
+    operation TEXT NOT NULL CHECK (operation IN ('create')),
+    -- What reconciliation matches Graph's list on: the partner's name key at write time.
+    natural_key TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight', 'delivered', 'unknown', 'dead')),
+    -- Attempts started so far, counted when an attempt starts (before the HTTP call).
+    attempts INTEGER NOT NULL CHECK (attempts >= 0),
+    -- Ticks; the dispatcher claims rows whose time has come.
+    next_attempt_at INTEGER NOT NULL,
+    -- Who holds the row (`request:<request-id>` or a dispatcher) and until when. A lapsed lease
+    -- turns the row `unknown`, never `pending`.
+    lease_owner TEXT NULL,
+    lease_expires_at INTEGER NULL,
+    -- What Graph said last: HTTP status and its `error.code`.
+    last_status INTEGER NULL CHECK (last_status BETWEEN 100 AND 599),
+    last_error_code TEXT NULL,
+    last_client_request_id TEXT NULL,
+    -- The id Graph assigned, once delivered.
+    graph_id TEXT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    -- When the first attempt started: the 24 h give-up clock runs from here.
+    first_attempt_at INTEGER NULL,
+    -- A row is leased exactly while it is in flight, and a lease has both an owner and an end.
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
+    CHECK ((state = 'in_flight') = (lease_owner IS NOT NULL)),
+    -- A delivered row knows Graph's id.
+    CHECK (state <> 'delivered' OR graph_id IS NOT NULL)
+) STRICT;
+
+-- The dispatcher's claim: `WHERE state IN ('pending', 'unknown') AND next_attempt_at <= ?
+-- ORDER BY next_attempt_at`.
+CREATE INDEX outbox_state_next_attempt_at ON outbox (state, next_attempt_at);
+
+-- Deleting a partner checks the foreign key above; without this index that check would scan
+-- the whole outbox, which keeps delivered rows forever.
+CREATE INDEX outbox_partner_id ON outbox (partner_id);
+
+-- One row per attempt of an outbox row, written when the attempt starts (so a crash mid-call
+-- leaves evidence) and completed when it ends.
+CREATE TABLE delivery_attempts (
+    -- The attempt log only means something next to its outbox row.
+    outbox_id TEXT NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    -- 1, 2, ...: equals `outbox.attempts` after the attempt started.
+    attempt INTEGER NOT NULL CHECK (attempt >= 1),
+    -- The `client-request-id` sent to Graph, for correlating with Microsoft's logs.
+    client_request_id TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    -- NULL while the attempt runs, or forever when the process died during it.
+    finished_at INTEGER NULL,
+    http_status INTEGER NULL CHECK (http_status BETWEEN 100 AND 599),
+    graph_error_code TEXT NULL,
+    -- Graph's `request-id` response header.
+    graph_request_id TEXT NULL,
+    -- A short label for operators (`created`, `unknown`, `deadline_passed`, ...); unchecked
+    -- because new labels must not need a table rebuild.
+    outcome TEXT NULL,
+    PRIMARY KEY (outbox_id, attempt)
+) STRICT;
+
+-- Who did what to which partner, and when.
+CREATE TABLE audit_log (
+    id TEXT PRIMARY KEY NOT NULL,
+    -- NO foreign key: entries outlive the partners they name (an undone create keeps both its
+    -- `created` and its `create_rejected_by_graph` entry).
+    partner_id TEXT NOT NULL,
+    -- `AuditAction::as_str()`; unchecked because the set grows with every new use case.
+    action TEXT NOT NULL,
+    -- Our `request-id` of the HTTP request that caused the entry.
+    request_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+
+-- "The history of a partner", in order.
+CREATE INDEX audit_log_partner_id_at ON audit_log (partner_id, at);
