@@ -38,7 +38,10 @@ pub trait PartnerUseCases: Send + Sync + 'static {
     /// within the configured deadline.
     ///
     /// # Errors
-    /// See [`CreatePartnerError`]; on every error nothing is left stored but audit entries.
+    /// See [`CreatePartnerError`]. On every error nothing is left stored but audit entries,
+    /// with one exception: when Graph refused the partner and undoing the local write then
+    /// failed ([`CreatePartnerError::Unexpected`]), the partner stays with its leased outbox
+    /// row; when the lease lapses the row is reconciled and, Graph holding nothing, ends dead.
     async fn create_partner(
         &self,
         command: NewPartner,
