@@ -22,8 +22,8 @@ pub use error::{CreatePartnerError, GetPartnerError};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use ports::{
     AttemptFinish, AuditAction, AuditEntry, Clock, CreateOutcome, DeliveryState, GraphCallResult,
-    GraphGateway, GraphResponseMeta, IdSource, NewPartnerWrite, OutboxTransition,
-    PartnerRepository, Sleeper, StoreError,
+    GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource, NewPartnerWrite,
+    OutboxTransition, PartnerRepository, RemotePartner, Sleeper, StoreError, WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -1,14 +1,23 @@
 //! The driven Graph adapter: implementations of the application's [`GraphGateway`] port.
 //!
-//! Today it holds the in-process [`SimulatedGraph`] that development and tests run against;
-//! the real Microsoft Graph client over HTTPS joins it here. It depends on the application
-//! (the port), the domain and the Graph wire model, never on another adapter.
+//! [`HttpGraphClient`] talks to Microsoft Graph over HTTPS with tokens from Entra ID;
+//! [`SimulatedGraph`] is the in-process stand-in development and tests run against. It depends
+//! on the application (the port), the domain and the Graph wire model, never on another adapter.
 //!
 //! # Layout
+//! - [`settings`]: [`GraphClientSettings`], national-cloud presets, credentials.
+//! - [`token`]: [`TokenProvider`], the cached client-credentials flow.
+//! - [`client`]: [`HttpGraphClient`]: requests, retries, outcome classes.
 //! - [`simulated`]: [`SimulatedGraph`] and its [`SimulatedGraphSettings`].
 //!
 //! [`GraphGateway`]: cmp_application::GraphGateway
 
+pub mod client;
+pub mod settings;
 pub mod simulated;
+pub mod token;
 
+pub use client::HttpGraphClient;
+pub use settings::{Cloud, GraphClientSettings};
 pub use simulated::{SimulatedFailure, SimulatedGraph, SimulatedGraphSettings};
+pub use token::{AccessToken, TokenError, TokenProvider, TokenSource};

@@ -2,15 +2,19 @@
 //!
 //! It behaves like Graph for a create: the payload goes through the same JSON rendering as a
 //! real call, Graph's rules are applied to it, a fresh GUID is assigned and the object is
-//! kept. Operators can make it slow or failing from configuration to watch the service's
-//! `202 Accepted` path in development. Its objects live in memory and are gone on restart.
+//! kept. Operators can make its writes slow or failing from configuration to watch the
+//! service's `202 Accepted` path in development; reads always answer, so reconciliation can
+//! always see what was created. Its objects live in memory and are gone on restart.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cmp_application::{CreateOutcome, GraphCallResult, GraphGateway, GraphResponseMeta};
+use cmp_application::{
+    CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta,
+    GraphWriteResult, RemotePartner, WriteOutcome,
+};
 use cmp_domain::Partner;
 use cmp_graph_model::partner::render_partner_for_graph;
 use serde::Deserialize;
@@ -111,46 +115,83 @@ fn meta(status: u16, code: Option<&str>, message: Option<&str>) -> GraphResponse
     }
 }
 
-#[async_trait]
-impl GraphGateway for SimulatedGraph {
-    async fn create_partner(&self, partner: &Partner, client_request_id: Uuid) -> GraphCallResult {
+/// How a write chosen to fail fails, in the outcome classes of the port.
+enum InjectedFailure {
+    Throttled,
+    Unavailable,
+    Rejected,
+}
+
+impl SimulatedGraph {
+    /// Waits the configured latency, then decides whether this write fails. A hang waits an
+    /// hour and then reports an unknown outcome.
+    async fn before_write(&self) -> Option<(InjectedFailure, GraphResponseMeta)> {
         if self.settings.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.settings.latency_ms)).await;
         }
-        tracing::debug!(client_request_id = %client_request_id, "simulated Graph: create");
         match self.failure_now() {
-            SimulatedFailure::Throttle => {
-                return GraphCallResult {
-                    outcome: CreateOutcome::NotApplied {
-                        retry_after: Some(Duration::from_secs(5)),
-                    },
-                    meta: meta(429, Some("TooManyRequests"), Some("simulated throttling")),
-                };
-            }
-            SimulatedFailure::Unavailable => {
-                return GraphCallResult {
-                    outcome: CreateOutcome::Unknown,
-                    meta: meta(503, Some("serviceNotAvailable"), Some("simulated outage")),
-                };
-            }
+            SimulatedFailure::None => None,
+            SimulatedFailure::Throttle => Some((
+                InjectedFailure::Throttled,
+                meta(429, Some("TooManyRequests"), Some("simulated throttling")),
+            )),
+            SimulatedFailure::Unavailable => Some((
+                InjectedFailure::Unavailable,
+                meta(503, Some("serviceNotAvailable"), Some("simulated outage")),
+            )),
             SimulatedFailure::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
-                return GraphCallResult {
-                    outcome: CreateOutcome::Unknown,
-                    meta: GraphResponseMeta::default(),
-                };
+                Some((InjectedFailure::Unavailable, GraphResponseMeta::default()))
             }
-            SimulatedFailure::Reject => {
-                return GraphCallResult {
-                    outcome: CreateOutcome::Rejected,
-                    meta: meta(
-                        400,
-                        Some("BadRequest"),
-                        Some("simulated rejection of the payload"),
-                    ),
-                };
-            }
-            SimulatedFailure::None => {}
+            SimulatedFailure::Reject => Some((
+                InjectedFailure::Rejected,
+                meta(
+                    400,
+                    Some("BadRequest"),
+                    Some("simulated rejection of the payload"),
+                ),
+            )),
+        }
+    }
+
+    fn write_failure(failure: InjectedFailure, meta: GraphResponseMeta) -> GraphWriteResult {
+        let outcome = match failure {
+            InjectedFailure::Throttled => WriteOutcome::NotApplied {
+                retry_after: Some(THROTTLE_RETRY_AFTER),
+            },
+            InjectedFailure::Unavailable => WriteOutcome::Unknown,
+            InjectedFailure::Rejected => WriteOutcome::Rejected,
+        };
+        GraphWriteResult { outcome, meta }
+    }
+}
+
+/// The `Retry-After` of a simulated 429.
+const THROTTLE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+fn remote(object: &Value) -> Option<RemotePartner> {
+    Some(RemotePartner {
+        graph_id: object.get("id")?.as_str()?.to_owned(),
+        display_name: object
+            .get("displayName")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+#[async_trait]
+impl GraphGateway for SimulatedGraph {
+    async fn create_partner(&self, partner: &Partner, client_request_id: Uuid) -> GraphCallResult {
+        tracing::debug!(client_request_id = %client_request_id, "simulated Graph: create");
+        if let Some((failure, meta)) = self.before_write().await {
+            let outcome = match failure {
+                InjectedFailure::Throttled => CreateOutcome::NotApplied {
+                    retry_after: Some(THROTTLE_RETRY_AFTER),
+                },
+                InjectedFailure::Unavailable => CreateOutcome::Unknown,
+                InjectedFailure::Rejected => CreateOutcome::Rejected,
+            };
+            return GraphCallResult { outcome, meta };
         }
         // The object goes through the same JSON a real POST would carry.
         let mut object = match serde_json::to_value(render_partner_for_graph(partner)) {
@@ -168,6 +209,64 @@ impl GraphGateway for SimulatedGraph {
         GraphCallResult {
             outcome: CreateOutcome::Created { graph_id },
             meta: meta(201, None, None),
+        }
+    }
+
+    async fn get_partner(&self, graph_id: &str) -> Result<Option<RemotePartner>, GraphReadError> {
+        Ok(self.lock().get(graph_id).and_then(remote))
+    }
+
+    async fn list_partners(&self) -> Result<Vec<RemotePartner>, GraphReadError> {
+        Ok(self.lock().values().filter_map(remote).collect())
+    }
+
+    async fn update_partner(
+        &self,
+        graph_id: &str,
+        partner: &Partner,
+        client_request_id: Uuid,
+    ) -> GraphWriteResult {
+        tracing::debug!(client_request_id = %client_request_id, graph.id = graph_id, "simulated Graph: update");
+        if let Some((failure, meta)) = self.before_write().await {
+            return Self::write_failure(failure, meta);
+        }
+        let mut objects = self.lock();
+        let Some(stored) = objects.get_mut(graph_id) else {
+            return GraphWriteResult {
+                outcome: WriteOutcome::NotFound,
+                meta: meta(404, Some("ResourceNotFound"), Some("no such object")),
+            };
+        };
+        match serde_json::to_value(render_partner_for_graph(partner)) {
+            Ok(mut object) => {
+                object["id"] = Value::String(graph_id.to_owned());
+                *stored = object;
+                GraphWriteResult {
+                    outcome: WriteOutcome::Applied,
+                    meta: meta(204, None, None),
+                }
+            }
+            Err(e) => GraphWriteResult {
+                outcome: WriteOutcome::Rejected,
+                meta: meta(400, Some("BadRequest"), Some(&e.to_string())),
+            },
+        }
+    }
+
+    async fn delete_partner(&self, graph_id: &str, client_request_id: Uuid) -> GraphWriteResult {
+        tracing::debug!(client_request_id = %client_request_id, graph.id = graph_id, "simulated Graph: delete");
+        if let Some((failure, meta)) = self.before_write().await {
+            return Self::write_failure(failure, meta);
+        }
+        // Gone either way: Graph's 404 on a delete means the work is done.
+        let status = if self.lock().remove(graph_id).is_some() {
+            204
+        } else {
+            404
+        };
+        GraphWriteResult {
+            outcome: WriteOutcome::Applied,
+            meta: meta(status, None, None),
         }
     }
 }
@@ -252,6 +351,43 @@ mod tests {
             answered.is_err(),
             "must still be pending after 3599 s of paused time"
         );
+    }
+
+    #[tokio::test]
+    async fn reads_updates_and_deletes_act_on_the_kept_objects() {
+        let graph = graph(SimulatedFailure::None, 0.0);
+        let CreateOutcome::Created { graph_id } = graph
+            .create_partner(&partner(), Uuid::new_v4())
+            .await
+            .outcome
+        else {
+            panic!("a healthy simulated Graph creates")
+        };
+
+        let listed = graph.list_partners().await.expect("list");
+        let fetched = graph.get_partner(&graph_id).await.expect("get");
+        let updated = graph
+            .update_partner(&graph_id, &partner(), Uuid::new_v4())
+            .await;
+        let deleted = graph.delete_partner(&graph_id, Uuid::new_v4()).await;
+        let deleted_again = graph.delete_partner(&graph_id, Uuid::new_v4()).await;
+        let update_of_missing = graph
+            .update_partner(&graph_id, &partner(), Uuid::new_v4())
+            .await;
+
+        let expected = RemotePartner {
+            graph_id: graph_id.clone(),
+            display_name: Some("Simulated".into()),
+        };
+        assert_eq!(listed, vec![expected.clone()]);
+        assert_eq!(fetched, Some(expected));
+        assert_eq!(updated.outcome, WriteOutcome::Applied);
+        assert_eq!(deleted.outcome, WriteOutcome::Applied);
+        assert_eq!(deleted.meta.status, Some(204));
+        assert_eq!(deleted_again.outcome, WriteOutcome::Applied);
+        assert_eq!(deleted_again.meta.status, Some(404));
+        assert_eq!(update_of_missing.outcome, WriteOutcome::NotFound);
+        assert_eq!(graph.get_partner(&graph_id).await.expect("get"), None);
     }
 
     #[test]
