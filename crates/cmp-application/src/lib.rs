@@ -10,13 +10,16 @@
 //! - [`delivery`]: how one Graph call's outcome moves an outbox row on (shared by the inline
 //!   path of a create and, later, the dispatcher).
 //! - [`partners`]: the driving port [`PartnerUseCases`] and its implementation [`PartnerService`].
+//! - [`auth`]: the [`Caller`] and the [`CallerAuthenticator`] port.
 //! - [`error`]: one error enum per use case.
 
+pub mod auth;
 pub mod delivery;
 pub mod error;
 pub mod partners;
 pub mod ports;
 
+pub use auth::{AuthenticationError, Caller, CallerAuthenticator, CallerKind};
 pub use delivery::DeliveryPolicy;
 pub use error::{CreatePartnerError, GetPartnerError};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
@@ -26,6 +29,8 @@ pub use ports::{
     OutboxTransition, PartnerRepository, RemotePartner, Sleeper, StoreError, WriteOutcome,
 };
 
+#[cfg(any(test, feature = "mocks"))]
+pub use auth::MockCallerAuthenticator;
 #[cfg(any(test, feature = "mocks"))]
 pub use partners::MockPartnerUseCases;
 #[cfg(any(test, feature = "mocks"))]
