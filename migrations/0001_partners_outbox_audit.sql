@@ -195,6 +195,9 @@ CREATE TABLE audit_log (
     action TEXT NOT NULL,
     -- Our `request-id` of the HTTP request that caused the entry.
     request_id TEXT NOT NULL,
+    -- Who caused it: `app:<tenant>/<object id>` or `user:<tenant>/<object id>`, from the
+    -- verified bearer token; never a name or an e-mail address.
+    caller TEXT NOT NULL,
     at INTEGER NOT NULL,
     detail TEXT NOT NULL
 ) STRICT;

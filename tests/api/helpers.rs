@@ -45,6 +45,18 @@ pub fn test_settings(database: &Path) -> Settings {
     settings
 }
 
+/// A development token for `settings` granting `roles`, valid for an hour.
+pub fn mint(settings: &Settings, roles: &[&str]) -> String {
+    let options = cmp_server::cli::MintOptions {
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        scopes: Vec::new(),
+        lifetime_seconds: 3600,
+        tenant_id: None,
+        object_id: cmp_server::cli::DEVELOPER_OBJECT_ID.to_owned(),
+    };
+    cmp_server::cli::mint_token(settings, &options).expect("the development key mints")
+}
+
 /// A running service and the means to talk to it and to stop it.
 pub struct TestApp {
     /// The root URL, e.g. `http://127.0.0.1:41234/beta`.
@@ -53,6 +65,10 @@ pub struct TestApp {
     pub database: PathBuf,
     /// Keeps the folder of the database alive across restarts.
     pub directory: Arc<tempfile::TempDir>,
+    /// The settings the service runs with (to mint more tokens with its development key).
+    pub settings: Settings,
+    /// A token with the write permission, signed with the instance's development key.
+    pub token: String,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<anyhow::Result<()>>>,
@@ -77,10 +93,12 @@ pub async fn spawn_app_in(
     LazyLock::force(&TRACING);
     let database = directory.path().join("partners.db");
     let mut settings = test_settings(&database);
+    settings.auth.development_key_dir = directory.path().join("keys");
     adjust(&mut settings);
-    let application = cmp_server::Application::build(settings)
+    let application = cmp_server::Application::build(settings.clone())
         .await
         .expect("the service builds");
+    let token = mint(&settings, &["DeviceManagementServiceConfig.ReadWrite.All"]);
     let root = application.public_root().to_owned();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(application.run_until_stopped(async {
@@ -90,6 +108,8 @@ pub async fn spawn_app_in(
         root,
         database,
         directory,
+        settings,
+        token,
         client: reqwest::Client::new(),
         shutdown: Some(shutdown),
         served: Some(served),
@@ -104,7 +124,7 @@ impl TestApp {
 
     /// A request builder with a bearer token already set.
     pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, url).bearer_auth("test-token")
+        self.client.request(method, url).bearer_auth(&self.token)
     }
 
     /// POSTs `body` as JSON to the collection.

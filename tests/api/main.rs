@@ -3,5 +3,6 @@
 
 mod bad_requests;
 mod create;
+mod graph_mode;
 mod helpers;
 mod restart;

@@ -52,6 +52,9 @@ impl fmt::Display for Caller {
 pub struct AuthenticationError {
     /// What was wrong with the token, e.g. "token expired".
     pub reason: String,
+    /// The token could not be checked because the signing keys could not be had: our outage,
+    /// not the caller's fault (answered 503, not 401).
+    pub keys_unavailable: bool,
 }
 
 /// Turns a bearer token into a [`Caller`].

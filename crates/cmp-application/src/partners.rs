@@ -19,6 +19,8 @@ use crate::ports::{
 pub struct RequestContext {
     /// Our `request-id` for the request.
     pub request_id: String,
+    /// Who asked, as `app:<tenant>/<object id>` or `user:<tenant>/<object id>` (see [`crate::Caller`]).
+    pub caller: String,
 }
 
 /// How a create ended, both with the stored partner.
@@ -116,6 +118,7 @@ impl PartnerUseCases for PartnerService {
                 partner_id: partner.id(),
                 action: AuditAction::Created,
                 request_id: context.request_id.clone(),
+                caller: context.caller.clone(),
                 at: now,
                 detail: format!("created partner '{}'", partner.display_name()),
             },
@@ -170,6 +173,7 @@ impl PartnerUseCases for PartnerService {
                     partner_id: partner.id(),
                     action: AuditAction::CreateRejectedByGraph,
                     request_id: context.request_id.clone(),
+                    caller: context.caller.clone(),
                     at: finished_at,
                     detail: format!(
                         "Microsoft Graph refused the partner: status {}, code {}, graph request-id {}, client-request-id {}",

@@ -85,6 +85,8 @@ pub struct AuditEntry {
     pub action: AuditAction,
     /// Our `request-id` of the HTTP request that caused it.
     pub request_id: String,
+    /// Who caused it (see [`crate::Caller`]'s display form); never a name or e-mail.
+    pub caller: String,
     /// When it happened.
     pub at: Timestamp,
     /// Human-readable detail (what changed, Graph's error code, ...).

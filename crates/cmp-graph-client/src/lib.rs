@@ -17,7 +17,7 @@ pub mod settings;
 pub mod simulated;
 pub mod token;
 
-pub use client::HttpGraphClient;
+pub use client::{GraphConnection, HttpGraphClient, connect};
 pub use settings::{Cloud, GraphClientSettings};
 pub use simulated::{SimulatedFailure, SimulatedGraph, SimulatedGraphSettings};
-pub use token::{AccessToken, TokenError, TokenProvider, TokenSource};
+pub use token::{AccessToken, InvalidCredential, TokenError, TokenProvider, TokenSource};

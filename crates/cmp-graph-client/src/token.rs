@@ -1,10 +1,53 @@
 //! Access tokens for Microsoft Graph: the client-credentials flow against Entra ID, cached and
 //! refreshed the way MSAL does it (graph-client-behaviour §2).
+//!
+//! [`TokenProvider`] is the real [`TokenSource`]. One provider serves one (authority, tenant,
+//! client id, scope), so its cache is a single slot. It
+//! - serves the cached token while at least 300 s of it remain, refreshes early once Entra's
+//!   `refresh_in` has passed, and keeps serving the old token if that early refresh fails;
+//! - sends at most one token request at a time; concurrent callers wait for it and share it;
+//! - backs off after a failure instead of hammering Entra (which answers request loops with
+//!   AADSTS50196): 60 s after a refusal, the `Retry-After` time after throttling or an outage.
+//!
+//! Every instant comes from the injected [`Clock`], so tests move time by hand instead of
+//! sleeping. Neither the secret, the client assertion nor the token is ever logged or put
+//! into an error.
+
+mod assertion;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
 
+use cmp_application::Clock;
 use cmp_domain::Timestamp;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::settings::Credential;
+use assertion::AssertionSigner;
+
+/// Least lifetime a cached token must have left to be served; below it the token counts as
+/// expired. Five minutes, as MSAL, azure_identity and graph-rs-sdk use, so a token never
+/// expires between being handed out and reaching Graph.
+const REFRESH_MARGIN_SECONDS: i64 = 300;
+
+/// How long a refusal (HTTP 400/401 and other configuration errors) stops token requests.
+const REFUSAL_BACKOFF_SECONDS: i64 = 60;
+
+/// Wait after throttling, an outage or a transport failure when Entra gives no `Retry-After`.
+const DEFAULT_RETRY_AFTER_MILLIS: i64 = 60_000;
+
+/// Longest `Retry-After` honoured: a larger (or hostile) value must not stall the service.
+const MAX_RETRY_AFTER_MILLIS: i64 = 3_600_000;
+
+/// `client_assertion_type` of a signed JWT assertion (RFC 7523).
+const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A bearer token for Graph and the instant it stops being usable. `Debug` never shows it.
 #[derive(Clone)]
@@ -92,5 +135,578 @@ pub trait TokenSource: Send + Sync + 'static {
     fn invalidate(&self);
 }
 
-/// PLACEHOLDER while the token provider is being written; replaced in full.
-pub struct TokenProvider;
+/// The configured credential cannot be used: the certificate or its private key does not parse.
+/// Raised when the [`TokenProvider`] is built, so a bad file stops the service at start rather
+/// than failing every token request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the Graph client credential is unusable: {reason}")]
+pub struct InvalidCredential {
+    /// What is wrong, naming no key material.
+    reason: String,
+}
+
+impl InvalidCredential {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Tokens from Entra ID's client-credentials grant for one (authority, tenant, client id,
+/// scope), cached, refreshed early, fetched one request at a time, and paused after failures
+/// (graph-client-behaviour §2).
+///
+/// While a back-off lasts, a call that would need a request gets the failure that started it
+/// again (the same [`TokenError::Transient`], whose `retry_at` is the end of the back-off, or
+/// the same [`TokenError::Configuration`]), so callers classify it exactly as the first time;
+/// a call that a still-usable cached token can answer gets that token.
+pub struct TokenProvider {
+    /// Shared with the Graph client; the caller built it with the connect timeout and the
+    /// redirect policy.
+    http: reqwest::Client,
+    /// `{authority}/{tenant}/oauth2/v2.0/token`; also the `aud` of a client assertion, which
+    /// Entra requires to be exactly this URL.
+    token_url: Url,
+    /// The app registration's client id; also `iss` and `sub` of a client assertion.
+    client_id: String,
+    /// The resource's `/.default` scope.
+    scope: String,
+    /// How the provider proves who it is; a certificate is parsed once, here.
+    credential: ClientAuth,
+    /// The only source of "now": expiry, refresh and back-off arithmetic all use it.
+    clock: Arc<dyn Clock>,
+    /// Limit of one token request, applied per request because the shared client's own
+    /// timeout is Graph's (100 s), not the token endpoint's (30 s).
+    timeout: Duration,
+    /// The cached token and the back-off. A std mutex: it guards a few assignments, is never
+    /// held across an `.await`, and [`TokenSource::invalidate`] must reach it from a sync fn.
+    state: std::sync::Mutex<State>,
+    /// Single flight: held by the one caller whose token request is under way. The others
+    /// queue on it and, once through, look at `state` again before requesting anything.
+    in_flight: tokio::sync::Mutex<()>,
+}
+
+/// The prepared credential.
+enum ClientAuth {
+    /// Sent as `client_secret`.
+    Secret(SecretString),
+    /// Signs a fresh `client_assertion` for every request.
+    Certificate(AssertionSigner),
+}
+
+/// What one request presents to Entra ID.
+enum Proof<'a> {
+    /// The client secret.
+    Secret(&'a SecretString),
+    /// A client assertion signed for this request.
+    Assertion(SecretString),
+}
+
+/// What the provider remembers between calls.
+#[derive(Default)]
+struct State {
+    /// The last token received, if it has not been invalidated.
+    cached: Option<CachedToken>,
+    /// Set by a failed request: no new request before `until`.
+    backoff: Option<Backoff>,
+    /// Completed token requests, successful or not. A claims caller compares it before and
+    /// after waiting for the single-flight lock to learn whether a request ran meanwhile.
+    requests: u64,
+}
+
+/// A token and what the provider needs to know about it.
+struct CachedToken {
+    /// The token itself.
+    token: AccessToken,
+    /// From Entra's `refresh_in`: refresh after this instant, while the token still works.
+    refresh_at: Option<Timestamp>,
+    /// The claims the token was requested with, so that callers answering the same challenge
+    /// concurrently share one request.
+    claims: Option<String>,
+}
+
+/// A pause in token requests after a failure.
+struct Backoff {
+    /// No request before this instant.
+    until: Timestamp,
+    /// The failure, returned to every caller that would have needed a request meanwhile.
+    error: TokenError,
+}
+
+/// What the cache says about a call without claims.
+enum Lookup {
+    /// Serve this token; no request.
+    Serve(AccessToken),
+    /// Fail with this error; no request (back-off).
+    Fail(TokenError),
+    /// A request is needed.
+    Request,
+}
+
+impl State {
+    /// The cache's answer for a call without claims at `now`.
+    fn lookup(&self, now: Timestamp) -> Lookup {
+        let backoff = self.active_backoff(now);
+        match self.usable(now) {
+            // During a back-off a usable token is served even when its refresh is due: this
+            // is the "keep serving the old token if the refresh fails" rule.
+            Some(cached) if backoff.is_some() || !cached.refresh_due(now) => {
+                Lookup::Serve(cached.token.clone())
+            }
+            Some(_) => Lookup::Request,
+            None => match backoff {
+                Some(error) => Lookup::Fail(error),
+                None => Lookup::Request,
+            },
+        }
+    }
+
+    /// The cached token if more than the refresh margin of it is left at `now`.
+    fn usable(&self, now: Timestamp) -> Option<&CachedToken> {
+        self.cached.as_ref().filter(|cached| {
+            now.saturating_add_seconds(REFRESH_MARGIN_SECONDS) <= cached.token.expires_at()
+        })
+    }
+
+    /// The remembered failure, while its back-off lasts.
+    fn active_backoff(&self, now: Timestamp) -> Option<TokenError> {
+        self.backoff
+            .as_ref()
+            .filter(|backoff| now < backoff.until)
+            .map(|backoff| backoff.error.clone())
+    }
+}
+
+impl CachedToken {
+    fn refresh_due(&self, now: Timestamp) -> bool {
+        self.refresh_at.is_some_and(|at| now >= at)
+    }
+}
+
+impl TokenProvider {
+    /// A provider for one app registration and scope at `token_url`
+    /// (`{authority}/{tenant}/oauth2/v2.0/token`).
+    ///
+    /// `http` is used as given (connect timeout, redirect policy); `timeout` limits each token
+    /// request. All expiry and back-off arithmetic reads `clock`.
+    ///
+    /// # Errors
+    /// [`InvalidCredential`] when a certificate credential's certificate or RSA private key
+    /// does not parse or cannot sign.
+    pub fn new(
+        http: reqwest::Client,
+        token_url: Url,
+        client_id: impl Into<String>,
+        scope: impl Into<String>,
+        credential: Credential,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Result<Self, InvalidCredential> {
+        let credential = match credential {
+            Credential::Secret(secret) => ClientAuth::Secret(secret),
+            Credential::Certificate {
+                certificate_pem,
+                private_key_pem,
+            } => ClientAuth::Certificate(AssertionSigner::from_pem(
+                &certificate_pem,
+                &private_key_pem,
+            )?),
+        };
+        Ok(Self {
+            http,
+            token_url,
+            client_id: client_id.into(),
+            scope: scope.into(),
+            credential,
+            clock,
+            timeout,
+            state: std::sync::Mutex::new(State::default()),
+            in_flight: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The state, even after a panic elsewhere poisoned the lock: every update of it is a
+    /// plain assignment, so a panicking holder cannot leave it half-written.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A call without claims: the cached token, or a fresh one.
+    async fn cached_or_requested(&self) -> Result<AccessToken, TokenError> {
+        // Fast path: most calls are answered by the cache without touching the async lock.
+        match self.state().lookup(self.clock.now()) {
+            Lookup::Serve(token) => return Ok(token),
+            Lookup::Fail(error) => return Err(error),
+            Lookup::Request => {}
+        }
+        let _flight = self.in_flight.lock().await;
+        // Look again: the caller that held the lock may have fetched a token, or failed and
+        // started a back-off, while this one waited.
+        match self.state().lookup(self.clock.now()) {
+            Lookup::Serve(token) => return Ok(token),
+            Lookup::Fail(error) => return Err(error),
+            Lookup::Request => {}
+        }
+        match self.request_and_remember(None).await {
+            Ok(token) => Ok(token),
+            Err(error) => {
+                // A failed early refresh (after `refresh_in`) leaves a token that still works;
+                // serving it is better than failing the call.
+                let old = self
+                    .state()
+                    .usable(self.clock.now())
+                    .map(|cached| cached.token.clone());
+                match old {
+                    Some(token) => {
+                        tracing::warn!(
+                            error.message = %error,
+                            "early token refresh failed; the current token is still valid and stays in use"
+                        );
+                        Ok(token)
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    /// A call with claims: always a new token carrying them, except that callers answering
+    /// the same challenge at the same time share one request.
+    async fn requested_with_claims(&self, claims: &str) -> Result<AccessToken, TokenError> {
+        let requests_before = {
+            let state = self.state();
+            if let Some(error) = state.active_backoff(self.clock.now()) {
+                return Err(error);
+            }
+            state.requests
+        };
+        let _flight = self.in_flight.lock().await;
+        {
+            let state = self.state();
+            let now = self.clock.now();
+            if let Some(error) = state.active_backoff(now) {
+                return Err(error);
+            }
+            if state.requests != requests_before
+                && let Some(cached) = state.usable(now)
+                && cached.claims.as_deref() == Some(claims)
+            {
+                return Ok(cached.token.clone());
+            }
+        }
+        self.request_and_remember(Some(claims)).await
+    }
+
+    /// Sends one token request and records the outcome: the new token replaces the cached
+    /// one, a failure starts a back-off. Call only while holding `in_flight`.
+    async fn request_and_remember(&self, claims: Option<&str>) -> Result<AccessToken, TokenError> {
+        let outcome = self.request(claims).await;
+        let now = self.clock.now();
+        let mut state = self.state();
+        state.requests = state.requests.wrapping_add(1);
+        match outcome {
+            Ok(received) => {
+                let token = AccessToken::new(
+                    received.access_token,
+                    now.saturating_add_seconds(received.expires_in),
+                );
+                state.cached = Some(CachedToken {
+                    token: token.clone(),
+                    refresh_at: received
+                        .refresh_in
+                        .map(|seconds| now.saturating_add_seconds(seconds)),
+                    claims: claims.map(str::to_owned),
+                });
+                state.backoff = None;
+                Ok(token)
+            }
+            Err(error) => {
+                let until = match &error {
+                    TokenError::Transient { retry_at, .. } => *retry_at,
+                    TokenError::Configuration { .. } | TokenError::BackingOff { .. } => {
+                        now.saturating_add_seconds(REFUSAL_BACKOFF_SECONDS)
+                    }
+                };
+                state.backoff = Some(Backoff {
+                    until,
+                    error: error.clone(),
+                });
+                Err(error)
+            }
+        }
+    }
+
+    /// One POST to the token endpoint, classified (graph-client-behaviour §2).
+    #[tracing::instrument(name = "token.request", skip_all, fields(token.claims = claims.is_some()))]
+    async fn request(&self, claims: Option<&str>) -> Result<Received, TokenError> {
+        // Built before the form so that the form can borrow the assertion.
+        let proof = match &self.credential {
+            ClientAuth::Secret(secret) => Proof::Secret(secret),
+            ClientAuth::Certificate(signer) => Proof::Assertion(
+                signer
+                    .sign(&self.token_url, &self.client_id, self.clock.now())
+                    .map_err(|reason| TokenError::Configuration {
+                        error: "client_assertion_not_signed".into(),
+                        error_codes: Vec::new(),
+                        description: reason,
+                        trace_id: None,
+                        correlation_id: None,
+                    })?,
+            ),
+        };
+        let mut form: Vec<(&str, &str)> = vec![
+            ("client_id", &self.client_id),
+            ("scope", &self.scope),
+            ("grant_type", "client_credentials"),
+        ];
+        match &proof {
+            Proof::Secret(secret) => form.push(("client_secret", secret.expose_secret())),
+            Proof::Assertion(assertion) => {
+                form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
+                form.push(("client_assertion", assertion.expose_secret()));
+            }
+        }
+        if let Some(claims) = claims {
+            form.push(("claims", claims));
+        }
+
+        let sent = self
+            .http
+            .post(self.token_url.clone())
+            .timeout(self.timeout)
+            .header(ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await;
+        let response = sent.map_err(|e| self.transport_failure(e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_failure(e))?;
+        let now = self.clock.now();
+
+        if status.is_success() {
+            return parse_token_response(&body).map_err(|description| {
+                tracing::warn!(
+                    token.status = status.as_u16(),
+                    "token endpoint answered without a usable token"
+                );
+                TokenError::Configuration {
+                    error: "invalid_token_response".into(),
+                    error_codes: Vec::new(),
+                    description,
+                    trace_id: None,
+                    correlation_id: None,
+                }
+            });
+        }
+        Err(refusal(status, &body, retry_after.as_deref(), now))
+    }
+
+    /// A request that got no complete answer: transient, retried after the default wait.
+    fn transport_failure(&self, error: reqwest::Error) -> TokenError {
+        let description = if error.is_timeout() {
+            format!(
+                "token request timed out after {} ms",
+                self.timeout.as_millis()
+            )
+        } else {
+            // The token URL is no secret, but it adds nothing to the message either.
+            format!(
+                "token request failed: {}",
+                error_chain(&error.without_url())
+            )
+        };
+        tracing::warn!(error.message = %description, "token request failed");
+        TokenError::Transient {
+            retry_at: self
+                .clock
+                .now()
+                .saturating_add_millis(DEFAULT_RETRY_AFTER_MILLIS),
+            description,
+        }
+    }
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let credential = match self.credential {
+            ClientAuth::Secret(_) => "secret",
+            ClientAuth::Certificate(_) => "certificate",
+        };
+        f.debug_struct("TokenProvider")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("credential", &credential)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for TokenProvider {
+    async fn token(&self, claims: Option<&str>) -> Result<AccessToken, TokenError> {
+        match claims {
+            None => self.cached_or_requested().await,
+            Some(claims) => self.requested_with_claims(claims).await,
+        }
+    }
+
+    fn invalidate(&self) {
+        self.state().cached = None;
+    }
+}
+
+/// A successful token response, as far as the provider uses it.
+struct Received {
+    access_token: SecretString,
+    expires_in: i64,
+    refresh_in: Option<i64>,
+}
+
+/// The body of a 2xx answer.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: SecretString,
+    expires_in: Seconds,
+    refresh_in: Option<Seconds>,
+}
+
+/// A lifetime in seconds. Entra's v2 endpoint sends numbers; older endpoints and some
+/// proxies send numeric strings, so both are read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(i64),
+    Text(String),
+}
+
+impl Seconds {
+    fn value(&self) -> Option<i64> {
+        match self {
+            Self::Number(n) => Some(*n),
+            Self::Text(text) => text.trim().parse().ok(),
+        }
+        .filter(|seconds| *seconds > 0)
+    }
+}
+
+/// Reads a 2xx body; the error names what is missing, never the body itself.
+fn parse_token_response(body: &[u8]) -> Result<Received, String> {
+    let response: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the token response is not the expected JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    if response.access_token.expose_secret().is_empty() {
+        return Err("the token response has an empty access_token".into());
+    }
+    let expires_in = response
+        .expires_in
+        .value()
+        .ok_or("the token response's expires_in is not a positive number of seconds")?;
+    Ok(Received {
+        access_token: response.access_token,
+        expires_in,
+        refresh_in: response.refresh_in.as_ref().and_then(Seconds::value),
+    })
+}
+
+/// The body of an error answer (every field optional: a proxy may answer instead of Entra).
+#[derive(Default, Deserialize)]
+struct ErrorResponse {
+    error: Option<String>,
+    error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u64>,
+    trace_id: Option<String>,
+    correlation_id: Option<String>,
+}
+
+/// Classifies a non-2xx answer. The OAuth `error` value decides, with the status as fallback;
+/// `error_codes` only make the alert readable.
+fn refusal(
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<&str>,
+    now: Timestamp,
+) -> TokenError {
+    let response: ErrorResponse = serde_json::from_slice(body).unwrap_or_default();
+    tracing::warn!(
+        token.status = status.as_u16(),
+        token.error = response.error.as_deref().unwrap_or("-"),
+        token.error_codes = ?response.error_codes,
+        token.trace_id = response.trace_id.as_deref().unwrap_or("-"),
+        token.correlation_id = response.correlation_id.as_deref().unwrap_or("-"),
+        "token request refused"
+    );
+    let transient = status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+        || response.error.as_deref() == Some("temporarily_unavailable");
+    if transient {
+        let wait = retry_after
+            .and_then(|value| retry_after_millis(value, now))
+            .unwrap_or(DEFAULT_RETRY_AFTER_MILLIS)
+            .min(MAX_RETRY_AFTER_MILLIS);
+        let error = response.error.as_deref().unwrap_or("no OAuth error");
+        return TokenError::Transient {
+            retry_at: now.saturating_add_millis(wait),
+            description: format!("HTTP {}: {error}", status.as_u16()),
+        };
+    }
+    // invalid_client, unauthorized_client, invalid_scope, invalid_request, anything else
+    // refused with 400/401, and every status that should never come from a token endpoint
+    // (404 from a wrong authority, say): retrying soon will not help, an operator must act.
+    TokenError::Configuration {
+        error: response
+            .error
+            .unwrap_or_else(|| format!("HTTP {}", status.as_u16())),
+        error_codes: response.error_codes,
+        description: response.error_description.unwrap_or_default(),
+        trace_id: response.trace_id,
+        correlation_id: response.correlation_id,
+    }
+}
+
+/// The wait a `Retry-After` value asks for, in milliseconds, or `None` when it asks for none
+/// that can be honoured (unparsable, negative, or a date not in the future): the caller then
+/// waits the default. Fractions (Graph sends `2.128`) are rounded up to the next millisecond.
+fn retry_after_millis(value: &str, now: Timestamp) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        // `as` saturates, and anything near i64::MAX is clamped to an hour by the caller.
+        return (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).ceil() as i64);
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    let date_millis = match date.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).ok()?,
+        Err(before) => -i64::try_from(before.duration().as_millis()).ok()?,
+    };
+    let now_millis = now.unix_ticks() / (cmp_domain::time::TICKS_PER_SECOND / 1000);
+    let wait = date_millis - now_millis;
+    (wait > 0).then_some(wait)
+}
+
+/// An error and its sources, `: `-separated: reqwest's own message ("error sending request")
+/// says little without the hyper and io errors beneath it.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::http::header::{ALLOW, WWW_AUTHENTICATE};
+use axum::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cmp_application::{CreatePartnerError, GetPartnerError};
@@ -33,7 +33,10 @@ pub struct ApiError {
     /// Boxed: the error travels in every handler's `Result`, whose `Ok` side is small.
     error: Box<GraphError>,
     allow: Option<&'static str>,
-    bearer_challenge: bool,
+    /// The `WWW-Authenticate` challenge of a 401 or 403.
+    challenge: Option<&'static str>,
+    /// Whole seconds for `Retry-After` on 429 and 503.
+    retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -48,7 +51,8 @@ impl ApiError {
                 cause: None,
             }),
             allow: None,
-            bearer_challenge: false,
+            challenge: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -57,16 +61,44 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
-    /// 401 `InvalidAuthenticationToken` with `WWW-Authenticate: Bearer`.
+    /// 401 `InvalidAuthenticationToken` with a bare `WWW-Authenticate: Bearer`: no usable
+    /// `Authorization` header was sent, so there is no token to say anything about.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self {
-            bearer_challenge: true,
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                message,
-            )
-        }
+        let mut api = Self::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message);
+        api.challenge = Some("Bearer");
+        api
+    }
+
+    /// 401 `InvalidAuthenticationToken` with `WWW-Authenticate: Bearer error="invalid_token"`.
+    pub fn invalid_token(message: impl Into<String>) -> Self {
+        let mut api = Self::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message);
+        api.challenge = Some("Bearer error=\"invalid_token\"");
+        api
+    }
+
+    /// 403 `Authorization_RequestDenied` with `WWW-Authenticate: Bearer error="insufficient_scope"`.
+    pub fn insufficient_scope(needed: &str) -> Self {
+        let message = format!("Insufficient privileges to complete the operation; the token needs {needed}");
+        let mut api = Self::new(StatusCode::FORBIDDEN, "Authorization_RequestDenied", message);
+        api.challenge = Some("Bearer error=\"insufficient_scope\"");
+        api
+    }
+
+    /// 429 `activityLimitReached` with `Retry-After` in whole seconds.
+    pub fn too_many_requests(retry_after_seconds: u64) -> Self {
+        let message = format!("too many writes from this caller; retry after {retry_after_seconds} s");
+        let mut api = Self::new(StatusCode::TOO_MANY_REQUESTS, "activityLimitReached", message);
+        api.retry_after_seconds = Some(retry_after_seconds);
+        api
+    }
+
+    /// 503 `serviceNotAvailable` with `Retry-After` in whole seconds: the service is at its cap
+    /// of requests in flight.
+    pub fn overloaded(retry_after_seconds: u64) -> Self {
+        let message = "the service is busy; retry shortly";
+        let mut api = Self::new(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", message);
+        api.retry_after_seconds = Some(retry_after_seconds);
+        api
     }
 
     /// 404 `ResourceNotFound`.
@@ -90,6 +122,11 @@ impl ApiError {
             "RequestEntityTooLarge",
             format!("the request body must be at most {limit} bytes"),
         )
+    }
+
+    /// 408 `RequestTimeout`: the body did not arrive in time (or at all).
+    pub fn body_not_received() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", "the request body was not received in time")
     }
 
     /// 415 `UnsupportedMediaType`.
@@ -128,10 +165,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
-        if self.bearer_challenge {
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(*self.error);
         response

@@ -9,17 +9,19 @@
 //! - [`settings`]: [`HttpSettings`], the adapter's configuration.
 //! - [`envelope`]: request ids, the Graph error body, one log line per request.
 //! - [`error`]: [`ApiError`], the one mapping of use-case errors to HTTP.
-//! - [`auth`]: the bearer-header gate (token verification comes later).
+//! - [`auth`]: bearer-token verification (through the port) and permissions.
+//! - [`limits`]: load shedding and the per-caller write rate.
 //! - [`partners`]: the resource's handlers.
-//! - [`router`] and [`serve`]: assembling and running the server.
+//! - [`router`] assembles the layers; [`serve`] runs the accept loop.
 
 pub mod auth;
 pub mod envelope;
 pub mod error;
+pub mod limits;
 pub mod partners;
+pub mod serve;
 pub mod settings;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +29,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use cmp_application::PartnerUseCases;
-use tokio::net::TcpListener;
+use cmp_application::{CallerAuthenticator, PartnerUseCases};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub use error::ApiError;
+pub use serve::{ConnectionLimits, serve};
 pub use settings::HttpSettings;
 
 /// The path of the resource collection below the root.
@@ -43,6 +45,8 @@ pub const COLLECTION_PATH: &str = "/deviceManagement/complianceManagementPartner
 pub struct AppState {
     /// The use cases.
     pub partners: Arc<dyn PartnerUseCases>,
+    /// Verifies bearer tokens.
+    pub authenticator: Arc<dyn CallerAuthenticator>,
     /// The public root URL callers use, e.g. `https://onboarding.example.com/beta`; the
     /// `@odata.context` and `Location` values are built from it, never guessed from headers.
     pub public_root: Arc<str>,
@@ -57,51 +61,72 @@ pub struct RequestLimits {
     pub body_limit_bytes: usize,
     /// Whole-request time limit.
     pub request_timeout: Duration,
+    /// Time limit for receiving the body.
+    pub body_read_timeout: Duration,
+    /// Requests served at once; more are shed with 503.
+    pub max_concurrent_requests: usize,
+    /// Writes per second per caller.
+    pub writes_per_caller_per_second: f64,
+    /// Write burst per caller.
+    pub write_burst: u32,
+}
+
+impl RequestLimits {
+    /// The limits configured in `settings`.
+    pub fn from_settings(settings: &HttpSettings) -> Self {
+        Self {
+            body_limit_bytes: settings.body_limit_bytes,
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
+            body_read_timeout: Duration::from_millis(settings.body_read_timeout_ms),
+            max_concurrent_requests: settings.max_concurrent_requests,
+            writes_per_caller_per_second: settings.writes_per_caller_per_second,
+            write_burst: settings.write_burst,
+        }
+    }
 }
 
 /// Builds the router: the resource under `root_path` (e.g. `/beta`), Graph-shaped errors for
-/// everything else.
+/// everything else, and the layers every request passes, outermost first: ids and error
+/// envelope, panic catcher, load shedding, whole-request timeout, body timeout, bearer token
+/// and permission, per-caller write rate, body size.
 pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router {
     let item_path = format!("{COLLECTION_PATH}/{{id}}");
     let resource = Router::new()
-        .route(
-            COLLECTION_PATH,
-            post(partners::create_partner).fallback(partners::collection_method_not_allowed),
-        )
-        .route(
-            &item_path,
-            get(partners::get_partner).fallback(partners::item_method_not_allowed),
-        )
-        .with_state(state);
+        .route(COLLECTION_PATH, post(partners::create_partner).fallback(partners::collection_method_not_allowed))
+        .route(&item_path, get(partners::get_partner).fallback(partners::item_method_not_allowed))
+        .with_state(state.clone());
     let routed = if root_path.is_empty() || root_path == "/" {
         resource
     } else {
         Router::new().nest(root_path, resource)
     };
+    let write_limiter = Arc::new(limits::WriteRateLimiter::new(limits.writes_per_caller_per_second, limits.write_burst));
     routed
         .fallback(partners::unknown_route)
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-        .layer(axum::middleware::from_fn(auth::require_bearer_header))
+        .layer(axum::middleware::from_fn_with_state(write_limiter, limits::limit_writes))
+        .layer(axum::middleware::from_fn_with_state(state, auth::authenticate))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         // A request that outlives the limit is cut short; 408 is not retried by Graph SDKs, so a
         // slow create is never re-sent into a duplicate-name conflict.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::ConcurrencyGate::new(limits.max_concurrent_requests),
+            limits::shed_load,
         ))
         .layer(CatchPanicLayer::custom(envelope::panic_response))
         .layer(axum::middleware::from_fn(envelope::graph_envelope))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish.
-///
-/// # Errors
-/// The listener's I/O error, if serving fails.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// The path the development signing key set is served at (development mode only).
+pub const DEVELOPMENT_KEYS_PATH: &str = "/development/keys";
+
+/// A router serving `jwks` at [`DEVELOPMENT_KEYS_PATH`] without authentication, so tools can
+/// verify the tokens a development instance accepts. Merge it only in development mode.
+pub fn development_keys_router(jwks: serde_json::Value) -> Router {
+    let body = jwks.to_string();
+    Router::new().route(
+        DEVELOPMENT_KEYS_PATH,
+        get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }),
+    )
 }

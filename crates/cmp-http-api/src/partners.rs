@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use cmp_application::{CreatePartnerOutput, RequestContext};
+use cmp_application::{Caller, CreatePartnerOutput, RequestContext};
 use cmp_domain::{Partner, PartnerId};
 use cmp_graph_model::{parse_partner_fields, render_partner};
 use serde_json::Value;
@@ -43,6 +43,7 @@ const ODATA_QUERY_OPTIONS: [&str; 10] = [
 pub async fn create_partner(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
@@ -55,16 +56,15 @@ pub async fn create_partner(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(state.body_limit_bytes)
         } else {
-            ApiError::bad_request("the request body could not be read")
+            // The body arrived too slowly (the body timeout) or the client went away.
+            ApiError::body_not_received()
         }
     })?;
     let json: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     let command = parse_partner_fields(&json)?.into_new_partner()?;
 
-    let context = RequestContext {
-        request_id: ids.request_id,
-    };
+    let context = RequestContext { request_id: ids.request_id, caller: caller.to_string() };
     let (status, partner) = match state.partners.create_partner(command, &context).await? {
         CreatePartnerOutput::Created(partner) => (StatusCode::CREATED, partner),
         CreatePartnerOutput::Accepted(partner) => (StatusCode::ACCEPTED, partner),

@@ -19,6 +19,18 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Whole-request time limit, in milliseconds.
     pub request_timeout_ms: u64,
+    /// How long a client may take to send the request headers, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send the request body, in milliseconds.
+    pub body_read_timeout_ms: u64,
+    /// Requests served at once; more are shed with 503.
+    pub max_concurrent_requests: usize,
+    /// Writes per second allowed to one caller, on average.
+    pub writes_per_caller_per_second: f64,
+    /// Writes one caller may send in a burst.
+    pub write_burst: u32,
+    /// How long requests in flight may take to finish at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
 }
 
 impl HttpSettings {
@@ -50,8 +62,19 @@ impl HttpSettings {
         if self.body_limit_bytes == 0 {
             return Err("http.body_limit_bytes must be greater than 0".into());
         }
-        if self.request_timeout_ms == 0 {
-            return Err("http.request_timeout_ms must be greater than 0".into());
+        for (key, value) in [
+            ("http.request_timeout_ms", self.request_timeout_ms),
+            ("http.header_read_timeout_ms", self.header_read_timeout_ms),
+            ("http.body_read_timeout_ms", self.body_read_timeout_ms),
+            ("http.max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("http.write_burst", u64::from(self.write_burst)),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if !(self.writes_per_caller_per_second.is_finite() && self.writes_per_caller_per_second > 0.0) {
+            return Err("http.writes_per_caller_per_second must be a positive number".into());
         }
         Ok(())
     }

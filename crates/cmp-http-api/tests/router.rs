@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cmp_application::{
-    CreatePartnerError, CreatePartnerOutput, GetPartnerError, MockPartnerUseCases,
+    AuthenticationError, Caller, CallerKind, CreatePartnerError, CreatePartnerOutput, GetPartnerError,
+    MockCallerAuthenticator, MockPartnerUseCases,
 };
 use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
 use cmp_http_api::{AppState, RequestLimits, router};
@@ -28,20 +29,48 @@ fn partner() -> Partner {
     )
 }
 
-fn app(mock: MockPartnerUseCases, root_path: &str) -> axum::Router {
+/// An authenticator that accepts the token `t` as an application holding `permissions`.
+fn authenticator(permissions: &'static [&'static str]) -> MockCallerAuthenticator {
+    let mut authenticator = MockCallerAuthenticator::new();
+    authenticator.expect_authenticate().returning(move |token| {
+        if token == "t" {
+            Ok(Caller {
+                tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+                object_id: "0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11".into(),
+                app_id: Some("app".into()),
+                kind: CallerKind::Application,
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            })
+        } else {
+            Err(AuthenticationError { reason: "signature invalid".into(), keys_unavailable: false })
+        }
+    });
+    authenticator
+}
+
+fn limits() -> RequestLimits {
+    RequestLimits {
+        body_limit_bytes: 1024,
+        request_timeout: Duration::from_secs(5),
+        body_read_timeout: Duration::from_secs(5),
+        max_concurrent_requests: 16,
+        writes_per_caller_per_second: 1000.0,
+        write_burst: 1000,
+    }
+}
+
+fn app_with(mock: MockPartnerUseCases, root_path: &str, permissions: &'static [&'static str]) -> axum::Router {
     let state = AppState {
         partners: Arc::new(mock),
+        authenticator: Arc::new(authenticator(permissions)),
         public_root: ROOT.into(),
         body_limit_bytes: 1024,
     };
-    router(
-        state,
-        root_path,
-        RequestLimits {
-            body_limit_bytes: 1024,
-            request_timeout: Duration::from_secs(5),
-        },
-    )
+    router(state, root_path, limits())
+}
+
+fn app(mock: MockPartnerUseCases, root_path: &str) -> axum::Router {
+    app_with(mock, root_path, &["DeviceManagementServiceConfig.ReadWrite.All"])
 }
 
 fn post(path: &str) -> Request<Body> {
@@ -206,4 +235,46 @@ async fn validation_errors_never_reach_the_use_cases() {
 
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["target"], "displayName");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_a_401_with_the_invalid_token_challenge_and_reaches_no_use_case() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner().never();
+    let request = Request::post("/beta/deviceManagement/complianceManagementPartners")
+        .header("authorization", "Bearer forged")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"displayName":"x"}"#))
+        .expect("request");
+
+    let (status, headers, body) = send(app(mock, "/beta"), request).await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers.get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer error=\"invalid_token\""));
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert!(!body.to_string().contains("forged"), "the token must not be echoed");
+}
+
+#[tokio::test]
+async fn a_read_only_caller_may_read_but_not_write() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner().never();
+    mock.expect_get_partner().times(1).returning(|_| Ok(partner()));
+    let read_only: &'static [&'static str] = &["DeviceManagementServiceConfig.Read.All"];
+    let get = Request::get(format!("/beta/deviceManagement/complianceManagementPartners/{}", partner().id()))
+        .header("authorization", "Bearer t")
+        .body(Body::empty())
+        .expect("request");
+
+    let (write_status, write_headers, write_body) =
+        send(app_with(MockPartnerUseCases::new(), "/beta", read_only), post("/beta/deviceManagement/complianceManagementPartners")).await;
+    let (read_status, _, _) = send(app_with(mock, "/beta", read_only), get).await;
+
+    assert_eq!(write_status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        write_headers.get("www-authenticate").and_then(|v| v.to_str().ok()),
+        Some("Bearer error=\"insufficient_scope\"")
+    );
+    assert_eq!(write_body["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(read_status, StatusCode::OK);
 }

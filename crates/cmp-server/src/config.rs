@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cmp_application::DeliveryPolicy;
-use cmp_graph_client::SimulatedGraphSettings;
+use cmp_entra_auth::EntraAuthSettings;
+use cmp_graph_client::{GraphClientSettings, SimulatedGraphSettings};
 use cmp_http_api::HttpSettings;
 use cmp_sqlite::SqliteSettings;
 use serde::Deserialize;
@@ -59,6 +60,8 @@ impl FromStr for Environment {
 pub enum GraphMode {
     /// The in-process simulated Graph (development and tests).
     Simulated,
+    /// Microsoft Graph itself, with the credentials of `[graph.client]`.
+    Graph,
 }
 
 /// `[graph]`: the Graph gateway.
@@ -69,8 +72,33 @@ pub struct GraphSettings {
     pub mode: GraphMode,
     /// The Entra ID tenant partners are provisioned into; display names are unique per tenant.
     pub tenant_id: Uuid,
-    /// The simulated Graph's behaviour.
+    /// The simulated Graph's behaviour (`simulated` mode).
     pub simulated: SimulatedGraphSettings,
+    /// How to reach Microsoft Graph and as whom (`graph` mode).
+    pub client: GraphClientSettings,
+}
+
+/// How inbound bearer tokens are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Tokens signed with a local key kept under `development_key_dir` (minted with
+    /// `cmp-server mint-token`), checked exactly as Entra ID's are. Refused in production.
+    Development,
+    /// Entra ID access tokens, keys from the tenant's published key set.
+    Entra,
+}
+
+/// `[auth]`: inbound bearer-token verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Which keys sign the accepted tokens.
+    pub mode: AuthMode,
+    /// Where development mode keeps its signing key.
+    pub development_key_dir: PathBuf,
+    /// The token checks (audiences, tenants, token version, leeway, key refresh).
+    pub entra: EntraAuthSettings,
 }
 
 /// `[delivery]`: timing of the delivery to Graph (graph-client-behaviour §3).
@@ -111,6 +139,8 @@ pub struct Settings {
     pub graph: GraphSettings,
     /// `[delivery]`.
     pub delivery: DeliverySettings,
+    /// `[auth]`.
+    pub auth: AuthSettings,
     /// `[telemetry]`.
     pub telemetry: TelemetrySettings,
     /// The environment the settings were loaded for (not a config key).
@@ -150,6 +180,7 @@ pub fn load_from(directory: &Path, environment: Environment) -> anyhow::Result<S
             file.display()
         );
     }
+    refuse_secrets_in_files(&default_file, &overlay_file)?;
     let mut settings: Settings = ::config::Config::builder()
         .add_source(::config::File::from(default_file))
         .add_source(::config::File::from(overlay_file))
@@ -157,7 +188,11 @@ pub fn load_from(directory: &Path, environment: Environment) -> anyhow::Result<S
             ::config::Environment::with_prefix("CMP")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                // Lists come from the environment comma-separated.
+                .list_separator(",")
+                .with_list_parse_key("auth.entra.audiences")
+                .with_list_parse_key("auth.entra.allowed_tenants"),
         )
         .build()
         .context("reading the configuration")?
@@ -168,6 +203,25 @@ pub fn load_from(directory: &Path, environment: Environment) -> anyhow::Result<S
         .validate()
         .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
     Ok(settings)
+}
+
+/// Keys whose values are secrets: they may come from the environment (or a file they name),
+/// never from the committed configuration files.
+const SECRET_KEYS: [&str; 1] = ["graph.client.client_secret"];
+
+fn refuse_secrets_in_files(default_file: &Path, overlay_file: &Path) -> anyhow::Result<()> {
+    let files_only = ::config::Config::builder()
+        .add_source(::config::File::from(default_file))
+        .add_source(::config::File::from(overlay_file))
+        .build()
+        .context("reading the configuration files")?;
+    for key in SECRET_KEYS {
+        if files_only.get::<::config::Value>(key).is_ok() {
+            let variable = format!("CMP__{}", key.replace('.', "__").to_uppercase());
+            anyhow::bail!("{key} must not be set in a configuration file; supply it through {variable}");
+        }
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -193,7 +247,14 @@ impl Settings {
                 "delivery.inline_deadline_ms must be shorter than http.request_timeout_ms".into(),
             );
         }
+        if self.graph.mode == GraphMode::Graph {
+            self.graph.client.resolve(self.graph.tenant_id)?;
+        }
+        self.auth.entra.validate().map_err(|message| format!("auth.entra.{message}"))?;
         if self.environment == Environment::Production {
+            if self.auth.mode == AuthMode::Development {
+                return Err("auth.mode = \"development\" is not allowed in production".into());
+            }
             if self.http.public_base_url.is_empty() {
                 return Err("http.public_base_url must be set in production".into());
             }

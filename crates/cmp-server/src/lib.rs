@@ -6,11 +6,15 @@
 //! gateway and the HTTP API around the application's use cases.
 //!
 //! # Layout
+//! - [`cli`]: the subcommands (`serve`, `check-graph`).
 //! - [`config`]: [`Settings`], loaded from `config/` and `CMP__*` environment variables.
+//! - [`check`]: the operator's Graph check.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`startup`]: [`Application`]: build, bind, serve, shut down.
 //! - [`system`]: the clock, id source and sleeper the use cases run on.
 
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod startup;
 pub mod system;

@@ -360,13 +360,14 @@ async fn insert_audit(
 ) -> anyhow::Result<()> {
     let row = AuditRow::from_domain(entry);
     sqlx::query(
-        "INSERT INTO audit_log (id, partner_id, action, request_id, at, detail) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(&row.partner_id)
     .bind(row.action)
     .bind(&row.request_id)
+    .bind(&row.caller)
     .bind(row.at)
     .bind(&row.detail)
     .execute(&mut **tx)

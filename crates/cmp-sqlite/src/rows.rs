@@ -231,6 +231,7 @@ pub(crate) struct AuditRow {
     pub(crate) partner_id: String,
     pub(crate) action: &'static str,
     pub(crate) request_id: String,
+    pub(crate) caller: String,
     pub(crate) at: i64,
     pub(crate) detail: String,
 }
@@ -243,6 +244,7 @@ impl AuditRow {
             partner_id: entry.partner_id.to_string(),
             action: entry.action.as_str(),
             request_id: entry.request_id.clone(),
+            caller: entry.caller.clone(),
             at: entry.at.unix_ticks(),
             detail: entry.detail.clone(),
         }

@@ -19,6 +19,7 @@ use crate::ports::{
 };
 
 const REQUEST_ID: &str = "req-42";
+const CALLER: &str = "app:7e577e57-0000-0000-0000-000000000000/0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
 const DISPLAY_NAME: &str = "Contoso";
 const GRAPH_ID: &str = "graph-partner-1";
 
@@ -57,6 +58,7 @@ fn tenant_id() -> TenantId {
 fn context() -> RequestContext {
     RequestContext {
         request_id: REQUEST_ID.to_owned(),
+        caller: CALLER.to_owned(),
     }
 }
 
@@ -92,6 +94,7 @@ fn expected_write() -> NewPartnerWrite {
             partner_id: partner_id(),
             action: AuditAction::Created,
             request_id: REQUEST_ID.to_owned(),
+            caller: CALLER.to_owned(),
             at: now(),
             detail: format!("created partner '{DISPLAY_NAME}'"),
         },
@@ -233,6 +236,22 @@ impl GraphGateway for SilentGraph {
             .lock()
             .expect("no test thread panicked while holding the lock")
             .push(client_request_id);
+        std::future::pending().await
+    }
+
+    async fn get_partner(&self, _graph_id: &str) -> Result<Option<crate::RemotePartner>, crate::GraphReadError> {
+        std::future::pending().await
+    }
+
+    async fn list_partners(&self) -> Result<Vec<crate::RemotePartner>, crate::GraphReadError> {
+        std::future::pending().await
+    }
+
+    async fn update_partner(&self, _graph_id: &str, _partner: &Partner, _id: Uuid) -> crate::GraphWriteResult {
+        std::future::pending().await
+    }
+
+    async fn delete_partner(&self, _graph_id: &str, _id: Uuid) -> crate::GraphWriteResult {
         std::future::pending().await
     }
 }
@@ -588,6 +607,7 @@ fn repository_undoing(
                 && audit.partner_id == partner_id()
                 && audit.action == AuditAction::CreateRejectedByGraph
                 && audit.request_id == REQUEST_ID
+                && audit.caller == CALLER
                 && audit.at == now()
                 && audit.detail.contains(error_code)
         })

@@ -87,3 +87,25 @@ fn a_missing_file_is_named() {
     let error = load_from(dir.path(), Environment::Test).expect_err("no files");
     assert!(format!("{error:#}").contains("default.toml"), "{error:#}");
 }
+
+#[test]
+fn a_client_secret_in_a_config_file_is_refused() {
+    let dir = config_with_overlay("[graph.client]\nclient_secret = \"committed-secret\"\n");
+
+    let error = load_from(dir.path(), Environment::Test).expect_err("secret in a file");
+
+    let text = format!("{error:#}");
+    assert!(text.contains("CMP__GRAPH__CLIENT__CLIENT_SECRET"), "{text}");
+    assert!(!text.contains("committed-secret"), "the secret must not be echoed: {text}");
+}
+
+#[test]
+fn graph_mode_without_credentials_refuses_to_start_with_a_clear_message() {
+    let dir = config_with_overlay(
+        "[graph]\nmode = \"graph\"\ntenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\n[graph.client]\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n",
+    );
+
+    let error = load_from(dir.path(), Environment::Test).expect_err("no credential");
+
+    assert!(format!("{error:#}").contains("exactly one credential"), "{error:#}");
+}

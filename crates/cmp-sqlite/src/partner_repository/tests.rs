@@ -204,6 +204,7 @@ fn write_for(partner: &Partner, tenant: TenantId, seed: u128) -> NewPartnerWrite
             partner_id: partner.id(),
             action: AuditAction::Created,
             request_id: format!("req-{seed}"),
+            caller: format!("app:tenant/caller-{seed}"),
             at: now(),
             detail: format!("created partner '{}'", partner.display_name()),
         },
@@ -366,8 +367,8 @@ async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_
             outcome: None,
         }]
     );
-    let audit: (String, String, String, String, i64, String) =
-        sqlx::query_as("SELECT id, partner_id, action, request_id, at, detail FROM audit_log")
+    let audit: (String, String, String, String, String, i64, String) =
+        sqlx::query_as("SELECT id, partner_id, action, request_id, caller, at, detail FROM audit_log")
             .fetch_one(&store.reader)
             .await
             .expect("audit row");
@@ -378,6 +379,7 @@ async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_
             partner.id().to_string(),
             "created".to_owned(),
             "req-100".to_owned(),
+            "app:tenant/caller-100".to_owned(),
             now().unix_ticks(),
             "created partner 'Contoso Ünïcode Partner'".to_owned(),
         )
@@ -816,6 +818,7 @@ async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_bu
         partner_id: partner.id(),
         action: AuditAction::CreateRejectedByGraph,
         request_id: "req-100".into(),
+        caller: "app:tenant/caller-100".into(),
         at: now().saturating_add_seconds(1),
         detail: "Microsoft Graph refused the partner: status 400".into(),
     };

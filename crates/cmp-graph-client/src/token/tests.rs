@@ -1,0 +1,822 @@
+//! [`TokenProvider`] against a wiremock token endpoint on 127.0.0.1, with a clock moved by hand
+//! (graph-client-behaviour §2 and §6). No test sleeps: time only moves through [`TestClock`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use cmp_application::Clock;
+use cmp_domain::Timestamp;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use url::Url;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use super::{TokenError, TokenProvider, TokenSource, retry_after_millis};
+use crate::settings::Credential;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+const SCOPE: &str = "https://graph.microsoft.com/.default";
+const SECRET: &str = "s3cret-value";
+/// 2026-01-01T00:00:00Z: any fixed instant will do; the tests never read the real clock.
+const START_SECONDS: i64 = 1_767_225_600;
+/// What Graph sends in a CAE challenge, already decoded.
+const CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1767225600"}}}"#;
+
+const CERTIFICATE_PEM: &str = include_str!("../../tests/fixtures/cert.pem");
+const PRIVATE_KEY_PEM: &str = include_str!("../../tests/fixtures/key.pem");
+const PUBLIC_KEY_PEM: &str = include_str!("../../tests/fixtures/public.pem");
+/// Computed by openssl, not by the code under test (see tests/fixtures/README.md).
+const CERTIFICATE_X5T_S256: &str = include_str!("../../tests/fixtures/cert.x5t_s256.txt");
+
+/// A clock that only moves when a test says so.
+struct TestClock(Mutex<Timestamp>);
+
+impl TestClock {
+    fn new() -> Self {
+        Self(Mutex::new(
+            Timestamp::from_unix_seconds(START_SECONDS, 0).expect("in range"),
+        ))
+    }
+
+    fn advance(&self, seconds: i64) {
+        let mut now = self.0.lock().expect("clock lock");
+        *now = now.saturating_add_seconds(seconds);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+/// A fake token endpoint, a hand-moved clock and a provider wired to both.
+struct Harness {
+    server: MockServer,
+    clock: Arc<TestClock>,
+    provider: Arc<TokenProvider>,
+    token_url: Url,
+}
+
+impl Harness {
+    async fn with_secret() -> Self {
+        Self::new(
+            Credential::Secret(SecretString::from(SECRET)),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    async fn with_certificate() -> Self {
+        Self::new(
+            Credential::Certificate {
+                certificate_pem: CERTIFICATE_PEM.to_owned(),
+                private_key_pem: SecretString::from(PRIVATE_KEY_PEM),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    async fn new(credential: Credential, timeout: Duration) -> Self {
+        let server = MockServer::start().await;
+        let clock = Arc::new(TestClock::new());
+        let token_url = Url::parse(&format!("{}{}", server.uri(), token_path())).expect("url");
+        let provider = TokenProvider::new(
+            reqwest::Client::new(),
+            token_url.clone(),
+            CLIENT_ID,
+            SCOPE,
+            credential,
+            clock.clone(),
+            timeout,
+        )
+        .expect("usable credential");
+        Self {
+            server,
+            clock,
+            provider: Arc::new(provider),
+            token_url,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Answers the next `times` token requests with `response`. Mocks mounted earlier answer
+    /// first, so mounting in order scripts a sequence.
+    async fn answer(&self, response: ResponseTemplate, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(token_path()))
+            .respond_with(response)
+            .up_to_n_times(times)
+            .expect(times)
+            .mount(&self.server)
+            .await;
+    }
+
+    async fn requests(&self) -> Vec<Request> {
+        self.server
+            .received_requests()
+            .await
+            .expect("request recording is on")
+    }
+
+    async fn request_count(&self) -> usize {
+        self.requests().await.len()
+    }
+
+    /// The form fields of the `index`th token request.
+    async fn form(&self, index: usize) -> BTreeMap<String, String> {
+        let requests = self.requests().await;
+        form_of(&requests[index])
+    }
+
+    async fn token(&self) -> Result<String, TokenError> {
+        self.provider
+            .token(None)
+            .await
+            .map(|token| token.bearer().to_owned())
+    }
+}
+
+fn token_path() -> String {
+    format!("/{TENANT}/oauth2/v2.0/token")
+}
+
+fn form_of(request: &Request) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+fn token_response(token: &str, expires_in: i64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": token,
+    }))
+}
+
+fn token_response_with_refresh_in(
+    token: &str,
+    expires_in: i64,
+    refresh_in: i64,
+) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "refresh_in": refresh_in,
+        "access_token": token,
+    }))
+}
+
+/// An Entra error answer, shaped as Entra sends it.
+fn error_response(status: u16, error: &str, code: u64) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: something is wrong. Trace ID: 0f5e Correlation ID: 9d1c Timestamp: 2026-01-01 00:00:00Z"),
+        "error_codes": [code],
+        "timestamp": "2026-01-01 00:00:00Z",
+        "trace_id": "0f5e3c8a-1d2b-4c3d-9e8f-7a6b5c4d3e2f",
+        "correlation_id": "9d1c2b3a-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+        "error_uri": "https://login.microsoftonline.com/error?code=0",
+    }))
+}
+
+fn transient_retry_at(result: Result<String, TokenError>) -> Timestamp {
+    match result {
+        Err(TokenError::Transient { retry_at, .. }) => retry_at,
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_secret_request_posts_exactly_the_client_credentials_form() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 3600), 1).await;
+
+    let token = h.provider.token(None).await.expect("a token");
+
+    assert_eq!(token.bearer(), "token-a");
+    assert_eq!(token.expires_at(), h.now().saturating_add_seconds(3600));
+    let requests = h.requests().await;
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method.as_str(), "POST");
+    assert_eq!(request.url.path(), token_path());
+    assert_eq!(
+        request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-www-form-urlencoded")
+    );
+    let expected: BTreeMap<String, String> = [
+        ("client_id", CLIENT_ID),
+        ("scope", SCOPE),
+        ("grant_type", "client_credentials"),
+        ("client_secret", SECRET),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(form_of(request), expected);
+}
+
+#[tokio::test]
+async fn a_cached_token_is_served_without_a_second_request() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 3600), 1).await;
+
+    let first = h.token().await.expect("first");
+    let second = h.token().await.expect("second");
+
+    assert_eq!((first.as_str(), second.as_str()), ("token-a", "token-a"));
+    assert_eq!(h.request_count().await, 1);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_token_received_with_less_than_300_seconds_left_is_refreshed_on_the_next_call() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 200), 1).await;
+    h.answer(token_response("token-b", 200), 1).await;
+
+    let first = h.token().await.expect("first");
+    let second = h.token().await.expect("second");
+
+    assert_eq!(first, "token-a");
+    assert_eq!(second, "token-b");
+    assert_eq!(h.request_count().await, 2);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refreshed_once_fewer_than_300_seconds_remain() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 3600), 1).await;
+    h.answer(token_response("token-b", 3600), 1).await;
+    assert_eq!(h.token().await.expect("first"), "token-a");
+
+    h.clock.advance(3300);
+    let at_the_margin = h.token().await.expect("at 300 s left");
+    h.clock.advance(1);
+    let inside_the_margin = h.token().await.expect("at 299 s left");
+
+    assert_eq!(
+        at_the_margin, "token-a",
+        "exactly 300 s left is still usable"
+    );
+    assert_eq!(inside_the_margin, "token-b", "299 s left is expired");
+    assert_eq!(h.request_count().await, 2);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn refresh_in_triggers_a_refresh_before_the_token_nears_expiry() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response_with_refresh_in("token-a", 3600, 1800), 1)
+        .await;
+    h.answer(token_response("token-b", 3600), 1).await;
+    assert_eq!(h.token().await.expect("first"), "token-a");
+
+    h.clock.advance(1799);
+    let before_refresh_in = h.token().await.expect("before refresh_in");
+    h.clock.advance(1);
+    let at_refresh_in = h.token().await.expect("at refresh_in");
+
+    assert_eq!(before_refresh_in, "token-a");
+    assert_eq!(at_refresh_in, "token-b");
+    assert_eq!(h.request_count().await, 2);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_failed_early_refresh_keeps_serving_the_old_token_while_it_is_valid() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response_with_refresh_in("token-a", 3600, 1800), 1)
+        .await;
+    h.answer(
+        ResponseTemplate::new(503).insert_header("Retry-After", "120"),
+        1,
+    )
+    .await;
+    h.answer(token_response("token-b", 3600), 1).await;
+    assert_eq!(h.token().await.expect("first"), "token-a");
+
+    h.clock.advance(1800);
+    let refresh_failed = h.token().await.expect("old token despite the 503");
+    let during_backoff = h.token().await.expect("old token during back-off");
+    let requests_during_backoff = h.request_count().await;
+    h.clock.advance(120);
+    let after_backoff = h.token().await.expect("refreshed");
+
+    assert_eq!(refresh_failed, "token-a");
+    assert_eq!(during_backoff, "token-a");
+    assert_eq!(
+        requests_during_backoff, 2,
+        "no request while Retry-After runs"
+    );
+    assert_eq!(after_backoff, "token-b");
+    assert_eq!(h.request_count().await, 3);
+    h.server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_callers_share_one_token_request() {
+    let h = Harness::with_secret().await;
+    // The endpoint answers slowly so that all callers arrive while the request is in flight.
+    h.answer(
+        token_response("token-a", 3600).set_delay(Duration::from_millis(300)),
+        1,
+    )
+    .await;
+
+    let mut callers = JoinSet::new();
+    for _ in 0..20 {
+        let provider = h.provider.clone();
+        callers.spawn(async move {
+            provider
+                .token(None)
+                .await
+                .map(|token| token.bearer().to_owned())
+        });
+    }
+    let tokens: Vec<String> = callers
+        .join_all()
+        .await
+        .into_iter()
+        .map(|result| result.expect("a token"))
+        .collect();
+
+    assert_eq!(tokens.len(), 20);
+    assert!(tokens.iter().all(|t| t == "token-a"), "{tokens:?}");
+    assert_eq!(h.request_count().await, 1);
+    h.server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_answering_the_same_claims_challenge_share_one_request() {
+    let h = Harness::with_secret().await;
+    h.answer(
+        token_response("token-c", 3600).set_delay(Duration::from_millis(300)),
+        1,
+    )
+    .await;
+
+    let mut callers = JoinSet::new();
+    for _ in 0..5 {
+        let provider = h.provider.clone();
+        callers.spawn(async move {
+            provider
+                .token(Some(CLAIMS))
+                .await
+                .map(|token| token.bearer().to_owned())
+        });
+    }
+    let tokens: Vec<String> = callers
+        .join_all()
+        .await
+        .into_iter()
+        .map(|result| result.expect("a token"))
+        .collect();
+
+    assert!(tokens.iter().all(|t| t == "token-c"), "{tokens:?}");
+    assert_eq!(h.request_count().await, 1);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn invalid_client_is_a_configuration_error_and_stops_requests_for_60_seconds() {
+    let h = Harness::with_secret().await;
+    h.answer(error_response(401, "invalid_client", 7000215), 1)
+        .await;
+    h.answer(token_response("token-a", 3600), 1).await;
+
+    let first = h.token().await;
+    h.clock.advance(59);
+    let within_backoff = h.token().await;
+    let requests_within_backoff = h.request_count().await;
+    h.clock.advance(2);
+    let after_backoff = h.token().await;
+
+    let Err(TokenError::Configuration {
+        error,
+        error_codes,
+        description,
+        trace_id,
+        correlation_id,
+    }) = first.clone()
+    else {
+        panic!("expected a configuration error, got {first:?}")
+    };
+    assert_eq!(error, "invalid_client");
+    assert_eq!(error_codes, vec![7000215]);
+    assert!(description.starts_with("AADSTS7000215"), "{description}");
+    assert_eq!(
+        trace_id.as_deref(),
+        Some("0f5e3c8a-1d2b-4c3d-9e8f-7a6b5c4d3e2f")
+    );
+    assert_eq!(
+        correlation_id.as_deref(),
+        Some("9d1c2b3a-4e5f-6a7b-8c9d-0e1f2a3b4c5d")
+    );
+    assert_eq!(within_backoff, first, "the remembered error, unchanged");
+    assert_eq!(requests_within_backoff, 1, "no request within 60 s");
+    assert_eq!(after_backoff.expect("a token after 61 s"), "token-a");
+    assert_eq!(h.request_count().await, 2);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn refusals_of_our_configuration_are_configuration_errors() {
+    let cases = [
+        (401, "invalid_client", 7000222, "expired secret"),
+        (401, "invalid_client", 700027, "bad assertion"),
+        (400, "unauthorized_client", 700016, "app not in tenant"),
+        (400, "invalid_scope", 70011, "invalid scope"),
+        (400, "invalid_scope", 1002012, "scope lacks /.default"),
+        (400, "invalid_request", 90002, "unknown tenant"),
+    ];
+    for (status, oauth_error, code, case) in cases {
+        let h = Harness::with_secret().await;
+        h.answer(error_response(status, oauth_error, code), 1).await;
+
+        let result = h.token().await;
+
+        match result {
+            Err(TokenError::Configuration {
+                error, error_codes, ..
+            }) => {
+                assert_eq!(error, oauth_error, "{case}");
+                assert_eq!(error_codes, vec![code], "{case}");
+            }
+            other => panic!("{case}: expected a configuration error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_status_no_token_endpoint_should_send_is_a_configuration_error() {
+    let h = Harness::with_secret().await;
+    h.answer(
+        ResponseTemplate::new(404).set_body_string("<html>not here</html>"),
+        1,
+    )
+    .await;
+
+    let result = h.token().await;
+
+    match result {
+        Err(TokenError::Configuration {
+            error, error_codes, ..
+        }) => {
+            assert_eq!(error, "HTTP 404");
+            assert!(error_codes.is_empty());
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_transient_and_nothing_is_sent_before_that_moment() {
+    let h = Harness::with_secret().await;
+    h.answer(
+        ResponseTemplate::new(429).insert_header("Retry-After", "30"),
+        1,
+    )
+    .await;
+    h.answer(token_response("token-a", 3600), 1).await;
+    let expected_retry_at = h.now().saturating_add_seconds(30);
+
+    let first = transient_retry_at(h.token().await);
+    h.clock.advance(29);
+    let still_waiting = transient_retry_at(h.token().await);
+    let requests_while_waiting = h.request_count().await;
+    h.clock.advance(1);
+    let after_waiting = h.token().await;
+
+    assert_eq!(first, expected_retry_at);
+    assert_eq!(still_waiting, expected_retry_at);
+    assert_eq!(requests_while_waiting, 1);
+    assert_eq!(after_waiting.expect("a token at retry_at"), "token-a");
+    assert_eq!(h.request_count().await, 2);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_503_without_retry_after_waits_60_seconds() {
+    let h = Harness::with_secret().await;
+    h.answer(ResponseTemplate::new(503), 1).await;
+
+    let retry_at = transient_retry_at(h.token().await);
+
+    assert_eq!(retry_at, h.now().saturating_add_seconds(60));
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_one_hour_is_clamped_to_one_hour() {
+    let h = Harness::with_secret().await;
+    h.answer(
+        ResponseTemplate::new(429).insert_header("Retry-After", "7200"),
+        1,
+    )
+    .await;
+
+    let retry_at = transient_retry_at(h.token().await);
+
+    assert_eq!(retry_at, h.now().saturating_add_seconds(3600));
+}
+
+#[tokio::test]
+async fn temporarily_unavailable_is_transient_even_with_status_400() {
+    let h = Harness::with_secret().await;
+    h.answer(error_response(400, "temporarily_unavailable", 50196), 1)
+        .await;
+
+    let retry_at = transient_retry_at(h.token().await);
+
+    assert_eq!(retry_at, h.now().saturating_add_seconds(60));
+}
+
+#[tokio::test]
+async fn a_timed_out_token_request_is_transient() {
+    let h = Harness::new(
+        Credential::Secret(SecretString::from(SECRET)),
+        Duration::from_millis(100),
+    )
+    .await;
+    // Far longer than the provider's timeout; the test never waits for it.
+    h.answer(
+        token_response("token-a", 3600).set_delay(Duration::from_secs(30)),
+        1,
+    )
+    .await;
+
+    let result = h.token().await;
+
+    match result {
+        Err(TokenError::Transient {
+            retry_at,
+            description,
+        }) => {
+            assert_eq!(retry_at, h.now().saturating_add_seconds(60));
+            assert!(description.contains("timed out"), "{description}");
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_transient() {
+    // A port that was just free: nothing listens on it any more.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    let clock = Arc::new(TestClock::new());
+    let provider = TokenProvider::new(
+        reqwest::Client::new(),
+        Url::parse(&format!("http://{address}{}", token_path())).expect("url"),
+        CLIENT_ID,
+        SCOPE,
+        Credential::Secret(SecretString::from(SECRET)),
+        clock.clone(),
+        Duration::from_secs(5),
+    )
+    .expect("usable credential");
+
+    let result = provider.token(None).await;
+
+    match result {
+        Err(TokenError::Transient { retry_at, .. }) => {
+            assert_eq!(retry_at, clock.now().saturating_add_seconds(60));
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_claims_challenge_requests_a_token_carrying_the_claims_and_replaces_the_cache() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 3600), 1).await;
+    h.answer(token_response("token-b", 3600), 1).await;
+    assert_eq!(h.token().await.expect("first"), "token-a");
+
+    let challenged = h
+        .provider
+        .token(Some(CLAIMS))
+        .await
+        .expect("a token with claims");
+    let afterwards = h.token().await.expect("cached");
+
+    assert_eq!(challenged.bearer(), "token-b");
+    assert_eq!(
+        afterwards, "token-b",
+        "the token with claims replaces the cache"
+    );
+    assert_eq!(h.request_count().await, 2);
+    let form = h.form(1).await;
+    assert_eq!(form.get("claims").map(String::as_str), Some(CLAIMS));
+    assert_eq!(
+        form.get("grant_type").map(String::as_str),
+        Some("client_credentials")
+    );
+    assert!(!h.form(0).await.contains_key("claims"));
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn invalidate_makes_the_next_call_request_a_new_token() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 3600), 1).await;
+    h.answer(token_response("token-b", 3600), 1).await;
+    assert_eq!(h.token().await.expect("first"), "token-a");
+
+    h.provider.invalidate();
+    let after_invalidate = h.token().await.expect("second");
+
+    assert_eq!(after_invalidate, "token-b");
+    assert_eq!(h.request_count().await, 2);
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_certificate_credential_sends_a_fresh_signed_ps256_assertion() {
+    let h = Harness::with_certificate().await;
+    h.answer(token_response("token-a", 3600), 2).await;
+
+    h.token().await.expect("first");
+    h.provider.invalidate();
+    h.token().await.expect("second");
+
+    let forms = [h.form(0).await, h.form(1).await];
+    let keys: BTreeSet<&str> = forms[0].keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "client_assertion",
+            "client_assertion_type",
+            "client_id",
+            "grant_type",
+            "scope"
+        ])
+    );
+    assert_eq!(
+        forms[0]["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let assertion = &forms[0]["client_assertion"];
+
+    let header = jsonwebtoken::decode_header(assertion).expect("a JWT header");
+    assert_eq!(header.alg, Algorithm::PS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    assert_eq!(
+        header.x5t_s256.as_deref(),
+        Some(CERTIFICATE_X5T_S256.trim())
+    );
+
+    let key = DecodingKey::from_rsa_pem(PUBLIC_KEY_PEM.as_bytes()).expect("public key");
+    let mut validation = Validation::new(Algorithm::PS256);
+    validation.set_audience(&[h.token_url.as_str()]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.set_required_spec_claims(&["aud", "iss", "sub", "exp", "nbf"]);
+    // The test clock is not the wall clock; the times are compared with it below instead.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+        .expect("signature, aud and iss verify")
+        .claims;
+    assert_eq!(claims["sub"], CLIENT_ID);
+    assert_eq!(claims["nbf"], START_SECONDS);
+    assert_eq!(claims["iat"], START_SECONDS);
+    assert_eq!(claims["exp"], START_SECONDS + 600);
+    let jti = claims["jti"].as_str().expect("jti");
+    uuid::Uuid::parse_str(jti).expect("jti is a UUID");
+
+    let second = jsonwebtoken::decode::<Value>(&forms[1]["client_assertion"], &key, &validation)
+        .expect("second assertion verifies")
+        .claims;
+    assert_ne!(second["jti"], claims["jti"], "a fresh jti per request");
+    h.server.verify().await;
+}
+
+#[test]
+fn an_unusable_certificate_or_key_is_refused_when_the_provider_is_built() {
+    let cases = [
+        (
+            "no certificate",
+            "not a pem",
+            PRIVATE_KEY_PEM,
+            "certificate",
+        ),
+        (
+            "no private key",
+            CERTIFICATE_PEM,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "private key",
+        ),
+        (
+            "a certificate where the key belongs",
+            CERTIFICATE_PEM,
+            CERTIFICATE_PEM,
+            "private key",
+        ),
+    ];
+    for (case, certificate_pem, private_key_pem, needle) in cases {
+        let error = TokenProvider::new(
+            reqwest::Client::new(),
+            Url::parse("https://login.microsoftonline.com/t/oauth2/v2.0/token").expect("url"),
+            CLIENT_ID,
+            SCOPE,
+            Credential::Certificate {
+                certificate_pem: certificate_pem.to_owned(),
+                private_key_pem: SecretString::from(private_key_pem),
+            },
+            Arc::new(TestClock::new()),
+            Duration::from_secs(5),
+        )
+        .expect_err(case);
+        assert!(error.to_string().contains(needle), "{case}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn expires_in_sent_as_a_string_is_understood() {
+    let h = Harness::with_secret().await;
+    h.answer(
+        ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer",
+            "expires_in": "3599",
+            "access_token": "token-a",
+        })),
+        1,
+    )
+    .await;
+
+    let token = h.provider.token(None).await.expect("a token");
+
+    assert_eq!(token.expires_at(), h.now().saturating_add_seconds(3599));
+}
+
+#[tokio::test]
+async fn a_2xx_without_a_token_is_a_configuration_error() {
+    let h = Harness::with_secret().await;
+    h.answer(
+        ResponseTemplate::new(200).set_body_json(json!({ "token_type": "Bearer" })),
+        1,
+    )
+    .await;
+
+    let result = h.token().await;
+
+    assert!(
+        matches!(&result, Err(TokenError::Configuration { error, .. }) if error == "invalid_token_response"),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn debug_output_of_the_provider_and_its_tokens_shows_no_secret() {
+    let h = Harness::with_secret().await;
+    h.answer(token_response("token-a", 3600), 1).await;
+
+    let token = h.provider.token(None).await.expect("a token");
+    let text = format!("{:?} {token:?}", h.provider);
+
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(!text.contains("token-a"), "{text}");
+}
+
+#[test]
+fn retry_after_accepts_seconds_fractions_and_http_dates() {
+    let now = Timestamp::from_unix_seconds(START_SECONDS, 0).expect("in range");
+    let in_two_minutes = httpdate::fmt_http_date(
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(START_SECONDS + 120).expect("positive")),
+    );
+    let a_minute_ago = httpdate::fmt_http_date(
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(START_SECONDS - 60).expect("positive")),
+    );
+    let cases = [
+        ("30", Some(30_000)),
+        ("2.128", Some(2_128)),
+        ("0.0001", Some(1)),
+        (" 7 ", Some(7_000)),
+        (in_two_minutes.as_str(), Some(120_000)),
+        (a_minute_ago.as_str(), None),
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+    ];
+    for (value, expected) in cases {
+        assert_eq!(retry_after_millis(value, now), expected, "'{value}'");
+    }
+}
