@@ -15,8 +15,7 @@
 //! - `pacing`: the tenant-wide pause after a 429 and the spacing of writes.
 
 mod classify;
-mod pacing;
-mod retry_after;
+pub(crate) mod pacing;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,7 +41,7 @@ use self::classify::{
     read_result, write_outcome,
 };
 use self::pacing::{Pacing, later, until};
-use self::retry_after::{backoff, parse_retry_after};
+use crate::retry_after::{backoff, parse_retry_after};
 use crate::settings::ResolvedGraphClient;
 use crate::token::{AccessToken, TokenError, TokenProvider, TokenSource};
 

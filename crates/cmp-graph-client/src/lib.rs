@@ -8,11 +8,13 @@
 //! - [`settings`]: [`GraphClientSettings`], national-cloud presets, credentials.
 //! - [`token`]: [`TokenProvider`], the cached client-credentials flow.
 //! - [`client`]: [`HttpGraphClient`]: requests, retries, outcome classes.
+//! - `retry_after`: `Retry-After` parsing and back-off, shared by the client and the token provider.
 //! - [`simulated`]: [`SimulatedGraph`] and its [`SimulatedGraphSettings`].
 //!
 //! [`GraphGateway`]: cmp_application::GraphGateway
 
 pub mod client;
+mod retry_after;
 pub mod settings;
 pub mod simulated;
 pub mod token;

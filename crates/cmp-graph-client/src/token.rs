@@ -19,7 +19,7 @@ mod tests;
 
 use std::fmt;
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use cmp_application::Clock;
 use cmp_domain::Timestamp;
@@ -43,8 +43,6 @@ const REFUSAL_BACKOFF_SECONDS: i64 = 60;
 /// Wait after throttling, an outage or a transport failure when Entra gives no `Retry-After`.
 const DEFAULT_RETRY_AFTER_MILLIS: i64 = 60_000;
 
-/// Longest `Retry-After` honoured: a larger (or hostile) value must not stall the service.
-const MAX_RETRY_AFTER_MILLIS: i64 = 3_600_000;
 
 /// `client_assertion_type` of a signed JWT assertion (RFC 7523).
 const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -655,10 +653,10 @@ fn refusal(
         || status.is_server_error()
         || response.error.as_deref() == Some("temporarily_unavailable");
     if transient {
+        // The shared parser rounds fractions up and caps the wait at an hour.
         let wait = retry_after
-            .and_then(|value| retry_after_millis(value, now))
-            .unwrap_or(DEFAULT_RETRY_AFTER_MILLIS)
-            .min(MAX_RETRY_AFTER_MILLIS);
+            .and_then(|value| crate::retry_after::parse_retry_after(value, now))
+            .map_or(DEFAULT_RETRY_AFTER_MILLIS, |wait| i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         let error = response.error.as_deref().unwrap_or("no OAuth error");
         return TokenError::Transient {
             retry_at: now.saturating_add_millis(wait),
@@ -677,25 +675,6 @@ fn refusal(
         trace_id: response.trace_id,
         correlation_id: response.correlation_id,
     }
-}
-
-/// The wait a `Retry-After` value asks for, in milliseconds, or `None` when it asks for none
-/// that can be honoured (unparsable, negative, or a date not in the future): the caller then
-/// waits the default. Fractions (Graph sends `2.128`) are rounded up to the next millisecond.
-fn retry_after_millis(value: &str, now: Timestamp) -> Option<i64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        // `as` saturates, and anything near i64::MAX is clamped to an hour by the caller.
-        return (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).ceil() as i64);
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    let date_millis = match date.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).ok()?,
-        Err(before) => -i64::try_from(before.duration().as_millis()).ok()?,
-    };
-    let now_millis = now.unix_ticks() / (cmp_domain::time::TICKS_PER_SECOND / 1000);
-    let wait = date_millis - now_millis;
-    (wait > 0).then_some(wait)
 }
 
 /// An error and its sources, `: `-separated: reqwest's own message ("error sending request")

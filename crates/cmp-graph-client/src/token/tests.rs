@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use cmp_application::Clock;
 use cmp_domain::Timestamp;
@@ -15,7 +15,7 @@ use url::Url;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use super::{TokenError, TokenProvider, TokenSource, retry_after_millis};
+use super::{TokenError, TokenProvider, TokenSource};
 use crate::settings::Credential;
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -796,27 +796,3 @@ async fn debug_output_of_the_provider_and_its_tokens_shows_no_secret() {
     assert!(!text.contains("token-a"), "{text}");
 }
 
-#[test]
-fn retry_after_accepts_seconds_fractions_and_http_dates() {
-    let now = Timestamp::from_unix_seconds(START_SECONDS, 0).expect("in range");
-    let in_two_minutes = httpdate::fmt_http_date(
-        UNIX_EPOCH + Duration::from_secs(u64::try_from(START_SECONDS + 120).expect("positive")),
-    );
-    let a_minute_ago = httpdate::fmt_http_date(
-        UNIX_EPOCH + Duration::from_secs(u64::try_from(START_SECONDS - 60).expect("positive")),
-    );
-    let cases = [
-        ("30", Some(30_000)),
-        ("2.128", Some(2_128)),
-        ("0.0001", Some(1)),
-        (" 7 ", Some(7_000)),
-        (in_two_minutes.as_str(), Some(120_000)),
-        (a_minute_ago.as_str(), None),
-        ("-5", None),
-        ("soon", None),
-        ("", None),
-    ];
-    for (value, expected) in cases {
-        assert_eq!(retry_after_millis(value, now), expected, "'{value}'");
-    }
-}

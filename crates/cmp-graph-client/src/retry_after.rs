@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmp_domain::Timestamp;
 
-use super::pacing::until;
+use crate::client::pacing::until;
 
 /// No wait is ever longer than this, whatever the header says: a value beyond it is more
 /// likely a bug on Graph's side than an instruction, and the outbox retries later anyway.
