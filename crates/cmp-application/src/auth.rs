@@ -30,7 +30,9 @@ pub struct Caller {
 impl Caller {
     /// Whether the token grants any of `permissions`.
     pub fn has_any(&self, permissions: &[&str]) -> bool {
-        self.permissions.iter().any(|granted| permissions.contains(&granted.as_str()))
+        self.permissions
+            .iter()
+            .any(|granted| permissions.contains(&granted.as_str()))
     }
 }
 

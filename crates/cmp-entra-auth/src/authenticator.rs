@@ -185,7 +185,10 @@ impl EntraAuthenticator {
     /// # Errors
     /// [`SetupError::InvalidSettings`] naming the bad key; [`SetupError::InvalidKeySet`] when
     /// `jwks` holds no RSA signing key.
-    pub fn with_static_keys(settings: &EntraAuthSettings, jwks: &serde_json::Value) -> Result<Self, SetupError> {
+    pub fn with_static_keys(
+        settings: &EntraAuthSettings,
+        jwks: &serde_json::Value,
+    ) -> Result<Self, SetupError> {
         let settings = settings.resolve().map_err(SetupError::InvalidSettings)?;
         let keys = KeySet::from_jwks(jwks).map_err(SetupError::InvalidKeySet)?;
         Ok(Self::build(settings, KeySource::Static(keys)))

@@ -43,7 +43,6 @@ const REFUSAL_BACKOFF_SECONDS: i64 = 60;
 /// Wait after throttling, an outage or a transport failure when Entra gives no `Retry-After`.
 const DEFAULT_RETRY_AFTER_MILLIS: i64 = 60_000;
 
-
 /// `client_assertion_type` of a signed JWT assertion (RFC 7523).
 const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -656,7 +655,9 @@ fn refusal(
         // The shared parser rounds fractions up and caps the wait at an hour.
         let wait = retry_after
             .and_then(|value| crate::retry_after::parse_retry_after(value, now))
-            .map_or(DEFAULT_RETRY_AFTER_MILLIS, |wait| i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            .map_or(DEFAULT_RETRY_AFTER_MILLIS, |wait| {
+                i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+            });
         let error = response.error.as_deref().unwrap_or("no OAuth error");
         return TokenError::Transient {
             retry_at: now.saturating_add_millis(wait),

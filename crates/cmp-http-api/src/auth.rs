@@ -14,8 +14,10 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// Permissions that allow writing partners, as Graph's create/update/delete pages list them.
-pub const WRITE_PERMISSIONS: [&str; 2] =
-    ["DeviceManagementServiceConfig.ReadWrite.All", "DeviceManagementConfiguration.ReadWrite.All"];
+pub const WRITE_PERMISSIONS: [&str; 2] = [
+    "DeviceManagementServiceConfig.ReadWrite.All",
+    "DeviceManagementConfiguration.ReadWrite.All",
+];
 
 /// Permissions that allow reading partners: the write permissions or their read-only forms.
 pub const READ_PERMISSIONS: [&str; 4] = [
@@ -34,7 +36,11 @@ pub const OPERATOR_PATH_PREFIX: &str = "/admin/";
 /// Verifies the bearer token, checks the permission the request needs, and puts the [`Caller`]
 /// into the request's extensions. Refuses with 401 (bad or missing token) or 403 (missing
 /// permission) before any handler runs, so a refused request writes nothing.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let token = match bearer_token(&request) {
         Ok(token) => token.to_owned(),
         Err(error) => return error.into_response(),
@@ -47,8 +53,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         }
         Err(error) => {
             tracing::info!(auth.reason = %error.reason, "bearer token refused");
-            return ApiError::invalid_token(format!("Access token validation failure: {}.", error.reason))
-                .into_response();
+            return ApiError::invalid_token(format!(
+                "Access token validation failure: {}.",
+                error.reason
+            ))
+            .into_response();
         }
     };
     let (needed, name) = needed_permissions(request.method(), request.uri().path());
@@ -65,10 +74,18 @@ fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     let Some(value) = request.headers().get(AUTHORIZATION) else {
         return Err(ApiError::unauthenticated("Access token is empty."));
     };
-    let value = value.to_str().map_err(|_| ApiError::unauthenticated("Authorization header must be 'Bearer <token>'."))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("Authorization header must be 'Bearer <token>'."))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
-        _ => Err(ApiError::unauthenticated("Authorization header must be 'Bearer <token>'.")),
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::unauthenticated(
+            "Authorization header must be 'Bearer <token>'.",
+        )),
     }
 }
 
@@ -80,7 +97,10 @@ fn needed_permissions(method: &Method, path: &str) -> (&'static [&'static str], 
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         (&READ_PERMISSIONS, "DeviceManagementServiceConfig.Read.All")
     } else {
-        (&WRITE_PERMISSIONS, "DeviceManagementServiceConfig.ReadWrite.All")
+        (
+            &WRITE_PERMISSIONS,
+            "DeviceManagementServiceConfig.ReadWrite.All",
+        )
     }
 }
 
@@ -91,10 +111,20 @@ mod tests {
     #[test]
     fn reads_writes_and_operator_paths_need_their_own_permissions() {
         let collection = "/beta/deviceManagement/complianceManagementPartners";
-        assert_eq!(needed_permissions(&Method::GET, collection).0, &READ_PERMISSIONS);
+        assert_eq!(
+            needed_permissions(&Method::GET, collection).0,
+            &READ_PERMISSIONS
+        );
         for method in [Method::POST, Method::PATCH, Method::DELETE, Method::PUT] {
-            assert_eq!(needed_permissions(&method, collection).0, &WRITE_PERMISSIONS, "{method}");
+            assert_eq!(
+                needed_permissions(&method, collection).0,
+                &WRITE_PERMISSIONS,
+                "{method}"
+            );
         }
-        assert_eq!(needed_permissions(&Method::GET, "/admin/outbox").0, &[OPERATOR_ROLE]);
+        assert_eq!(
+            needed_permissions(&Method::GET, "/admin/outbox").0,
+            &[OPERATOR_ROLE]
+        );
     }
 }

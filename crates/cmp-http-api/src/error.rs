@@ -64,30 +64,48 @@ impl ApiError {
     /// 401 `InvalidAuthenticationToken` with a bare `WWW-Authenticate: Bearer`: no usable
     /// `Authorization` header was sent, so there is no token to say anything about.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        let mut api = Self::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message);
+        let mut api = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            message,
+        );
         api.challenge = Some("Bearer");
         api
     }
 
     /// 401 `InvalidAuthenticationToken` with `WWW-Authenticate: Bearer error="invalid_token"`.
     pub fn invalid_token(message: impl Into<String>) -> Self {
-        let mut api = Self::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message);
+        let mut api = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            message,
+        );
         api.challenge = Some("Bearer error=\"invalid_token\"");
         api
     }
 
     /// 403 `Authorization_RequestDenied` with `WWW-Authenticate: Bearer error="insufficient_scope"`.
     pub fn insufficient_scope(needed: &str) -> Self {
-        let message = format!("Insufficient privileges to complete the operation; the token needs {needed}");
-        let mut api = Self::new(StatusCode::FORBIDDEN, "Authorization_RequestDenied", message);
+        let message =
+            format!("Insufficient privileges to complete the operation; the token needs {needed}");
+        let mut api = Self::new(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            message,
+        );
         api.challenge = Some("Bearer error=\"insufficient_scope\"");
         api
     }
 
     /// 429 `activityLimitReached` with `Retry-After` in whole seconds.
     pub fn too_many_requests(retry_after_seconds: u64) -> Self {
-        let message = format!("too many writes from this caller; retry after {retry_after_seconds} s");
-        let mut api = Self::new(StatusCode::TOO_MANY_REQUESTS, "activityLimitReached", message);
+        let message =
+            format!("too many writes from this caller; retry after {retry_after_seconds} s");
+        let mut api = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "activityLimitReached",
+            message,
+        );
         api.retry_after_seconds = Some(retry_after_seconds);
         api
     }
@@ -96,7 +114,11 @@ impl ApiError {
     /// of requests in flight.
     pub fn overloaded(retry_after_seconds: u64) -> Self {
         let message = "the service is busy; retry shortly";
-        let mut api = Self::new(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", message);
+        let mut api = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "serviceNotAvailable",
+            message,
+        );
         api.retry_after_seconds = Some(retry_after_seconds);
         api
     }
@@ -126,7 +148,11 @@ impl ApiError {
 
     /// 408 `RequestTimeout`: the body did not arrive in time (or at all).
     pub fn body_not_received() -> Self {
-        Self::new(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", "the request body was not received in time")
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            "the request body was not received in time",
+        )
     }
 
     /// 415 `UnsupportedMediaType`.
@@ -166,10 +192,14 @@ impl IntoResponse for ApiError {
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
         if let Some(challenge) = self.challenge {
-            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         if let Some(seconds) = self.retry_after_seconds {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(*self.error);
         response

@@ -92,24 +92,42 @@ impl RequestLimits {
 pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router {
     let item_path = format!("{COLLECTION_PATH}/{{id}}");
     let resource = Router::new()
-        .route(COLLECTION_PATH, post(partners::create_partner).fallback(partners::collection_method_not_allowed))
-        .route(&item_path, get(partners::get_partner).fallback(partners::item_method_not_allowed))
+        .route(
+            COLLECTION_PATH,
+            post(partners::create_partner).fallback(partners::collection_method_not_allowed),
+        )
+        .route(
+            &item_path,
+            get(partners::get_partner).fallback(partners::item_method_not_allowed),
+        )
         .with_state(state.clone());
     let routed = if root_path.is_empty() || root_path == "/" {
         resource
     } else {
         Router::new().nest(root_path, resource)
     };
-    let write_limiter = Arc::new(limits::WriteRateLimiter::new(limits.writes_per_caller_per_second, limits.write_burst));
+    let write_limiter = Arc::new(limits::WriteRateLimiter::new(
+        limits.writes_per_caller_per_second,
+        limits.write_burst,
+    ));
     routed
         .fallback(partners::unknown_route)
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(write_limiter, limits::limit_writes))
-        .layer(axum::middleware::from_fn_with_state(state, auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            write_limiter,
+            limits::limit_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::authenticate,
+        ))
         .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         // A request that outlives the limit is cut short; 408 is not retried by Graph SDKs, so a
         // slow create is never re-sent into a duplicate-name conflict.
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limits::ConcurrencyGate::new(limits.max_concurrent_requests),
             limits::shed_load,
@@ -127,6 +145,11 @@ pub fn development_keys_router(jwks: serde_json::Value) -> Router {
     let body = jwks.to_string();
     Router::new().route(
         DEVELOPMENT_KEYS_PATH,
-        get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }),
+        get(move || async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }),
     )
 }

@@ -26,12 +26,18 @@ pub struct ConcurrencyGate {
 impl ConcurrencyGate {
     /// A gate letting `max_in_flight` requests through at once.
     pub fn new(max_in_flight: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max_in_flight)) }
+        Self {
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+        }
     }
 }
 
 /// Middleware: sheds the request with 503 + `Retry-After: 1` when the cap is reached.
-pub async fn shed_load(State(gate): State<ConcurrencyGate>, request: Request, next: Next) -> Response {
+pub async fn shed_load(
+    State(gate): State<ConcurrencyGate>,
+    request: Request,
+    next: Next,
+) -> Response {
     match gate.permits.clone().try_acquire_owned() {
         Ok(permit) => {
             let response = next.run(request).await;
@@ -62,40 +68,66 @@ const MAX_TRACKED_CALLERS: usize = 10_000;
 impl WriteRateLimiter {
     /// `per_second` writes per caller on average, bursts of up to `burst`.
     pub fn new(per_second: f64, burst: u32) -> Self {
-        Self { per_second, burst: f64::from(burst.max(1)), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one write for `caller` at `now`; `Err(wait)` when none is left.
     pub fn take(&self, caller: &str, now: Instant) -> Result<(), Duration> {
         // The map is only touched for a few arithmetic steps; a poisoned lock still holds
         // consistent buckets (each update is one assignment).
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_TRACKED_CALLERS {
             let (per_second, burst) = (self.per_second, self.burst);
             buckets.retain(|_, bucket| refill(bucket, now, per_second, burst).tokens < burst);
         }
-        let bucket = buckets.entry(caller.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket = buckets.entry(caller.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
         *bucket = refill(bucket, now, self.per_second, self.burst);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_second,
+            ))
         }
     }
 }
 
 fn refill(bucket: &Bucket, now: Instant, per_second: f64, burst: f64) -> Bucket {
     let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-    Bucket { tokens: (bucket.tokens + elapsed * per_second).min(burst), updated: now }
+    Bucket {
+        tokens: (bucket.tokens + elapsed * per_second).min(burst),
+        updated: now,
+    }
 }
 
 /// Middleware (after authentication): limits each caller's writes, answering 429 with the
 /// whole seconds until the next write is allowed.
-pub async fn limit_writes(State(limiter): State<Arc<WriteRateLimiter>>, request: Request, next: Next) -> Response {
-    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+pub async fn limit_writes(
+    State(limiter): State<Arc<WriteRateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if is_write {
-        let caller = request.extensions().get::<Caller>().map(ToString::to_string).unwrap_or_default();
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         if let Err(wait) = limiter.take(&caller, Instant::now()) {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return ApiError::too_many_requests(seconds.max(1)).into_response();
@@ -130,7 +162,10 @@ mod tests {
         let start = Instant::now();
         let later = start + Duration::from_secs(3600);
 
-        let taken = (0..3).map(|_| limiter.take("a", later)).filter(Result::is_ok).count();
+        let taken = (0..3)
+            .map(|_| limiter.take("a", later))
+            .filter(Result::is_ok)
+            .count();
 
         assert_eq!(taken, 2);
     }

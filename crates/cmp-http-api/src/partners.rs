@@ -64,7 +64,10 @@ pub async fn create_partner(
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     let command = parse_partner_fields(&json)?.into_new_partner()?;
 
-    let context = RequestContext { request_id: ids.request_id, caller: caller.to_string() };
+    let context = RequestContext {
+        request_id: ids.request_id,
+        caller: caller.to_string(),
+    };
     let (status, partner) = match state.partners.create_partner(command, &context).await? {
         CreatePartnerOutput::Created(partner) => (StatusCode::CREATED, partner),
         CreatePartnerOutput::Accepted(partner) => (StatusCode::ACCEPTED, partner),

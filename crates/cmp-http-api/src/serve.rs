@@ -77,7 +77,10 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(remaining = connections.len(), "shutdown grace period over; closing the remaining connections");
+        tracing::warn!(
+            remaining = connections.len(),
+            "shutdown grace period over; closing the remaining connections"
+        );
         connections.abort_all();
     }
     Ok(())

@@ -66,14 +66,19 @@ impl HttpSettings {
             ("http.request_timeout_ms", self.request_timeout_ms),
             ("http.header_read_timeout_ms", self.header_read_timeout_ms),
             ("http.body_read_timeout_ms", self.body_read_timeout_ms),
-            ("http.max_concurrent_requests", self.max_concurrent_requests as u64),
+            (
+                "http.max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+            ),
             ("http.write_burst", u64::from(self.write_burst)),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
-        if !(self.writes_per_caller_per_second.is_finite() && self.writes_per_caller_per_second > 0.0) {
+        if !(self.writes_per_caller_per_second.is_finite()
+            && self.writes_per_caller_per_second > 0.0)
+        {
             return Err("http.writes_per_caller_per_second must be a positive number".into());
         }
         Ok(())

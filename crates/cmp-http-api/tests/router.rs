@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cmp_application::{
-    AuthenticationError, Caller, CallerKind, CreatePartnerError, CreatePartnerOutput, GetPartnerError,
-    MockCallerAuthenticator, MockPartnerUseCases,
+    AuthenticationError, Caller, CallerKind, CreatePartnerError, CreatePartnerOutput,
+    GetPartnerError, MockCallerAuthenticator, MockPartnerUseCases,
 };
 use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
 use cmp_http_api::{AppState, RequestLimits, router};
@@ -42,7 +42,10 @@ fn authenticator(permissions: &'static [&'static str]) -> MockCallerAuthenticato
                 permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
             })
         } else {
-            Err(AuthenticationError { reason: "signature invalid".into(), keys_unavailable: false })
+            Err(AuthenticationError {
+                reason: "signature invalid".into(),
+                keys_unavailable: false,
+            })
         }
     });
     authenticator
@@ -59,7 +62,11 @@ fn limits() -> RequestLimits {
     }
 }
 
-fn app_with(mock: MockPartnerUseCases, root_path: &str, permissions: &'static [&'static str]) -> axum::Router {
+fn app_with(
+    mock: MockPartnerUseCases,
+    root_path: &str,
+    permissions: &'static [&'static str],
+) -> axum::Router {
     let state = AppState {
         partners: Arc::new(mock),
         authenticator: Arc::new(authenticator(permissions)),
@@ -70,7 +77,11 @@ fn app_with(mock: MockPartnerUseCases, root_path: &str, permissions: &'static [&
 }
 
 fn app(mock: MockPartnerUseCases, root_path: &str) -> axum::Router {
-    app_with(mock, root_path, &["DeviceManagementServiceConfig.ReadWrite.All"])
+    app_with(
+        mock,
+        root_path,
+        &["DeviceManagementServiceConfig.ReadWrite.All"],
+    )
 }
 
 fn post(path: &str) -> Request<Body> {
@@ -250,29 +261,47 @@ async fn a_refused_token_is_a_401_with_the_invalid_token_challenge_and_reaches_n
     let (status, headers, body) = send(app(mock, "/beta"), request).await;
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers.get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer error=\"invalid_token\""));
+    assert_eq!(
+        headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer error=\"invalid_token\"")
+    );
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
-    assert!(!body.to_string().contains("forged"), "the token must not be echoed");
+    assert!(
+        !body.to_string().contains("forged"),
+        "the token must not be echoed"
+    );
 }
 
 #[tokio::test]
 async fn a_read_only_caller_may_read_but_not_write() {
     let mut mock = MockPartnerUseCases::new();
     mock.expect_create_partner().never();
-    mock.expect_get_partner().times(1).returning(|_| Ok(partner()));
+    mock.expect_get_partner()
+        .times(1)
+        .returning(|_| Ok(partner()));
     let read_only: &'static [&'static str] = &["DeviceManagementServiceConfig.Read.All"];
-    let get = Request::get(format!("/beta/deviceManagement/complianceManagementPartners/{}", partner().id()))
-        .header("authorization", "Bearer t")
-        .body(Body::empty())
-        .expect("request");
+    let get = Request::get(format!(
+        "/beta/deviceManagement/complianceManagementPartners/{}",
+        partner().id()
+    ))
+    .header("authorization", "Bearer t")
+    .body(Body::empty())
+    .expect("request");
 
-    let (write_status, write_headers, write_body) =
-        send(app_with(MockPartnerUseCases::new(), "/beta", read_only), post("/beta/deviceManagement/complianceManagementPartners")).await;
+    let (write_status, write_headers, write_body) = send(
+        app_with(MockPartnerUseCases::new(), "/beta", read_only),
+        post("/beta/deviceManagement/complianceManagementPartners"),
+    )
+    .await;
     let (read_status, _, _) = send(app_with(mock, "/beta", read_only), get).await;
 
     assert_eq!(write_status, StatusCode::FORBIDDEN);
     assert_eq!(
-        write_headers.get("www-authenticate").and_then(|v| v.to_str().ok()),
+        write_headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
         Some("Bearer error=\"insufficient_scope\"")
     );
     assert_eq!(write_body["error"]["code"], "Authorization_RequestDenied");

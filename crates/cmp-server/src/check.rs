@@ -20,23 +20,34 @@ use crate::system::{SystemClock, TokioSleeper};
 /// Only when `out` cannot be written or the client cannot be built.
 pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::Result<bool> {
     if settings.graph.mode != GraphMode::Graph {
-        writeln!(out, "FAIL: graph.mode is not \"graph\"; set CMP__GRAPH__MODE=graph to check Microsoft Graph")?;
+        writeln!(
+            out,
+            "FAIL: graph.mode is not \"graph\"; set CMP__GRAPH__MODE=graph to check Microsoft Graph"
+        )?;
         return Ok(false);
     }
-    let resolved = settings.graph.client.resolve(settings.graph.tenant_id).map_err(|e| anyhow::anyhow!(e))?;
+    let resolved = settings
+        .graph
+        .client
+        .resolve(settings.graph.tenant_id)
+        .map_err(|e| anyhow::anyhow!(e))?;
     writeln!(out, "tenant:    {}", resolved.tenant_id)?;
     writeln!(out, "client id: {}", resolved.client_id)?;
     writeln!(out, "token URL: {}", resolved.token_url)?;
     writeln!(out, "Graph:     {}", resolved.graph_root)?;
-    let connection = cmp_graph_client::connect(&resolved, Arc::new(SystemClock), Arc::new(TokioSleeper))
-        .context("building the Graph client")?;
+    let connection =
+        cmp_graph_client::connect(&resolved, Arc::new(SystemClock), Arc::new(TokioSleeper))
+            .context("building the Graph client")?;
 
     match connection.tokens.token(None).await {
         Ok(_) => writeln!(out, "token:     acquired")?,
         Err(error) => {
             writeln!(out, "token:     REFUSED")?;
             describe_token_error(&error, out)?;
-            writeln!(out, "FAIL: no token; fix the app registration or the credential and run the check again")?;
+            writeln!(
+                out,
+                "FAIL: no token; fix the app registration or the credential and run the check again"
+            )?;
             return Ok(false);
         }
     }
@@ -45,7 +56,15 @@ pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::R
         Ok(partners) => {
             writeln!(out, "partners:  {}", partners.len())?;
             for partner in &partners {
-                writeln!(out, "  {}  {}", partner.graph_id, partner.display_name.as_deref().unwrap_or("(no display name)"))?;
+                writeln!(
+                    out,
+                    "  {}  {}",
+                    partner.graph_id,
+                    partner
+                        .display_name
+                        .as_deref()
+                        .unwrap_or("(no display name)")
+                )?;
             }
             writeln!(out, "OK: Microsoft Graph answered for this tenant")?;
             Ok(true)
@@ -63,13 +82,30 @@ pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::R
 
 fn describe_token_error(error: &TokenError, out: &mut impl Write) -> std::io::Result<()> {
     match error {
-        TokenError::Configuration { error, error_codes, description, trace_id, correlation_id } => {
-            let codes: Vec<String> = error_codes.iter().map(|code| format!("AADSTS{code}")).collect();
+        TokenError::Configuration {
+            error,
+            error_codes,
+            description,
+            trace_id,
+            correlation_id,
+        } => {
+            let codes: Vec<String> = error_codes
+                .iter()
+                .map(|code| format!("AADSTS{code}"))
+                .collect();
             writeln!(out, "  error:          {error}")?;
             writeln!(out, "  codes:          {}", codes.join(", "))?;
             writeln!(out, "  description:    {description}")?;
-            writeln!(out, "  trace id:       {}", trace_id.as_deref().unwrap_or("-"))?;
-            writeln!(out, "  correlation id: {}", correlation_id.as_deref().unwrap_or("-"))
+            writeln!(
+                out,
+                "  trace id:       {}",
+                trace_id.as_deref().unwrap_or("-")
+            )?;
+            writeln!(
+                out,
+                "  correlation id: {}",
+                correlation_id.as_deref().unwrap_or("-")
+            )
         }
         other => writeln!(out, "  {other}"),
     }

@@ -53,7 +53,12 @@ usage:
 /// # Errors
 /// A message naming the argument that is not understood.
 pub fn parse(arguments: &[String]) -> Result<Command, String> {
-    match arguments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match arguments
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] | ["serve"] => Ok(Command::Serve),
         ["check-graph"] => Ok(Command::CheckGraph),
         ["help" | "--help" | "-h"] => Ok(Command::Help),
@@ -72,7 +77,11 @@ fn parse_mint_options(options: &[&str]) -> Result<MintOptions, String> {
     };
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
-        let mut value = || rest.next().map(|v| (*v).to_owned()).ok_or_else(|| format!("{option} needs a value"));
+        let mut value = || {
+            rest.next()
+                .map(|v| (*v).to_owned())
+                .ok_or_else(|| format!("{option} needs a value"))
+        };
         match *option {
             "--role" => mint.roles.push(value()?),
             "--scope" => mint.scopes.push(value()?),
@@ -89,7 +98,8 @@ fn parse_mint_options(options: &[&str]) -> Result<MintOptions, String> {
         }
     }
     if mint.roles.is_empty() && mint.scopes.is_empty() {
-        mint.roles.push("DeviceManagementServiceConfig.ReadWrite.All".to_owned());
+        mint.roles
+            .push("DeviceManagementServiceConfig.ReadWrite.All".to_owned());
     }
     Ok(mint)
 }
@@ -108,7 +118,9 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let settings = crate::config::load()?;
             crate::telemetry::init(&settings.telemetry)?;
             let application = crate::Application::build(settings).await?;
-            application.run_until_stopped(crate::shutdown_signal()).await?;
+            application
+                .run_until_stopped(crate::shutdown_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MintToken(options) => {
@@ -120,7 +132,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let settings = crate::config::load()?;
             let mut stdout = std::io::stdout();
             let healthy = crate::check::check_graph(&settings, &mut stdout).await?;
-            Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -131,15 +147,24 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// Outside development auth mode or in production, or when the key cannot be read.
 pub fn mint_token(settings: &crate::Settings, options: &MintOptions) -> anyhow::Result<String> {
     anyhow::ensure!(
-        settings.auth.mode == crate::config::AuthMode::Development && settings.environment != crate::Environment::Production,
+        settings.auth.mode == crate::config::AuthMode::Development
+            && settings.environment != crate::Environment::Production,
         "mint-token works only with auth.mode = \"development\" outside production"
     );
     let entra = &settings.auth.entra;
     let tenant_id = match &options.tenant_id {
         Some(tenant) => tenant.clone(),
-        None => entra.allowed_tenants.first().cloned().ok_or_else(|| anyhow::anyhow!("auth.entra.allowed_tenants is empty"))?,
+        None => entra
+            .allowed_tenants
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("auth.entra.allowed_tenants is empty"))?,
     };
-    let audience = entra.audiences.first().cloned().ok_or_else(|| anyhow::anyhow!("auth.entra.audiences is empty"))?;
+    let audience = entra
+        .audiences
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("auth.entra.audiences is empty"))?;
     let signer = crate::startup::development_signer(settings)?;
     signer.mint(&cmp_entra_auth::MintRequest {
         tenant_id,
@@ -166,15 +191,28 @@ mod tests {
         assert_eq!(parse(&args("serve")), Ok(Command::Serve));
         assert_eq!(parse(&args("check-graph")), Ok(Command::CheckGraph));
         assert_eq!(parse(&args("--help")), Ok(Command::Help));
-        let Ok(Command::MintToken(mint)) = parse(&args("mint-token --role A --role B --lifetime 60")) else {
+        let Ok(Command::MintToken(mint)) =
+            parse(&args("mint-token --role A --role B --lifetime 60"))
+        else {
             panic!("mint-token parses")
         };
-        assert_eq!((mint.roles, mint.lifetime_seconds), (vec!["A".to_owned(), "B".to_owned()], 60));
-        let Ok(Command::MintToken(default)) = parse(&args("mint-token")) else { panic!("mint-token parses") };
-        assert_eq!(default.roles, vec!["DeviceManagementServiceConfig.ReadWrite.All".to_owned()]);
+        assert_eq!(
+            (mint.roles, mint.lifetime_seconds),
+            (vec!["A".to_owned(), "B".to_owned()], 60)
+        );
+        let Ok(Command::MintToken(default)) = parse(&args("mint-token")) else {
+            panic!("mint-token parses")
+        };
+        assert_eq!(
+            default.roles,
+            vec!["DeviceManagementServiceConfig.ReadWrite.All".to_owned()]
+        );
         assert!(parse(&args("mint-token --lifetime 0")).is_err());
         assert!(parse(&args("mint-token --role")).is_err());
         let error = parse(&args("serve --port 1")).expect_err("unknown");
-        assert!(error.contains("serve --port 1") && error.contains("usage"), "{error}");
+        assert!(
+            error.contains("serve --port 1") && error.contains("usage"),
+            "{error}"
+        );
     }
 }

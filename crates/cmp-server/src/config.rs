@@ -218,7 +218,9 @@ fn refuse_secrets_in_files(default_file: &Path, overlay_file: &Path) -> anyhow::
     for key in SECRET_KEYS {
         if files_only.get::<::config::Value>(key).is_ok() {
             let variable = format!("CMP__{}", key.replace('.', "__").to_uppercase());
-            anyhow::bail!("{key} must not be set in a configuration file; supply it through {variable}");
+            anyhow::bail!(
+                "{key} must not be set in a configuration file; supply it through {variable}"
+            );
         }
     }
     Ok(())
@@ -250,7 +252,10 @@ impl Settings {
         if self.graph.mode == GraphMode::Graph {
             self.graph.client.resolve(self.graph.tenant_id)?;
         }
-        self.auth.entra.validate().map_err(|message| format!("auth.entra.{message}"))?;
+        self.auth
+            .entra
+            .validate()
+            .map_err(|message| format!("auth.entra.{message}"))?;
         if self.environment == Environment::Production {
             if self.auth.mode == AuthMode::Development {
                 return Err("auth.mode = \"development\" is not allowed in production".into());

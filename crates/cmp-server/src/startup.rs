@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cmp_application::{CallerAuthenticator, GraphGateway, PartnerService, PartnerUseCases};
-use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
 use cmp_domain::TenantId;
+use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
 use cmp_graph_client::SimulatedGraph;
 use cmp_http_api::{AppState, ConnectionLimits, RequestLimits};
 use cmp_sqlite::SqliteStore;
@@ -50,9 +50,17 @@ impl Application {
         let graph: Arc<dyn GraphGateway> = match settings.graph.mode {
             GraphMode::Simulated => Arc::new(SimulatedGraph::new(settings.graph.simulated.clone())),
             GraphMode::Graph => {
-                let resolved = settings.graph.client.resolve(settings.graph.tenant_id).map_err(|e| anyhow::anyhow!(e))?;
-                let connection = cmp_graph_client::connect(&resolved, Arc::new(SystemClock), Arc::new(TokioSleeper))
-                    .context("building the Microsoft Graph client")?;
+                let resolved = settings
+                    .graph
+                    .client
+                    .resolve(settings.graph.tenant_id)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let connection = cmp_graph_client::connect(
+                    &resolved,
+                    Arc::new(SystemClock),
+                    Arc::new(TokioSleeper),
+                )
+                .context("building the Microsoft Graph client")?;
                 tracing::info!(graph.root = %resolved.graph_root, tenant = %resolved.tenant_id, "provisioning into Microsoft Graph");
                 Arc::new(connection.client)
             }
@@ -88,7 +96,14 @@ impl Application {
             header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.http.shutdown_grace_ms),
         };
-        Ok(Self { listener, local_addr, router, connection_limits, store, public_root })
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            connection_limits,
+            store,
+            public_root,
+        })
     }
 
     /// The address the listener is bound to.
@@ -110,7 +125,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr, root = %self.public_root, "serving");
-        let served = cmp_http_api::serve(self.listener, self.router, self.connection_limits, shutdown).await;
+        let served =
+            cmp_http_api::serve(self.listener, self.router, self.connection_limits, shutdown).await;
         self.store.close().await;
         tracing::info!("stopped");
         served.context("serving HTTP")
@@ -119,18 +135,21 @@ impl Application {
 
 /// The bearer-token authenticator of the configured mode, and in development mode the public
 /// key set to serve.
-fn authenticator(settings: &Settings) -> anyhow::Result<(Arc<dyn CallerAuthenticator>, Option<serde_json::Value>)> {
+fn authenticator(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn CallerAuthenticator>, Option<serde_json::Value>)> {
     let entra = &settings.auth.entra;
     match settings.auth.mode {
         AuthMode::Entra => {
-            let authenticator = EntraAuthenticator::new(entra, Arc::new(SystemClock)).context("setting up token verification")?;
+            let authenticator = EntraAuthenticator::new(entra, Arc::new(SystemClock))
+                .context("setting up token verification")?;
             Ok((Arc::new(authenticator), None))
         }
         AuthMode::Development => {
             let signer = development_signer(settings)?;
             let jwks = signer.jwks();
-            let authenticator =
-                EntraAuthenticator::with_static_keys(entra, &jwks).context("setting up development token verification")?;
+            let authenticator = EntraAuthenticator::with_static_keys(entra, &jwks)
+                .context("setting up development token verification")?;
             tracing::warn!(key = %signer.key_path().display(), "development auth mode: tokens signed with the local key are accepted");
             Ok((Arc::new(authenticator), Some(jwks)))
         }
@@ -143,8 +162,10 @@ fn authenticator(settings: &Settings) -> anyhow::Result<(Arc<dyn CallerAuthentic
 /// When the key folder or file cannot be read or created.
 pub fn development_signer(settings: &Settings) -> anyhow::Result<DevelopmentSigner> {
     let directory = &settings.auth.development_key_dir;
-    std::fs::create_dir_all(directory).with_context(|| format!("creating {}", directory.display()))?;
-    Ok(DevelopmentSigner::load_or_create(directory)?.with_authority(settings.auth.entra.authority.clone()))
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("creating {}", directory.display()))?;
+    Ok(DevelopmentSigner::load_or_create(directory)?
+        .with_authority(settings.auth.entra.authority.clone()))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

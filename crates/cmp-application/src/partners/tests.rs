@@ -19,7 +19,8 @@ use crate::ports::{
 };
 
 const REQUEST_ID: &str = "req-42";
-const CALLER: &str = "app:7e577e57-0000-0000-0000-000000000000/0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
+const CALLER: &str =
+    "app:7e577e57-0000-0000-0000-000000000000/0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
 const DISPLAY_NAME: &str = "Contoso";
 const GRAPH_ID: &str = "graph-partner-1";
 
@@ -239,7 +240,10 @@ impl GraphGateway for SilentGraph {
         std::future::pending().await
     }
 
-    async fn get_partner(&self, _graph_id: &str) -> Result<Option<crate::RemotePartner>, crate::GraphReadError> {
+    async fn get_partner(
+        &self,
+        _graph_id: &str,
+    ) -> Result<Option<crate::RemotePartner>, crate::GraphReadError> {
         std::future::pending().await
     }
 
@@ -247,7 +251,12 @@ impl GraphGateway for SilentGraph {
         std::future::pending().await
     }
 
-    async fn update_partner(&self, _graph_id: &str, _partner: &Partner, _id: Uuid) -> crate::GraphWriteResult {
+    async fn update_partner(
+        &self,
+        _graph_id: &str,
+        _partner: &Partner,
+        _id: Uuid,
+    ) -> crate::GraphWriteResult {
         std::future::pending().await
     }
 

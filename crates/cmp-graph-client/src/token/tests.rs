@@ -795,4 +795,3 @@ async fn debug_output_of_the_provider_and_its_tokens_shows_no_secret() {
     assert!(!text.contains(SECRET), "{text}");
     assert!(!text.contains("token-a"), "{text}");
 }
-

@@ -96,7 +96,10 @@ fn a_client_secret_in_a_config_file_is_refused() {
 
     let text = format!("{error:#}");
     assert!(text.contains("CMP__GRAPH__CLIENT__CLIENT_SECRET"), "{text}");
-    assert!(!text.contains("committed-secret"), "the secret must not be echoed: {text}");
+    assert!(
+        !text.contains("committed-secret"),
+        "the secret must not be echoed: {text}"
+    );
 }
 
 #[test]
@@ -107,5 +110,8 @@ fn graph_mode_without_credentials_refuses_to_start_with_a_clear_message() {
 
     let error = load_from(dir.path(), Environment::Test).expect_err("no credential");
 
-    assert!(format!("{error:#}").contains("exactly one credential"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("exactly one credential"),
+        "{error:#}"
+    );
 }

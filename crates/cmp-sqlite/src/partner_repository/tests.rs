@@ -367,11 +367,12 @@ async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_
             outcome: None,
         }]
     );
-    let audit: (String, String, String, String, String, i64, String) =
-        sqlx::query_as("SELECT id, partner_id, action, request_id, caller, at, detail FROM audit_log")
-            .fetch_one(&store.reader)
-            .await
-            .expect("audit row");
+    let audit: (String, String, String, String, String, i64, String) = sqlx::query_as(
+        "SELECT id, partner_id, action, request_id, caller, at, detail FROM audit_log",
+    )
+    .fetch_one(&store.reader)
+    .await
+    .expect("audit row");
     assert_eq!(
         audit,
         (
