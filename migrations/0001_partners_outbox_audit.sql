@@ -148,20 +148,36 @@ CREATE TABLE outbox (
     updated_at INTEGER NOT NULL,
     -- When the first attempt started: the 24 h give-up clock runs from here.
     first_attempt_at INTEGER NULL,
+    -- Why the row was given up (Graph's refusal, "duplicate in Graph", attempts exhausted), for
+    -- the operator who decides whether to re-queue it. Set exactly while the row is dead:
+    -- re-queueing clears it.
+    dead_reason TEXT NULL,
     -- A row is leased exactly while it is in flight, and a lease has both an owner and an end.
     CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
     CHECK ((state = 'in_flight') = (lease_owner IS NOT NULL)),
     -- A delivered row knows Graph's id.
-    CHECK (state <> 'delivered' OR graph_id IS NOT NULL)
+    CHECK (state <> 'delivered' OR graph_id IS NOT NULL),
+    -- A dead row says why, and only a dead row has a reason.
+    CHECK ((state = 'dead') = (dead_reason IS NOT NULL))
 ) STRICT;
 
--- The dispatcher's claim: `WHERE state IN ('pending', 'unknown') AND next_attempt_at <= ?
--- ORDER BY next_attempt_at`.
-CREATE INDEX outbox_state_next_attempt_at ON outbox (state, next_attempt_at);
+-- The dispatcher's claim, which runs per tenant: `WHERE tenant_id = ? AND state IN ('pending',
+-- 'unknown') AND next_attempt_at <= ? ORDER BY next_attempt_at`. The outbox keeps delivered
+-- rows forever, so without the state in the index every claim would walk all of them.
+CREATE INDEX outbox_tenant_state_next_attempt_at ON outbox (tenant_id, state, next_attempt_at);
 
--- Deleting a partner checks the foreign key above; without this index that check would scan
--- the whole outbox, which keeps delivered rows forever.
-CREATE INDEX outbox_partner_id ON outbox (partner_id);
+-- The claim's "one attempt at a time per natural key": does this key already have a row
+-- `in_flight` in this tenant? Natural keys are unique per tenant only, so the tenant leads.
+CREATE INDEX outbox_tenant_natural_key_state ON outbox (tenant_id, natural_key, state);
+
+-- Operators' views and lease recovery, across tenants: the rows in one state, oldest first
+-- (`list_rows`), the count per state (answered from the index alone), and the `in_flight` rows
+-- whose lease lapsed (few: at most one batch per dispatcher plus the inline requests).
+CREATE INDEX outbox_state_created_at ON outbox (state, created_at);
+
+-- A partner's latest row (its sync state). Deleting a partner also checks the foreign key
+-- above through this index; without it that check would scan the whole outbox.
+CREATE INDEX outbox_partner_id_created_at ON outbox (partner_id, created_at);
 
 -- One row per attempt of an outbox row, written when the attempt starts (so a crash mid-call
 -- leaves evidence) and completed when it ends.

@@ -16,6 +16,9 @@ pub const SEED_REQUEST: &str = include_str!("../fixtures/seed-request.json");
 /// The seed page's example response.
 pub const SEED_RESPONSE: &str = include_str!("../fixtures/seed-response.json");
 
+/// The development signing key every test instance uses.
+const DEVELOPMENT_KEY: &str = include_str!("../fixtures/dev-signing-key.pem");
+
 /// The collection path below the root.
 pub const COLLECTION: &str = "/deviceManagement/complianceManagementPartners";
 
@@ -93,7 +96,14 @@ pub async fn spawn_app_in(
     LazyLock::force(&TRACING);
     let database = directory.path().join("partners.db");
     let mut settings = test_settings(&database);
-    settings.auth.development_key_dir = directory.path().join("keys");
+    // A fixture key spares each test generating an RSA key of its own (slow in debug builds);
+    // the service still loads it from its own key folder, as in development.
+    let key_dir = directory.path().join("keys");
+    std::fs::create_dir_all(&key_dir).expect("key folder");
+    if !key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME).exists() {
+        std::fs::write(key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME), DEVELOPMENT_KEY).expect("key file");
+    }
+    settings.auth.development_key_dir = key_dir;
     adjust(&mut settings);
     let application = cmp_server::Application::build(settings.clone())
         .await
@@ -229,4 +239,68 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The development signing key's private half (PKCS#8 PEM), for tests that forge tokens
+/// with headers and claims of their own.
+pub const DEVELOPMENT_PRIVATE_KEY: &str = DEVELOPMENT_KEY;
+
+/// The development signing key's public half (SPKI PEM), made with `openssl rsa -pubout`.
+pub const DEVELOPMENT_PUBLIC_KEY: &str = include_str!("../fixtures/dev-signing-key.pub.pem");
+
+/// Like [`mint`], for the caller `object_id` instead of the fixed developer identity.
+pub fn mint_as(settings: &Settings, roles: &[&str], object_id: &str) -> String {
+    let options = cmp_server::cli::MintOptions {
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        scopes: Vec::new(),
+        lifetime_seconds: 3600,
+        tenant_id: None,
+        object_id: object_id.to_owned(),
+    };
+    cmp_server::cli::mint_token(settings, &options).expect("the development key mints")
+}
+
+impl TestApp {
+    /// `host:port` of the listener, for raw TCP clients.
+    pub fn socket_address(&self) -> String {
+        let url = reqwest::Url::parse(&self.root).expect("the root is a URL");
+        let host = url.host_str().expect("the root has a host");
+        let port = url.port_or_known_default().expect("the root has a port");
+        format!("{host}:{port}")
+    }
+
+    /// The URL of `path` on the listener, outside the root path (e.g. `/development/keys`).
+    pub fn url_outside_root(&self, path: &str) -> String {
+        format!("http://{}{path}", self.socket_address())
+    }
+
+    /// POSTs `body` as JSON to the collection with `token` instead of the default token.
+    pub async fn post_partner_as(&self, token: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.collection_url())
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("POST reaches the service")
+    }
+
+    /// The `caller` column of every audit entry, oldest first, read through a separate
+    /// read-only connection.
+    pub async fn audit_callers(&self) -> Vec<String> {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the database file opens");
+        let callers: Vec<String> =
+            sqlx::query_scalar("SELECT caller FROM audit_log ORDER BY at, id")
+                .fetch_all(&mut connection)
+                .await
+                .expect("the audit log reads");
+        connection.close().await.expect("close");
+        callers
+    }
 }

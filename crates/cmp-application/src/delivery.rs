@@ -44,30 +44,40 @@ pub enum Verdict {
 
 /// Decides where a row goes after `outcome`. `None` means the attempt was abandoned at its
 /// deadline: the request may have reached Graph, so it counts as an unknown outcome.
-pub fn judge(outcome: Option<&CreateOutcome>, now: Timestamp, policy: &DeliveryPolicy) -> Verdict {
+/// `retry_delay` is the back-off for a resend (the inline path uses the base step, the
+/// dispatcher full jitter); a `Retry-After` from Graph is a floor under it.
+pub fn judge(
+    outcome: Option<&CreateOutcome>,
+    now: Timestamp,
+    retry_delay: Duration,
+    settle: Duration,
+) -> Verdict {
     let later = |delay: Duration| now.saturating_add_millis(duration_millis(delay));
-    let retry = |state, delay| {
-        Verdict::Move(OutboxTransition::Retry {
-            state,
-            next_attempt_at: later(delay),
-        })
-    };
+    let retry = |state, delay| Verdict::Move(OutboxTransition::Retry { state, next_attempt_at: later(delay) });
     match outcome {
-        Some(CreateOutcome::Created { graph_id }) => Verdict::Move(OutboxTransition::Delivered {
-            graph_id: graph_id.clone(),
-        }),
+        Some(CreateOutcome::Created { graph_id }) => {
+            Verdict::Move(OutboxTransition::Delivered { graph_id: graph_id.clone() })
+        }
         Some(CreateOutcome::NotApplied { retry_after }) => {
             // Retry-After is a floor: never resend to the tenant before it has passed.
-            let delay = retry_after.map_or(policy.retry_base, |after| after.max(policy.retry_base));
+            let delay = retry_after.map_or(retry_delay, |after| after.max(retry_delay));
             retry(DeliveryState::Pending, delay)
         }
         // Our own credentials or permissions: keep the row pending (never dead) and back off.
-        Some(CreateOutcome::AuthFailure) => retry(DeliveryState::Pending, policy.retry_base),
-        Some(CreateOutcome::Unknown) | None => retry(DeliveryState::Unknown, policy.settle),
+        Some(CreateOutcome::AuthFailure) => retry(DeliveryState::Pending, retry_delay),
+        Some(CreateOutcome::Unknown) | None => retry(DeliveryState::Unknown, settle),
         // A 409 means Graph may already hold it: reconcile at once, nothing to settle.
         Some(CreateOutcome::Conflict) => retry(DeliveryState::Unknown, Duration::ZERO),
         Some(CreateOutcome::Rejected) => Verdict::Rejected,
     }
+}
+
+/// Full-jitter exponential back-off (graph-client-behaviour §3.3): a uniformly random delay
+/// between zero and `min(cap, base × 2^attempts)`. `fraction` is the random draw in `0..1`.
+pub fn full_jitter(base: Duration, cap: Duration, attempts: u32, fraction: f64) -> Duration {
+    // 2^40 × any sensible base is far past any cap; the exponent is bounded to stay finite.
+    let ceiling = base.saturating_mul(1_u32 << attempts.min(31)).min(cap);
+    ceiling.mul_f64(fraction.clamp(0.0, 1.0))
 }
 
 /// A short word for an attempt's outcome, kept on the attempt record for operators.
@@ -89,6 +99,18 @@ fn duration_millis(duration: Duration) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn full_jitter_stays_between_zero_and_the_capped_exponential_step() {
+        let base = Duration::from_secs(10);
+        let cap = Duration::from_secs(900);
+        assert_eq!(full_jitter(base, cap, 0, 1.0), Duration::from_secs(10));
+        assert_eq!(full_jitter(base, cap, 3, 1.0), Duration::from_secs(80));
+        assert_eq!(full_jitter(base, cap, 3, 0.5), Duration::from_secs(40));
+        assert_eq!(full_jitter(base, cap, 3, 0.0), Duration::ZERO);
+        assert_eq!(full_jitter(base, cap, 7, 1.0), cap, "10 s × 128 is past the 15 min cap");
+        assert_eq!(full_jitter(base, cap, 500, 1.0), cap, "huge attempt counts do not overflow");
+    }
+
     use super::*;
 
     fn now() -> Timestamp {

@@ -9,29 +9,40 @@
 //!   [`IdSource`], [`Sleeper`]) and the records that cross them.
 //! - [`delivery`]: how one Graph call's outcome moves an outbox row on (shared by the inline
 //!   path of a create and, later, the dispatcher).
+//! - [`dispatcher`]: [`Dispatcher`], which finishes the deliveries the requests could not.
+//! - [`operations`]: [`OperatorUseCases`]: sync state, listings, re-queue.
 //! - [`partners`]: the driving port [`PartnerUseCases`] and its implementation [`PartnerService`].
 //! - [`auth`]: the [`Caller`] and the [`CallerAuthenticator`] port.
 //! - [`error`]: one error enum per use case.
 
 pub mod auth;
 pub mod delivery;
+pub mod dispatcher;
 pub mod error;
+pub mod operations;
 pub mod partners;
 pub mod ports;
 
 pub use auth::{AuthenticationError, Caller, CallerAuthenticator, CallerKind};
 pub use delivery::DeliveryPolicy;
+pub use dispatcher::{DispatchError, DispatchPass, DispatchPolicy, Dispatcher};
 pub use error::{CreatePartnerError, GetPartnerError};
+pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use ports::{
     AttemptFinish, AuditAction, AuditEntry, Clock, CreateOutcome, DeliveryState, GraphCallResult,
     GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource, NewPartnerWrite,
-    OutboxTransition, PartnerRepository, RemotePartner, Sleeper, StoreError, WriteOutcome,
+    OutboxTransition, PartnerRepository, RemotePartner, Sleeper, StoreError, WriteOutcome, AttemptRecord,
+    AttemptStart, ClaimedDelivery, DeliveryQueue, Jitter, OutboxCounts, SyncState,
 };
 
 #[cfg(any(test, feature = "mocks"))]
 pub use auth::MockCallerAuthenticator;
 #[cfg(any(test, feature = "mocks"))]
+pub use operations::MockOperatorUseCases;
+#[cfg(any(test, feature = "mocks"))]
 pub use partners::MockPartnerUseCases;
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::{MockClock, MockGraphGateway, MockIdSource, MockPartnerRepository, MockSleeper};
+pub use ports::{
+    MockClock, MockDeliveryQueue, MockGraphGateway, MockIdSource, MockJitter, MockPartnerRepository, MockSleeper,
+};

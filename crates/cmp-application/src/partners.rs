@@ -143,7 +143,7 @@ impl PartnerUseCases for PartnerService {
             None => (None, Default::default()),
         };
 
-        match delivery::judge(outcome.as_ref(), finished_at, &self.policy) {
+        match delivery::judge(outcome.as_ref(), finished_at, self.policy.retry_base, self.policy.settle) {
             Verdict::Move(transition) => {
                 let delivered = matches!(transition, OutboxTransition::Delivered { .. });
                 let finish = AttemptFinish {

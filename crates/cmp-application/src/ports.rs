@@ -19,6 +19,13 @@ pub trait IdSource: Send + Sync + 'static {
     fn new_uuid(&self) -> Uuid;
 }
 
+/// Random draws for back-off jitter, injected so that delays can be asserted.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Jitter: Send + Sync + 'static {
+    /// A uniformly random number in `0.0..1.0`.
+    fn fraction(&self) -> f64;
+}
+
 /// Waiting, injected so that deadlines and back-off can be tested without sleeping.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait::async_trait]
@@ -172,6 +179,11 @@ pub enum OutboxTransition {
         state: DeliveryState,
         /// Not before this instant.
         next_attempt_at: Timestamp,
+    },
+    /// Given up: an operator must look (and may re-queue).
+    Dead {
+        /// Why, for operators: Graph's refusal, "duplicate in Graph", attempts exhausted.
+        reason: String,
     },
 }
 
@@ -342,4 +354,183 @@ pub trait GraphGateway: Send + Sync + 'static {
 
     /// DELETEs Graph's object `graph_id`.
     async fn delete_partner(&self, graph_id: &str, client_request_id: Uuid) -> GraphWriteResult;
+}
+
+/// An outbox row claimed by a dispatcher (state `in_flight`, leased to it), with the partner
+/// it delivers as stored now: a later change folds into the delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    /// The outbox row.
+    pub outbox_id: Uuid,
+    /// The partner to deliver.
+    pub partner: Partner,
+    /// The natural key reconciliation matches on (trimmed, lower-cased display name).
+    pub natural_key: String,
+    /// The state before the claim: `Pending` (send) or `Unknown` (reconcile first).
+    pub previous_state: DeliveryState,
+    /// Attempts made before this one, in all (attempt numbers continue from it).
+    pub attempts: u32,
+    /// Attempts made since `first_attempt_at`: what the give-up limit counts. Equal to
+    /// `attempts` unless an operator re-queued the row, which opens a new window.
+    pub attempts_in_window: u32,
+    /// When the first attempt of the current window started (the inline one, usually).
+    pub first_attempt_at: Option<Timestamp>,
+    /// When the row was written.
+    pub created_at: Timestamp,
+}
+
+/// The start of an attempt, committed before Graph is called so that a crash mid-call
+/// leaves evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptStart {
+    /// The outbox row.
+    pub outbox_id: Uuid,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The `client-request-id` the attempt sends.
+    pub client_request_id: Uuid,
+    /// When it starts.
+    pub started_at: Timestamp,
+}
+
+/// One recorded attempt, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The `client-request-id` it sent.
+    pub client_request_id: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended; `None` while in flight (or when the process died mid-call).
+    pub finished_at: Option<Timestamp>,
+    /// Graph's HTTP status.
+    pub http_status: Option<u16>,
+    /// Graph's `error.code`.
+    pub graph_error_code: Option<String>,
+    /// Graph's `request-id`.
+    pub graph_request_id: Option<String>,
+    /// How it ended (`created`, `adopted`, `unknown`, ...).
+    pub outcome: Option<String>,
+}
+
+/// Where a partner stands on its way to Graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncState {
+    /// The outbox row.
+    pub outbox_id: Uuid,
+    /// The partner.
+    pub partner_id: PartnerId,
+    /// What the row does (`create`).
+    pub operation: String,
+    /// Its display name's natural key.
+    pub natural_key: String,
+    /// Delivery state.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: Timestamp,
+    /// Status of the last attempt.
+    pub last_status: Option<u16>,
+    /// Graph's error code of the last attempt.
+    pub last_error_code: Option<String>,
+    /// `client-request-id` of the last attempt.
+    pub last_client_request_id: Option<String>,
+    /// Graph's id once delivered.
+    pub graph_id: Option<String>,
+    /// Why the row is dead.
+    pub dead_reason: Option<String>,
+    /// When the row was written.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// When the first attempt started.
+    pub first_attempt_at: Option<Timestamp>,
+    /// Every attempt, oldest first (empty in listings).
+    pub history: Vec<AttemptRecord>,
+}
+
+/// How many outbox rows are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// `pending`.
+    pub pending: u64,
+    /// `in_flight`.
+    pub in_flight: u64,
+    /// `delivered`.
+    pub delivered: u64,
+    /// `unknown`.
+    pub unknown: u64,
+    /// `dead`.
+    pub dead: u64,
+}
+
+/// The outbox as the dispatcher and operators see it.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
+    /// Turns every `in_flight` row whose lease lapsed by `now` into `unknown`, due at once
+    /// (its attempt may or may not have reached Graph). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn recover_expired_leases(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Atomically claims up to `limit` rows of `tenant` that are `pending` or `unknown` and due
+    /// by `now`, oldest due first, leasing them to `owner` until `lease_expires_at`. MUST NOT
+    /// claim a row whose natural key already has a row `in_flight`, nor two rows of one key.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails or a claimed partner cannot be read.
+    async fn claim_due(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        owner: &str,
+        lease_expires_at: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Hands a claimed row back without an attempt: `in_flight` → `state` (`pending` or
+    /// `unknown`), due at `next_attempt_at`, lease cleared. Used when the tenant's queue is
+    /// paused by a `Retry-After` after the row was claimed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails or the row is not `in_flight`.
+    async fn release(&self, outbox_id: Uuid, state: DeliveryState, next_attempt_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Records the start of an attempt (attempt row, attempt count, `last_client_request_id`,
+    /// `first_attempt_at` when unset), committed before the call.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails or the row is not `in_flight`.
+    async fn start_attempt(&self, start: &AttemptStart) -> Result<(), StoreError>;
+
+    /// The sync state and attempt history of a partner's latest outbox row; `None` when the
+    /// partner has none.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn sync_state(&self, partner_id: PartnerId) -> Result<Option<SyncState>, StoreError>;
+
+    /// Rows in `state` (all rows when `None`), oldest first, at most `limit`, without history.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn list_rows(&self, state: Option<DeliveryState>, limit: u32) -> Result<Vec<SyncState>, StoreError>;
+
+    /// How many rows are in each state.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn count_rows(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Puts a `dead` row back in the queue as `unknown` (so Graph is asked before anything is
+    /// sent again), due at `now`, with a new give-up window starting at `now` and its history
+    /// kept; `Ok(false)` when no dead row has that id.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn requeue_dead(&self, outbox_id: Uuid, now: Timestamp) -> Result<bool, StoreError>;
 }

@@ -137,6 +137,11 @@ impl ApiError {
         api
     }
 
+    /// 409 `Conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", message)
+    }
+
     /// 413 `RequestEntityTooLarge`.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
@@ -274,7 +279,7 @@ impl From<GetPartnerError> for ApiError {
 /// Carries an `anyhow`-style error from a use case to the log as a standard error, keeping
 /// its whole chain of causes.
 #[derive(Debug)]
-struct AnyhowCause<E>(E);
+pub(crate) struct AnyhowCause<E>(pub(crate) E);
 
 impl<E: std::fmt::Display> std::fmt::Display for AnyhowCause<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

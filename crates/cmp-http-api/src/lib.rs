@@ -12,8 +12,10 @@
 //! - [`auth`]: bearer-token verification (through the port) and permissions.
 //! - [`limits`]: load shedding and the per-caller write rate.
 //! - [`partners`]: the resource's handlers.
+//! - [`admin`]: the operator endpoints under `/admin/`.
 //! - [`router`] assembles the layers; [`serve`] runs the accept loop.
 
+pub mod admin;
 pub mod auth;
 pub mod envelope;
 pub mod error;
@@ -29,7 +31,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use cmp_application::{CallerAuthenticator, PartnerUseCases};
+use cmp_application::{CallerAuthenticator, OperatorUseCases, PartnerUseCases};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
@@ -45,6 +47,8 @@ pub const COLLECTION_PATH: &str = "/deviceManagement/complianceManagementPartner
 pub struct AppState {
     /// The use cases.
     pub partners: Arc<dyn PartnerUseCases>,
+    /// The operator use cases.
+    pub operations: Arc<dyn OperatorUseCases>,
     /// Verifies bearer tokens.
     pub authenticator: Arc<dyn CallerAuthenticator>,
     /// The public root URL callers use, e.g. `https://onboarding.example.com/beta`; the
@@ -106,6 +110,7 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
     } else {
         Router::new().nest(root_path, resource)
     };
+    let routed = routed.merge(admin::routes(state.clone()));
     let write_limiter = Arc::new(limits::WriteRateLimiter::new(
         limits.writes_per_caller_per_second,
         limits.write_burst,

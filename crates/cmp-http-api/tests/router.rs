@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cmp_application::{
     AuthenticationError, Caller, CallerKind, CreatePartnerError, CreatePartnerOutput,
-    GetPartnerError, MockCallerAuthenticator, MockPartnerUseCases,
+    GetPartnerError, MockCallerAuthenticator, MockOperatorUseCases, MockPartnerUseCases,
 };
 use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
 use cmp_http_api::{AppState, RequestLimits, router};
@@ -69,6 +69,7 @@ fn app_with(
 ) -> axum::Router {
     let state = AppState {
         partners: Arc::new(mock),
+        operations: Arc::new(MockOperatorUseCases::new()),
         authenticator: Arc::new(authenticator(permissions)),
         public_root: ROOT.into(),
         body_limit_bytes: 1024,

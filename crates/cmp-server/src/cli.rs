@@ -11,8 +11,34 @@ pub enum Command {
     CheckGraph,
     /// Print a bearer token signed with the development key (development auth mode only).
     MintToken(MintOptions),
+    /// Inspect or act on the delivery queue.
+    Outbox(OutboxCommand),
     /// Print the usage.
     Help,
+}
+
+/// `cmp-server outbox ...`: the operator interface on the command line, against the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxCommand {
+    /// Rows per state.
+    Counts,
+    /// Rows in a state (all when `None`), oldest first.
+    List {
+        /// The state to list.
+        state: Option<String>,
+        /// At most this many rows.
+        limit: u32,
+    },
+    /// A partner's sync state and attempt history.
+    Show {
+        /// The partner's id.
+        partner_id: String,
+    },
+    /// Put a dead row back in the queue.
+    Requeue {
+        /// The outbox row's id.
+        outbox_id: String,
+    },
 }
 
 /// What `mint-token` puts in the token.
@@ -45,6 +71,10 @@ usage:
                           print a token signed with the development key (development auth
                           mode only); default role DeviceManagementServiceConfig.ReadWrite.All,
                           default lifetime 3600 s
+  cmp-server outbox counts                      rows of the delivery queue per state
+  cmp-server outbox list [--state S] [--limit N] rows (pending, in_flight, delivered, unknown, dead)
+  cmp-server outbox show PARTNER_ID             a partner's sync state and attempt history
+  cmp-server outbox requeue OUTBOX_ID           put a dead row back in the queue
   cmp-server help         print this text
 ";
 
@@ -62,9 +92,29 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
         [] | ["serve"] => Ok(Command::Serve),
         ["check-graph"] => Ok(Command::CheckGraph),
         ["help" | "--help" | "-h"] => Ok(Command::Help),
+        ["outbox", "counts"] => Ok(Command::Outbox(OutboxCommand::Counts)),
+        ["outbox", "show", partner_id] => Ok(Command::Outbox(OutboxCommand::Show { partner_id: (*partner_id).to_owned() })),
+        ["outbox", "requeue", outbox_id] => {
+            Ok(Command::Outbox(OutboxCommand::Requeue { outbox_id: (*outbox_id).to_owned() }))
+        }
+        ["outbox", "list", options @ ..] => parse_list_options(options).map(Command::Outbox),
         ["mint-token", options @ ..] => parse_mint_options(options).map(Command::MintToken),
         other => Err(format!("unknown arguments: {}\n\n{USAGE}", other.join(" "))),
     }
+}
+
+fn parse_list_options(options: &[&str]) -> Result<OutboxCommand, String> {
+    let (mut state, mut limit) = (None, 100);
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let value = rest.next().ok_or_else(|| format!("{option} needs a value"))?;
+        match *option {
+            "--state" => state = Some((*value).to_owned()),
+            "--limit" => limit = value.parse().ok().filter(|n| *n > 0).ok_or("--limit needs a positive number")?,
+            other => return Err(format!("outbox list does not know '{other}'\n\n{USAGE}")),
+        }
+    }
+    Ok(OutboxCommand::List { state, limit })
 }
 
 fn parse_mint_options(options: &[&str]) -> Result<MintOptions, String> {
@@ -128,6 +178,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", mint_token(&settings, &options)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Outbox(command) => {
+            let settings = crate::config::load()?;
+            let report = outbox(&settings, &command).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckGraph => {
             let settings = crate::config::load()?;
             let mut stdout = std::io::stdout();
@@ -139,6 +195,44 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Runs an `outbox` command against the configured store and returns its report.
+///
+/// # Errors
+/// When the store cannot be opened, an argument is not understood, or the row is not found.
+pub async fn outbox(settings: &crate::Settings, command: &OutboxCommand) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    use cmp_application::{OperatorUseCases, OutboxOperations};
+    use cmp_http_api::admin::{parse_state, render_counts, render_sync_state};
+
+    let store = cmp_sqlite::SqliteStore::open(&settings.sqlite)
+        .await
+        .with_context(|| format!("opening the SQLite store at {}", settings.sqlite.path.display()))?;
+    let operations = OutboxOperations::new(std::sync::Arc::new(store.partner_repository()), std::sync::Arc::new(crate::system::SystemClock));
+    let report = match command {
+        OutboxCommand::Counts => operations.count_rows().await.map(|counts| render_counts(&counts)),
+        OutboxCommand::List { state, limit } => {
+            let state = match state {
+                Some(text) => Some(parse_state(text).ok_or_else(|| anyhow::anyhow!("unknown state '{text}'"))?),
+                None => None,
+            };
+            operations
+                .list_rows(state, *limit)
+                .await
+                .map(|rows| serde_json::json!({ "value": rows.iter().map(render_sync_state).collect::<Vec<_>>() }))
+        }
+        OutboxCommand::Show { partner_id } => {
+            let partner_id = partner_id.parse().map_err(|_| anyhow::anyhow!("'{partner_id}' is not a partner id"))?;
+            operations.sync_state(partner_id).await.map(|sync| render_sync_state(&sync))
+        }
+        OutboxCommand::Requeue { outbox_id } => {
+            let id = uuid::Uuid::try_parse(outbox_id).map_err(|_| anyhow::anyhow!("'{outbox_id}' is not an outbox id"))?;
+            operations.requeue(id).await.map(|()| serde_json::json!({ "outboxId": id.to_string(), "state": "unknown" }))
+        }
+    };
+    store.close().await;
+    Ok(report?)
 }
 
 /// Mints a development token as `options` say.
@@ -209,6 +303,12 @@ mod tests {
         );
         assert!(parse(&args("mint-token --lifetime 0")).is_err());
         assert!(parse(&args("mint-token --role")).is_err());
+        assert_eq!(parse(&args("outbox counts")), Ok(Command::Outbox(OutboxCommand::Counts)));
+        assert_eq!(
+            parse(&args("outbox list --state dead --limit 5")),
+            Ok(Command::Outbox(OutboxCommand::List { state: Some("dead".into()), limit: 5 }))
+        );
+        assert!(parse(&args("outbox list --limit x")).is_err());
         let error = parse(&args("serve --port 1")).expect_err("unknown");
         assert!(
             error.contains("serve --port 1") && error.contains("usage"),

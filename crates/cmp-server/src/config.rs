@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use cmp_application::DeliveryPolicy;
+use cmp_application::{DeliveryPolicy, DispatchPolicy};
 use cmp_entra_auth::EntraAuthSettings;
 use cmp_graph_client::{GraphClientSettings, SimulatedGraphSettings};
 use cmp_http_api::HttpSettings;
@@ -111,11 +111,36 @@ pub struct DeliverySettings {
     pub lease_ms: u64,
     /// Wait after an unknown outcome before reconciling.
     pub settle_ms: u64,
-    /// First back-off step after a failure that did not apply.
+    /// First back-off step after a failure that did not apply (the full-jitter base).
     pub retry_base_ms: u64,
+    /// Longest back-off between two attempts of one row.
+    pub backoff_cap_ms: u64,
+    /// Attempts after which a transiently failing row is dead.
+    pub max_attempts: u32,
+    /// Seconds after the first attempt after which a transiently failing row is dead.
+    pub max_age_seconds: u64,
+    /// Dispatcher workers; each makes one attempt at a time.
+    pub dispatcher_workers: usize,
+    /// Rows a worker claims per pass.
+    pub dispatcher_batch_size: u32,
+    /// Pause between passes that found nothing to do.
+    pub dispatcher_poll_interval_ms: u64,
 }
 
 impl DeliverySettings {
+    /// The dispatcher's policy.
+    pub fn dispatch_policy(&self) -> DispatchPolicy {
+        DispatchPolicy {
+            batch_size: self.dispatcher_batch_size,
+            lease: Duration::from_millis(self.lease_ms),
+            settle: Duration::from_millis(self.settle_ms),
+            backoff_base: Duration::from_millis(self.retry_base_ms),
+            backoff_cap: Duration::from_millis(self.backoff_cap_ms),
+            max_attempts: self.max_attempts,
+            max_age: Duration::from_secs(self.max_age_seconds),
+        }
+    }
+
     /// The application's policy; durations are converted here and nowhere else.
     pub fn policy(&self) -> DeliveryPolicy {
         DeliveryPolicy {
@@ -239,6 +264,16 @@ impl Settings {
         }
         if self.delivery.inline_deadline_ms == 0 {
             return Err("delivery.inline_deadline_ms must be greater than 0".into());
+        }
+        for (key, value) in [
+            ("delivery.max_attempts", u64::from(self.delivery.max_attempts)),
+            ("delivery.dispatcher_workers", self.delivery.dispatcher_workers as u64),
+            ("delivery.dispatcher_batch_size", u64::from(self.delivery.dispatcher_batch_size)),
+            ("delivery.dispatcher_poll_interval_ms", self.delivery.dispatcher_poll_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
         }
         if self.delivery.lease_ms <= self.delivery.inline_deadline_ms {
             return Err("delivery.lease_ms must be longer than delivery.inline_deadline_ms".into());

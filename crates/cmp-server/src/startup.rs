@@ -6,16 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cmp_application::{CallerAuthenticator, GraphGateway, PartnerService, PartnerUseCases};
+use cmp_application::{
+    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, OutboxOperations, PartnerService, PartnerUseCases,
+};
 use cmp_domain::TenantId;
 use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
 use cmp_graph_client::SimulatedGraph;
 use cmp_http_api::{AppState, ConnectionLimits, RequestLimits};
 use cmp_sqlite::SqliteStore;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::config::{AuthMode, GraphMode, Settings};
-use crate::system::{RandomIds, SystemClock, TokioSleeper};
+use crate::system::{RandomIds, RandomJitter, SystemClock, TokioSleeper};
 
 /// The running service's parts, between [`Application::build`] and
 /// [`Application::run_until_stopped`].
@@ -24,6 +28,7 @@ pub struct Application {
     local_addr: SocketAddr,
     router: axum::Router,
     connection_limits: ConnectionLimits,
+    dispatch: DispatchLoop,
     store: SqliteStore,
     public_root: String,
 }
@@ -65,15 +70,33 @@ impl Application {
                 Arc::new(connection.client)
             }
         };
+        let repository = Arc::new(store.partner_repository());
+        let tenant_id = TenantId::from_uuid(settings.graph.tenant_id);
         let partners: Arc<dyn PartnerUseCases> = Arc::new(PartnerService::new(
-            Arc::new(store.partner_repository()),
-            graph,
+            repository.clone(),
+            graph.clone(),
             Arc::new(SystemClock),
             Arc::new(RandomIds),
             Arc::new(TokioSleeper),
-            TenantId::from_uuid(settings.graph.tenant_id),
+            tenant_id,
             settings.delivery.policy(),
         ));
+        let dispatcher = Arc::new(Dispatcher::new(
+            repository.clone(),
+            repository.clone(),
+            graph,
+            Arc::new(SystemClock),
+            Arc::new(RandomIds),
+            Arc::new(RandomJitter),
+            tenant_id,
+            settings.delivery.dispatch_policy(),
+        ));
+        let operations: Arc<dyn OperatorUseCases> = Arc::new(OutboxOperations::new(repository, Arc::new(SystemClock)));
+        let dispatch = DispatchLoop {
+            dispatcher,
+            workers: settings.delivery.dispatcher_workers,
+            idle_wait: Duration::from_millis(settings.delivery.dispatcher_poll_interval_ms),
+        };
 
         let public_root = if settings.http.public_base_url.is_empty() {
             format!("http://{local_addr}{}", settings.http.root_path)
@@ -83,6 +106,7 @@ impl Application {
         let (authenticator, development_keys) = authenticator(&settings)?;
         let state = AppState {
             partners,
+            operations,
             authenticator,
             public_root: public_root.clone().into(),
             body_limit_bytes: settings.http.body_limit_bytes,
@@ -96,14 +120,7 @@ impl Application {
             header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.http.shutdown_grace_ms),
         };
-        Ok(Self {
-            listener,
-            local_addr,
-            router,
-            connection_limits,
-            store,
-            public_root,
-        })
+        Ok(Self { listener, local_addr, router, connection_limits, dispatch, store, public_root })
     }
 
     /// The address the listener is bound to.
@@ -120,16 +137,68 @@ impl Application {
     ///
     /// # Errors
     /// When serving fails.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr, root = %self.public_root, "serving");
-        let served =
-            cmp_http_api::serve(self.listener, self.router, self.connection_limits, shutdown).await;
+        // One stop signal for the HTTP server and the dispatcher workers.
+        let (stop, stopping) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let workers = self.dispatch.spawn(&stopping);
+        let mut http_stopping = stopping.clone();
+        let http_shutdown = async move {
+            let _ = http_stopping.wait_for(|stopped| *stopped).await;
+        };
+        let served = cmp_http_api::serve(self.listener, self.router, self.connection_limits, http_shutdown).await;
+        // The workers stop claiming at once and finish the attempt in hand; an attempt cut off
+        // by the bound keeps its lease and is reconciled after a restart.
+        let drained = tokio::time::timeout(self.connection_limits.shutdown_grace, workers.join_all()).await;
+        if drained.is_err() {
+            tracing::warn!("dispatcher workers did not finish within the shutdown grace period");
+        }
         self.store.close().await;
         tracing::info!("stopped");
         served.context("serving HTTP")
+    }
+}
+
+/// The dispatcher's background workers.
+struct DispatchLoop {
+    dispatcher: Arc<Dispatcher>,
+    workers: usize,
+    /// Pause after a pass that found nothing to do (rows become due over time, so polling is
+    /// the simplest correct wake-up; a pass that did work is followed at once by the next).
+    idle_wait: Duration,
+}
+
+impl DispatchLoop {
+    /// Starts the workers; each stops at its next pass boundary once `stopping` turns true.
+    fn spawn(&self, stopping: &watch::Receiver<bool>) -> JoinSet<()> {
+        let mut workers = JoinSet::new();
+        for _ in 0..self.workers {
+            let dispatcher = self.dispatcher.clone();
+            let mut stopping = stopping.clone();
+            let idle_wait = self.idle_wait;
+            workers.spawn(async move {
+                while !*stopping.borrow() {
+                    let busy = match dispatcher.run_once().await {
+                        Ok(pass) => pass.claimed > 0,
+                        Err(error) => {
+                            tracing::error!(error.message = %error, error.cause_chain = ?error, "dispatch pass failed");
+                            false
+                        }
+                    };
+                    if !busy {
+                        tokio::select! {
+                            () = tokio::time::sleep(idle_wait) => {}
+                            _ = stopping.changed() => {}
+                        }
+                    }
+                }
+            });
+        }
+        workers
     }
 }
 

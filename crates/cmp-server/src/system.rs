@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cmp_application::{Clock, IdSource, Sleeper};
+use cmp_application::{Clock, IdSource, Jitter, Sleeper};
 use cmp_domain::Timestamp;
 use uuid::Uuid;
 
@@ -25,6 +25,15 @@ pub struct RandomIds;
 impl IdSource for RandomIds {
     fn new_uuid(&self) -> Uuid {
         Uuid::new_v4()
+    }
+}
+
+/// Back-off jitter from a fast, non-cryptographic generator: it only spreads retries out.
+pub struct RandomJitter;
+
+impl Jitter for RandomJitter {
+    fn fraction(&self) -> f64 {
+        fastrand::f64()
     }
 }
 

@@ -14,7 +14,7 @@ use cmp_application::{
     StoreError,
 };
 use cmp_domain::{Partner, PartnerId};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{AssignmentRow, AuditRow, PartnerRow};
@@ -38,11 +38,25 @@ impl SqlitePartnerRepository {
         Self { writer, reader }
     }
 
-    async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
+    /// A write transaction on the single writer, holding the write lock from `BEGIN` on.
+    pub(crate) async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
         self.writer
             .begin_with(BEGIN_WRITE)
             .await
             .context("beginning a write transaction")
+    }
+
+    /// The reader pool, for single-statement reads that need no transaction.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// A read transaction on a reader connection: one consistent snapshot for its statements.
+    pub(crate) async fn begin_read(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
+        self.reader
+            .begin()
+            .await
+            .context("beginning a read transaction")
     }
 }
 
@@ -167,44 +181,12 @@ impl PartnerRepository for SqlitePartnerRepository {
 
     #[tracing::instrument(name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError> {
-        let id_text = id.to_string();
         // One read transaction, so the partner and its assignments come from one snapshot
         // even when an undo commits between the two statements.
-        let mut tx = self
-            .reader
-            .begin()
-            .await
-            .context("beginning a read transaction")?;
-
-        let row: Option<PartnerRow> = sqlx::query_as(
-            "SELECT id, tenant_id, display_name, name_key, partner_state, last_heartbeat, \
-             mac_os_onboarded, windows_onboarded, android_onboarded, ios_onboarded, \
-             linux_onboarded FROM partners WHERE id = ?",
-        )
-        .bind(&id_text)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("reading the partner row")?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-
-        let assignments: Vec<AssignmentRow> = sqlx::query_as(
-            "SELECT platform, position, target_type, filter_type, filter_id, group_id, \
-             collection_id, scope_tag_target_type, entra_object_id \
-             FROM partner_assignments WHERE partner_id = ? ORDER BY platform, position",
-        )
-        .bind(&id_text)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading the assignment rows")?;
-
+        let mut tx = self.begin_read().await?;
+        let partner = read_partner(&mut tx, &id.to_string()).await?;
         tx.commit().await.context("ending the read transaction")?;
-
-        let partner = row
-            .into_domain(assignments)
-            .with_context(|| format!("stored partner {id} no longer parses"))?;
-        Ok(Some(partner))
+        Ok(partner)
     }
 
     #[tracing::instrument(name = "sqlite.finish_attempt", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = finish.outcome_label))]
@@ -241,8 +223,8 @@ impl PartnerRepository for SqlitePartnerRepository {
         let moved: Option<String> = match &finish.transition {
             OutboxTransition::Delivered { graph_id } => sqlx::query_scalar(
                 "UPDATE outbox SET state = 'delivered', graph_id = ?, lease_owner = NULL, \
-                 lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
-                 WHERE id = ? RETURNING partner_id",
+                 lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
+                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id",
             )
             .bind(graph_id)
             .bind(status)
@@ -257,8 +239,8 @@ impl PartnerRepository for SqlitePartnerRepository {
                 next_attempt_at,
             } => sqlx::query_scalar(
                 "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
-                 lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
-                 WHERE id = ? RETURNING partner_id",
+                 lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
+                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id",
             )
             .bind(retry_state(*state)?)
             .bind(next_attempt_at.unix_ticks())
@@ -269,6 +251,21 @@ impl PartnerRepository for SqlitePartnerRepository {
             .fetch_optional(&mut *tx)
             .await
             .context("returning the outbox row to the dispatcher")?,
+            // `next_attempt_at` stays as it was: a dead row is never due until an operator
+            // re-queues it, which sets it afresh.
+            OutboxTransition::Dead { reason } => sqlx::query_scalar(
+                "UPDATE outbox SET state = 'dead', dead_reason = ?, lease_owner = NULL, \
+                 lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
+                 WHERE id = ? RETURNING partner_id",
+            )
+            .bind(reason)
+            .bind(status)
+            .bind(error_code)
+            .bind(finished_at)
+            .bind(&outbox_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("dead-lettering the outbox row")?,
         };
         // Returning early drops `tx`, which rolls the transaction back.
         let Some(row_partner_id) = moved else {
@@ -337,6 +334,44 @@ impl PartnerRepository for SqlitePartnerRepository {
     }
 }
 
+/// Reads the partner `id` (its row and assignments) on `conn`, inside the caller's transaction:
+/// [`PartnerRepository::get_partner`] on a reader, the dispatcher's claim on the writer.
+///
+/// # Errors
+/// When a statement fails or the stored rows no longer parse into a [`Partner`].
+pub(crate) async fn read_partner(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> anyhow::Result<Option<Partner>> {
+    let row: Option<PartnerRow> = sqlx::query_as(
+        "SELECT id, tenant_id, display_name, name_key, partner_state, last_heartbeat, \
+         mac_os_onboarded, windows_onboarded, android_onboarded, ios_onboarded, \
+         linux_onboarded FROM partners WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading the partner row")?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+
+    let assignments: Vec<AssignmentRow> = sqlx::query_as(
+        "SELECT platform, position, target_type, filter_type, filter_id, group_id, \
+         collection_id, scope_tag_target_type, entra_object_id \
+         FROM partner_assignments WHERE partner_id = ? ORDER BY platform, position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading the assignment rows")?;
+
+    let partner = row
+        .into_domain(assignments)
+        .with_context(|| format!("stored partner {id} no longer parses"))?;
+    Ok(Some(partner))
+}
+
 /// Whether another partner of the row's tenant already has its natural key. Runs inside the
 /// failed insert's transaction: SQLite aborts only the failing statement, not the transaction.
 async fn name_key_taken(
@@ -376,8 +411,9 @@ async fn insert_audit(
     Ok(())
 }
 
-/// The state a retry moves a row to: the port allows only `pending` and `unknown`.
-fn retry_state(state: DeliveryState) -> anyhow::Result<&'static str> {
+/// The state a retry (or a hand-back) moves a row to: the port allows only `pending` and
+/// `unknown`.
+pub(crate) fn retry_state(state: DeliveryState) -> anyhow::Result<&'static str> {
     match state {
         DeliveryState::Pending | DeliveryState::Unknown => Ok(state.as_str()),
         DeliveryState::InFlight | DeliveryState::Delivered | DeliveryState::Dead => Err(anyhow!(

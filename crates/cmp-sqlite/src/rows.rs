@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
-use cmp_application::AuditEntry;
+use cmp_application::{AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, SyncState};
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
     PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
     TargetKind, TenantId, TextId, Timestamp,
 };
+use uuid::Uuid;
 
 /// A row of `partners`, as far as the domain needs it. `graph_id`, `created_at` and
 /// `updated_at` are bookkeeping of the adapter and are written by the statements directly.
@@ -249,6 +250,190 @@ impl AuditRow {
             detail: entry.detail.clone(),
         }
     }
+}
+
+/// An `outbox` row as the dispatcher's claim selects it, before the claim changes its state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    pub(crate) id: String,
+    pub(crate) partner_id: String,
+    pub(crate) natural_key: String,
+    /// `pending` or `unknown`: what the attempt must do first (send, or reconcile).
+    pub(crate) state: String,
+    pub(crate) attempts: i64,
+    pub(crate) first_attempt_at: Option<i64>,
+    pub(crate) created_at: i64,
+    /// Attempts started since `first_attempt_at` (a re-queue opens a new window).
+    pub(crate) attempts_in_window: i64,
+}
+
+impl ClaimRow {
+    /// The claimed delivery of this row's `partner`.
+    ///
+    /// # Errors
+    /// When a stored value no longer parses.
+    pub(crate) fn into_claimed(self, partner: Partner) -> anyhow::Result<ClaimedDelivery> {
+        let outbox_id = parse_uuid(&self.id).context("stored outbox id")?;
+        let context = || format!("stored outbox row {outbox_id}");
+        Ok(ClaimedDelivery {
+            outbox_id,
+            partner,
+            natural_key: self.natural_key,
+            previous_state: parse_delivery_state(&self.state).with_context(context)?,
+            attempts: count(self.attempts, "attempts").with_context(context)?,
+            attempts_in_window: count(self.attempts_in_window, "attempts_in_window").with_context(context)?,
+            first_attempt_at: self
+                .first_attempt_at
+                .map(|ticks| instant(ticks, "first_attempt_at"))
+                .transpose()
+                .with_context(context)?,
+            created_at: instant(self.created_at, "created_at").with_context(context)?,
+        })
+    }
+}
+
+/// The columns of an `outbox` row that operators see: a [`SyncState`] without its history.
+/// The lease columns are left out on purpose: who holds a row is the dispatcher's business,
+/// and the state already says whether anyone does.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub(crate) id: String,
+    pub(crate) partner_id: String,
+    pub(crate) operation: String,
+    pub(crate) natural_key: String,
+    pub(crate) state: String,
+    pub(crate) attempts: i64,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) last_status: Option<i64>,
+    pub(crate) last_error_code: Option<String>,
+    pub(crate) last_client_request_id: Option<String>,
+    pub(crate) graph_id: Option<String>,
+    pub(crate) dead_reason: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) first_attempt_at: Option<i64>,
+}
+
+impl OutboxRow {
+    /// The sync state of this row with `history` (its attempts, already in order).
+    ///
+    /// # Errors
+    /// When a stored value no longer parses (an id, a state, an out-of-range number or instant).
+    pub(crate) fn into_sync_state(self, history: Vec<AttemptRow>) -> anyhow::Result<SyncState> {
+        let outbox_id = parse_uuid(&self.id).context("stored outbox id")?;
+        let context = || format!("stored outbox row {outbox_id}");
+        let history = history
+            .into_iter()
+            .map(AttemptRow::into_record)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(context)?;
+        Ok(SyncState {
+            outbox_id,
+            partner_id: self
+                .partner_id
+                .parse()
+                .with_context(|| format!("partner id of {}", context()))?,
+            operation: self.operation,
+            natural_key: self.natural_key,
+            state: parse_delivery_state(&self.state).with_context(context)?,
+            attempts: count(self.attempts, "attempts").with_context(context)?,
+            next_attempt_at: instant(self.next_attempt_at, "next_attempt_at")
+                .with_context(context)?,
+            last_status: self
+                .last_status
+                .map(|status| http_status(status, "last_status"))
+                .transpose()
+                .with_context(context)?,
+            last_error_code: self.last_error_code,
+            last_client_request_id: self.last_client_request_id,
+            graph_id: self.graph_id,
+            dead_reason: self.dead_reason,
+            created_at: instant(self.created_at, "created_at").with_context(context)?,
+            updated_at: instant(self.updated_at, "updated_at").with_context(context)?,
+            first_attempt_at: self
+                .first_attempt_at
+                .map(|ticks| instant(ticks, "first_attempt_at"))
+                .transpose()
+                .with_context(context)?,
+            history,
+        })
+    }
+}
+
+/// A row of `delivery_attempts`, without the outbox id (the caller knows it).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    pub(crate) attempt: i64,
+    pub(crate) client_request_id: String,
+    pub(crate) started_at: i64,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) http_status: Option<i64>,
+    pub(crate) graph_error_code: Option<String>,
+    pub(crate) graph_request_id: Option<String>,
+    pub(crate) outcome: Option<String>,
+}
+
+impl AttemptRow {
+    /// The attempt as operators see it.
+    ///
+    /// # Errors
+    /// When a stored number or instant is out of range.
+    pub(crate) fn into_record(self) -> anyhow::Result<AttemptRecord> {
+        let attempt = count(self.attempt, "attempt")?;
+        let context = || format!("attempt {attempt}");
+        Ok(AttemptRecord {
+            attempt,
+            client_request_id: self.client_request_id,
+            started_at: instant(self.started_at, "started_at").with_context(context)?,
+            finished_at: self
+                .finished_at
+                .map(|ticks| instant(ticks, "finished_at"))
+                .transpose()
+                .with_context(context)?,
+            http_status: self
+                .http_status
+                .map(|status| http_status(status, "http_status"))
+                .transpose()
+                .with_context(context)?,
+            graph_error_code: self.graph_error_code,
+            graph_request_id: self.graph_request_id,
+            outcome: self.outcome,
+        })
+    }
+}
+
+/// The delivery state stored under its name (`DeliveryState::as_str`).
+pub(crate) fn parse_delivery_state(text: &str) -> anyhow::Result<DeliveryState> {
+    [
+        DeliveryState::Pending,
+        DeliveryState::InFlight,
+        DeliveryState::Delivered,
+        DeliveryState::Unknown,
+        DeliveryState::Dead,
+    ]
+    .into_iter()
+    .find(|state| state.as_str() == text)
+    .with_context(|| format!("unknown delivery state '{text}'"))
+}
+
+/// A stored id in the hyphenated GUID form.
+pub(crate) fn parse_uuid(text: &str) -> anyhow::Result<Uuid> {
+    Uuid::try_parse(text).with_context(|| format!("'{text}' is not a GUID"))
+}
+
+/// A stored instant (ticks) named `column`.
+pub(crate) fn instant(ticks: i64, column: &str) -> anyhow::Result<Timestamp> {
+    Timestamp::from_unix_ticks(ticks).with_context(|| format!("{column} {ticks} is out of range"))
+}
+
+/// A stored counter named `column` (attempts).
+pub(crate) fn count(value: i64, column: &str) -> anyhow::Result<u32> {
+    u32::try_from(value).with_context(|| format!("{column} {value} is out of range"))
+}
+
+/// A stored HTTP status named `column`.
+fn http_status(value: i64, column: &str) -> anyhow::Result<u16> {
+    u16::try_from(value).with_context(|| format!("{column} {value} is out of range"))
 }
 
 /// The platform stored under its property prefix (`macOs`, `windows`, ...).

@@ -4,212 +4,17 @@
 //! empty database).
 
 use cmp_application::{AuditAction, GraphResponseMeta};
-use cmp_domain::{
-    Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner,
-    PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType, TargetKind,
-    TenantId, TextId, Timestamp,
-};
+use cmp_domain::{DisplayName, NewPartner, Platform, TargetKind, Timestamp};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
 use tempfile::TempDir;
 
 use super::*;
-use crate::{SqliteSettings, SqliteStore};
-
-const G1: &str = "0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
-const G2: &str = "6f2c1a55-0000-4000-8000-000000000002";
-const G3: &str = "A1B2C3D4-0000-4000-8000-00000000000A";
-const G4: &str = "11111111-2222-4333-8444-555555555555";
-
-/// A fresh store on a new file, and the directory that must outlive it.
-async fn open_store() -> (TempDir, SqliteStore) {
-    let dir = TempDir::new().expect("temp dir");
-    let store = SqliteStore::open(&settings(&dir))
-        .await
-        .expect("open store");
-    (dir, store)
-}
-
-fn settings(dir: &TempDir) -> SqliteSettings {
-    SqliteSettings {
-        path: dir.path().join("cmp.db"),
-        busy_timeout_ms: 5000,
-        max_read_connections: 4,
-    }
-}
-
-fn tenant() -> TenantId {
-    TenantId::from_uuid(Uuid::from_u128(0x7e4a_0001))
-}
-
-fn other_tenant() -> TenantId {
-    TenantId::from_uuid(Uuid::from_u128(0x7e4a_0002))
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_unix_seconds(1_700_000_000, 0).expect("a 2023 instant is in range")
-}
-
-fn text(s: &str) -> TextId {
-    TextId::parse(s).expect("valid text id")
-}
-
-fn guid(s: &str) -> EntityGuid {
-    EntityGuid::parse(s).expect("valid guid")
-}
-
-fn assignment(kind: TargetKind, filter: AssignmentFilter) -> Assignment {
-    Assignment::new(AssignmentTarget::new(kind, filter))
-}
-
-fn enrolled(assignments: Vec<Assignment>) -> PlatformEnrollment {
-    PlatformEnrollment::new(true, assignments).expect("valid enrollment")
-}
-
-/// A partner named `name` with no platform onboarded.
-fn plain_partner(id: u128, name: &str, heartbeat: Timestamp) -> Partner {
-    Partner::restore(
-        PartnerId::from_uuid(Uuid::from_u128(id)),
-        NewPartner {
-            display_name: DisplayName::parse(name).expect("valid name"),
-            state: PartnerState::Enabled,
-            last_heartbeat: heartbeat,
-            platforms: Platforms::none(),
-        },
-    )
-}
-
-/// A partner using every target subtype, every filter kind and every platform, with lists
-/// that are not in any sorted order and a heartbeat with a non-zero seventh fractional digit.
-fn rich_partner(id: u128) -> Partner {
-    let mut platforms = Platforms::none();
-    platforms.set(
-        Platform::MacOs,
-        enrolled(vec![
-            assignment(
-                TargetKind::Group { group_id: guid(G2) },
-                AssignmentFilter::Include(text("filter-b")),
-            ),
-            assignment(
-                TargetKind::AllDevices,
-                AssignmentFilter::Exclude(text("filter-a")),
-            ),
-            assignment(
-                TargetKind::ConfigurationManagerCollection {
-                    collection_id: text("SMS00001"),
-                },
-                AssignmentFilter::None,
-            ),
-        ]),
-    );
-    platforms.set(
-        Platform::Windows,
-        enrolled(vec![
-            assignment(
-                TargetKind::ScopeTagGroup {
-                    target_type: ScopeTagTargetType::Device,
-                    entra_object_id: guid(G3),
-                },
-                AssignmentFilter::None,
-            ),
-            assignment(TargetKind::AllLicensedUsers, AssignmentFilter::None),
-            assignment(
-                TargetKind::ExclusionGroup { group_id: guid(G1) },
-                AssignmentFilter::Include(text("  spaced id  ")),
-            ),
-        ]),
-    );
-    platforms.set(
-        Platform::Android,
-        enrolled(vec![
-            assignment(
-                TargetKind::AndroidFotaDeployment { group_id: guid(G4) },
-                AssignmentFilter::Exclude(text("fota")),
-            ),
-            assignment(
-                TargetKind::Group { group_id: guid(G1) },
-                AssignmentFilter::None,
-            ),
-        ]),
-    );
-    // Twelve entries in descending order: position 10 must come after position 9, which a
-    // text sort of positions would get wrong.
-    platforms.set(
-        Platform::Ios,
-        enrolled(
-            (0..12)
-                .rev()
-                .map(|n| {
-                    assignment(
-                        TargetKind::ConfigurationManagerCollection {
-                            collection_id: text(&format!("SMS{n:05}")),
-                        },
-                        AssignmentFilter::None,
-                    )
-                })
-                .collect(),
-        ),
-    );
-    platforms.set(
-        Platform::Linux,
-        enrolled(vec![
-            assignment(
-                TargetKind::ScopeTagGroup {
-                    target_type: ScopeTagTargetType::UnknownFutureValue,
-                    entra_object_id: guid(G2),
-                },
-                AssignmentFilter::None,
-            ),
-            assignment(
-                TargetKind::ScopeTagGroup {
-                    target_type: ScopeTagTargetType::User,
-                    entra_object_id: guid(G1),
-                },
-                AssignmentFilter::Include(text("f")),
-            ),
-            assignment(
-                TargetKind::ScopeTagGroup {
-                    target_type: ScopeTagTargetType::None,
-                    entra_object_id: guid(G1),
-                },
-                AssignmentFilter::None,
-            ),
-        ]),
-    );
-    Partner::restore(
-        PartnerId::from_uuid(Uuid::from_u128(id)),
-        NewPartner {
-            display_name: DisplayName::parse("Contoso Ünïcode Partner").expect("valid name"),
-            state: PartnerState::Unresponsive,
-            last_heartbeat: Timestamp::from_unix_seconds(1_699_999_000, 1_234_567)
-                .expect("in range"),
-            platforms,
-        },
-    )
-}
-
-/// The create write of `partner`, with ids derived from `seed` so that tests can tell the
-/// rows of several partners apart.
-fn write_for(partner: &Partner, tenant: TenantId, seed: u128) -> NewPartnerWrite {
-    NewPartnerWrite {
-        tenant_id: tenant,
-        outbox_id: Uuid::from_u128(seed + 1),
-        lease_owner: format!("request:req-{seed}"),
-        lease_expires_at: now().saturating_add_seconds(160),
-        client_request_id: Uuid::from_u128(seed + 2),
-        now: now(),
-        audit: AuditEntry {
-            id: Uuid::from_u128(seed + 3),
-            partner_id: partner.id(),
-            action: AuditAction::Created,
-            request_id: format!("req-{seed}"),
-            caller: format!("app:tenant/caller-{seed}"),
-            at: now(),
-            detail: format!("created partner '{}'", partner.display_name()),
-        },
-    }
-}
+use crate::SqliteStore;
+use crate::test_support::{
+    now, open_store, other_tenant, plain_partner, rich_partner, settings, tenant, write_for,
+};
 
 /// Row counts of the five tables, in the order partners, partner_assignments, outbox,
 /// delivery_attempts, audit_log.
@@ -726,6 +531,60 @@ async fn finish_attempt_retry_sets_state_and_next_attempt_at() {
         assert_eq!(attempts[0].outcome.as_deref(), Some("unknown"), "{case}");
         store.close().await;
     }
+}
+
+#[tokio::test]
+async fn finish_attempt_dead_stores_the_reason_and_clears_the_lease() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = plain_partner(1, "Contoso", now());
+    let write = write_for(&partner, tenant(), 100);
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let finish = AttemptFinish {
+        meta: GraphResponseMeta {
+            status: Some(400),
+            error_code: Some("BadRequest".into()),
+            error_message: Some("invalid property".into()),
+            request_id: Some("graph-request-4".into()),
+        },
+        outcome_label: "rejected",
+        ..finish_of(
+            &partner,
+            &write,
+            OutboxTransition::Dead {
+                reason: "Microsoft Graph refused the partner: status 400, code BadRequest".into(),
+            },
+        )
+    };
+
+    repo.finish_attempt(&finish).await.expect("finish");
+
+    let outbox = outbox_record(&store, write.outbox_id).await;
+    assert_eq!(outbox.state, "dead");
+    assert_eq!(outbox.lease_owner, None);
+    assert_eq!(outbox.lease_expires_at, None);
+    assert_eq!(outbox.last_status, Some(400));
+    assert_eq!(outbox.last_error_code.as_deref(), Some("BadRequest"));
+    assert_eq!(outbox.next_attempt_at, now().unix_ticks(), "left as it was");
+    assert_eq!(outbox.updated_at, finish.finished_at.unix_ticks());
+    assert_eq!(outbox.graph_id, None);
+    let reason: Option<String> = sqlx::query_scalar("SELECT dead_reason FROM outbox WHERE id = ?")
+        .bind(write.outbox_id.to_string())
+        .fetch_one(&store.reader)
+        .await
+        .expect("dead reason");
+    assert_eq!(
+        reason.as_deref(),
+        Some("Microsoft Graph refused the partner: status 400, code BadRequest")
+    );
+    assert_eq!(partner_graph_id(&store, partner.id()).await, None);
+    let attempts = attempt_records(&store, write.outbox_id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].http_status, Some(400));
+    assert_eq!(attempts[0].outcome.as_deref(), Some("rejected"));
+    store.close().await;
 }
 
 #[tokio::test]

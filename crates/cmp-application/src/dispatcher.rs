@@ -1,0 +1,323 @@
+//! The dispatcher: delivers the outbox rows the create requests could not finish, exactly once
+//! (graph-client-behaviour §3.2–§3.5).
+//!
+//! A background task in the binary calls [`Dispatcher::run_once`] in a loop. Each pass turns
+//! lapsed leases into `unknown`, claims due rows, and makes one attempt per row: a row whose
+//! last attempt may have reached Graph (`unknown`) is first reconciled against Graph's list by
+//! display name, so Graph never receives a second POST for one partner.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cmp_domain::{DisplayName, TenantId, Timestamp};
+use uuid::Uuid;
+
+use crate::delivery::{self, Verdict};
+use crate::ports::{
+    AttemptFinish, AttemptStart, ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState, GraphCallResult,
+    GraphGateway, GraphReadError, GraphResponseMeta, IdSource, Jitter, OutboxTransition, PartnerRepository, StoreError,
+};
+
+/// The dispatcher's rules, all from configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DispatchPolicy {
+    /// Rows claimed per pass.
+    pub batch_size: u32,
+    /// How long a claim holds a row (request timeout + 60 s).
+    pub lease: Duration,
+    /// Wait after an unknown outcome before reconciling (request timeout + 30 s).
+    pub settle: Duration,
+    /// Full-jitter back-off base.
+    pub backoff_base: Duration,
+    /// Full-jitter back-off cap.
+    pub backoff_cap: Duration,
+    /// Attempts after which a transiently failing row is dead.
+    pub max_attempts: u32,
+    /// Age of the first attempt after which a transiently failing row is dead.
+    pub max_age: Duration,
+}
+
+impl Default for DispatchPolicy {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            lease: Duration::from_secs(160),
+            settle: Duration::from_secs(130),
+            backoff_base: Duration::from_secs(10),
+            backoff_cap: Duration::from_secs(15 * 60),
+            max_attempts: 50,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchPass {
+    /// Lapsed leases turned `unknown`.
+    pub recovered: u64,
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows delivered (created or adopted).
+    pub delivered: usize,
+    /// Rows sent back to wait.
+    pub retried: usize,
+    /// Rows given up.
+    pub dead: usize,
+    /// Whether the tenant's queue was paused by a `Retry-After` (nothing claimed).
+    pub paused: bool,
+}
+
+/// Why a pass failed: the store did. Graph's failures are outcomes, never errors.
+#[derive(Debug, thiserror::Error)]
+#[error("the delivery queue failed")]
+pub struct DispatchError(#[from] StoreError);
+
+/// The dispatcher of one tenant's queue.
+pub struct Dispatcher {
+    repository: Arc<dyn PartnerRepository>,
+    queue: Arc<dyn DeliveryQueue>,
+    graph: Arc<dyn GraphGateway>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    jitter: Arc<dyn Jitter>,
+    tenant_id: TenantId,
+    /// Names this dispatcher in leases (`dispatcher:<uuid>`), so a lease shows who holds it.
+    owner: String,
+    policy: DispatchPolicy,
+    /// A 429 throttles the whole tenant, not one row: nothing is claimed before this instant.
+    paused_until: Mutex<Option<Timestamp>>,
+}
+
+/// The parts of one attempt's ending that vary by path.
+struct Ending {
+    meta: GraphResponseMeta,
+    label: &'static str,
+    transition: OutboxTransition,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the given ports.
+    #[expect(clippy::too_many_arguments, reason = "one argument per port, as the constructor of PartnerService")]
+    pub fn new(
+        repository: Arc<dyn PartnerRepository>,
+        queue: Arc<dyn DeliveryQueue>,
+        graph: Arc<dyn GraphGateway>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+        jitter: Arc<dyn Jitter>,
+        tenant_id: TenantId,
+        policy: DispatchPolicy,
+    ) -> Self {
+        let owner = format!("dispatcher:{}", ids.new_uuid());
+        Self { repository, queue, graph, clock, ids, jitter, tenant_id, owner, policy, paused_until: Mutex::new(None) }
+    }
+
+    /// One pass over the queue: recover lapsed leases, claim due rows (unless the tenant is
+    /// paused), and make one attempt for each, in order.
+    ///
+    /// # Errors
+    /// [`DispatchError`] when the store fails; rows already claimed keep their lease and are
+    /// recovered as `unknown` when it lapses.
+    #[tracing::instrument(name = "dispatch_pass", skip_all)]
+    pub async fn run_once(&self) -> Result<DispatchPass, DispatchError> {
+        let now = self.clock.now();
+        let mut pass = DispatchPass { recovered: self.queue.recover_expired_leases(now).await?, ..DispatchPass::default() };
+        if pass.recovered > 0 {
+            tracing::warn!(rows = pass.recovered, "lapsed leases turned unknown; they will be reconciled");
+        }
+        if self.paused(now) {
+            pass.paused = true;
+            return Ok(pass);
+        }
+        let lease_expires_at = now.saturating_add_millis(millis(self.policy.lease));
+        let claimed =
+            self.queue.claim_due(self.tenant_id, now, &self.owner, lease_expires_at, self.policy.batch_size).await?;
+        pass.claimed = claimed.len();
+        for row in claimed {
+            // A 429 met by an earlier row pauses the tenant: the rest wait, unattempted, for
+            // their lease to be handed back.
+            let transition = if self.paused(self.clock.now()) {
+                self.hand_back(&row).await?
+            } else {
+                self.deliver(row).await?
+            };
+            match transition {
+                OutboxTransition::Delivered { .. } => pass.delivered += 1,
+                OutboxTransition::Retry { .. } => pass.retried += 1,
+                OutboxTransition::Dead { .. } => pass.dead += 1,
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Returns a claimed row to its previous state without an attempt, due when the pause ends.
+    async fn hand_back(&self, row: &ClaimedDelivery) -> Result<OutboxTransition, DispatchError> {
+        let resume = self.pause_end().unwrap_or_else(|| self.clock.now());
+        self.queue.release(row.outbox_id, row.previous_state, resume).await?;
+        Ok(OutboxTransition::Retry { state: row.previous_state, next_attempt_at: resume })
+    }
+
+    /// One attempt for one claimed row.
+    #[tracing::instrument(name = "deliver", skip_all, fields(outbox.id = %row.outbox_id, partner.id = %row.partner.id()))]
+    async fn deliver(&self, row: ClaimedDelivery) -> Result<OutboxTransition, DispatchError> {
+        let attempt = row.attempts + 1;
+        let client_request_id = self.ids.new_uuid();
+        self.queue
+            .start_attempt(&AttemptStart { outbox_id: row.outbox_id, attempt, client_request_id, started_at: self.clock.now() })
+            .await?;
+
+        let ending = match row.previous_state {
+            DeliveryState::Unknown => self.reconcile_then_create(&row, client_request_id, attempt).await,
+            _ => self.create(&row, client_request_id, attempt).await,
+        };
+        let ending = self.give_up_if_exhausted(&row, row.attempts_in_window + 1, ending);
+        if let OutboxTransition::Dead { reason } = &ending.transition {
+            tracing::error!(alert = true, outbox.id = %row.outbox_id, reason = %reason, "ALERT: delivery dead-lettered; an operator must act");
+        }
+        let transition = ending.transition.clone();
+        self.finish(&row, client_request_id, ending).await?;
+        Ok(transition)
+    }
+
+    /// §3.4: list Graph and match on the natural key before any resend.
+    async fn reconcile_then_create(&self, row: &ClaimedDelivery, client_request_id: Uuid, attempt: u32) -> Ending {
+        let now = || self.clock.now();
+        match self.graph.list_partners().await {
+            Ok(remote) => {
+                let matches: Vec<_> = remote
+                    .iter()
+                    .filter(|candidate| {
+                        candidate
+                            .display_name
+                            .as_deref()
+                            .and_then(|name| DisplayName::parse(name).ok())
+                            .is_some_and(|name| name.natural_key() == row.natural_key)
+                    })
+                    .collect();
+                match matches.as_slice() {
+                    [] => self.create(row, client_request_id, attempt).await,
+                    [single] => Ending {
+                        meta: GraphResponseMeta::default(),
+                        label: "adopted",
+                        transition: OutboxTransition::Delivered { graph_id: single.graph_id.clone() },
+                    },
+                    several => Ending {
+                        meta: GraphResponseMeta::default(),
+                        label: "duplicate_in_graph",
+                        transition: OutboxTransition::Dead {
+                            reason: format!(
+                                "duplicate in Graph: {} objects named '{}' ({}); delete the extra ones, then re-queue",
+                                several.len(),
+                                row.partner.display_name(),
+                                several.iter().map(|r| r.graph_id.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        },
+                    },
+                }
+            }
+            Err(error) => {
+                let (meta, alert) = match &error {
+                    GraphReadError::Transient(meta) => (meta.clone(), false),
+                    GraphReadError::AuthFailure(meta) | GraphReadError::Refused(meta) => (meta.clone(), true),
+                    GraphReadError::Paging(_) | GraphReadError::Malformed(_) => (GraphResponseMeta::default(), true),
+                };
+                if alert {
+                    tracing::error!(alert = true, error.message = %error, "ALERT: reconciling with Graph failed");
+                } else {
+                    tracing::warn!(error.message = %error, "reconciling with Graph failed; trying later");
+                }
+                Ending {
+                    meta,
+                    label: "reconcile_failed",
+                    transition: OutboxTransition::Retry {
+                        state: DeliveryState::Unknown,
+                        next_attempt_at: now().saturating_add_millis(millis(self.backoff(attempt))),
+                    },
+                }
+            }
+        }
+    }
+
+    /// A POST, judged by the same rules as the inline attempt of the create request.
+    async fn create(&self, row: &ClaimedDelivery, client_request_id: Uuid, attempt: u32) -> Ending {
+        let GraphCallResult { outcome, meta } = self.graph.create_partner(&row.partner, client_request_id).await;
+        let now = self.clock.now();
+        if let CreateOutcome::NotApplied { retry_after: Some(after) } = &outcome {
+            self.pause(now.saturating_add_millis(millis(*after)));
+        }
+        if outcome == CreateOutcome::AuthFailure {
+            tracing::error!(alert = true, status = ?meta.status, code = ?meta.error_code, "ALERT: Graph refused our credentials; rows stay pending");
+        }
+        let label = delivery::outcome_label(Some(&outcome));
+        let transition = match delivery::judge(Some(&outcome), now, self.backoff(attempt), self.policy.settle) {
+            Verdict::Move(transition) => transition,
+            Verdict::Rejected => OutboxTransition::Dead {
+                reason: format!(
+                    "Microsoft Graph refused the partner: status {}, code {}",
+                    meta.status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    meta.error_code.as_deref().unwrap_or("none")
+                ),
+            },
+        };
+        Ending { meta, label, transition }
+    }
+
+    /// Transient failures past the attempt or age limit are dead-lettered. Rows waiting on our
+    /// own credentials are not: that is an operator's fix, and nothing is lost by waiting.
+    fn give_up_if_exhausted(&self, row: &ClaimedDelivery, attempts_in_window: u32, ending: Ending) -> Ending {
+        let OutboxTransition::Retry { .. } = ending.transition else { return ending };
+        if ending.label == "auth_failure" {
+            return ending;
+        }
+        let now = self.clock.now();
+        let first = row.first_attempt_at.unwrap_or(row.created_at);
+        let age_limit = first.saturating_add_millis(millis(self.policy.max_age));
+        let reason = if attempts_in_window >= self.policy.max_attempts {
+            format!("gave up after {attempts_in_window} attempts; last outcome {}", ending.label)
+        } else if now >= age_limit {
+            format!("gave up {} s after the first attempt; last outcome {}", self.policy.max_age.as_secs(), ending.label)
+        } else {
+            return ending;
+        };
+        Ending { transition: OutboxTransition::Dead { reason }, ..ending }
+    }
+
+    async fn finish(&self, row: &ClaimedDelivery, client_request_id: Uuid, ending: Ending) -> Result<(), DispatchError> {
+        let finish = AttemptFinish {
+            outbox_id: row.outbox_id,
+            partner_id: row.partner.id(),
+            client_request_id,
+            finished_at: self.clock.now(),
+            meta: ending.meta,
+            outcome_label: ending.label,
+            transition: ending.transition,
+        };
+        self.repository.finish_attempt(&finish).await?;
+        Ok(())
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        delivery::full_jitter(self.policy.backoff_base, self.policy.backoff_cap, attempt, self.jitter.fraction())
+    }
+
+    fn paused(&self, now: Timestamp) -> bool {
+        self.pause_end().is_some_and(|end| now < end)
+    }
+
+    fn pause_end(&self) -> Option<Timestamp> {
+        *self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pause(&self, until: Timestamp) {
+        let mut paused = self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *paused = Some(paused.map_or(until, |current| current.max(until)));
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! Test support: a stateful fake of Microsoft Graph's `complianceManagementPartners`
+//! collection and of Entra ID's token endpoint, served over HTTP on 127.0.0.1 for soak, crash
+//! and outage tests.
+//!
+//! Unlike per-test wiremock stubs, it keeps every object it stores and injects failures at
+//! random, including 5xx answers to creates that were applied anyway, so tests can check that
+//! the service ends with each partner in Graph exactly once ([`FakeGraph::duplicates`]). It
+//! deliberately depends on no workspace crate: it checks the wire contract from outside
+//! instead of sharing the service's own code for it.
+//!
+//! Endpoints, relative to [`FakeGraph::uri`]:
+//! - `POST /{tenant}/oauth2/v2.0/token`: always `{"token_type":"Bearer","expires_in":3599,"access_token":"fake-token"}`;
+//! - `POST|GET /beta/deviceManagement/complianceManagementPartners`, and `GET|PATCH|DELETE`
+//!   on `…/{id}`: Graph's behaviour, with failures per [`FakeGraphOptions`];
+//! - `GET /_fake/objects`, `GET /_fake/stats`, `POST /_fake/options`: inspection and control
+//!   for tests that run the fake as a process (the `cmp-fake-graph` binary).
+//!
+//! # Layout
+//! - [`FakeGraph`]: starts the server; the handle to inspect and steer it.
+//! - [`options`]: [`FakeGraphOptions`] and [`FakeGraphStats`].
+//! - `store`: objects, counters and random draws behind one mutex.
+//! - `routes`: the axum handlers.
+
+pub mod options;
+mod routes;
+mod store;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use options::{FakeGraphOptions, FakeGraphStats};
+use routes::Shared;
+
+/// A running fake Graph. It serves until [`FakeGraph::shutdown`] or until it is dropped.
+pub struct FakeGraph {
+    uri: String,
+    shared: Arc<Shared>,
+    /// Dropping it (with the handle) starts the server's graceful shutdown.
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<io::Result<()>>,
+}
+
+impl FakeGraph {
+    /// Starts a fake on `127.0.0.1` on a free port.
+    ///
+    /// # Errors
+    /// The listener cannot be bound.
+    pub async fn start(options: FakeGraphOptions) -> io::Result<Self> {
+        Self::start_on_port(0, options).await
+    }
+
+    /// Starts a fake on `127.0.0.1:port` (0 picks a free port).
+    ///
+    /// # Errors
+    /// The listener cannot be bound, e.g. the port is taken.
+    pub async fn start_on_port(port: u16, options: FakeGraphOptions) -> io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+        let uri = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared::new(options, format!("{uri}/beta")));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = routes::router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    // Either a send or the sender's drop ends the wait.
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Self {
+            uri,
+            shared,
+            stop,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Graph's root for the service's settings: `http://127.0.0.1:PORT/beta`.
+    pub fn graph_root(&self) -> String {
+        format!("{}/beta", self.uri)
+    }
+
+    /// Entra ID's authority for the service's settings; the token endpoint is
+    /// `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub fn authority(&self) -> String {
+        self.uri.clone()
+    }
+
+    /// Every stored object, in insertion order, as Graph lists it.
+    pub fn objects(&self) -> Vec<Value> {
+        self.shared.store().objects()
+    }
+
+    /// How many stored objects carry each display name, keyed by the trimmed, lower-cased
+    /// name (the service's natural key). Objects without a string `displayName` are skipped.
+    pub fn count_by_display_name(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for object in self.objects() {
+            if let Some(name) = object["displayName"].as_str() {
+                *counts.entry(name.trim().to_lowercase()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// The display names (as keyed by [`FakeGraph::count_by_display_name`]) held more than
+    /// once, with their counts, sorted by name. Empty when the service never duplicated.
+    pub fn duplicates(&self) -> Vec<(String, usize)> {
+        let mut duplicates: Vec<_> = self
+            .count_by_display_name()
+            .into_iter()
+            .filter(|(_, count)| *count > 1)
+            .collect();
+        duplicates.sort();
+        duplicates
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> FakeGraphStats {
+        self.shared.store().stats
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> FakeGraphOptions {
+        self.shared.store().options.clone()
+    }
+
+    /// Replaces the options from the next call on, e.g. to bring Graph back up. A `seed`
+    /// restarts the random sequence.
+    pub fn set_options(&self, options: FakeGraphOptions) {
+        self.shared.store().set_options(options);
+    }
+
+    /// Stops accepting connections and waits for the calls in progress to finish.
+    ///
+    /// # Errors
+    /// The server failed while serving.
+    pub async fn shutdown(self) -> io::Result<()> {
+        drop(self.stop);
+        self.server.await.map_err(io::Error::other)?
+    }
+}

@@ -1,0 +1,355 @@
+//! The [`DeliveryQueue`] port over SQLite, on [`SqlitePartnerRepository`]: lease recovery,
+//! the dispatcher's claim, attempt starts, and the operators' views of the outbox
+//! (graph-client-behaviour §3.2 to §3.5).
+//!
+//! As in the repository, every write is one `BEGIN IMMEDIATE` transaction on the single writer
+//! connection, and every multi-statement read is one transaction on a reader. The claim in
+//! particular relies on this: SQLite has no `SKIP LOCKED`, but its claim selects and updates
+//! while holding the database's only write lock, so two claims (two dispatcher tasks, or two
+//! processes) run one after the other and the second no longer sees what the first took.
+
+use anyhow::{Context, anyhow};
+use cmp_application::{
+    AttemptStart, ClaimedDelivery, DeliveryQueue, DeliveryState, OutboxCounts, StoreError,
+    SyncState,
+};
+use cmp_domain::{PartnerId, TenantId, Timestamp};
+use sqlx::{QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use crate::partner_repository::{SqlitePartnerRepository, read_partner, retry_state};
+use crate::rows::{AttemptRow, ClaimRow, OutboxRow, parse_delivery_state};
+
+/// The columns of [`OutboxRow`], as a literal so that `concat!` can build `&'static str`
+/// statements from it (sqlx 0.9 takes no other kind of SQL text without a builder).
+macro_rules! outbox_row_columns {
+    () => {
+        "id, partner_id, operation, natural_key, state, attempts, next_attempt_at, last_status, \
+         last_error_code, last_client_request_id, graph_id, dead_reason, created_at, updated_at, \
+         first_attempt_at"
+    };
+}
+
+/// The claim's selection; binds: tenant, now, limit.
+///
+/// - Only `pending` and `unknown` rows of the tenant whose time has come, oldest due first
+///   (then oldest written, then insertion order, so that the order is total).
+/// - Not a row whose natural key already has a row `in_flight` in the tenant: per key one
+///   attempt at a time (§3.2). Natural keys are unique per tenant, so a row in flight in another
+///   tenant is another partner and does not block.
+/// - Of the remaining rows, only the first of each key, so that one claim never holds two rows
+///   of one key either.
+///
+/// The `WHERE` of the inner query walks `outbox_tenant_state_next_attempt_at` (two ranges, one
+/// per state), and the `NOT EXISTS` probes `outbox_tenant_natural_key_state`; delivered and dead
+/// rows, which accumulate, are never read.
+const CLAIM_CANDIDATES: &str = "SELECT id, partner_id, natural_key, state, attempts, \
+     first_attempt_at, created_at, \
+     (SELECT COUNT(*) FROM delivery_attempts AS made WHERE made.outbox_id = ranked.id \
+      AND made.started_at >= COALESCE(ranked.first_attempt_at, ranked.created_at)) \
+      AS attempts_in_window \
+     FROM (\
+         SELECT id, partner_id, natural_key, state, attempts, first_attempt_at, created_at, \
+         next_attempt_at, rowid AS insertion_order, \
+         ROW_NUMBER() OVER (\
+             PARTITION BY natural_key ORDER BY next_attempt_at, created_at, rowid\
+         ) AS rank_in_key \
+         FROM outbox AS candidate \
+         WHERE tenant_id = ? AND state IN ('pending', 'unknown') AND next_attempt_at <= ? \
+         AND NOT EXISTS (\
+             SELECT 1 FROM outbox AS busy WHERE busy.tenant_id = candidate.tenant_id \
+             AND busy.natural_key = candidate.natural_key AND busy.state = 'in_flight'\
+         )\
+     ) AS ranked \
+     WHERE rank_in_key = 1 \
+     ORDER BY next_attempt_at, created_at, insertion_order \
+     LIMIT ?";
+
+#[async_trait::async_trait]
+impl DeliveryQueue for SqlitePartnerRepository {
+    #[tracing::instrument(name = "sqlite.recover_expired_leases", skip_all)]
+    async fn recover_expired_leases(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let now = now.unix_ticks();
+        let mut tx = self.begin_write().await?;
+
+        // `unknown`, never `pending`: the holder may have sent the POST before it died, so the
+        // next attempt must reconcile with Graph first (§3.2, §3.5).
+        let recovered = sqlx::query(
+            "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? \
+             WHERE state = 'in_flight' AND lease_expires_at <= ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("turning lapsed leases unknown")?
+        .rows_affected();
+
+        tx.commit()
+            .await
+            .context("committing the recovered leases")?;
+        Ok(recovered)
+    }
+
+    #[tracing::instrument(name = "sqlite.claim_due", skip_all, fields(tenant.id = %tenant, limit = limit))]
+    async fn claim_due(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        owner: &str,
+        lease_expires_at: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now.unix_ticks();
+        // The select and the updates share one write transaction: no other writer can claim
+        // (or finish) a row between them. See the module documentation. §3.2 sketches the claim
+        // as one `UPDATE ... RETURNING`, but RETURNING shows the row after the update, and the
+        // dispatcher needs the state before it (send, or reconcile first); under the write lock
+        // two statements are just as atomic.
+        let mut tx = self.begin_write().await?;
+
+        let candidates: Vec<ClaimRow> = sqlx::query_as(CLAIM_CANDIDATES)
+            .bind(tenant.to_string())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .context("selecting the outbox rows due")?;
+
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for row in candidates {
+            // The state guard cannot fail under the write lock; it keeps the statement right
+            // on its own, should it ever run outside this transaction.
+            let leased = sqlx::query(
+                "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_expires_at = ?, \
+                 updated_at = ? WHERE id = ? AND state IN ('pending', 'unknown')",
+            )
+            .bind(owner)
+            .bind(lease_expires_at.unix_ticks())
+            .bind(now)
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await
+            .context("leasing an outbox row")?;
+            if leased.rows_affected() != 1 {
+                return Err(anyhow!("outbox row {} changed while being claimed", row.id).into());
+            }
+
+            // The partner as stored now, not as it was when the row was written: a later
+            // change folds into this delivery. Returning early drops `tx`, which rolls the
+            // whole claim back, so no row stays leased to a dispatcher that never saw it.
+            let partner = read_partner(&mut tx, &row.partner_id)
+                .await
+                .with_context(|| format!("reading the partner of outbox row {}", row.id))?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "outbox row {} delivers partner {}, which does not exist",
+                        row.id,
+                        row.partner_id
+                    )
+                })?;
+            claimed.push(row.into_claimed(partner)?);
+        }
+
+        tx.commit().await.context("committing the claim")?;
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(name = "sqlite.release", skip_all, fields(outbox.id = %outbox_id, state = state.as_str()))]
+    async fn release(
+        &self,
+        outbox_id: Uuid,
+        state: DeliveryState,
+        next_attempt_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let outbox_id = outbox_id.hyphenated().to_string();
+        let state = retry_state(state)?;
+        let mut tx = self.begin_write().await?;
+
+        // `updated_at` stays: the port passes no "now", and no attempt happened.
+        let released = sqlx::query(
+            "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = ? AND state = 'in_flight'",
+        )
+        .bind(state)
+        .bind(next_attempt_at.unix_ticks())
+        .bind(&outbox_id)
+        .execute(&mut *tx)
+        .await
+        .context("handing the outbox row back")?;
+        if released.rows_affected() != 1 {
+            return Err(anyhow!("outbox row {outbox_id} is not in flight").into());
+        }
+
+        tx.commit()
+            .await
+            .context("committing the handed-back row")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "sqlite.start_attempt", skip_all, fields(outbox.id = %start.outbox_id, attempt = start.attempt))]
+    async fn start_attempt(&self, start: &AttemptStart) -> Result<(), StoreError> {
+        let outbox_id = start.outbox_id.hyphenated().to_string();
+        let client_request_id = start.client_request_id.hyphenated().to_string();
+        let started_at = start.started_at.unix_ticks();
+        let mut tx = self.begin_write().await?;
+
+        // Only a leased row: an attempt on a row nobody holds could race a dispatcher that
+        // claims it meanwhile.
+        let counted = sqlx::query(
+            "UPDATE outbox SET attempts = ?, last_client_request_id = ?, \
+             first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ? \
+             WHERE id = ? AND state = 'in_flight'",
+        )
+        .bind(i64::from(start.attempt))
+        .bind(&client_request_id)
+        .bind(started_at)
+        .bind(started_at)
+        .bind(&outbox_id)
+        .execute(&mut *tx)
+        .await
+        .context("counting the attempt on the outbox row")?;
+        if counted.rows_affected() != 1 {
+            return Err(
+                anyhow!("outbox row {outbox_id} is not in flight (or does not exist)").into(),
+            );
+        }
+
+        // The primary key (outbox_id, attempt) refuses a number used before.
+        sqlx::query(
+            "INSERT INTO delivery_attempts (outbox_id, attempt, client_request_id, started_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&outbox_id)
+        .bind(i64::from(start.attempt))
+        .bind(&client_request_id)
+        .bind(started_at)
+        .execute(&mut *tx)
+        .await
+        .context("inserting the delivery attempt row")?;
+
+        // Committed before the HTTP call, so a crash during the call leaves evidence of it.
+        tx.commit()
+            .await
+            .context("committing the start of the attempt")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "sqlite.sync_state", skip_all, fields(partner.id = %partner_id))]
+    async fn sync_state(&self, partner_id: PartnerId) -> Result<Option<SyncState>, StoreError> {
+        // One snapshot for the row and its attempts.
+        let mut tx = self.begin_read().await?;
+
+        // The latest row by creation; insertion order breaks a tie.
+        let row: Option<OutboxRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            outbox_row_columns!(),
+            " FROM outbox WHERE partner_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ))
+        .bind(partner_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading the partner's latest outbox row")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+
+        let history: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
+             graph_error_code, graph_request_id, outcome FROM delivery_attempts \
+             WHERE outbox_id = ? ORDER BY attempt",
+        )
+        .bind(&row.id)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading the delivery attempts")?;
+
+        tx.commit().await.context("ending the read transaction")?;
+        Ok(Some(row.into_sync_state(history)?))
+    }
+
+    #[tracing::instrument(name = "sqlite.list_rows", skip_all, fields(state = state.as_ref().map(DeliveryState::as_str), limit = limit))]
+    async fn list_rows(
+        &self,
+        state: Option<DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<SyncState>, StoreError> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", outbox_row_columns!(), " FROM outbox"));
+        if let Some(state) = state {
+            query.push(" WHERE state = ").push_bind(state.as_str());
+        }
+        query
+            .push(" ORDER BY created_at, rowid LIMIT ")
+            .push_bind(i64::from(limit));
+
+        let rows: Vec<OutboxRow> = query
+            .build_query_as()
+            .fetch_all(self.reader())
+            .await
+            .context("listing outbox rows")?;
+        let listed = rows
+            .into_iter()
+            .map(|row| row.into_sync_state(Vec::new()))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(listed)
+    }
+
+    #[tracing::instrument(name = "sqlite.count_rows", skip_all)]
+    async fn count_rows(&self) -> Result<OutboxCounts, StoreError> {
+        let per_state: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+                .fetch_all(self.reader())
+                .await
+                .context("counting outbox rows per state")?;
+
+        let mut counts = OutboxCounts::default();
+        for (state, count) in per_state {
+            // COUNT(*) is never negative.
+            let count = u64::try_from(count).context("a negative row count")?;
+            let slot = match parse_delivery_state(&state)? {
+                DeliveryState::Pending => &mut counts.pending,
+                DeliveryState::InFlight => &mut counts.in_flight,
+                DeliveryState::Delivered => &mut counts.delivered,
+                DeliveryState::Unknown => &mut counts.unknown,
+                DeliveryState::Dead => &mut counts.dead,
+            };
+            *slot = count;
+        }
+        Ok(counts)
+    }
+
+    #[tracing::instrument(name = "sqlite.requeue_dead", skip_all, fields(outbox.id = %outbox_id))]
+    async fn requeue_dead(&self, outbox_id: Uuid, now: Timestamp) -> Result<bool, StoreError> {
+        let now = now.unix_ticks();
+        let mut tx = self.begin_write().await?;
+
+        // The attempt log stays: it is the row's history. The row goes to `unknown`, not
+        // `pending`: it may have died after an attempt whose outcome nobody knows, so Graph is
+        // asked before anything is sent again. A fresh `first_attempt_at` opens a new window
+        // for the give-up limits, which count only the attempts made inside it.
+        let requeued = sqlx::query(
+            "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, dead_reason = NULL, \
+             first_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'dead'",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(outbox_id.hyphenated().to_string())
+        .execute(&mut *tx)
+        .await
+        .context("re-queueing the dead outbox row")?
+        .rows_affected();
+
+        tx.commit().await.context("committing the re-queue")?;
+        Ok(requeued == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

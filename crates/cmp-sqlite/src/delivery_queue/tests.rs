@@ -1,0 +1,1354 @@
+//! Tests of the [`DeliveryQueue`] implementation: one per contract sentence in the port's doc
+//! comments, plus the schema rules the transitions must keep, each on a fresh database file in
+//! a temporary directory. Every instant is passed in; nothing reads the clock or sleeps.
+
+use std::collections::HashSet;
+
+use cmp_application::{
+    AttemptFinish, AttemptRecord, AuditEntry, GraphResponseMeta, NewPartnerWrite, OutboxTransition,
+    PartnerRepository,
+};
+use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
+use tempfile::TempDir;
+
+use super::*;
+use crate::test_support::{
+    now, open_store, other_tenant, plain_partner, rich_partner, settings, tenant, write_for,
+};
+use crate::{SqlitePartnerRepository, SqliteStore};
+
+/// `now()` moved by `seconds`.
+fn at(seconds: i64) -> Timestamp {
+    now().saturating_add_seconds(seconds)
+}
+
+/// A partner created at `created_at` in `tenant` whose outbox row is still in flight, leased
+/// to its request for 160 s, with attempt 1 started. Ids derive from `n`.
+struct Created {
+    partner: Partner,
+    write: NewPartnerWrite,
+}
+
+impl Created {
+    fn outbox_id(&self) -> Uuid {
+        self.write.outbox_id
+    }
+}
+
+async fn create(
+    repo: &SqlitePartnerRepository,
+    n: u128,
+    tenant: TenantId,
+    created_at: Timestamp,
+) -> Created {
+    let partner = plain_partner(n, &format!("Partner {n}"), now());
+    let base = write_for(&partner, tenant, n * 100);
+    let write = NewPartnerWrite {
+        now: created_at,
+        lease_expires_at: created_at.saturating_add_seconds(160),
+        audit: AuditEntry {
+            at: created_at,
+            ..base.audit.clone()
+        },
+        ..base
+    };
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert partner");
+    Created { partner, write }
+}
+
+/// Ends attempt 1 of `created` (the inline one) with `transition`, one second after it began.
+async fn finish_first(
+    repo: &SqlitePartnerRepository,
+    created: &Created,
+    transition: OutboxTransition,
+) {
+    repo.finish_attempt(&AttemptFinish {
+        outbox_id: created.outbox_id(),
+        partner_id: created.partner.id(),
+        client_request_id: created.write.client_request_id,
+        finished_at: created.write.now.saturating_add_seconds(1),
+        meta: GraphResponseMeta {
+            status: Some(503),
+            error_code: Some("ServiceUnavailable".into()),
+            error_message: None,
+            request_id: Some("graph-request-1".into()),
+        },
+        outcome_label: "unknown",
+        transition,
+    })
+    .await
+    .expect("finish attempt 1");
+}
+
+/// A partner whose row waits for the dispatcher in `state` (`pending` or `unknown`), due at
+/// `next_attempt_at`.
+async fn queued(
+    repo: &SqlitePartnerRepository,
+    n: u128,
+    tenant: TenantId,
+    created_at: Timestamp,
+    state: DeliveryState,
+    next_attempt_at: Timestamp,
+) -> Created {
+    let created = create(repo, n, tenant, created_at).await;
+    finish_first(
+        repo,
+        &created,
+        OutboxTransition::Retry {
+            state,
+            next_attempt_at,
+        },
+    )
+    .await;
+    created
+}
+
+/// A second outbox row for `created`'s partner and natural key, written directly because the
+/// API cannot make one yet (a later update or delete of the partner would): `pending`, no
+/// attempt made, due at `next_attempt_at`.
+async fn insert_pending_row(
+    store: &SqliteStore,
+    outbox_id: Uuid,
+    created: &Created,
+    next_attempt_at: Timestamp,
+    created_at: Timestamp,
+) {
+    sqlx::query(
+        "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         VALUES (?, ?, ?, 'create', ?, 'pending', 0, ?, ?, ?)",
+    )
+    .bind(outbox_id.hyphenated().to_string())
+    .bind(created.write.tenant_id.to_string())
+    .bind(created.partner.id().to_string())
+    .bind(created.partner.display_name().natural_key())
+    .bind(next_attempt_at.unix_ticks())
+    .bind(created_at.unix_ticks())
+    .bind(created_at.unix_ticks())
+    .execute(&store.writer)
+    .await
+    .expect("insert an extra outbox row");
+}
+
+/// The outbox columns the queue moves.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+struct QueueRecord {
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    last_status: Option<i64>,
+    last_error_code: Option<String>,
+    last_client_request_id: Option<String>,
+    dead_reason: Option<String>,
+    updated_at: i64,
+    first_attempt_at: Option<i64>,
+}
+
+async fn record(store: &SqliteStore, outbox_id: Uuid) -> QueueRecord {
+    sqlx::query_as(
+        "SELECT state, attempts, next_attempt_at, lease_owner, lease_expires_at, last_status, \
+         last_error_code, last_client_request_id, dead_reason, updated_at, first_attempt_at \
+         FROM outbox WHERE id = ?",
+    )
+    .bind(outbox_id.hyphenated().to_string())
+    .fetch_one(&store.reader)
+    .await
+    .expect("outbox row")
+}
+
+async fn attempt_count(store: &SqliteStore, outbox_id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM delivery_attempts WHERE outbox_id = ?")
+        .bind(outbox_id.hyphenated().to_string())
+        .fetch_one(&store.reader)
+        .await
+        .expect("count attempts")
+}
+
+fn ids(claimed: &[ClaimedDelivery]) -> Vec<Uuid> {
+    claimed.iter().map(|c| c.outbox_id).collect()
+}
+
+/// Claims for `tenant()` at `now()`, leased to `dispatcher:a` for 160 s.
+async fn claim(repo: &SqlitePartnerRepository, limit: u32) -> Vec<ClaimedDelivery> {
+    repo.claim_due(tenant(), now(), "dispatcher:a", at(160), limit)
+        .await
+        .expect("claim")
+}
+
+#[tokio::test]
+async fn recover_expired_leases_turns_only_lapsed_in_flight_rows_unknown_and_due_at_once() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // Leased until at(-100) + 160 s = at(60): lapsed at at(60), the boundary.
+    let lapsed = create(&repo, 1, tenant(), at(-100)).await;
+    // Leased until at(160): still held.
+    let held = create(&repo, 2, tenant(), now()).await;
+    let pending = queued(
+        &repo,
+        3,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+    let dead = create(&repo, 4, other_tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &dead,
+        OutboxTransition::Dead {
+            reason: "given up".into(),
+        },
+    )
+    .await;
+    let untouched = [
+        record(&store, held.outbox_id()).await,
+        record(&store, pending.outbox_id()).await,
+        record(&store, dead.outbox_id()).await,
+    ];
+
+    let recovered = repo.recover_expired_leases(at(60)).await.expect("recover");
+
+    assert_eq!(recovered, 1);
+    let row = record(&store, lapsed.outbox_id()).await;
+    assert_eq!(row.state, "unknown", "unknown, never pending");
+    assert_eq!(row.next_attempt_at, at(60).unix_ticks(), "due at once");
+    assert_eq!(row.lease_owner, None);
+    assert_eq!(row.lease_expires_at, None);
+    assert_eq!(row.updated_at, at(60).unix_ticks());
+    assert_eq!(row.attempts, 1, "the attempt stays counted");
+    assert_eq!(
+        [
+            record(&store, held.outbox_id()).await,
+            record(&store, pending.outbox_id()).await,
+            record(&store, dead.outbox_id()).await,
+        ],
+        untouched,
+        "an unlapsed lease and rows in other states are left alone"
+    );
+    assert_eq!(
+        repo.recover_expired_leases(at(60)).await.expect("again"),
+        0,
+        "nothing left to recover"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_takes_due_pending_and_unknown_rows_oldest_due_first_up_to_the_limit() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // Written in another order than they fall due.
+    let third = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-900),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+    let first = queued(
+        &repo,
+        2,
+        tenant(),
+        at(-800),
+        DeliveryState::Pending,
+        at(-30),
+    )
+    .await;
+    let second = queued(
+        &repo,
+        3,
+        tenant(),
+        at(-700),
+        DeliveryState::Unknown,
+        at(-20),
+    )
+    .await;
+
+    let claimed = claim(&repo, 2).await;
+
+    assert_eq!(ids(&claimed), [first.outbox_id(), second.outbox_id()]);
+    assert_eq!(
+        claimed.iter().map(|c| c.previous_state).collect::<Vec<_>>(),
+        [DeliveryState::Pending, DeliveryState::Unknown],
+        "previous_state says send or reconcile"
+    );
+    assert_eq!(record(&store, third.outbox_id()).await.state, "pending");
+    assert_eq!(
+        ids(&claim(&repo, 10).await),
+        [third.outbox_id()],
+        "the rest on the next claim"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let partner = rich_partner(1);
+    let write = NewPartnerWrite {
+        now: at(-600),
+        lease_expires_at: at(-440),
+        ..write_for(&partner, tenant(), 100)
+    };
+    repo.insert_new_partner(&partner, &write)
+        .await
+        .expect("insert");
+    let created = Created {
+        partner: partner.clone(),
+        write,
+    };
+    finish_first(
+        &repo,
+        &created,
+        OutboxTransition::Retry {
+            state: DeliveryState::Unknown,
+            next_attempt_at: at(-5),
+        },
+    )
+    .await;
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(
+        claimed,
+        [ClaimedDelivery {
+            outbox_id: created.outbox_id(),
+            partner,
+            natural_key: "contoso ünïcode partner".into(),
+            previous_state: DeliveryState::Unknown,
+            attempts: 1,
+            attempts_in_window: 1,
+            first_attempt_at: Some(at(-600)),
+            created_at: at(-600),
+        }]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_breaks_a_tie_in_due_time_by_creation_time() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // Inserted first, but written later.
+    let younger = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-100),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+    let older = queued(
+        &repo,
+        2,
+        tenant(),
+        at(-200),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+
+    let claimed = claim(&repo, 1).await;
+
+    assert_eq!(ids(&claimed), [older.outbox_id()]);
+    assert_eq!(ids(&claim(&repo, 1).await), [younger.outbox_id()]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_skips_rows_not_yet_due() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let due_now = queued(&repo, 1, tenant(), at(-100), DeliveryState::Pending, now()).await;
+    let later = queued(
+        &repo,
+        2,
+        tenant(),
+        at(-100),
+        DeliveryState::Unknown,
+        now().saturating_add_millis(1),
+    )
+    .await;
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(ids(&claimed), [due_now.outbox_id()], "due at now is due");
+    let row = record(&store, later.outbox_id()).await;
+    assert_eq!(row.state, "unknown");
+    assert_eq!(row.lease_owner, None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_skips_rows_of_other_tenants() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let ours = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-100),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+    let theirs = queued(
+        &repo,
+        2,
+        other_tenant(),
+        at(-200),
+        DeliveryState::Pending,
+        at(-20),
+    )
+    .await;
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(ids(&claimed), [ours.outbox_id()]);
+    assert_eq!(record(&store, theirs.outbox_id()).await.state, "pending");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_never_takes_rows_in_flight_delivered_or_dead() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let in_flight = create(&repo, 1, tenant(), at(-100)).await;
+    let delivered = create(&repo, 2, tenant(), at(-100)).await;
+    finish_first(
+        &repo,
+        &delivered,
+        OutboxTransition::Delivered {
+            graph_id: "graph-2".into(),
+        },
+    )
+    .await;
+    let dead = create(&repo, 3, tenant(), at(-100)).await;
+    finish_first(
+        &repo,
+        &dead,
+        OutboxTransition::Dead {
+            reason: "refused".into(),
+        },
+    )
+    .await;
+    let before = [
+        record(&store, in_flight.outbox_id()).await,
+        record(&store, delivered.outbox_id()).await,
+        record(&store, dead.outbox_id()).await,
+    ];
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(claimed, []);
+    assert_eq!(
+        [
+            record(&store, in_flight.outbox_id()).await,
+            record(&store, delivered.outbox_id()).await,
+            record(&store, dead.outbox_id()).await,
+        ],
+        before
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // The create is in flight (its request is still attempting it); a second row of the same
+    // key is due.
+    let created = create(&repo, 1, tenant(), at(-100)).await;
+    let second = Uuid::from_u128(0xbeef);
+    insert_pending_row(&store, second, &created, at(-50), at(-50)).await;
+    let bystander = queued(
+        &repo,
+        2,
+        tenant(),
+        at(-100),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(ids(&claimed), [bystander.outbox_id()]);
+    assert_eq!(record(&store, second).await.state, "pending");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_row_in_flight_in_another_tenant_does_not_block_the_same_natural_key() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // "Partner 1" in both tenants: two partners, two Graph tenants, no shared order.
+    let theirs = create(&repo, 1, other_tenant(), at(-100)).await;
+    let ours = Created {
+        partner: plain_partner(2, "partner 1", now()),
+        write: write_for(&plain_partner(2, "partner 1", now()), tenant(), 200),
+    };
+    repo.insert_new_partner(&ours.partner, &ours.write)
+        .await
+        .expect("insert");
+    finish_first(
+        &repo,
+        &ours,
+        OutboxTransition::Retry {
+            state: DeliveryState::Pending,
+            next_attempt_at: at(-10),
+        },
+    )
+    .await;
+    assert_eq!(record(&store, theirs.outbox_id()).await.state, "in_flight");
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(ids(&claimed), [ours.outbox_id()]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_never_takes_two_rows_of_one_natural_key_in_one_claim() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-20),
+    )
+    .await;
+    let second = Uuid::from_u128(0xbeef);
+    insert_pending_row(&store, second, &created, at(-10), at(-200)).await;
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(ids(&claimed), [created.outbox_id()], "only the first due");
+    assert_eq!(
+        claim(&repo, 10).await,
+        [],
+        "the key has a row in flight now"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_leases_the_rows_to_the_owner_until_the_given_expiry() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Unknown,
+        at(-20),
+    )
+    .await;
+    let before = record(&store, created.outbox_id()).await;
+
+    let claimed = repo
+        .claim_due(tenant(), now(), "dispatcher:7", at(170), 10)
+        .await
+        .expect("claim");
+
+    assert_eq!(ids(&claimed), [created.outbox_id()]);
+    assert_eq!(
+        record(&store, created.outbox_id()).await,
+        QueueRecord {
+            state: "in_flight".into(),
+            lease_owner: Some("dispatcher:7".into()),
+            lease_expires_at: Some(at(170).unix_ticks()),
+            updated_at: now().unix_ticks(),
+            ..before
+        },
+        "leased; attempts, due time and last outcome unchanged"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_fails_and_claims_nothing_when_a_claimed_partner_cannot_be_read() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let fine = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-30),
+    )
+    .await;
+    let broken = queued(
+        &repo,
+        2,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-20),
+    )
+    .await;
+    sqlx::query("UPDATE partners SET display_name = '   ' WHERE id = ?")
+        .bind(broken.partner.id().to_string())
+        .execute(&store.writer)
+        .await
+        .expect("corrupt the partner");
+    let before = [
+        record(&store, fine.outbox_id()).await,
+        record(&store, broken.outbox_id()).await,
+    ];
+
+    let result = repo
+        .claim_due(tenant(), now(), "dispatcher:a", at(160), 10)
+        .await;
+
+    match result {
+        Err(StoreError::Unexpected(error)) => {
+            let chain = format!("{error:#}");
+            assert!(chain.contains("no longer parses"), "{chain}");
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+    assert_eq!(
+        [
+            record(&store, fine.outbox_id()).await,
+            record(&store, broken.outbox_id()).await,
+        ],
+        before,
+        "the whole claim rolled back"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_claims_never_return_the_same_row() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    for n in 1..=20 {
+        queued(
+            &repo,
+            n,
+            tenant(),
+            at(-600),
+            DeliveryState::Pending,
+            at(-10),
+        )
+        .await;
+    }
+    let claim_as = |owner: &'static str| {
+        let repo = store.partner_repository();
+        tokio::spawn(async move { repo.claim_due(tenant(), now(), owner, at(160), 15).await })
+    };
+
+    let (a, b) = tokio::join!(claim_as("dispatcher:a"), claim_as("dispatcher:b"));
+
+    let a = a.expect("task a").expect("claim a");
+    let b = b.expect("task b").expect("claim b");
+    let a: HashSet<_> = ids(&a).into_iter().collect();
+    let b: HashSet<_> = ids(&b).into_iter().collect();
+    assert!(a.is_disjoint(&b), "a: {a:?}, b: {b:?}");
+    assert_eq!(
+        a.len() + b.len(),
+        20,
+        "one claim got 15, the other the 5 left"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_from_two_stores_on_one_file_never_return_the_same_row() {
+    // Two stores are two writer connections, as two processes would have: only SQLite's
+    // write lock, taken at BEGIN IMMEDIATE, keeps their claims apart.
+    let dir = TempDir::new().expect("temp dir");
+    let first = SqliteStore::open(&settings(&dir)).await.expect("open");
+    let second = SqliteStore::open(&settings(&dir))
+        .await
+        .expect("open again");
+    let repo = first.partner_repository();
+    for n in 1..=20 {
+        queued(
+            &repo,
+            n,
+            tenant(),
+            at(-600),
+            DeliveryState::Pending,
+            at(-10),
+        )
+        .await;
+    }
+    let claim_on = |store: &SqliteStore, owner: &'static str| {
+        let repo = store.partner_repository();
+        tokio::spawn(async move { repo.claim_due(tenant(), now(), owner, at(160), 15).await })
+    };
+
+    let (a, b) = tokio::join!(
+        claim_on(&first, "dispatcher:a"),
+        claim_on(&second, "dispatcher:b")
+    );
+
+    let a = a.expect("task a").expect("claim a");
+    let b = b.expect("task b").expect("claim b");
+    let a: HashSet<_> = ids(&a).into_iter().collect();
+    let b: HashSet<_> = ids(&b).into_iter().collect();
+    assert!(a.is_disjoint(&b), "a: {a:?}, b: {b:?}");
+    assert_eq!(a.len() + b.len(), 20);
+    second.close().await;
+    first.close().await;
+}
+
+#[tokio::test]
+async fn claim_due_with_a_limit_of_zero_claims_nothing() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-20),
+    )
+    .await;
+
+    let claimed = claim(&repo, 0).await;
+
+    assert_eq!(claimed, []);
+    assert_eq!(record(&store, created.outbox_id()).await.state, "pending");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn release_hands_a_claimed_row_back_unleased_in_the_given_state_and_due_time() {
+    for state in [DeliveryState::Pending, DeliveryState::Unknown] {
+        let (_dir, store) = open_store().await;
+        let repo = store.partner_repository();
+        let created = queued(
+            &repo,
+            1,
+            tenant(),
+            at(-300),
+            DeliveryState::Pending,
+            at(-20),
+        )
+        .await;
+        claim(&repo, 10).await;
+
+        repo.release(created.outbox_id(), state, at(30))
+            .await
+            .expect("release");
+
+        let case = state.as_str();
+        let row = record(&store, created.outbox_id()).await;
+        assert_eq!(row.state, case);
+        assert_eq!(row.next_attempt_at, at(30).unix_ticks(), "{case}");
+        assert_eq!(row.lease_owner, None, "{case}");
+        assert_eq!(row.lease_expires_at, None, "{case}");
+        assert_eq!(row.attempts, 1, "{case}: no attempt made");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn release_refuses_a_row_not_in_flight_and_a_state_other_than_pending_or_unknown() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let waiting = queued(&repo, 1, tenant(), at(-300), DeliveryState::Pending, at(20)).await;
+    let in_flight = create(&repo, 2, tenant(), at(-100)).await;
+    let cases = [
+        ("a pending row", waiting.outbox_id(), DeliveryState::Unknown),
+        ("no row", Uuid::from_u128(0xdead), DeliveryState::Pending),
+        ("to dead", in_flight.outbox_id(), DeliveryState::Dead),
+        (
+            "to in flight",
+            in_flight.outbox_id(),
+            DeliveryState::InFlight,
+        ),
+    ];
+    let before = [
+        record(&store, waiting.outbox_id()).await,
+        record(&store, in_flight.outbox_id()).await,
+    ];
+
+    for (case, outbox_id, state) in cases {
+        let result = repo.release(outbox_id, state, at(30)).await;
+
+        assert!(
+            matches!(result, Err(StoreError::Unexpected(_))),
+            "case {case}: {result:?}"
+        );
+    }
+    assert_eq!(
+        [
+            record(&store, waiting.outbox_id()).await,
+            record(&store, in_flight.outbox_id()).await,
+        ],
+        before
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn start_attempt_records_the_attempt_and_counts_it_on_the_row() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-20),
+    )
+    .await;
+    let claimed = claim(&repo, 10).await;
+    let start = AttemptStart {
+        outbox_id: created.outbox_id(),
+        attempt: claimed[0].attempts + 1,
+        client_request_id: Uuid::from_u128(0xc11e),
+        started_at: at(1),
+    };
+
+    repo.start_attempt(&start).await.expect("start");
+
+    let row = record(&store, created.outbox_id()).await;
+    assert_eq!(row.attempts, 2);
+    assert_eq!(
+        row.last_client_request_id,
+        Some(start.client_request_id.to_string())
+    );
+    assert_eq!(
+        row.first_attempt_at,
+        Some(at(-300).unix_ticks()),
+        "the first attempt's start is kept"
+    );
+    assert_eq!(row.updated_at, at(1).unix_ticks());
+    assert_eq!(row.state, "in_flight");
+    let history = repo
+        .sync_state(created.partner.id())
+        .await
+        .expect("read")
+        .expect("a row")
+        .history;
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history[1],
+        AttemptRecord {
+            attempt: 2,
+            client_request_id: start.client_request_id.to_string(),
+            started_at: at(1),
+            finished_at: None,
+            http_status: None,
+            graph_error_code: None,
+            graph_request_id: None,
+            outcome: None,
+        }
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn start_attempt_sets_first_attempt_at_when_unset() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = create(&repo, 1, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &created,
+        OutboxTransition::Delivered {
+            graph_id: "graph-1".into(),
+        },
+    )
+    .await;
+    // A row no attempt has started for yet.
+    let never_tried = Uuid::from_u128(0xbeef);
+    insert_pending_row(&store, never_tried, &created, at(-10), at(-100)).await;
+    assert_eq!(ids(&claim(&repo, 10).await), [never_tried]);
+
+    repo.start_attempt(&AttemptStart {
+        outbox_id: never_tried,
+        attempt: 1,
+        client_request_id: Uuid::from_u128(0xc11e),
+        started_at: at(2),
+    })
+    .await
+    .expect("start");
+
+    let row = record(&store, never_tried).await;
+    assert_eq!(row.first_attempt_at, Some(at(2).unix_ticks()));
+    assert_eq!(row.attempts, 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn start_attempt_refuses_a_row_not_in_flight_and_records_nothing() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let waiting = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Pending,
+        at(-20),
+    )
+    .await;
+    let before = record(&store, waiting.outbox_id()).await;
+    let cases = [
+        ("a pending row", waiting.outbox_id()),
+        ("no row", Uuid::from_u128(0xdead)),
+    ];
+
+    for (case, outbox_id) in cases {
+        let result = repo
+            .start_attempt(&AttemptStart {
+                outbox_id,
+                attempt: 2,
+                client_request_id: Uuid::from_u128(0xc11e),
+                started_at: at(1),
+            })
+            .await;
+
+        match result {
+            Err(StoreError::Unexpected(error)) => {
+                assert!(
+                    error.to_string().contains("not in flight"),
+                    "case {case}: {error:#}"
+                );
+            }
+            other => panic!("case {case}: expected Unexpected, got {other:?}"),
+        }
+    }
+    assert_eq!(record(&store, waiting.outbox_id()).await, before);
+    assert_eq!(attempt_count(&store, waiting.outbox_id()).await, 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn start_attempt_refuses_an_attempt_number_already_used_and_records_nothing() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // In flight with attempt 1 already started by the creating request.
+    let created = create(&repo, 1, tenant(), at(-100)).await;
+    let before = record(&store, created.outbox_id()).await;
+
+    let result = repo
+        .start_attempt(&AttemptStart {
+            outbox_id: created.outbox_id(),
+            attempt: 1,
+            client_request_id: Uuid::from_u128(0xc11e),
+            started_at: at(1),
+        })
+        .await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unexpected(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        record(&store, created.outbox_id()).await,
+        before,
+        "rolled back"
+    );
+    assert_eq!(attempt_count(&store, created.outbox_id()).await, 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sync_state_returns_the_row_with_its_attempts_in_order() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Unknown,
+        at(-20),
+    )
+    .await;
+    claim(&repo, 10).await;
+    let second = Uuid::from_u128(0xc11e);
+    repo.start_attempt(&AttemptStart {
+        outbox_id: created.outbox_id(),
+        attempt: 2,
+        client_request_id: second,
+        started_at: at(1),
+    })
+    .await
+    .expect("start");
+    repo.finish_attempt(&AttemptFinish {
+        outbox_id: created.outbox_id(),
+        partner_id: created.partner.id(),
+        client_request_id: second,
+        finished_at: at(2),
+        meta: GraphResponseMeta::default(),
+        outcome_label: "duplicate_in_graph",
+        transition: OutboxTransition::Dead {
+            reason: "duplicate in Graph".into(),
+        },
+    })
+    .await
+    .expect("finish");
+
+    let state = repo.sync_state(created.partner.id()).await.expect("read");
+
+    assert_eq!(
+        state,
+        Some(SyncState {
+            outbox_id: created.outbox_id(),
+            partner_id: created.partner.id(),
+            operation: "create".into(),
+            natural_key: "partner 1".into(),
+            state: DeliveryState::Dead,
+            attempts: 2,
+            next_attempt_at: at(-20),
+            last_status: None,
+            last_error_code: None,
+            last_client_request_id: Some(second.to_string()),
+            graph_id: None,
+            dead_reason: Some("duplicate in Graph".into()),
+            created_at: at(-300),
+            updated_at: at(2),
+            first_attempt_at: Some(at(-300)),
+            history: vec![
+                AttemptRecord {
+                    attempt: 1,
+                    client_request_id: created.write.client_request_id.to_string(),
+                    started_at: at(-300),
+                    finished_at: Some(at(-299)),
+                    http_status: Some(503),
+                    graph_error_code: Some("ServiceUnavailable".into()),
+                    graph_request_id: Some("graph-request-1".into()),
+                    outcome: Some("unknown".into()),
+                },
+                AttemptRecord {
+                    attempt: 2,
+                    client_request_id: second.to_string(),
+                    started_at: at(1),
+                    finished_at: Some(at(2)),
+                    http_status: None,
+                    graph_error_code: None,
+                    graph_request_id: None,
+                    outcome: Some("duplicate_in_graph".into()),
+                },
+            ],
+        })
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sync_state_reads_the_partners_latest_row() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = create(&repo, 1, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &created,
+        OutboxTransition::Delivered {
+            graph_id: "graph-1".into(),
+        },
+    )
+    .await;
+    let later = Uuid::from_u128(0xbeef);
+    insert_pending_row(&store, later, &created, at(10), at(-100)).await;
+
+    let state = repo
+        .sync_state(created.partner.id())
+        .await
+        .expect("read")
+        .expect("a row");
+
+    assert_eq!(state.outbox_id, later);
+    assert_eq!(state.state, DeliveryState::Pending);
+    assert_eq!(state.history, [], "the later row has no attempt yet");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sync_state_returns_none_for_a_partner_without_a_row() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    create(&repo, 1, tenant(), at(-300)).await;
+
+    let state = repo
+        .sync_state(PartnerId::from_uuid(Uuid::from_u128(42)))
+        .await;
+
+    assert!(matches!(state, Ok(None)), "{state:?}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn list_rows_returns_rows_oldest_first_filtered_by_state_and_limited_without_history() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // Inserted in another order than written.
+    let p3 = queued(&repo, 3, tenant(), at(-100), DeliveryState::Pending, at(50)).await;
+    let f2 = create(&repo, 2, other_tenant(), at(-200)).await;
+    let p1 = queued(&repo, 1, tenant(), at(-300), DeliveryState::Pending, at(50)).await;
+    let u4 = queued(&repo, 4, tenant(), at(-50), DeliveryState::Unknown, at(50)).await;
+    let cases: [(&str, Option<DeliveryState>, u32, Vec<Uuid>); 5] = [
+        (
+            "all",
+            None,
+            10,
+            vec![
+                p1.outbox_id(),
+                f2.outbox_id(),
+                p3.outbox_id(),
+                u4.outbox_id(),
+            ],
+        ),
+        (
+            "all, limited",
+            None,
+            2,
+            vec![p1.outbox_id(), f2.outbox_id()],
+        ),
+        (
+            "pending",
+            Some(DeliveryState::Pending),
+            10,
+            vec![p1.outbox_id(), p3.outbox_id()],
+        ),
+        (
+            "pending, limited",
+            Some(DeliveryState::Pending),
+            1,
+            vec![p1.outbox_id()],
+        ),
+        ("dead", Some(DeliveryState::Dead), 10, vec![]),
+    ];
+
+    for (case, state, limit, expected) in cases {
+        let rows = repo.list_rows(state, limit).await.expect("list");
+
+        assert_eq!(
+            rows.iter().map(|r| r.outbox_id).collect::<Vec<_>>(),
+            expected,
+            "case {case}"
+        );
+        assert!(
+            rows.iter().all(|r| r.history.is_empty()),
+            "case {case}: no history in listings"
+        );
+        if let Some(state) = state {
+            assert!(rows.iter().all(|r| r.state == state), "case {case}");
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn count_rows_counts_every_state_including_empty_ones() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    assert_eq!(
+        repo.count_rows().await.expect("count"),
+        OutboxCounts::default(),
+        "an empty outbox counts zero everywhere"
+    );
+    create(&repo, 1, tenant(), at(-100)).await;
+    queued(&repo, 2, tenant(), at(-100), DeliveryState::Pending, at(10)).await;
+    queued(&repo, 3, tenant(), at(-100), DeliveryState::Pending, at(10)).await;
+    queued(
+        &repo,
+        4,
+        other_tenant(),
+        at(-100),
+        DeliveryState::Unknown,
+        at(10),
+    )
+    .await;
+    let dead = create(&repo, 5, tenant(), at(-100)).await;
+    finish_first(
+        &repo,
+        &dead,
+        OutboxTransition::Dead {
+            reason: "refused".into(),
+        },
+    )
+    .await;
+
+    let counts = repo.count_rows().await.expect("count");
+
+    assert_eq!(
+        counts,
+        OutboxCounts {
+            pending: 2,
+            in_flight: 1,
+            delivered: 0,
+            unknown: 1,
+            dead: 1,
+        }
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_keeps_its_history() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let dead = create(&repo, 1, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &dead,
+        OutboxTransition::Dead {
+            reason: "refused".into(),
+        },
+    )
+    .await;
+    let before = record(&store, dead.outbox_id()).await;
+
+    let requeued = repo
+        .requeue_dead(dead.outbox_id(), now())
+        .await
+        .expect("requeue");
+
+    assert!(requeued);
+    assert_eq!(
+        record(&store, dead.outbox_id()).await,
+        QueueRecord {
+            state: "unknown".into(),
+            next_attempt_at: now().unix_ticks(),
+            dead_reason: None,
+            updated_at: now().unix_ticks(),
+            first_attempt_at: Some(now().unix_ticks()),
+            ..before
+        }
+    );
+    assert_eq!(attempt_count(&store, dead.outbox_id()).await, 1);
+    let claimed = claim(&repo, 10).await;
+    assert_eq!(ids(&claimed), [dead.outbox_id()], "due for the dispatcher again");
+    assert_eq!(claimed[0].previous_state, DeliveryState::Unknown, "reconciled before any resend");
+    assert_eq!(claimed[0].attempts, 1, "attempt numbers continue");
+    assert_eq!(claimed[0].attempts_in_window, 0, "the give-up limits start afresh");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn requeue_dead_reports_false_and_changes_nothing_for_a_row_that_is_not_dead() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let in_flight = create(&repo, 1, tenant(), at(-300)).await;
+    let pending = queued(&repo, 2, tenant(), at(-300), DeliveryState::Pending, at(10)).await;
+    let unknown = queued(&repo, 3, tenant(), at(-300), DeliveryState::Unknown, at(10)).await;
+    let delivered = create(&repo, 4, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &delivered,
+        OutboxTransition::Delivered {
+            graph_id: "graph-4".into(),
+        },
+    )
+    .await;
+    let rows = [
+        ("in flight", in_flight.outbox_id()),
+        ("pending", pending.outbox_id()),
+        ("unknown", unknown.outbox_id()),
+        ("delivered", delivered.outbox_id()),
+    ];
+    let mut before = Vec::new();
+    for (_, id) in rows {
+        before.push(record(&store, id).await);
+    }
+
+    for (case, id) in rows
+        .into_iter()
+        .chain([("no row", Uuid::from_u128(0xdead))])
+    {
+        let requeued = repo.requeue_dead(id, now()).await.expect("requeue");
+
+        assert!(!requeued, "case {case}");
+    }
+    let mut after = Vec::new();
+    for (_, id) in rows {
+        after.push(record(&store, id).await);
+    }
+    assert_eq!(after, before);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_schema_keeps_a_dead_reason_exactly_on_dead_rows() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let pending = queued(&repo, 1, tenant(), at(-300), DeliveryState::Pending, at(10)).await;
+    let dead = create(&repo, 2, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &dead,
+        OutboxTransition::Dead {
+            reason: "refused".into(),
+        },
+    )
+    .await;
+    let cases: [(&str, &'static str, Uuid); 3] = [
+        (
+            "a live row with a reason",
+            "UPDATE outbox SET dead_reason = 'x' WHERE id = ?",
+            pending.outbox_id(),
+        ),
+        (
+            "a dead row without a reason",
+            "UPDATE outbox SET dead_reason = NULL WHERE id = ?",
+            dead.outbox_id(),
+        ),
+        (
+            "leaving dead without clearing the reason",
+            "UPDATE outbox SET state = 'pending' WHERE id = ?",
+            dead.outbox_id(),
+        ),
+    ];
+
+    for (case, sql, id) in cases {
+        let result = sqlx::query(sql)
+            .bind(id.hyphenated().to_string())
+            .execute(&store.writer)
+            .await;
+
+        assert!(result.is_err(), "case: {case}");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_claim_reads_the_outbox_through_its_indexes_only() {
+    let (_dir, store) = open_store().await;
+
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {CLAIM_CANDIDATES}"
+    )))
+    .bind(tenant().to_string())
+    .bind(now().unix_ticks())
+    .bind(10_i64)
+    .fetch_all(&store.reader)
+    .await
+    .expect("query plan");
+
+    let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+    let uses = |index: &str| steps.iter().any(|step| step.contains(index));
+    assert!(uses("outbox_tenant_state_next_attempt_at"), "{steps:#?}");
+    assert!(uses("outbox_tenant_natural_key_state"), "{steps:#?}");
+    assert!(
+        !steps
+            .iter()
+            .any(|step| step.starts_with("SCAN candidate") || step.starts_with("SCAN busy")),
+        "no full scan of the outbox: {steps:#?}"
+    );
+    store.close().await;
+}
