@@ -304,3 +304,145 @@ impl TestApp {
         callers
     }
 }
+
+/// The Entra ID tenant the graph-mode tests provision into.
+pub const GRAPH_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// Our own app role for the operator endpoints under `/admin/`.
+pub const OPERATOR_ROLE: &str = "CompliancePartners.Operate";
+
+/// The access token the fake Graph issues and accepts, for tests that call it directly.
+pub const FAKE_GRAPH_TOKEN: &str = "fake-token";
+
+/// Pause between two looks at a condition in [`wait_until`].
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Points `settings` at `fake` in `graph` mode, with delivery timings in milliseconds instead
+/// of the production minutes: the inline deadline, settle and back-off are short so a test
+/// drains its queue in seconds, and the lease still outlasts the inline deadline.
+pub fn against_fake_graph(settings: &mut Settings, fake: &cmp_fake_graph::FakeGraph) {
+    settings.graph.mode = cmp_server::config::GraphMode::Graph;
+    settings.graph.tenant_id = GRAPH_TENANT.parse().expect("GUID");
+    settings.graph.client.root = fake.graph_root();
+    settings.graph.client.authority = fake.authority();
+    settings.graph.client.client_id = "11111111-2222-3333-4444-555555555555".into();
+    settings.graph.client.client_secret =
+        Some(secrecy::SecretString::from("fake-secret".to_owned()));
+    settings.graph.client.request_timeout_ms = 1000;
+    settings.graph.client.connect_timeout_ms = 500;
+    settings.graph.client.write_rate_per_second = 1000.0;
+    settings.graph.client.max_retries = 3;
+    settings.graph.client.retry_budget_ms = 2000;
+    settings.delivery.inline_deadline_ms = 200;
+    settings.delivery.settle_ms = 100;
+    settings.delivery.retry_base_ms = 20;
+    settings.delivery.backoff_cap_ms = 300;
+    settings.delivery.lease_ms = 1500;
+    settings.delivery.dispatcher_workers = 4;
+    settings.delivery.dispatcher_poll_interval_ms = 10;
+}
+
+/// Starts the service in `graph` mode against `fake` ([`against_fake_graph`]), with `adjust`
+/// applied after the fast timings.
+pub async fn spawn_app_against(
+    fake: &cmp_fake_graph::FakeGraph,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn_app_with(|settings| {
+        against_fake_graph(settings, fake);
+        adjust(settings);
+    })
+    .await
+}
+
+/// Waits until `probe` yields `Ok`, looking again every 20 ms, and fails the test when `bound`
+/// passes first, with the last state `probe` described in its `Err`. This waits for a
+/// condition; the pause only spaces the looks.
+pub async fn wait_until<T, F, Fut>(bound: std::time::Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut last = String::from("never looked");
+    let waited = tokio::time::timeout(bound, async {
+        loop {
+            match probe().await {
+                Ok(value) => return value,
+                Err(state) => last = state,
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await;
+    match waited {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {bound:?} waiting for {what}; last seen: {last}"),
+    }
+}
+
+/// One outbox row with its partner's display name, as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// The outbox row's id.
+    pub id: String,
+    /// The partner it delivers.
+    pub partner_id: String,
+    /// The partner's display name.
+    pub display_name: String,
+    /// `pending`, `in_flight`, `delivered`, `unknown` or `dead`.
+    pub state: String,
+    /// Attempts started.
+    pub attempts: i64,
+    /// Graph's id once delivered.
+    pub graph_id: Option<String>,
+    /// Why the row is dead.
+    pub dead_reason: Option<String>,
+}
+
+impl TestApp {
+    /// A token for this instance with the operator role only.
+    pub fn operator_token(&self) -> String {
+        mint(&self.settings, &[OPERATOR_ROLE])
+    }
+
+    /// `GET` of `path` outside the root (e.g. `/admin/outbox/counts`) with `token`.
+    pub async fn get_outside_root(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url_outside_root(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET reaches the service")
+    }
+
+    /// `POST` without a body to `path` outside the root (e.g. a re-queue) with `token`.
+    pub async fn post_outside_root(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url_outside_root(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("POST reaches the service")
+    }
+
+    /// Every outbox row with its partner's display name, oldest first, read through a separate
+    /// read-only connection.
+    pub async fn outbox_rows(&self) -> Vec<OutboxRow> {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the database file opens");
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT o.id, o.partner_id, p.display_name, o.state, o.attempts, o.graph_id, \
+             o.dead_reason FROM outbox AS o JOIN partners AS p ON p.id = o.partner_id \
+             ORDER BY o.created_at, o.rowid",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .expect("the outbox reads");
+        connection.close().await.expect("close");
+        rows
+    }
+}

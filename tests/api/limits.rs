@@ -133,7 +133,14 @@ async fn requests_over_the_concurrency_cap_are_shed_with_503_until_a_slot_frees_
         burst.spawn(async move { (n, request.send().await.expect("GET is answered")) });
     }
     let answers = burst.join_all().await;
-    let shed_create = app.post_partner(SEED_REQUEST).await;
+    let shed_create = app
+        .request(reqwest::Method::POST, &app.collection_url())
+        .header("Content-Type", "application/json")
+        .header("client-request-id", "burst-20")
+        .body(SEED_REQUEST)
+        .send()
+        .await
+        .expect("POST is answered");
 
     assert!(
         shed.is_some(),
@@ -160,8 +167,14 @@ async fn requests_over_the_concurrency_cap_are_shed_with_503_until_a_slot_frees_
             Value::String(request_id),
             "burst request {n}"
         );
+        assert_eq!(
+            body["error"]["innerError"]["client-request-id"],
+            format!("burst-{n}"),
+            "burst request {n}"
+        );
     }
 
+    // The slots free up once the stalled clients go away.
     drop(first);
     drop(second);
     let mut served = None;

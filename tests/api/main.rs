@@ -4,6 +4,7 @@
 mod auth;
 mod bad_requests;
 mod create;
+mod delivery;
 mod graph_mode;
 mod helpers;
 mod limits;

@@ -180,7 +180,7 @@ mod tests {
         ];
         for (case, outcome, expected) in cases {
             assert_eq!(
-                judge(outcome.as_ref(), now(), &policy),
+                judge(outcome.as_ref(), now(), policy.retry_base, policy.settle),
                 expected,
                 "case: {case}"
             );

@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::delivery::{self, Verdict};
 use crate::ports::{
     AttemptFinish, AttemptStart, ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState, GraphCallResult,
-    GraphGateway, GraphReadError, GraphResponseMeta, IdSource, Jitter, OutboxTransition, PartnerRepository, StoreError,
+    GraphGateway, GraphReadError, GraphResponseMeta, IdSource, Jitter, Operation, OutboxTransition, PartnerRepository,
+    StoreError, WriteOutcome,
 };
 
 /// The dispatcher's rules, all from configuration.
@@ -86,7 +87,8 @@ pub struct Dispatcher {
     owner: String,
     policy: DispatchPolicy,
     /// A 429 throttles the whole tenant, not one row: nothing is claimed before this instant.
-    paused_until: Mutex<Option<Timestamp>>,
+    /// Shared by every worker of the tenant.
+    paused_until: Arc<Mutex<Option<Timestamp>>>,
 }
 
 /// The parts of one attempt's ending that vary by path.
@@ -94,6 +96,9 @@ struct Ending {
     meta: GraphResponseMeta,
     label: &'static str,
     transition: OutboxTransition,
+    /// The failure is ours to fix (credentials, permissions): the row waits, however long,
+    /// and is never given up.
+    waits_on_operator: bool,
 }
 
 impl Dispatcher {
@@ -110,7 +115,35 @@ impl Dispatcher {
         policy: DispatchPolicy,
     ) -> Self {
         let owner = format!("dispatcher:{}", ids.new_uuid());
-        Self { repository, queue, graph, clock, ids, jitter, tenant_id, owner, policy, paused_until: Mutex::new(None) }
+        Self {
+            repository,
+            queue,
+            graph,
+            clock,
+            ids,
+            jitter,
+            tenant_id,
+            owner,
+            policy,
+            paused_until: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Another worker of the same tenant queue: its own lease owner, the same ports, and the
+    /// same tenant pause.
+    pub fn worker(&self) -> Self {
+        Self {
+            repository: self.repository.clone(),
+            queue: self.queue.clone(),
+            graph: self.graph.clone(),
+            clock: self.clock.clone(),
+            ids: self.ids.clone(),
+            jitter: self.jitter.clone(),
+            tenant_id: self.tenant_id,
+            owner: format!("dispatcher:{}", self.ids.new_uuid()),
+            policy: self.policy,
+            paused_until: self.paused_until.clone(),
+        }
     }
 
     /// One pass over the queue: recover lapsed leases, claim due rows (unless the tenant is
@@ -140,7 +173,17 @@ impl Dispatcher {
             let transition = if self.paused(self.clock.now()) {
                 self.hand_back(&row).await?
             } else {
-                self.deliver(row).await?
+                match self.deliver(row).await {
+                    Ok(transition) => transition,
+                    Err(DispatchError(StoreError::LeaseLost)) => {
+                        // The row waited in this batch past its lease and another worker
+                        // claimed it: that worker delivers it; sending it here too could
+                        // create it twice.
+                        tracing::warn!("a claimed row's lease lapsed before its attempt; left to its new holder");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
             };
             match transition {
                 OutboxTransition::Delivered { .. } => pass.delivered += 1,
@@ -163,13 +206,22 @@ impl Dispatcher {
     async fn deliver(&self, row: ClaimedDelivery) -> Result<OutboxTransition, DispatchError> {
         let attempt = row.attempts + 1;
         let client_request_id = self.ids.new_uuid();
+        let started_at = self.clock.now();
         self.queue
-            .start_attempt(&AttemptStart { outbox_id: row.outbox_id, attempt, client_request_id, started_at: self.clock.now() })
+            .start_attempt(&AttemptStart {
+                outbox_id: row.outbox_id,
+                attempt,
+                client_request_id,
+                started_at,
+                lease_owner: self.owner.clone(),
+                lease_expires_at: started_at.saturating_add_millis(millis(self.policy.lease)),
+            })
             .await?;
 
-        let ending = match row.previous_state {
-            DeliveryState::Unknown => self.reconcile_then_create(&row, client_request_id, attempt).await,
-            _ => self.create(&row, client_request_id, attempt).await,
+        let ending = match (row.operation, row.previous_state) {
+            (Operation::Create, DeliveryState::Unknown) => self.reconcile_then_create(&row, client_request_id, attempt).await,
+            (Operation::Create, _) => self.create(&row, client_request_id, attempt).await,
+            (Operation::Update | Operation::Delete, _) => self.change(&row, client_request_id, attempt).await,
         };
         let ending = self.give_up_if_exhausted(&row, row.attempts_in_window + 1, ending);
         if let OutboxTransition::Dead { reason } = &ending.transition {
@@ -187,22 +239,36 @@ impl Dispatcher {
             Ok(remote) => {
                 let matches: Vec<_> = remote
                     .iter()
-                    .filter(|candidate| {
-                        candidate
-                            .display_name
-                            .as_deref()
-                            .and_then(|name| DisplayName::parse(name).ok())
-                            .is_some_and(|name| name.natural_key() == row.natural_key)
-                    })
+                    .filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key))
                     .collect();
                 match matches.as_slice() {
-                    [] => self.create(row, client_request_id, attempt).await,
+                    [] => {
+                        let ending = self.create(row, client_request_id, attempt).await;
+                        if let OutboxTransition::Retry { .. } = ending.transition
+                            && ending.label == "conflict"
+                        {
+                            // Graph says it holds the name, yet its list just showed none: a
+                            // refusal for good (§3.1), not a reason to loop list-and-POST.
+                            return Ending {
+                                transition: OutboxTransition::Dead {
+                                    reason: format!(
+                                        "Microsoft Graph refused the partner with 409 (code {}) although its list holds no object of that name",
+                                        ending.meta.error_code.as_deref().unwrap_or("none")
+                                    ),
+                                },
+                                ..ending
+                            };
+                        }
+                        ending
+                    }
                     [single] => Ending {
+                        waits_on_operator: false,
                         meta: GraphResponseMeta::default(),
                         label: "adopted",
                         transition: OutboxTransition::Delivered { graph_id: single.graph_id.clone() },
                     },
                     several => Ending {
+                        waits_on_operator: false,
                         meta: GraphResponseMeta::default(),
                         label: "duplicate_in_graph",
                         transition: OutboxTransition::Dead {
@@ -222,6 +288,7 @@ impl Dispatcher {
                     GraphReadError::AuthFailure(meta) | GraphReadError::Refused(meta) => (meta.clone(), true),
                     GraphReadError::Paging(_) | GraphReadError::Malformed(_) => (GraphResponseMeta::default(), true),
                 };
+                let waits_on_operator = matches!(error, GraphReadError::AuthFailure(_));
                 if alert {
                     tracing::error!(alert = true, error.message = %error, "ALERT: reconciling with Graph failed");
                 } else {
@@ -229,13 +296,120 @@ impl Dispatcher {
                 }
                 Ending {
                     meta,
-                    label: "reconcile_failed",
+                    waits_on_operator,
+                    label: if waits_on_operator { "auth_failure" } else { "reconcile_failed" },
                     transition: OutboxTransition::Retry {
                         state: DeliveryState::Unknown,
                         next_attempt_at: now().saturating_add_millis(millis(self.backoff(attempt))),
                     },
                 }
             }
+        }
+    }
+
+    /// A PATCH or DELETE of the partner's object in Graph. Both are idempotent, so an unknown
+    /// outcome is simply tried again. The object is found by Graph's id, or by display name
+    /// when the id was never learnt.
+    async fn change(&self, row: &ClaimedDelivery, client_request_id: Uuid, attempt: u32) -> Ending {
+        let graph_id = match &row.graph_id {
+            Some(id) => id.clone(),
+            None => match self.find_by_name(row).await {
+                Ok(Some(id)) => id,
+                Ok(None) if row.operation == Operation::Delete => {
+                    // Nothing of that name in Graph: there is nothing to delete.
+                    return Ending {
+                        meta: GraphResponseMeta::default(),
+                        label: "absent_in_graph",
+                        transition: OutboxTransition::Delivered { graph_id: NOT_IN_GRAPH.to_owned() },
+                        waits_on_operator: false,
+                    };
+                }
+                Ok(None) => return self.dead("the partner is not in Microsoft Graph, so it cannot be updated"),
+                Err(ending) => return ending,
+            },
+        };
+        let result = match row.operation {
+            Operation::Delete => self.graph.delete_partner(&graph_id, client_request_id).await,
+            _ => self.graph.update_partner(&graph_id, &row.partner, client_request_id).await,
+        };
+        let now = self.clock.now();
+        let retry = |state| OutboxTransition::Retry {
+            state,
+            next_attempt_at: now.saturating_add_millis(millis(self.backoff(attempt))),
+        };
+        let (label, transition, waits_on_operator) = match result.outcome {
+            WriteOutcome::Applied => ("applied", OutboxTransition::Delivered { graph_id }, false),
+            WriteOutcome::NotApplied { retry_after } => {
+                if let Some(after) = retry_after {
+                    self.pause(now.saturating_add_millis(millis(after)));
+                }
+                let delay = retry_after.map_or(self.backoff(attempt), |after| after.max(self.backoff(attempt)));
+                let transition = OutboxTransition::Retry {
+                    state: DeliveryState::Pending,
+                    next_attempt_at: now.saturating_add_millis(millis(delay)),
+                };
+                ("not_applied", transition, false)
+            }
+            WriteOutcome::AuthFailure => {
+                tracing::error!(alert = true, status = ?result.meta.status, "ALERT: Graph refused our credentials; rows stay pending");
+                ("auth_failure", retry(DeliveryState::Pending), true)
+            }
+            WriteOutcome::Unknown => ("unknown", retry(DeliveryState::Pending), false),
+            WriteOutcome::NotFound => (
+                "not_found",
+                OutboxTransition::Dead { reason: format!("Microsoft Graph has no object {graph_id} to update") },
+                false,
+            ),
+            WriteOutcome::Rejected => (
+                "rejected",
+                OutboxTransition::Dead {
+                    reason: format!(
+                        "Microsoft Graph refused the {}: status {}, code {}",
+                        row.operation.as_str(),
+                        result.meta.status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                        result.meta.error_code.as_deref().unwrap_or("none")
+                    ),
+                },
+                false,
+            ),
+        };
+        Ending { meta: result.meta, label, transition, waits_on_operator }
+    }
+
+    /// Graph's id of the single object named like the row's partner; `Ok(None)` when there is
+    /// none; an ending (retry, or dead for duplicates) when the list fails or is ambiguous.
+    async fn find_by_name(&self, row: &ClaimedDelivery) -> Result<Option<String>, Ending> {
+        let remote = self.graph.list_partners().await.map_err(|error| {
+            tracing::warn!(error.message = %error, "listing Graph to find a partner failed; trying later");
+            Ending {
+                meta: GraphResponseMeta::default(),
+                label: "reconcile_failed",
+                waits_on_operator: matches!(error, GraphReadError::AuthFailure(_)),
+                transition: OutboxTransition::Retry {
+                    state: row.previous_state,
+                    next_attempt_at: self.clock.now().saturating_add_millis(millis(self.backoff(row.attempts + 1))),
+                },
+            }
+        })?;
+        let matches: Vec<_> = remote.into_iter().filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key)).collect();
+        match matches.as_slice() {
+            [] => Ok(None),
+            [single] => Ok(Some(single.graph_id.clone())),
+            several => Err(self.dead(&format!(
+                "duplicate in Graph: {} objects named '{}' ({})",
+                several.len(),
+                row.partner.display_name(),
+                several.iter().map(|r| r.graph_id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    fn dead(&self, reason: &str) -> Ending {
+        Ending {
+            meta: GraphResponseMeta::default(),
+            label: "dead",
+            transition: OutboxTransition::Dead { reason: reason.to_owned() },
+            waits_on_operator: false,
         }
     }
 
@@ -260,14 +434,15 @@ impl Dispatcher {
                 ),
             },
         };
-        Ending { meta, label, transition }
+        let waits_on_operator = outcome == CreateOutcome::AuthFailure;
+        Ending { meta, label, transition, waits_on_operator }
     }
 
     /// Transient failures past the attempt or age limit are dead-lettered. Rows waiting on our
     /// own credentials are not: that is an operator's fix, and nothing is lost by waiting.
     fn give_up_if_exhausted(&self, row: &ClaimedDelivery, attempts_in_window: u32, ending: Ending) -> Ending {
         let OutboxTransition::Retry { .. } = ending.transition else { return ending };
-        if ending.label == "auth_failure" {
+        if ending.waits_on_operator {
             return ending;
         }
         let now = self.clock.now();
@@ -313,6 +488,14 @@ impl Dispatcher {
         let mut paused = self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *paused = Some(paused.map_or(until, |current| current.max(until)));
     }
+}
+
+/// The graph id recorded for a delete that found nothing of that name in Graph.
+pub const NOT_IN_GRAPH: &str = "not-in-graph";
+
+/// Whether Graph's display name has `natural_key` (trimmed, case-insensitive).
+fn same_name(display_name: Option<&str>, natural_key: &str) -> bool {
+    display_name.and_then(|name| DisplayName::parse(name).ok()).is_some_and(|name| name.natural_key() == natural_key)
 }
 
 fn millis(duration: Duration) -> i64 {

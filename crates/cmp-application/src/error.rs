@@ -40,3 +40,34 @@ pub enum GetPartnerError {
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
+
+/// Why a partner was not updated.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdatePartnerError {
+    /// No partner has this id (or it is deleted).
+    #[error("no partner has id {0}")]
+    NotFound(PartnerId),
+    /// The patched partner would break an invariant.
+    #[error(transparent)]
+    Invalid(#[from] PartnerError),
+    /// Another partner already has the new name.
+    #[error("a partner named '{display_name}' already exists")]
+    DuplicateDisplayName {
+        /// The name that collided.
+        display_name: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Why a partner was not deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeletePartnerError {
+    /// No partner has this id (or it is already deleted).
+    #[error("no partner has id {0}")]
+    NotFound(PartnerId),
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}

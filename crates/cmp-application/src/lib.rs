@@ -13,6 +13,7 @@
 //! - [`operations`]: [`OperatorUseCases`]: sync state, listings, re-queue.
 //! - [`partners`]: the driving port [`PartnerUseCases`] and its implementation [`PartnerService`].
 //! - [`auth`]: the [`Caller`] and the [`CallerAuthenticator`] port.
+//! - [`query`]: [`query::ListQuery`], the typed form of a listing's OData options.
 //! - [`error`]: one error enum per use case.
 
 pub mod auth;
@@ -22,18 +23,19 @@ pub mod error;
 pub mod operations;
 pub mod partners;
 pub mod ports;
+pub mod query;
 
 pub use auth::{AuthenticationError, Caller, CallerAuthenticator, CallerKind};
 pub use delivery::DeliveryPolicy;
 pub use dispatcher::{DispatchError, DispatchPass, DispatchPolicy, Dispatcher};
-pub use error::{CreatePartnerError, GetPartnerError};
+pub use error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use ports::{
     AttemptFinish, AuditAction, AuditEntry, Clock, CreateOutcome, DeliveryState, GraphCallResult,
     GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource, NewPartnerWrite,
     OutboxTransition, PartnerRepository, RemotePartner, Sleeper, StoreError, WriteOutcome, AttemptRecord,
-    AttemptStart, ClaimedDelivery, DeliveryQueue, Jitter, OutboxCounts, SyncState,
+    AttemptStart, ChangeQueued, ChangeWrite, ClaimedDelivery, DeliveryQueue, Jitter, Operation, OutboxCounts, SyncState,
 };
 
 #[cfg(any(test, feature = "mocks"))]

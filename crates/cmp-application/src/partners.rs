@@ -5,12 +5,13 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use cmp_domain::{NewPartner, Partner, PartnerId, TenantId};
+use cmp_domain::{NewPartner, Partner, PartnerId, PartnerPatch, Platform, TenantId};
 
 use crate::delivery::{self, DeliveryPolicy, Verdict};
-use crate::error::{CreatePartnerError, GetPartnerError};
+use crate::error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
+use crate::query::{Filter, ListPartnersError, ListQuery, PartnerPage};
 use crate::ports::{
-    AttemptFinish, AuditAction, AuditEntry, Clock, GraphGateway, IdSource, NewPartnerWrite,
+    AttemptFinish, AuditAction, AuditEntry, ChangeQueued, ChangeWrite, Clock, GraphGateway, IdSource, NewPartnerWrite,
     OutboxTransition, PartnerRepository, Sleeper, StoreError,
 };
 
@@ -55,6 +56,37 @@ pub trait PartnerUseCases: Send + Sync + 'static {
     /// # Errors
     /// [`GetPartnerError::NotFound`] for an unknown id.
     async fn get_partner(&self, id: PartnerId) -> Result<Partner, GetPartnerError>;
+
+    /// One page of partners as `query` says.
+    ///
+    /// # Errors
+    /// [`ListPartnersError`] when the store fails.
+    async fn list_partners(&self, query: &ListQuery) -> Result<PartnerPage, ListPartnersError>;
+
+    /// How many partners `filter` matches.
+    ///
+    /// # Errors
+    /// [`ListPartnersError`] when the store fails.
+    async fn count_partners(&self, filter: Option<Filter>) -> Result<u64, ListPartnersError>;
+
+    /// Applies `patch` to a partner (Graph's PATCH: properties present replace the stored
+    /// ones), re-checks every invariant, stores it and queues the change for Graph.
+    ///
+    /// # Errors
+    /// See [`UpdatePartnerError`]; on every error nothing is written.
+    async fn update_partner(
+        &self,
+        id: PartnerId,
+        patch: PartnerPatch,
+        context: &RequestContext,
+    ) -> Result<Partner, UpdatePartnerError>;
+
+    /// Deletes a partner for callers at once; Graph is told in the background (or never, when
+    /// the partner never reached it). Its display name stays reserved until Graph confirms.
+    ///
+    /// # Errors
+    /// [`DeletePartnerError::NotFound`] for an unknown or already deleted id.
+    async fn delete_partner(&self, id: PartnerId, context: &RequestContext) -> Result<(), DeletePartnerError>;
 }
 
 /// The use cases over the driven ports.
@@ -131,6 +163,9 @@ impl PartnerUseCases for PartnerService {
                     CreatePartnerError::DuplicateDisplayName { display_name }
                 }
                 StoreError::Unexpected(e) => CreatePartnerError::Unexpected(e),
+                error @ (StoreError::NotFound | StoreError::LeaseLost) => {
+                    CreatePartnerError::Unexpected(anyhow::Error::new(error).context("inserting a partner"))
+                }
             })?;
 
         // The partner is committed from here on: whatever Graph does, the caller must not be
@@ -201,6 +236,66 @@ impl PartnerUseCases for PartnerService {
         }
     }
 
+    #[tracing::instrument(name = "list_partners", skip_all)]
+    async fn list_partners(&self, query: &ListQuery) -> Result<PartnerPage, ListPartnersError> {
+        Ok(self.repository.list_partners(self.tenant_id, query).await?)
+    }
+
+    #[tracing::instrument(name = "count_partners", skip_all)]
+    async fn count_partners(&self, filter: Option<Filter>) -> Result<u64, ListPartnersError> {
+        Ok(self.repository.count_partners(self.tenant_id, filter).await?)
+    }
+
+    #[tracing::instrument(name = "update_partner", skip_all, fields(partner.id = %id))]
+    async fn update_partner(
+        &self,
+        id: PartnerId,
+        patch: PartnerPatch,
+        context: &RequestContext,
+    ) -> Result<Partner, UpdatePartnerError> {
+        let unexpected = |e: StoreError| UpdatePartnerError::Unexpected(anyhow::Error::new(e).context("updating a partner"));
+        let current = self.repository.get_partner(id).await.map_err(unexpected)?.ok_or(UpdatePartnerError::NotFound(id))?;
+        let updated = current.patched(&patch, self.clock.now())?;
+        let changes = changed_properties(&current, &updated);
+        let detail = if changes.is_empty() { "no property changed".to_owned() } else { changes.join("; ") };
+        let write = ChangeWrite {
+            tenant_id: self.tenant_id,
+            outbox_id: self.ids.new_uuid(),
+            now: self.clock.now(),
+            audit: self.audit(id, AuditAction::Updated, context, detail),
+        };
+        match self.repository.update_partner(&updated, &write).await {
+            Ok(queued) => {
+                tracing::debug!(folded = queued == ChangeQueued::Folded, "partner updated");
+                Ok(updated)
+            }
+            Err(StoreError::NotFound) => Err(UpdatePartnerError::NotFound(id)),
+            Err(StoreError::DuplicateDisplayName { display_name }) => {
+                Err(UpdatePartnerError::DuplicateDisplayName { display_name })
+            }
+            Err(other) => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "delete_partner", skip_all, fields(partner.id = %id))]
+    async fn delete_partner(&self, id: PartnerId, context: &RequestContext) -> Result<(), DeletePartnerError> {
+        let write = ChangeWrite {
+            tenant_id: self.tenant_id,
+            outbox_id: self.ids.new_uuid(),
+            now: self.clock.now(),
+            audit: self.audit(id, AuditAction::Deleted, context, "deleted by the caller".to_owned()),
+        };
+        match self.repository.delete_partner(id, &write).await {
+            Ok(ChangeQueued::Folded) => {
+                tracing::info!("partner deleted before it reached Graph; nothing to tell Graph");
+                Ok(())
+            }
+            Ok(ChangeQueued::Queued) => Ok(()),
+            Err(StoreError::NotFound) => Err(DeletePartnerError::NotFound(id)),
+            Err(other) => Err(DeletePartnerError::Unexpected(anyhow::Error::new(other).context("deleting a partner"))),
+        }
+    }
+
     #[tracing::instrument(name = "get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Partner, GetPartnerError> {
         match self.repository.get_partner(id).await {
@@ -211,6 +306,44 @@ impl PartnerUseCases for PartnerService {
             )),
         }
     }
+}
+
+impl PartnerService {
+    fn audit(&self, partner_id: PartnerId, action: AuditAction, context: &RequestContext, detail: String) -> AuditEntry {
+        AuditEntry {
+            id: self.ids.new_uuid(),
+            partner_id,
+            action,
+            request_id: context.request_id.clone(),
+            caller: context.caller.clone(),
+            at: self.clock.now(),
+            detail,
+        }
+    }
+}
+
+/// The Graph property names that differ between `before` and `after`, for the audit log.
+fn changed_properties(before: &Partner, after: &Partner) -> Vec<String> {
+    let mut changed = Vec::new();
+    if before.display_name() != after.display_name() {
+        changed.push(format!("displayName: '{}' -> '{}'", before.display_name(), after.display_name()));
+    }
+    if before.state() != after.state() {
+        changed.push(format!("partnerState: {} -> {}", before.state(), after.state()));
+    }
+    if before.last_heartbeat() != after.last_heartbeat() {
+        changed.push("lastHeartbeatDateTime".to_owned());
+    }
+    for platform in Platform::ALL {
+        let (old, new) = (before.platform(platform), after.platform(platform));
+        if old.onboarded() != new.onboarded() {
+            changed.push(format!("{platform}Onboarded: {} -> {}", old.onboarded(), new.onboarded()));
+        }
+        if old.assignments() != new.assignments() {
+            changed.push(format!("{platform}EnrollmentAssignments ({} -> {})", old.assignments().len(), new.assignments().len()));
+        }
+    }
+    changed
 }
 
 /// Runs `work` until it completes or `deadline` does, whichever is first; `None` when the

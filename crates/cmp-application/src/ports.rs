@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
+
+use crate::query::{Filter, ListQuery, PartnerPage};
 use uuid::Uuid;
 
 /// Where "now" comes from. The domain never reads a clock; tests pin this one.
@@ -69,6 +71,12 @@ pub enum AuditAction {
     Created,
     /// Graph refused the partner for good; the local write was undone.
     CreateRejectedByGraph,
+    /// A caller changed the partner.
+    Updated,
+    /// A caller deleted the partner.
+    Deleted,
+    /// Graph confirmed the deletion; the display name is free again.
+    DeletedInGraph,
 }
 
 impl AuditAction {
@@ -77,6 +85,9 @@ impl AuditAction {
         match self {
             Self::Created => "created",
             Self::CreateRejectedByGraph => "create_rejected_by_graph",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+            Self::DeletedInGraph => "deleted_in_graph",
         }
     }
 }
@@ -206,9 +217,38 @@ pub struct AttemptFinish {
     pub transition: OutboxTransition,
 }
 
+/// What an update or delete writes besides the partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeWrite {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Id of the outbox row, should one be queued.
+    pub outbox_id: Uuid,
+    /// When the change happens.
+    pub now: Timestamp,
+    /// The audit entry of the change.
+    pub audit: AuditEntry,
+}
+
+/// How a change goes to Graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeQueued {
+    /// It folded into the partner's pending create (or, for a delete, cancelled it): Graph
+    /// will only ever see the result, or nothing.
+    Folded,
+    /// A row was queued for the dispatcher.
+    Queued,
+}
+
 /// Errors of the repository port.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No such partner (or it is deleted).
+    #[error("no such partner")]
+    NotFound,
+    /// The outbox row is no longer leased to the caller (another worker holds it now).
+    #[error("the outbox row's lease is held by someone else")]
+    LeaseLost,
     /// Another partner of the tenant has the same natural key (trimmed, case-insensitive name).
     #[error("a partner named '{display_name}' already exists")]
     DuplicateDisplayName {
@@ -237,11 +277,48 @@ pub trait PartnerRepository: Send + Sync + 'static {
         write: &NewPartnerWrite,
     ) -> Result<(), StoreError>;
 
-    /// Reads one partner.
+    /// Reads one partner. A partner deleted by a caller (its delete perhaps still on its way to
+    /// Graph) is gone for readers: `Ok(None)`.
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails; an unknown id is `Ok(None)`.
     async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError>;
+
+    /// One page of the tenant's (not deleted) partners as `query` says: filter, order with `id`
+    /// as the final tie-breaker, `skip` on a first page, keyset position after a cursor, and a
+    /// total when asked. MUST set `next` exactly when more items follow the page.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails or a cursor does not fit the sort keys.
+    async fn list_partners(&self, tenant_id: TenantId, query: &ListQuery) -> Result<PartnerPage, StoreError>;
+
+    /// How many of the tenant's (not deleted) partners `filter` matches.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn count_partners(&self, tenant_id: TenantId, filter: Option<Filter>) -> Result<u64, StoreError>;
+
+    /// Stores `partner` (an existing, not deleted partner, already patched) in one transaction
+    /// with `write.audit`, and queues the change for Graph: when the partner's create has not
+    /// been attempted yet or waits (`pending`/`unknown`), the change folds into it (the payload
+    /// is rendered from the stored partner at delivery) and no row is added; otherwise an
+    /// `update` row (`pending`, id `write.outbox_id`) is queued behind the partner's earlier rows.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::DuplicateDisplayName`] when another partner of the tenant has
+    /// the new natural key, and [`StoreError::NotFound`] when the partner does not exist or is
+    /// deleted; then nothing is written.
+    async fn update_partner(&self, partner: &Partner, write: &ChangeWrite) -> Result<ChangeQueued, StoreError>;
+
+    /// Deletes a partner for callers, in one transaction with `write.audit`. When its create
+    /// was never attempted with an unknown outcome and never delivered (`pending`, no graph id),
+    /// the partner and its rows are removed outright and nothing reaches Graph. Otherwise the
+    /// partner is marked deleted (gone for readers, its display name still reserved) and a
+    /// `delete` row is queued behind its earlier rows; the name is freed when Graph confirms.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] when the partner does not exist or is deleted.
+    async fn delete_partner(&self, id: PartnerId, write: &ChangeWrite) -> Result<ChangeQueued, StoreError>;
 
     /// Records the end of an attempt and moves the outbox row on, in one transaction; on
     /// `Delivered` also stores Graph's id on the partner.
@@ -356,12 +433,38 @@ pub trait GraphGateway: Send + Sync + 'static {
     async fn delete_partner(&self, graph_id: &str, client_request_id: Uuid) -> GraphWriteResult;
 }
 
+/// What an outbox row does in Graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// POST the partner.
+    Create,
+    /// PATCH the partner with its stored state.
+    Update,
+    /// DELETE the partner.
+    Delete,
+}
+
+impl Operation {
+    /// The name stored in the outbox.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
 /// An outbox row claimed by a dispatcher (state `in_flight`, leased to it), with the partner
 /// it delivers as stored now: a later change folds into the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedDelivery {
     /// The outbox row.
     pub outbox_id: Uuid,
+    /// What the row does in Graph.
+    pub operation: Operation,
+    /// Graph's id of the partner, once its create was delivered.
+    pub graph_id: Option<String>,
     /// The partner to deliver.
     pub partner: Partner,
     /// The natural key reconciliation matches on (trimmed, lower-cased display name).
@@ -391,6 +494,10 @@ pub struct AttemptStart {
     pub client_request_id: Uuid,
     /// When it starts.
     pub started_at: Timestamp,
+    /// Who must hold the row's lease for the attempt to start.
+    pub lease_owner: String,
+    /// The lease, renewed to cover the call.
+    pub lease_expires_at: Timestamp,
 }
 
 /// One recorded attempt, for operators.
@@ -501,10 +608,14 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn release(&self, outbox_id: Uuid, state: DeliveryState, next_attempt_at: Timestamp) -> Result<(), StoreError>;
 
     /// Records the start of an attempt (attempt row, attempt count, `last_client_request_id`,
-    /// `first_attempt_at` when unset), committed before the call.
+    /// `first_attempt_at` when unset) and renews the lease to `lease_expires_at`, committed
+    /// before the call. MUST refuse, writing nothing, unless the row is `in_flight` and leased to
+    /// `lease_owner`: a row whose lease lapsed while it waited in a batch may have been claimed
+    /// by another worker, and two attempts at once could POST twice.
     ///
     /// # Errors
-    /// [`StoreError::Unexpected`] when the store fails or the row is not `in_flight`.
+    /// [`StoreError::LeaseLost`] when the lease is not held; [`StoreError::Unexpected`] when
+    /// the store fails.
     async fn start_attempt(&self, start: &AttemptStart) -> Result<(), StoreError>;
 
     /// The sync state and attempt history of a partner's latest outbox row; `None` when the

@@ -42,9 +42,47 @@ pub struct NewPartner {
     pub platforms: Platforms,
 }
 
+/// An update: every property the caller set, already parsed; `None` leaves a property as it
+/// is. A collection present replaces the stored one wholesale (Graph's PATCH semantics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartnerPatch {
+    /// New display name.
+    pub display_name: Option<DisplayName>,
+    /// New partner state.
+    pub state: Option<PartnerState>,
+    /// New last heartbeat.
+    pub last_heartbeat: Option<Timestamp>,
+    /// Per platform, in [`Platform::ALL`] order: new onboarded flag and new assignments.
+    pub platforms: [(Option<bool>, Option<Vec<target::Assignment>>); 5],
+}
+
+impl PartnerPatch {
+    /// What the patch says about `platform`.
+    pub fn platform(&self, platform: Platform) -> &(Option<bool>, Option<Vec<target::Assignment>>) {
+        let index = Platform::ALL.iter().position(|p| *p == platform).unwrap_or(0);
+        &self.platforms[index]
+    }
+
+    /// Whether the patch changes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.display_name.is_none()
+            && self.state.is_none()
+            && self.last_heartbeat.is_none()
+            && self.platforms.iter().all(|(onboarded, assignments)| onboarded.is_none() && assignments.is_none())
+    }
+}
+
 /// An invariant of the whole aggregate that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartnerError {
+    /// A platform's enrollment breaks its rules once the patch is applied.
+    #[error("{platform}EnrollmentAssignments: {error}")]
+    Platform {
+        /// The platform.
+        platform: Platform,
+        /// The broken rule.
+        error: platform::PlatformEnrollmentError,
+    },
     /// The heartbeat lies further in the future than [`HEARTBEAT_FUTURE_TOLERANCE_SECONDS`].
     #[error("lastHeartbeatDateTime must not be later than 5 minutes from now")]
     HeartbeatInFuture {
@@ -85,6 +123,32 @@ impl Partner {
             last_heartbeat: command.last_heartbeat,
             platforms: command.platforms,
         }
+    }
+
+    /// This partner with `patch` applied, every invariant checked again against `now` (the
+    /// heartbeat rule included; name uniqueness is the store's to check).
+    ///
+    /// # Errors
+    /// [`PartnerError`] naming the invariant the result would break.
+    pub fn patched(&self, patch: &PartnerPatch, now: Timestamp) -> Result<Partner, PartnerError> {
+        let mut platforms = Platforms::none();
+        for platform in Platform::ALL {
+            let current = self.platforms.get(platform);
+            let (onboarded, assignments) = patch.platform(platform);
+            let enrollment = PlatformEnrollment::new(
+                onboarded.unwrap_or(current.onboarded()),
+                assignments.clone().unwrap_or_else(|| current.assignments().to_vec()),
+            )
+            .map_err(|error| PartnerError::Platform { platform, error })?;
+            platforms.set(platform, enrollment);
+        }
+        let command = NewPartner {
+            display_name: patch.display_name.clone().unwrap_or_else(|| self.display_name.clone()),
+            state: patch.state.unwrap_or(self.state),
+            last_heartbeat: patch.last_heartbeat.unwrap_or(self.last_heartbeat),
+            platforms,
+        };
+        Partner::create(self.id, command, now)
     }
 
     /// The partner's identity in this service.
@@ -167,6 +231,40 @@ mod tests {
                 latest_allowed: at(1_700_000_300)
             })
         );
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_rechecks_every_invariant() {
+        use crate::partner::target::{Assignment, AssignmentFilter, AssignmentTarget, TargetKind};
+        let now = at(1_700_000_000);
+        let id = PartnerId::from_uuid(Uuid::from_u128(7));
+        let partner = Partner::create(id, command(now), now).expect("valid");
+        let all_devices = Assignment::new(AssignmentTarget::new(TargetKind::AllDevices, AssignmentFilter::None));
+
+        let renamed = partner
+            .patched(&PartnerPatch { display_name: Some(DisplayName::parse("Renamed").expect("valid")), ..PartnerPatch::default() }, now)
+            .expect("valid");
+        let mut onboard_linux = PartnerPatch::default();
+        onboard_linux.platforms[4] = (Some(true), Some(vec![all_devices.clone()]));
+        let onboarded = partner.patched(&onboard_linux, now).expect("valid");
+        let mut assign_without_onboarding = PartnerPatch::default();
+        assign_without_onboarding.platforms[0] = (None, Some(vec![all_devices]));
+        let future = PartnerPatch { last_heartbeat: Some(at(1_700_001_000)), ..PartnerPatch::default() };
+
+        assert_eq!(renamed.display_name().as_str(), "Renamed");
+        assert_eq!(renamed.state(), partner.state());
+        assert_eq!(renamed.id(), id);
+        assert_eq!(onboarded.platform(Platform::Linux).assignments().len(), 1);
+        assert_eq!(
+            partner.patched(&assign_without_onboarding, now),
+            Err(PartnerError::Platform {
+                platform: Platform::MacOs,
+                error: platform::PlatformEnrollmentError::AssignmentsWithoutOnboarding { count: 1 }
+            })
+        );
+        assert!(matches!(partner.patched(&future, now), Err(PartnerError::HeartbeatInFuture { .. })));
+        assert!(PartnerPatch::default().is_empty());
+        assert!(!future.is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The partner entity on the wire: request bodies in, Graph's representation out.
 
 use cmp_domain::{
-    Assignment, DisplayName, NewPartner, Partner, PartnerState, Platform, PlatformEnrollment,
+    Assignment, DisplayName, NewPartner, Partner, PartnerPatch, PartnerState, Platform, PlatformEnrollment,
     Platforms, Timestamp,
 };
 use serde::Serialize;
@@ -94,6 +94,19 @@ impl PartnerFields {
             last_heartbeat: self.last_heartbeat.unwrap_or(Timestamp::MIN),
             platforms,
         })
+    }
+}
+
+impl PartnerFields {
+    /// The fields as an update: each property present replaces the stored one (a collection
+    /// wholesale); absent ones stay. An explicit `null` collection reads as empty.
+    pub fn into_patch(self) -> PartnerPatch {
+        PartnerPatch {
+            display_name: self.display_name,
+            state: self.state,
+            last_heartbeat: self.last_heartbeat,
+            platforms: self.platforms.map(|fields| (fields.onboarded, fields.assignments)),
+        }
     }
 }
 

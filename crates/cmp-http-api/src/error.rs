@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cmp_application::{CreatePartnerError, GetPartnerError};
+use cmp_application::query::ListPartnersError;
+use cmp_application::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
 use cmp_domain::PartnerError;
 use cmp_graph_model::WireError;
 
@@ -226,14 +227,7 @@ impl From<WireError> for ApiError {
 impl From<CreatePartnerError> for ApiError {
     fn from(error: CreatePartnerError) -> Self {
         match error {
-            CreatePartnerError::Invalid(invalid) => {
-                let target = match invalid {
-                    PartnerError::HeartbeatInFuture { .. } => "lastHeartbeatDateTime",
-                };
-                let mut api = Self::bad_request(invalid.to_string());
-                api.error.target = Some(target.into());
-                api
-            }
+            CreatePartnerError::Invalid(invalid) => Self::from(invalid),
             CreatePartnerError::DuplicateDisplayName { display_name } => Self::new(
                 StatusCode::CONFLICT,
                 "nameAlreadyExists",
@@ -261,6 +255,51 @@ impl From<CreatePartnerError> for ApiError {
                 api
             }
             CreatePartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
+        }
+    }
+}
+
+impl From<PartnerError> for ApiError {
+    fn from(invalid: PartnerError) -> Self {
+        let target = match &invalid {
+            PartnerError::HeartbeatInFuture { .. } => "lastHeartbeatDateTime".to_owned(),
+            PartnerError::Platform { platform, .. } => format!("{platform}EnrollmentAssignments"),
+        };
+        let mut api = Self::bad_request(invalid.to_string());
+        api.error.target = Some(target);
+        api
+    }
+}
+
+impl From<UpdatePartnerError> for ApiError {
+    fn from(error: UpdatePartnerError) -> Self {
+        match error {
+            UpdatePartnerError::NotFound(id) => Self::not_found(format!("no complianceManagementPartner has id '{id}'")),
+            UpdatePartnerError::Invalid(invalid) => Self::from(invalid),
+            UpdatePartnerError::DuplicateDisplayName { display_name } => Self::new(
+                StatusCode::CONFLICT,
+                "nameAlreadyExists",
+                format!("a partner named '{display_name}' already exists"),
+            ),
+            UpdatePartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
+        }
+    }
+}
+
+impl From<DeletePartnerError> for ApiError {
+    fn from(error: DeletePartnerError) -> Self {
+        match error {
+            DeletePartnerError::NotFound(id) => Self::not_found(format!("no complianceManagementPartner has id '{id}'")),
+            DeletePartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
+        }
+    }
+}
+
+impl From<ListPartnersError> for ApiError {
+    fn from(error: ListPartnersError) -> Self {
+        match error {
+            ListPartnersError::BadCursor => Self::bad_request("the $skiptoken does not belong to this query"),
+            ListPartnersError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
         }
     }
 }

@@ -44,13 +44,14 @@ macro_rules! outbox_row_columns {
 /// per state), and the `NOT EXISTS` probes `outbox_tenant_natural_key_state`; delivered and dead
 /// rows, which accumulate, are never read.
 const CLAIM_CANDIDATES: &str = "SELECT id, partner_id, natural_key, state, attempts, \
-     first_attempt_at, created_at, \
+     first_attempt_at, created_at, operation, \
+     (SELECT graph_id FROM partners WHERE partners.id = ranked.partner_id) AS partner_graph_id, \
      (SELECT COUNT(*) FROM delivery_attempts AS made WHERE made.outbox_id = ranked.id \
       AND made.started_at >= COALESCE(ranked.first_attempt_at, ranked.created_at)) \
       AS attempts_in_window \
      FROM (\
          SELECT id, partner_id, natural_key, state, attempts, first_attempt_at, created_at, \
-         next_attempt_at, rowid AS insertion_order, \
+         operation, next_attempt_at, rowid AS insertion_order, \
          ROW_NUMBER() OVER (\
              PARTITION BY natural_key ORDER BY next_attempt_at, created_at, rowid\
          ) AS rank_in_key \
@@ -199,25 +200,28 @@ impl DeliveryQueue for SqlitePartnerRepository {
         let started_at = start.started_at.unix_ticks();
         let mut tx = self.begin_write().await?;
 
-        // Only a leased row: an attempt on a row nobody holds could race a dispatcher that
-        // claims it meanwhile.
+        // Only a row leased to the caller: a row whose lease lapsed while it waited in a batch
+        // may have been claimed by another worker, and two attempts at once could POST twice.
+        // The lease is renewed to cover the call.
         let counted = sqlx::query(
             "UPDATE outbox SET attempts = ?, last_client_request_id = ?, \
-             first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ? \
-             WHERE id = ? AND state = 'in_flight'",
+             first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?, \
+             lease_expires_at = ? \
+             WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
         )
         .bind(i64::from(start.attempt))
         .bind(&client_request_id)
         .bind(started_at)
         .bind(started_at)
+        .bind(start.lease_expires_at.unix_ticks())
         .bind(&outbox_id)
+        .bind(&start.lease_owner)
         .execute(&mut *tx)
         .await
         .context("counting the attempt on the outbox row")?;
         if counted.rows_affected() != 1 {
-            return Err(
-                anyhow!("outbox row {outbox_id} is not in flight (or does not exist)").into(),
-            );
+            tx.rollback().await.context("rolling back after a lost lease")?;
+            return Err(StoreError::LeaseLost);
         }
 
         // The primary key (outbox_id, attempt) refuses a number used before.

@@ -24,6 +24,7 @@
 //! - `migrations/` at the workspace root: the schema, with the reasons for its choices.
 
 mod delivery_queue;
+mod partner_changes;
 mod partner_repository;
 mod rows;
 mod store;

@@ -13,7 +13,9 @@ use cmp_application::{
     AttemptFinish, AuditEntry, DeliveryState, NewPartnerWrite, OutboxTransition, PartnerRepository,
     StoreError,
 };
-use cmp_domain::{Partner, PartnerId};
+use cmp_application::query::{Filter, ListQuery, PartnerPage};
+use cmp_application::{ChangeQueued, ChangeWrite};
+use cmp_domain::{Partner, PartnerId, TenantId};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
@@ -62,6 +64,22 @@ impl SqlitePartnerRepository {
 
 #[async_trait::async_trait]
 impl PartnerRepository for SqlitePartnerRepository {
+    async fn list_partners(&self, tenant_id: TenantId, query: &ListQuery) -> Result<PartnerPage, StoreError> {
+        self.list(tenant_id, query).await
+    }
+
+    async fn count_partners(&self, tenant_id: TenantId, filter: Option<Filter>) -> Result<u64, StoreError> {
+        self.count(tenant_id, filter).await
+    }
+
+    async fn update_partner(&self, partner: &Partner, write: &ChangeWrite) -> Result<ChangeQueued, StoreError> {
+        self.update(partner, write).await
+    }
+
+    async fn delete_partner(&self, id: PartnerId, write: &ChangeWrite) -> Result<ChangeQueued, StoreError> {
+        self.delete(id, write).await
+    }
+
     #[tracing::instrument(name = "sqlite.insert_new_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.outbox_id))]
     async fn insert_new_partner(
         &self,

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
-use cmp_application::{AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, SyncState};
+use cmp_application::{AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, Operation, SyncState};
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
     PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
@@ -265,6 +265,10 @@ pub(crate) struct ClaimRow {
     pub(crate) created_at: i64,
     /// Attempts started since `first_attempt_at` (a re-queue opens a new window).
     pub(crate) attempts_in_window: i64,
+    /// `create`, `update` or `delete`.
+    pub(crate) operation: String,
+    /// Graph's id of the partner, once delivered.
+    pub(crate) partner_graph_id: Option<String>,
 }
 
 impl ClaimRow {
@@ -277,6 +281,8 @@ impl ClaimRow {
         let context = || format!("stored outbox row {outbox_id}");
         Ok(ClaimedDelivery {
             outbox_id,
+            operation: parse_operation(&self.operation).with_context(context)?,
+            graph_id: self.partner_graph_id,
             partner,
             natural_key: self.natural_key,
             previous_state: parse_delivery_state(&self.state).with_context(context)?,
@@ -290,6 +296,14 @@ impl ClaimRow {
             created_at: instant(self.created_at, "created_at").with_context(context)?,
         })
     }
+}
+
+/// An outbox operation from its stored name.
+pub(crate) fn parse_operation(text: &str) -> anyhow::Result<Operation> {
+    [Operation::Create, Operation::Update, Operation::Delete]
+        .into_iter()
+        .find(|operation| operation.as_str() == text)
+        .with_context(|| format!("unknown outbox operation '{text}'"))
 }
 
 /// The columns of an `outbox` row that operators see: a [`SyncState`] without its history.

@@ -94,6 +94,8 @@ fn partner() -> Partner {
 /// attempts behind it.
 fn pending_row() -> ClaimedDelivery {
     ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         outbox_id: outbox_id(),
         partner: partner(),
         natural_key: NATURAL_KEY.to_owned(),
@@ -108,6 +110,8 @@ fn pending_row() -> ClaimedDelivery {
 /// The same row after an attempt whose outcome is unknown: it must be reconciled first.
 fn unknown_row() -> ClaimedDelivery {
     ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         previous_state: DeliveryState::Unknown,
         ..pending_row()
     }
@@ -168,6 +172,8 @@ fn expected_start(row: &ClaimedDelivery) -> AttemptStart {
         attempt: row.attempts + 1,
         client_request_id: first_request_id(),
         started_at: now(),
+        lease_owner: OWNER.to_owned(),
+        lease_expires_at: now().saturating_add_seconds(160),
     }
 }
 
@@ -592,6 +598,8 @@ async fn a_429_with_retry_after_hands_the_rest_of_the_batch_back_unattempted_unt
 {
     let throttled = pending_row();
     let waiting = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         outbox_id: other_outbox_id(),
         partner: partner_named(0xa1, "Fabrikam"),
         natural_key: "fabrikam".to_owned(),
@@ -714,6 +722,8 @@ async fn a_conflict_queues_the_row_unknown_for_reconciliation_at_once() {
 async fn an_auth_failure_keeps_the_row_pending_with_back_off_and_never_dead_letters_it_even_past_both_limits()
  {
     let row = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         attempts: policy().max_attempts,
         attempts_in_window: policy().max_attempts,
         first_attempt_at: Some(seconds_after_now(-2 * 24 * 3600)),
@@ -935,6 +945,8 @@ async fn an_unknown_row_stays_unknown_with_back_off_and_is_not_posted_when_listi
 #[tokio::test]
 async fn a_transient_failure_on_the_last_allowed_attempt_dead_letters_the_row() {
     let row = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         attempts: policy().max_attempts - 1,
         attempts_in_window: policy().max_attempts - 1,
         ..pending_row()
@@ -962,6 +974,8 @@ async fn a_transient_failure_on_the_last_allowed_attempt_dead_letters_the_row() 
 async fn a_transient_failure_more_than_max_age_after_the_first_attempt_dead_letters_the_row() {
     let max_age = i64::try_from(policy().max_age.as_secs()).expect("a day in seconds");
     let row = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         first_attempt_at: Some(seconds_after_now(-max_age - 1)),
         ..pending_row()
     };
@@ -988,6 +1002,8 @@ async fn a_transient_failure_more_than_max_age_after_the_first_attempt_dead_lett
 async fn a_transient_failure_below_both_limits_is_retried() {
     let max_age = i64::try_from(policy().max_age.as_secs()).expect("a day in seconds");
     let row = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         attempts: policy().max_attempts - 2,
         attempts_in_window: policy().max_attempts - 2,
         first_attempt_at: Some(seconds_after_now(-max_age + 1)),
@@ -1014,6 +1030,8 @@ async fn a_transient_failure_below_both_limits_is_retried() {
 async fn a_re_queued_row_counts_only_the_attempts_of_its_new_window_towards_giving_up() {
     // Dead after 60 attempts, then re-queued: attempt numbers go on (61), the limits start afresh.
     let row = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         attempts: policy().max_attempts + 10,
         attempts_in_window: 0,
         first_attempt_at: Some(seconds_after_now(-600)),
@@ -1163,10 +1181,11 @@ fn repository_recording_where(
 }
 
 #[tokio::test]
-#[ignore = "defect: dispatcher.rs give_up_if_exhausted only spares the label \"auth_failure\", so a reconcile that fails on our credentials is dead-lettered (§3.3)"]
 async fn an_unknown_row_whose_reconciliation_fails_on_our_credentials_is_never_dead_lettered_even_past_both_limits()
  {
     let row = ClaimedDelivery {
+        operation: Operation::Create,
+        graph_id: None,
         attempts: policy().max_attempts,
         attempts_in_window: policy().max_attempts,
         first_attempt_at: Some(seconds_after_now(-2 * 24 * 3600)),
@@ -1197,7 +1216,6 @@ async fn an_unknown_row_whose_reconciliation_fails_on_our_credentials_is_never_d
 }
 
 #[tokio::test]
-#[ignore = "defect: dispatcher.rs reconcile_then_create treats a 409 after an empty reconciliation as unknown-at-once, so list+POST repeat with no back-off (§3.1: permanent)"]
 async fn a_conflict_after_a_reconciliation_that_found_nothing_dead_letters_the_row_naming_the_status()
  {
     let row = unknown_row();
