@@ -177,7 +177,9 @@ impl DispatchLoop {
     fn spawn(&self, stopping: &watch::Receiver<bool>) -> JoinSet<()> {
         let mut workers = JoinSet::new();
         for _ in 0..self.workers {
-            let dispatcher = self.dispatcher.clone();
+            // Each worker leases rows under its own name, so a row that lapses in one worker's
+            // batch can be taken by another without both attempting it.
+            let dispatcher = Arc::new(self.dispatcher.worker());
             let mut stopping = stopping.clone();
             let idle_wait = self.idle_wait;
             workers.spawn(async move {

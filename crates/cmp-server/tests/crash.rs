@@ -1,0 +1,396 @@
+//! Crash test (issue 4, graph-client-behaviour §3.2 and §3.5): the real `cmp-server` binary,
+//! configured through `CMP__*` environment variables, is killed with SIGKILL while its
+//! deliveries to a slow, failing fake Graph are in flight, then started again on the same
+//! database. Every partner it accepted before the kill must end delivered, in Graph exactly
+//! once: the lapsed leases turn `unknown` and are reconciled against Graph's list.
+//!
+//! The fake Graph runs in the test process, so its state outlives the service.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cmp_fake_graph::{FakeGraph, FakeGraphOptions};
+use cmp_server::config::{Environment, load_from};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const PARTNERS: usize = 60;
+const COLLECTION: &str = "/deviceManagement/complianceManagementPartners";
+/// The development key the e2e tests use; a fixture spares the binary generating one.
+const DEVELOPMENT_KEY: &str = include_str!("../../../tests/fixtures/dev-signing-key.pem");
+/// Pause between two looks at a condition; every wait is bounded by a timeout around it.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+fn repository_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The service's whole configuration, as the environment of its process.
+///
+/// Timings are milliseconds rather than the production minutes, keeping their relations:
+/// the inline deadline is far below Graph's latency (so creates are accepted with 202 and
+/// delivered in the background), the settle outlasts the request timeout, and the lease
+/// outlasts one attempt (a list and a POST, each up to 600 ms, with in-call retries).
+fn service_environment(directory: &Path, fake: &FakeGraph) -> Vec<(String, String)> {
+    let config = repository_root().join("config");
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    [
+        ("CMP_ENV", "test".to_owned()),
+        ("CMP_CONFIG_DIR", path(config)),
+        ("CMP__SQLITE__PATH", path(directory.join("partners.db"))),
+        (
+            "CMP__AUTH__DEVELOPMENT_KEY_DIR",
+            path(directory.join("keys")),
+        ),
+        ("CMP__HTTP__PORT", "0".to_owned()),
+        ("CMP__GRAPH__MODE", "graph".to_owned()),
+        ("CMP__GRAPH__TENANT_ID", TENANT.to_owned()),
+        ("CMP__GRAPH__CLIENT__ROOT", fake.graph_root()),
+        ("CMP__GRAPH__CLIENT__AUTHORITY", fake.authority()),
+        (
+            "CMP__GRAPH__CLIENT__CLIENT_ID",
+            "11111111-2222-3333-4444-555555555555".to_owned(),
+        ),
+        (
+            "CMP__GRAPH__CLIENT__CLIENT_SECRET",
+            "fake-secret".to_owned(),
+        ),
+        ("CMP__GRAPH__CLIENT__REQUEST_TIMEOUT_MS", "1000".to_owned()),
+        ("CMP__GRAPH__CLIENT__CONNECT_TIMEOUT_MS", "500".to_owned()),
+        (
+            "CMP__GRAPH__CLIENT__WRITE_RATE_PER_SECOND",
+            "1000".to_owned(),
+        ),
+        ("CMP__GRAPH__CLIENT__MAX_RETRIES", "3".to_owned()),
+        ("CMP__GRAPH__CLIENT__RETRY_BUDGET_MS", "2000".to_owned()),
+        ("CMP__DELIVERY__INLINE_DEADLINE_MS", "100".to_owned()),
+        ("CMP__DELIVERY__SETTLE_MS", "1200".to_owned()),
+        ("CMP__DELIVERY__RETRY_BASE_MS", "20".to_owned()),
+        ("CMP__DELIVERY__BACKOFF_CAP_MS", "300".to_owned()),
+        ("CMP__DELIVERY__LEASE_MS", "3000".to_owned()),
+        ("CMP__DELIVERY__DISPATCHER_WORKERS", "4".to_owned()),
+        (
+            "CMP__DELIVERY__DISPATCHER_POLL_INTERVAL_MS",
+            "10".to_owned(),
+        ),
+        // JSON lines, so that the `serving` line with the bound address parses reliably.
+        ("CMP__TELEMETRY__FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn,cmp_server=info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
+/// A running `cmp-server` process. Dropping it kills the process, so a failing test leaves
+/// nothing behind.
+struct Service {
+    child: Child,
+    /// The Graph-shaped root, e.g. `http://127.0.0.1:41234/beta`, from the `serving` line.
+    root: String,
+    /// Every line the process wrote, for failure messages.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts the binary with `environment` (and none of the test's own `CMP*`/`RUST_LOG`
+    /// variables) and waits, bounded, for it to say where it serves.
+    async fn start(environment: &[(String, String)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cmp-server"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CMP") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .envs(environment.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cmp-server starts");
+        let mut service = Self {
+            child,
+            root: String::new(),
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (lines, mut received) = mpsc::unbounded_channel();
+        // Both pipes are drained to the end, so the service never blocks on a full pipe.
+        let stdout = service.child.stdout.take().expect("piped stdout");
+        let stderr = service.child.stderr.take().expect("piped stderr");
+        service.drain(stdout, lines.clone());
+        service.drain(stderr, lines);
+        let serving = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = received.recv().await {
+                if let Some(root) = serving_root(&line) {
+                    return Some(root);
+                }
+            }
+            None
+        })
+        .await;
+        match serving {
+            Ok(Some(root)) => service.root = root,
+            Ok(None) => panic!("cmp-server exited before serving:\n{}", service.tail()),
+            Err(_) => panic!("cmp-server did not serve within 30 s:\n{}", service.tail()),
+        }
+        service
+    }
+
+    fn drain(&self, pipe: impl Read + Send + 'static, lines: mpsc::UnboundedSender<String>) {
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line.clone());
+                // Nobody listens once the service serves; the log keeps the line.
+                let _ = lines.send(line);
+            }
+        });
+    }
+
+    /// The last lines the process wrote.
+    fn tail(&self) -> String {
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log[log.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGKILL: no shutdown, no lease handed back, the database as the kill left it.
+    fn kill(&mut self) {
+        self.child.kill().expect("the service is killed");
+        self.child.wait().expect("the killed service is reaped");
+    }
+
+    fn url(&self, path: &str) -> String {
+        let origin = self
+            .root
+            .strip_suffix("/beta")
+            .expect("the root ends in /beta");
+        format!("{origin}{path}")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The root URL from the JSON `serving` log line.
+fn serving_root(line: &str) -> Option<String> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    let fields = &event["fields"];
+    (fields["message"] == "serving")
+        .then(|| fields["root"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+/// A development token with `roles`, signed with the key the service loads.
+fn mint(environment: &[(String, String)], key_dir: &Path, roles: &[&str]) -> String {
+    let config = environment
+        .iter()
+        .find(|(key, _)| key == "CMP_CONFIG_DIR")
+        .map(|(_, value)| PathBuf::from(value))
+        .expect("the config folder is set");
+    let mut settings = load_from(&config, Environment::Test).expect("the test config loads");
+    settings.auth.development_key_dir = key_dir.to_path_buf();
+    let options = cmp_server::cli::MintOptions {
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        scopes: Vec::new(),
+        lifetime_seconds: 3600,
+        tenant_id: None,
+        object_id: cmp_server::cli::DEVELOPER_OBJECT_ID.to_owned(),
+    };
+    cmp_server::cli::mint_token(&settings, &options).expect("the development key mints")
+}
+
+/// POSTs one partner per name, four at a time; returns the accepted ones as (name, id).
+async fn create_partners(
+    client: &reqwest::Client,
+    service: &Service,
+    token: &str,
+    names: &[String],
+) -> Vec<(String, String)> {
+    let gate = Arc::new(Semaphore::new(4));
+    let url = format!("{}{COLLECTION}", service.root);
+    let mut tasks = JoinSet::new();
+    for name in names {
+        let (client, gate, url, token, name) = (
+            client.clone(),
+            Arc::clone(&gate),
+            url.clone(),
+            token.to_owned(),
+            name.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("the gate stays open");
+            let response = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({ "displayName": name }))
+                .send()
+                .await
+                .expect("the service answers");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("a JSON answer");
+            assert!(matches!(status, 201 | 202), "{name}: {status} {body}");
+            (name, body["id"].as_str().expect("an id").to_owned())
+        });
+    }
+    let mut accepted = Vec::with_capacity(names.len());
+    while let Some(joined) = tasks.join_next().await {
+        accepted.push(joined.expect("a create task failed"));
+    }
+    accepted
+}
+
+/// `GET /admin/outbox?limit=1000`: every outbox row's sync state.
+async fn outbox_rows(client: &reqwest::Client, service: &Service, token: &str) -> Vec<Value> {
+    let response = client
+        .get(service.url("/admin/outbox?limit=1000"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    body["value"].as_array().expect("value").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_once_after_a_restart()
+{
+    let directory = tempfile::tempdir().expect("temp dir");
+    let key_dir = directory.path().join("keys");
+    std::fs::create_dir_all(&key_dir).expect("key folder");
+    std::fs::write(
+        key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME),
+        DEVELOPMENT_KEY,
+    )
+    .expect("key file");
+    let fake = FakeGraph::start(FakeGraphOptions {
+        failure_rate: 0.2,
+        failure_statuses: vec![429, 500, 502, 503, 504],
+        applied_before_failure_rate: 0.5,
+        latency_ms: (300, 600),
+        retry_after: "0.05".to_owned(),
+        seed: Some(60),
+        ..FakeGraphOptions::default()
+    })
+    .await
+    .expect("the fake Graph listens");
+    let environment = service_environment(directory.path(), &fake);
+    let writer = mint(
+        &environment,
+        &key_dir,
+        &["DeviceManagementServiceConfig.ReadWrite.All"],
+    );
+    let operator = mint(&environment, &key_dir, &["CompliancePartners.Operate"]);
+    let client = reqwest::Client::new();
+    let names: Vec<String> = (1..=PARTNERS)
+        .map(|n| format!("Crash Partner {n:02}"))
+        .collect();
+    let mut first = Service::start(&environment).await;
+
+    let accepted = tokio::time::timeout(
+        Duration::from_secs(60),
+        create_partners(&client, &first, &writer, &names),
+    )
+    .await
+    .expect("60 creates are answered within 60 s");
+    // Every create's inline POST has reached Graph by now; POSTs beyond those come from the
+    // dispatcher. Kill while some are in flight (each takes 300-600 ms).
+    let inline_posts = fake.stats().posts;
+    let in_flight = tokio::time::timeout(Duration::from_secs(30), async {
+        while fake.stats().posts < inline_posts + 8 {
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await;
+    assert!(
+        in_flight.is_ok(),
+        "the dispatcher sent no POSTs within 30 s:\n{}",
+        first.tail()
+    );
+    let at_kill = fake.stats();
+    let delivered_at_kill = outbox_rows(&client, &first, &operator)
+        .await
+        .iter()
+        .filter(|row| row["state"] == "delivered")
+        .count();
+    first.kill();
+    let killed = Instant::now();
+    let second = Service::start(&environment).await;
+    let restarted = killed.elapsed();
+    let rows = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            let rows = outbox_rows(&client, &second, &operator).await;
+            let dead: Vec<_> = rows.iter().filter(|row| row["state"] == "dead").collect();
+            assert!(dead.is_empty(), "no row may go dead: {dead:#?}");
+            if rows.len() >= accepted.len() && rows.iter().all(|row| row["state"] == "delivered") {
+                return rows;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "not every row was delivered within 90 s of the restart:\n{}",
+            second.tail()
+        )
+    });
+    let drain = killed.elapsed();
+    let drain_after_restart = drain.saturating_sub(restarted);
+
+    assert_eq!(fake.duplicates(), Vec::new(), "duplicates in Graph");
+    let mut in_graph = std::collections::HashMap::new();
+    for object in fake.objects() {
+        let name = object["displayName"]
+            .as_str()
+            .expect("displayName")
+            .to_owned();
+        in_graph.insert(name, object["id"].as_str().expect("id").to_owned());
+    }
+    assert_eq!(
+        in_graph.len(),
+        rows.len(),
+        "Graph holds exactly the service's partners"
+    );
+    for (name, id) in &accepted {
+        let row = rows
+            .iter()
+            .find(|row| row["partnerId"] == id.as_str())
+            .unwrap_or_else(|| panic!("the accepted partner {name} has no outbox row"));
+        let graph_id = in_graph
+            .get(name)
+            .unwrap_or_else(|| panic!("the accepted partner {name} is not in Graph"));
+        assert_eq!(row["graphId"], graph_id.as_str(), "{name}");
+    }
+    let stats = fake.stats();
+    println!(
+        "crash: partners accepted {} (delivered before the kill {delivered_at_kill}); Graph calls \
+         at the kill: {} POSTs, {} GETs; in all: {} POSTs ({} applied), {} GETs, {} failures \
+         injected, {} token requests; duplicates found {}; restart took {restarted:?}; \
+         drain time after the restart {drain_after_restart:?} ({drain:?} after the kill)",
+        accepted.len(),
+        at_kill.posts,
+        at_kill.gets,
+        stats.posts,
+        stats.posts_applied,
+        stats.gets,
+        stats.failures_injected,
+        stats.token_requests,
+        fake.duplicates().len(),
+    );
+}
