@@ -25,11 +25,29 @@ CREATE TABLE partners (
     display_name TEXT NOT NULL,
     -- `DisplayName::natural_key()`: trimmed and lower-cased by Rust, not by SQL, because SQLite's
     -- `lower()` and `NOCASE` fold ASCII only and would let `ÉCOLE` and `école` both in.
-    name_key TEXT NOT NULL,
+    -- NULL only on a tombstone: a deleted partner keeps its name reserved until Graph confirms
+    -- the delete, then releases it here (UNIQUE lets any number of NULLs in), while the row stays
+    -- for the history of its outbox rows and audit entries. Listings filter and sort
+    -- displayName through this column, so they are case-insensitive like the uniqueness rule.
+    name_key TEXT NULL,
     -- Graph's `deviceManagementPartnerTenantState`, a closed set of six.
     partner_state TEXT NOT NULL CHECK (
         partner_state IN ('unknown', 'unavailable', 'enabled', 'terminated', 'rejected', 'unresponsive')
     ),
+    -- The state's place in the enum's declared order, which is how `$filter` compares and
+    -- `$orderby` sorts `partnerState` (Graph's enum members are numbered 0 to 5 in this order).
+    -- Derived, so it can never disagree with `partner_state`; VIRTUAL, so it costs no space in the
+    -- table, only in the index below that sorts by it.
+    partner_state_order INTEGER NOT NULL GENERATED ALWAYS AS (
+        CASE partner_state
+            WHEN 'unknown' THEN 0
+            WHEN 'unavailable' THEN 1
+            WHEN 'enabled' THEN 2
+            WHEN 'terminated' THEN 3
+            WHEN 'rejected' THEN 4
+            WHEN 'unresponsive' THEN 5
+        END
+    ) VIRTUAL,
     -- Ticks; Timestamp::MIN (0001-01-01) means "never". Bounds are Timestamp::MIN and MAX.
     last_heartbeat INTEGER NOT NULL CHECK (
         last_heartbeat BETWEEN -621355968000000000 AND 2534023007999999999
@@ -45,10 +63,31 @@ CREATE TABLE partners (
     graph_id TEXT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    -- Ticks; set when a caller deletes the partner. From then on it is gone for readers (get,
+    -- list, count, update, delete answer as if it did not exist), but the row stays: its
+    -- `delete` outbox row still has to reach Graph and renders from it.
+    deleted_at INTEGER NULL,
     -- The natural key. The adapter maps a violation of this constraint to
     -- `StoreError::DuplicateDisplayName`; the index it creates also serves lookups by name.
-    UNIQUE (tenant_id, name_key)
+    UNIQUE (tenant_id, name_key),
+    -- Only a deleted partner may have released its name.
+    CHECK (name_key IS NOT NULL OR deleted_at IS NOT NULL)
 ) STRICT;
+
+-- The listing's indexes, one per sort order `$orderby` offers, each ending in `id`, the final
+-- tie-breaker of every order. With them a page is an index range scan that starts at the keyset
+-- cursor and stops after `$top + 1` entries, so it costs the same at any depth, and no order
+-- needs a sort of the whole tenant.
+--
+-- They are partial (`WHERE deleted_at IS NULL`): every listing asks for exactly that, so the
+-- planner can use them, and tombstones, which accumulate forever, never enter them. A first page
+-- ordered by name would otherwise walk past every released (NULL) name before the first live one.
+CREATE INDEX partners_live_by_id ON partners (tenant_id, id) WHERE deleted_at IS NULL;
+CREATE INDEX partners_live_by_name ON partners (tenant_id, name_key, id) WHERE deleted_at IS NULL;
+CREATE INDEX partners_live_by_heartbeat ON partners (tenant_id, last_heartbeat, id)
+    WHERE deleted_at IS NULL;
+CREATE INDEX partners_live_by_state ON partners (tenant_id, partner_state_order, id)
+    WHERE deleted_at IS NULL;
 
 -- Enrollment assignments: one row per assignment, in the order the caller gave them.
 CREATE TABLE partner_assignments (
@@ -126,8 +165,13 @@ CREATE TABLE outbox (
     -- No cascade: a row whose partner is gone could not render its payload, so a partner with
     -- an outbox row cannot be deleted by accident; undoing a create deletes the row explicitly.
     partner_id TEXT NOT NULL REFERENCES partners (id),
-    operation TEXT NOT NULL CHECK (operation IN ('create')),
-    -- What reconciliation matches Graph's list on: the partner's name key at write time.
+    -- `create` (POST), `update` (PATCH) or `delete` (DELETE). A partner has exactly one `create`
+    -- row; an update folds into it while it is `pending` or `unknown`, and a delete of a partner
+    -- that never reached Graph removes it instead of adding a `delete` row.
+    operation TEXT NOT NULL CHECK (operation IN ('create', 'update', 'delete')),
+    -- What reconciliation matches Graph's list on, and what the claim orders rows by: the
+    -- partner's name key when the row was written (for a `create` into which a rename folded, the
+    -- new one).
     natural_key TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight', 'delivered', 'unknown', 'dead')),
     -- Attempts started so far, counted when an attempt starts (before the HTTP call).
@@ -166,18 +210,23 @@ CREATE TABLE outbox (
 -- rows forever, so without the state in the index every claim would walk all of them.
 CREATE INDEX outbox_tenant_state_next_attempt_at ON outbox (tenant_id, state, next_attempt_at);
 
--- The claim's "one attempt at a time per natural key": does this key already have a row
--- `in_flight` in this tenant? Natural keys are unique per tenant only, so the tenant leads.
-CREATE INDEX outbox_tenant_natural_key_state ON outbox (tenant_id, natural_key, state);
+-- The claim's "one natural key's rows run in order": does this key have a row in flight, or a
+-- live (`pending`, `unknown`, `in_flight`) row older than the candidate? Natural keys are unique
+-- per tenant only, so the tenant leads; `created_at` (and the rowid every index carries) lets the
+-- probe answer from the index alone.
+CREATE INDEX outbox_tenant_natural_key_state_created_at
+    ON outbox (tenant_id, natural_key, state, created_at);
 
 -- Operators' views and lease recovery, across tenants: the rows in one state, oldest first
 -- (`list_rows`), the count per state (answered from the index alone), and the `in_flight` rows
 -- whose lease lapsed (few: at most one batch per dispatcher plus the inline requests).
 CREATE INDEX outbox_state_created_at ON outbox (state, created_at);
 
--- A partner's latest row (its sync state). Deleting a partner also checks the foreign key
--- above through this index; without it that check would scan the whole outbox.
-CREATE INDEX outbox_partner_id_created_at ON outbox (partner_id, created_at);
+-- The same question per partner (its rows run in order too, whatever names they carry), answered
+-- from the index alone; also the rows of one partner for an update or delete, and its latest row
+-- (its sync state: few rows per partner, sorted in memory). Deleting a partner checks the foreign
+-- key above through this index too; without it that check would scan the whole outbox.
+CREATE INDEX outbox_partner_id_state_created_at ON outbox (partner_id, state, created_at);
 
 -- One row per attempt of an outbox row, written when the attempt starts (so a crash mid-call
 -- leaves evidence) and completed when it ends.

@@ -33,9 +33,12 @@ async fn graph_mode_provisions_the_seed_partner_with_one_token_request_and_one_p
         .and(header("authorization", "Bearer fake-access-token"))
         .and(header("content-type", "application/json"))
         .respond_with(move |request: &wiremock::Request| {
-            let mut created: Value = serde_json::from_slice(&request.body).expect("the POST body is JSON");
+            let mut created: Value =
+                serde_json::from_slice(&request.body).expect("the POST body is JSON");
             created["id"] = Value::String(GRAPH_ID.into());
-            ResponseTemplate::new(201).set_body_json(created).insert_header("request-id", "graph-request-1")
+            ResponseTemplate::new(201)
+                .set_body_json(created)
+                .insert_header("request-id", "graph-request-1")
         })
         .expect(1)
         .mount(&graph)
@@ -58,9 +61,14 @@ async fn graph_mode_provisions_the_seed_partner_with_one_token_request_and_one_p
     let id = body["id"].as_str().expect("id").to_owned();
     assert_eq!(body, expected_seed_body(&id, &app.root));
     assert_eq!(app.outbox_state(&id).await, "delivered");
-    let posted: Value = serde_json::from_slice(&graph.received_requests().await.expect("recorded")[0].body).expect("JSON");
+    let posted: Value =
+        serde_json::from_slice(&graph.received_requests().await.expect("recorded")[0].body)
+            .expect("JSON");
     assert_eq!(posted["displayName"], "Display Name value");
     assert!(posted.get("id").is_none(), "Graph assigns the id");
-    assert_eq!(posted["macOsEnrollmentAssignments"][0]["target"]["collectionId"], "Collection Id value");
+    assert_eq!(
+        posted["macOsEnrollmentAssignments"][0]["target"]["collectionId"],
+        "Collection Id value"
+    );
     // `expect(1)` on both fakes is verified when they drop: one token request, one POST.
 }

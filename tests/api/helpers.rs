@@ -100,8 +100,15 @@ pub async fn spawn_app_in(
     // the service still loads it from its own key folder, as in development.
     let key_dir = directory.path().join("keys");
     std::fs::create_dir_all(&key_dir).expect("key folder");
-    if !key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME).exists() {
-        std::fs::write(key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME), DEVELOPMENT_KEY).expect("key file");
+    if !key_dir
+        .join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME)
+        .exists()
+    {
+        std::fs::write(
+            key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME),
+            DEVELOPMENT_KEY,
+        )
+        .expect("key file");
     }
     settings.auth.development_key_dir = key_dir;
     adjust(&mut settings);

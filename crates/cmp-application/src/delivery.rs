@@ -53,11 +53,16 @@ pub fn judge(
     settle: Duration,
 ) -> Verdict {
     let later = |delay: Duration| now.saturating_add_millis(duration_millis(delay));
-    let retry = |state, delay| Verdict::Move(OutboxTransition::Retry { state, next_attempt_at: later(delay) });
+    let retry = |state, delay| {
+        Verdict::Move(OutboxTransition::Retry {
+            state,
+            next_attempt_at: later(delay),
+        })
+    };
     match outcome {
-        Some(CreateOutcome::Created { graph_id }) => {
-            Verdict::Move(OutboxTransition::Delivered { graph_id: graph_id.clone() })
-        }
+        Some(CreateOutcome::Created { graph_id }) => Verdict::Move(OutboxTransition::Delivered {
+            graph_id: graph_id.clone(),
+        }),
         Some(CreateOutcome::NotApplied { retry_after }) => {
             // Retry-After is a floor: never resend to the tenant before it has passed.
             let delay = retry_after.map_or(retry_delay, |after| after.max(retry_delay));
@@ -107,8 +112,16 @@ mod tests {
         assert_eq!(full_jitter(base, cap, 3, 1.0), Duration::from_secs(80));
         assert_eq!(full_jitter(base, cap, 3, 0.5), Duration::from_secs(40));
         assert_eq!(full_jitter(base, cap, 3, 0.0), Duration::ZERO);
-        assert_eq!(full_jitter(base, cap, 7, 1.0), cap, "10 s × 128 is past the 15 min cap");
-        assert_eq!(full_jitter(base, cap, 500, 1.0), cap, "huge attempt counts do not overflow");
+        assert_eq!(
+            full_jitter(base, cap, 7, 1.0),
+            cap,
+            "10 s × 128 is past the 15 min cap"
+        );
+        assert_eq!(
+            full_jitter(base, cap, 500, 1.0),
+            cap,
+            "huge attempt counts do not overflow"
+        );
     }
 
     use super::*;

@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 use crate::delivery::{self, Verdict};
 use crate::ports::{
-    AttemptFinish, AttemptStart, ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState, GraphCallResult,
-    GraphGateway, GraphReadError, GraphResponseMeta, IdSource, Jitter, Operation, OutboxTransition, PartnerRepository,
-    StoreError, WriteOutcome,
+    AttemptFinish, AttemptStart, ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue,
+    DeliveryState, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta, IdSource,
+    Jitter, Operation, OutboxTransition, PartnerRepository, RemotePartner, StoreError,
+    WriteOutcome,
 };
 
 /// The dispatcher's rules, all from configuration.
@@ -91,6 +92,9 @@ pub struct Dispatcher {
     paused_until: Arc<Mutex<Option<Timestamp>>>,
 }
 
+/// Graph's list as read once in a pass.
+type Listing = Result<Vec<RemotePartner>, GraphReadError>;
+
 /// The parts of one attempt's ending that vary by path.
 struct Ending {
     meta: GraphResponseMeta,
@@ -103,7 +107,10 @@ struct Ending {
 
 impl Dispatcher {
     /// A dispatcher over the given ports.
-    #[expect(clippy::too_many_arguments, reason = "one argument per port, as the constructor of PartnerService")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per port, as the constructor of PartnerService"
+    )]
     pub fn new(
         repository: Arc<dyn PartnerRepository>,
         queue: Arc<dyn DeliveryQueue>,
@@ -155,31 +162,50 @@ impl Dispatcher {
     #[tracing::instrument(name = "dispatch_pass", skip_all)]
     pub async fn run_once(&self) -> Result<DispatchPass, DispatchError> {
         let now = self.clock.now();
-        let mut pass = DispatchPass { recovered: self.queue.recover_expired_leases(now).await?, ..DispatchPass::default() };
+        let mut pass = DispatchPass {
+            recovered: self.queue.recover_expired_leases(now).await?,
+            ..DispatchPass::default()
+        };
         if pass.recovered > 0 {
-            tracing::warn!(rows = pass.recovered, "lapsed leases turned unknown; they will be reconciled");
+            tracing::warn!(
+                rows = pass.recovered,
+                "lapsed leases turned unknown; they will be reconciled"
+            );
         }
         if self.paused(now) {
             pass.paused = true;
             return Ok(pass);
         }
         let lease_expires_at = now.saturating_add_millis(millis(self.policy.lease));
-        let claimed =
-            self.queue.claim_due(self.tenant_id, now, &self.owner, lease_expires_at, self.policy.batch_size).await?;
+        let claimed = self
+            .queue
+            .claim_due(
+                self.tenant_id,
+                now,
+                &self.owner,
+                lease_expires_at,
+                self.policy.batch_size,
+            )
+            .await?;
         pass.claimed = claimed.len();
+        // Graph's list, fetched at most once per pass for all the rows that need it: under
+        // failures a paged list is the call most likely to fail, so it is not repeated per row.
+        let mut listing = None;
         for row in claimed {
             // A 429 met by an earlier row pauses the tenant: the rest wait, unattempted, for
             // their lease to be handed back.
             let transition = if self.paused(self.clock.now()) {
                 self.hand_back(&row).await?
             } else {
-                match self.deliver(row).await {
+                match self.deliver(row, &mut listing).await {
                     Ok(transition) => transition,
                     Err(DispatchError(StoreError::LeaseLost)) => {
                         // The row waited in this batch past its lease and another worker
                         // claimed it: that worker delivers it; sending it here too could
                         // create it twice.
-                        tracing::warn!("a claimed row's lease lapsed before its attempt; left to its new holder");
+                        tracing::warn!(
+                            "a claimed row's lease lapsed before its attempt; left to its new holder"
+                        );
                         continue;
                     }
                     Err(error) => return Err(error),
@@ -197,13 +223,39 @@ impl Dispatcher {
     /// Returns a claimed row to its previous state without an attempt, due when the pause ends.
     async fn hand_back(&self, row: &ClaimedDelivery) -> Result<OutboxTransition, DispatchError> {
         let resume = self.pause_end().unwrap_or_else(|| self.clock.now());
-        self.queue.release(row.outbox_id, row.previous_state, resume).await?;
-        Ok(OutboxTransition::Retry { state: row.previous_state, next_attempt_at: resume })
+        self.queue
+            .release(row.outbox_id, row.previous_state, resume)
+            .await?;
+        Ok(OutboxTransition::Retry {
+            state: row.previous_state,
+            next_attempt_at: resume,
+        })
     }
 
     /// One attempt for one claimed row.
     #[tracing::instrument(name = "deliver", skip_all, fields(outbox.id = %row.outbox_id, partner.id = %row.partner.id()))]
-    async fn deliver(&self, row: ClaimedDelivery) -> Result<OutboxTransition, DispatchError> {
+    async fn deliver(
+        &self,
+        row: ClaimedDelivery,
+        listing: &mut Option<Listing>,
+    ) -> Result<OutboxTransition, DispatchError> {
+        let needs_listing = match row.operation {
+            Operation::Create => row.previous_state == DeliveryState::Unknown,
+            Operation::Update | Operation::Delete => row.graph_id.is_none(),
+        };
+        let remote = if needs_listing {
+            if listing.is_none() {
+                *listing = Some(self.graph.list_partners().await);
+            }
+            match listing.as_ref() {
+                Some(Ok(remote)) => Some(remote.as_slice()),
+                Some(Err(error)) => return self.listing_failed(&row, error).await,
+                None => None,
+            }
+        } else {
+            None
+        };
+
         let attempt = row.attempts + 1;
         let client_request_id = self.ids.new_uuid();
         let started_at = self.clock.now();
@@ -218,10 +270,15 @@ impl Dispatcher {
             })
             .await?;
 
-        let ending = match (row.operation, row.previous_state) {
-            (Operation::Create, DeliveryState::Unknown) => self.reconcile_then_create(&row, client_request_id, attempt).await,
-            (Operation::Create, _) => self.create(&row, client_request_id, attempt).await,
-            (Operation::Update | Operation::Delete, _) => self.change(&row, client_request_id, attempt).await,
+        let ending = match (row.operation, remote) {
+            (Operation::Create, Some(remote)) => {
+                self.reconcile_then_create(&row, remote, client_request_id, attempt)
+                    .await
+            }
+            (Operation::Create, None) => self.create(&row, client_request_id, attempt).await,
+            (Operation::Update | Operation::Delete, remote) => {
+                self.change(&row, remote, client_request_id, attempt).await
+            }
         };
         let ending = self.give_up_if_exhausted(&row, row.attempts_in_window + 1, ending);
         if let OutboxTransition::Dead { reason } = &ending.transition {
@@ -232,105 +289,176 @@ impl Dispatcher {
         Ok(transition)
     }
 
-    /// §3.4: list Graph and match on the natural key before any resend.
-    async fn reconcile_then_create(&self, row: &ClaimedDelivery, client_request_id: Uuid, attempt: u32) -> Ending {
-        let now = || self.clock.now();
-        match self.graph.list_partners().await {
-            Ok(remote) => {
-                let matches: Vec<_> = remote
-                    .iter()
-                    .filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key))
-                    .collect();
-                match matches.as_slice() {
-                    [] => {
-                        let ending = self.create(row, client_request_id, attempt).await;
-                        if let OutboxTransition::Retry { .. } = ending.transition
-                            && ending.label == "conflict"
-                        {
-                            // Graph says it holds the name, yet its list just showed none: a
-                            // refusal for good (§3.1), not a reason to loop list-and-POST.
-                            return Ending {
-                                transition: OutboxTransition::Dead {
-                                    reason: format!(
-                                        "Microsoft Graph refused the partner with 409 (code {}) although its list holds no object of that name",
-                                        ending.meta.error_code.as_deref().unwrap_or("none")
-                                    ),
-                                },
-                                ..ending
-                            };
-                        }
-                        ending
-                    }
-                    [single] => Ending {
-                        waits_on_operator: false,
-                        meta: GraphResponseMeta::default(),
-                        label: "adopted",
-                        transition: OutboxTransition::Delivered { graph_id: single.graph_id.clone() },
-                    },
-                    several => Ending {
-                        waits_on_operator: false,
-                        meta: GraphResponseMeta::default(),
-                        label: "duplicate_in_graph",
-                        transition: OutboxTransition::Dead {
-                            reason: format!(
-                                "duplicate in Graph: {} objects named '{}' ({}); delete the extra ones, then re-queue",
-                                several.len(),
-                                row.partner.display_name(),
-                                several.iter().map(|r| r.graph_id.as_str()).collect::<Vec<_>>().join(", ")
-                            ),
-                        },
-                    },
+    /// Graph's list could not be read: nothing was sent, so no attempt is recorded and none is
+    /// counted against the give-up limit; the row goes back as it was, after a back-off. Only
+    /// the age limit still applies (failures of our own credentials excepted), so a list that
+    /// never works ends, after a day, in front of an operator.
+    async fn listing_failed(
+        &self,
+        row: &ClaimedDelivery,
+        error: &GraphReadError,
+    ) -> Result<OutboxTransition, DispatchError> {
+        let now = self.clock.now();
+        let ours = matches!(error, GraphReadError::AuthFailure(_));
+        if matches!(error, GraphReadError::Transient(_)) {
+            tracing::warn!(error.message = %error, "listing Graph failed; the row waits");
+        } else {
+            tracing::error!(alert = true, error.message = %error, "ALERT: listing Graph failed");
+        }
+        let first = row.first_attempt_at.unwrap_or(row.created_at);
+        if !ours && now >= first.saturating_add_millis(millis(self.policy.max_age)) {
+            // Giving up needs an attempt to record the end on.
+            let client_request_id = self.ids.new_uuid();
+            self.queue
+                .start_attempt(&AttemptStart {
+                    outbox_id: row.outbox_id,
+                    attempt: row.attempts + 1,
+                    client_request_id,
+                    started_at: now,
+                    lease_owner: self.owner.clone(),
+                    lease_expires_at: now.saturating_add_millis(millis(self.policy.lease)),
+                })
+                .await?;
+            let transition = OutboxTransition::Dead {
+                reason: format!(
+                    "gave up {} s after the first attempt: Graph's list could not be read ({error})",
+                    self.policy.max_age.as_secs()
+                ),
+            };
+            let meta = match error {
+                GraphReadError::Transient(meta)
+                | GraphReadError::AuthFailure(meta)
+                | GraphReadError::Refused(meta) => meta.clone(),
+                GraphReadError::Paging(_) | GraphReadError::Malformed(_) => {
+                    GraphResponseMeta::default()
                 }
-            }
-            Err(error) => {
-                let (meta, alert) = match &error {
-                    GraphReadError::Transient(meta) => (meta.clone(), false),
-                    GraphReadError::AuthFailure(meta) | GraphReadError::Refused(meta) => (meta.clone(), true),
-                    GraphReadError::Paging(_) | GraphReadError::Malformed(_) => (GraphResponseMeta::default(), true),
-                };
-                let waits_on_operator = matches!(error, GraphReadError::AuthFailure(_));
-                if alert {
-                    tracing::error!(alert = true, error.message = %error, "ALERT: reconciling with Graph failed");
-                } else {
-                    tracing::warn!(error.message = %error, "reconciling with Graph failed; trying later");
-                }
+            };
+            self.finish(
+                row,
+                client_request_id,
                 Ending {
                     meta,
-                    waits_on_operator,
-                    label: if waits_on_operator { "auth_failure" } else { "reconcile_failed" },
-                    transition: OutboxTransition::Retry {
-                        state: DeliveryState::Unknown,
-                        next_attempt_at: now().saturating_add_millis(millis(self.backoff(attempt))),
-                    },
+                    label: "reconcile_failed",
+                    transition: transition.clone(),
+                    waits_on_operator: false,
+                },
+            )
+            .await?;
+            return Ok(transition);
+        }
+        let next_attempt_at = now.saturating_add_millis(millis(self.backoff(row.attempts + 1)));
+        self.queue
+            .release(row.outbox_id, row.previous_state, next_attempt_at)
+            .await?;
+        Ok(OutboxTransition::Retry {
+            state: row.previous_state,
+            next_attempt_at,
+        })
+    }
+
+    /// §3.4: match Graph's list on the natural key before any resend.
+    async fn reconcile_then_create(
+        &self,
+        row: &ClaimedDelivery,
+        remote: &[RemotePartner],
+        client_request_id: Uuid,
+        attempt: u32,
+    ) -> Ending {
+        let matches: Vec<_> = remote
+            .iter()
+            .filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key))
+            .collect();
+        match matches.as_slice() {
+            [] => {
+                let ending = self.create(row, client_request_id, attempt).await;
+                if let OutboxTransition::Retry { .. } = ending.transition
+                    && ending.label == "conflict"
+                {
+                    // Graph says it holds the name, yet its list just showed none: a refusal
+                    // for good (§3.1), not a reason to loop list-and-POST.
+                    return Ending {
+                        transition: OutboxTransition::Dead {
+                            reason: format!(
+                                "Microsoft Graph refused the partner with 409 (code {}) although its list holds no object of that name",
+                                ending.meta.error_code.as_deref().unwrap_or("none")
+                            ),
+                        },
+                        ..ending
+                    };
                 }
+                ending
             }
+            [single] => Ending {
+                waits_on_operator: false,
+                meta: GraphResponseMeta::default(),
+                label: "adopted",
+                transition: OutboxTransition::Delivered {
+                    graph_id: single.graph_id.clone(),
+                },
+            },
+            several => Ending {
+                waits_on_operator: false,
+                meta: GraphResponseMeta::default(),
+                label: "duplicate_in_graph",
+                transition: OutboxTransition::Dead {
+                    reason: format!(
+                        "duplicate in Graph: {} objects named '{}' ({}); delete the extra ones, then re-queue",
+                        several.len(),
+                        row.partner.display_name(),
+                        several
+                            .iter()
+                            .map(|r| r.graph_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+            },
         }
     }
 
     /// A PATCH or DELETE of the partner's object in Graph. Both are idempotent, so an unknown
     /// outcome is simply tried again. The object is found by Graph's id, or by display name
     /// when the id was never learnt.
-    async fn change(&self, row: &ClaimedDelivery, client_request_id: Uuid, attempt: u32) -> Ending {
+    async fn change(
+        &self,
+        row: &ClaimedDelivery,
+        remote: Option<&[RemotePartner]>,
+        client_request_id: Uuid,
+        attempt: u32,
+    ) -> Ending {
         let graph_id = match &row.graph_id {
             Some(id) => id.clone(),
-            None => match self.find_by_name(row).await {
+            None => match self.find_by_name(row, remote.unwrap_or_default()) {
                 Ok(Some(id)) => id,
                 Ok(None) if row.operation == Operation::Delete => {
                     // Nothing of that name in Graph: there is nothing to delete.
                     return Ending {
                         meta: GraphResponseMeta::default(),
                         label: "absent_in_graph",
-                        transition: OutboxTransition::Delivered { graph_id: NOT_IN_GRAPH.to_owned() },
+                        transition: OutboxTransition::Delivered {
+                            graph_id: NOT_IN_GRAPH.to_owned(),
+                        },
                         waits_on_operator: false,
                     };
                 }
-                Ok(None) => return self.dead("the partner is not in Microsoft Graph, so it cannot be updated"),
-                Err(ending) => return ending,
+                Ok(None) => {
+                    return self
+                        .dead("the partner is not in Microsoft Graph, so it cannot be updated");
+                }
+                Err(reason) => return self.dead(&reason),
             },
         };
         let result = match row.operation {
-            Operation::Delete => self.graph.delete_partner(&graph_id, client_request_id).await,
-            _ => self.graph.update_partner(&graph_id, &row.partner, client_request_id).await,
+            Operation::Delete => {
+                self.graph
+                    .delete_partner(&graph_id, client_request_id)
+                    .await
+            }
+            _ => {
+                self.graph
+                    .update_partner(&graph_id, &row.partner, client_request_id)
+                    .await
+            }
         };
         let now = self.clock.now();
         let retry = |state| OutboxTransition::Retry {
@@ -343,7 +471,9 @@ impl Dispatcher {
                 if let Some(after) = retry_after {
                     self.pause(now.saturating_add_millis(millis(after)));
                 }
-                let delay = retry_after.map_or(self.backoff(attempt), |after| after.max(self.backoff(attempt)));
+                let delay = retry_after.map_or(self.backoff(attempt), |after| {
+                    after.max(self.backoff(attempt))
+                });
                 let transition = OutboxTransition::Retry {
                     state: DeliveryState::Pending,
                     next_attempt_at: now.saturating_add_millis(millis(delay)),
@@ -357,7 +487,9 @@ impl Dispatcher {
             WriteOutcome::Unknown => ("unknown", retry(DeliveryState::Pending), false),
             WriteOutcome::NotFound => (
                 "not_found",
-                OutboxTransition::Dead { reason: format!("Microsoft Graph has no object {graph_id} to update") },
+                OutboxTransition::Dead {
+                    reason: format!("Microsoft Graph has no object {graph_id} to update"),
+                },
                 false,
             ),
             WriteOutcome::Rejected => (
@@ -366,41 +498,48 @@ impl Dispatcher {
                     reason: format!(
                         "Microsoft Graph refused the {}: status {}, code {}",
                         row.operation.as_str(),
-                        result.meta.status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                        result
+                            .meta
+                            .status
+                            .map_or_else(|| "none".to_owned(), |s| s.to_string()),
                         result.meta.error_code.as_deref().unwrap_or("none")
                     ),
                 },
                 false,
             ),
         };
-        Ending { meta: result.meta, label, transition, waits_on_operator }
+        Ending {
+            meta: result.meta,
+            label,
+            transition,
+            waits_on_operator,
+        }
     }
 
-    /// Graph's id of the single object named like the row's partner; `Ok(None)` when there is
-    /// none; an ending (retry, or dead for duplicates) when the list fails or is ambiguous.
-    async fn find_by_name(&self, row: &ClaimedDelivery) -> Result<Option<String>, Ending> {
-        let remote = self.graph.list_partners().await.map_err(|error| {
-            tracing::warn!(error.message = %error, "listing Graph to find a partner failed; trying later");
-            Ending {
-                meta: GraphResponseMeta::default(),
-                label: "reconcile_failed",
-                waits_on_operator: matches!(error, GraphReadError::AuthFailure(_)),
-                transition: OutboxTransition::Retry {
-                    state: row.previous_state,
-                    next_attempt_at: self.clock.now().saturating_add_millis(millis(self.backoff(row.attempts + 1))),
-                },
-            }
-        })?;
-        let matches: Vec<_> = remote.into_iter().filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key)).collect();
+    /// Graph's id of the single object in `remote` named like the row's partner; `Ok(None)`
+    /// when there is none; the reason to give up when several are.
+    fn find_by_name(
+        &self,
+        row: &ClaimedDelivery,
+        remote: &[RemotePartner],
+    ) -> Result<Option<String>, String> {
+        let matches: Vec<_> = remote
+            .iter()
+            .filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key))
+            .collect();
         match matches.as_slice() {
             [] => Ok(None),
             [single] => Ok(Some(single.graph_id.clone())),
-            several => Err(self.dead(&format!(
+            several => Err(format!(
                 "duplicate in Graph: {} objects named '{}' ({})",
                 several.len(),
                 row.partner.display_name(),
-                several.iter().map(|r| r.graph_id.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
+                several
+                    .iter()
+                    .map(|r| r.graph_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 
@@ -408,40 +547,66 @@ impl Dispatcher {
         Ending {
             meta: GraphResponseMeta::default(),
             label: "dead",
-            transition: OutboxTransition::Dead { reason: reason.to_owned() },
+            transition: OutboxTransition::Dead {
+                reason: reason.to_owned(),
+            },
             waits_on_operator: false,
         }
     }
 
     /// A POST, judged by the same rules as the inline attempt of the create request.
     async fn create(&self, row: &ClaimedDelivery, client_request_id: Uuid, attempt: u32) -> Ending {
-        let GraphCallResult { outcome, meta } = self.graph.create_partner(&row.partner, client_request_id).await;
+        let GraphCallResult { outcome, meta } = self
+            .graph
+            .create_partner(&row.partner, client_request_id)
+            .await;
         let now = self.clock.now();
-        if let CreateOutcome::NotApplied { retry_after: Some(after) } = &outcome {
+        if let CreateOutcome::NotApplied {
+            retry_after: Some(after),
+        } = &outcome
+        {
             self.pause(now.saturating_add_millis(millis(*after)));
         }
         if outcome == CreateOutcome::AuthFailure {
             tracing::error!(alert = true, status = ?meta.status, code = ?meta.error_code, "ALERT: Graph refused our credentials; rows stay pending");
         }
         let label = delivery::outcome_label(Some(&outcome));
-        let transition = match delivery::judge(Some(&outcome), now, self.backoff(attempt), self.policy.settle) {
+        let transition = match delivery::judge(
+            Some(&outcome),
+            now,
+            self.backoff(attempt),
+            self.policy.settle,
+        ) {
             Verdict::Move(transition) => transition,
             Verdict::Rejected => OutboxTransition::Dead {
                 reason: format!(
                     "Microsoft Graph refused the partner: status {}, code {}",
-                    meta.status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    meta.status
+                        .map_or_else(|| "none".to_owned(), |s| s.to_string()),
                     meta.error_code.as_deref().unwrap_or("none")
                 ),
             },
         };
         let waits_on_operator = outcome == CreateOutcome::AuthFailure;
-        Ending { meta, label, transition, waits_on_operator }
+        Ending {
+            meta,
+            label,
+            transition,
+            waits_on_operator,
+        }
     }
 
     /// Transient failures past the attempt or age limit are dead-lettered. Rows waiting on our
     /// own credentials are not: that is an operator's fix, and nothing is lost by waiting.
-    fn give_up_if_exhausted(&self, row: &ClaimedDelivery, attempts_in_window: u32, ending: Ending) -> Ending {
-        let OutboxTransition::Retry { .. } = ending.transition else { return ending };
+    fn give_up_if_exhausted(
+        &self,
+        row: &ClaimedDelivery,
+        attempts_in_window: u32,
+        ending: Ending,
+    ) -> Ending {
+        let OutboxTransition::Retry { .. } = ending.transition else {
+            return ending;
+        };
         if ending.waits_on_operator {
             return ending;
         }
@@ -449,16 +614,31 @@ impl Dispatcher {
         let first = row.first_attempt_at.unwrap_or(row.created_at);
         let age_limit = first.saturating_add_millis(millis(self.policy.max_age));
         let reason = if attempts_in_window >= self.policy.max_attempts {
-            format!("gave up after {attempts_in_window} attempts; last outcome {}", ending.label)
+            format!(
+                "gave up after {attempts_in_window} attempts; last outcome {}",
+                ending.label
+            )
         } else if now >= age_limit {
-            format!("gave up {} s after the first attempt; last outcome {}", self.policy.max_age.as_secs(), ending.label)
+            format!(
+                "gave up {} s after the first attempt; last outcome {}",
+                self.policy.max_age.as_secs(),
+                ending.label
+            )
         } else {
             return ending;
         };
-        Ending { transition: OutboxTransition::Dead { reason }, ..ending }
+        Ending {
+            transition: OutboxTransition::Dead { reason },
+            ..ending
+        }
     }
 
-    async fn finish(&self, row: &ClaimedDelivery, client_request_id: Uuid, ending: Ending) -> Result<(), DispatchError> {
+    async fn finish(
+        &self,
+        row: &ClaimedDelivery,
+        client_request_id: Uuid,
+        ending: Ending,
+    ) -> Result<(), DispatchError> {
         let finish = AttemptFinish {
             outbox_id: row.outbox_id,
             partner_id: row.partner.id(),
@@ -473,7 +653,12 @@ impl Dispatcher {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        delivery::full_jitter(self.policy.backoff_base, self.policy.backoff_cap, attempt, self.jitter.fraction())
+        delivery::full_jitter(
+            self.policy.backoff_base,
+            self.policy.backoff_cap,
+            attempt,
+            self.jitter.fraction(),
+        )
     }
 
     fn paused(&self, now: Timestamp) -> bool {
@@ -481,11 +666,17 @@ impl Dispatcher {
     }
 
     fn pause_end(&self) -> Option<Timestamp> {
-        *self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn pause(&self, until: Timestamp) {
-        let mut paused = self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *paused = Some(paused.map_or(until, |current| current.max(until)));
     }
 }
@@ -495,7 +686,9 @@ pub const NOT_IN_GRAPH: &str = "not-in-graph";
 
 /// Whether Graph's display name has `natural_key` (trimmed, case-insensitive).
 fn same_name(display_name: Option<&str>, natural_key: &str) -> bool {
-    display_name.and_then(|name| DisplayName::parse(name).ok()).is_some_and(|name| name.natural_key() == natural_key)
+    display_name
+        .and_then(|name| DisplayName::parse(name).ok())
+        .is_some_and(|name| name.natural_key() == natural_key)
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -32,10 +32,11 @@ pub use error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdateP
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use ports::{
-    AttemptFinish, AuditAction, AuditEntry, Clock, CreateOutcome, DeliveryState, GraphCallResult,
-    GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource, NewPartnerWrite,
-    OutboxTransition, PartnerRepository, RemotePartner, Sleeper, StoreError, WriteOutcome, AttemptRecord,
-    AttemptStart, ChangeQueued, ChangeWrite, ClaimedDelivery, DeliveryQueue, Jitter, Operation, OutboxCounts, SyncState,
+    AttemptFinish, AttemptRecord, AttemptStart, AuditAction, AuditEntry, ChangeQueued, ChangeWrite,
+    ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState, GraphCallResult,
+    GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource, Jitter,
+    NewPartnerWrite, Operation, OutboxCounts, OutboxTransition, PartnerRepository, RemotePartner,
+    Sleeper, StoreError, SyncState, WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -46,5 +47,6 @@ pub use operations::MockOperatorUseCases;
 pub use partners::MockPartnerUseCases;
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{
-    MockClock, MockDeliveryQueue, MockGraphGateway, MockIdSource, MockJitter, MockPartnerRepository, MockSleeper,
+    MockClock, MockDeliveryQueue, MockGraphGateway, MockIdSource, MockJitter,
+    MockPartnerRepository, MockSleeper,
 };

@@ -42,7 +42,11 @@ pub trait OperatorUseCases: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`OperationsError::Unexpected`] when the store fails.
-    async fn list_rows(&self, state: Option<DeliveryState>, limit: u32) -> Result<Vec<SyncState>, OperationsError>;
+    async fn list_rows(
+        &self,
+        state: Option<DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<SyncState>, OperationsError>;
 
     /// Rows per state.
     ///
@@ -73,10 +77,17 @@ impl OutboxOperations {
 #[async_trait::async_trait]
 impl OperatorUseCases for OutboxOperations {
     async fn sync_state(&self, partner_id: PartnerId) -> Result<SyncState, OperationsError> {
-        self.queue.sync_state(partner_id).await?.ok_or(OperationsError::NotFound)
+        self.queue
+            .sync_state(partner_id)
+            .await?
+            .ok_or(OperationsError::NotFound)
     }
 
-    async fn list_rows(&self, state: Option<DeliveryState>, limit: u32) -> Result<Vec<SyncState>, OperationsError> {
+    async fn list_rows(
+        &self,
+        state: Option<DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<SyncState>, OperationsError> {
         Ok(self.queue.list_rows(state, limit).await?)
     }
 
@@ -103,14 +114,19 @@ mod tests {
 
     fn clock() -> MockClock {
         let mut clock = MockClock::new();
-        clock.expect_now().return_const(Timestamp::from_unix_seconds(1_700_000_000, 0).expect("in range"));
+        clock
+            .expect_now()
+            .return_const(Timestamp::from_unix_seconds(1_700_000_000, 0).expect("in range"));
         clock
     }
 
     #[tokio::test]
     async fn requeue_reports_a_row_that_is_not_dead() {
         let mut queue = MockDeliveryQueue::new();
-        queue.expect_requeue_dead().times(1).returning(|_, _| Ok(false));
+        queue
+            .expect_requeue_dead()
+            .times(1)
+            .returning(|_, _| Ok(false));
         let operations = OutboxOperations::new(Arc::new(queue), Arc::new(clock()));
 
         let result = operations.requeue(Uuid::from_u128(1)).await;
@@ -140,7 +156,9 @@ mod tests {
         queue.expect_sync_state().times(1).returning(|_| Ok(None));
         let operations = OutboxOperations::new(Arc::new(queue), Arc::new(clock()));
 
-        let result = operations.sync_state(PartnerId::from_uuid(Uuid::from_u128(9))).await;
+        let result = operations
+            .sync_state(PartnerId::from_uuid(Uuid::from_u128(9)))
+            .await;
 
         assert!(matches!(result, Err(OperationsError::NotFound)));
     }

@@ -9,11 +9,11 @@ use cmp_domain::{NewPartner, Partner, PartnerId, PartnerPatch, Platform, TenantI
 
 use crate::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
-use crate::query::{Filter, ListPartnersError, ListQuery, PartnerPage};
 use crate::ports::{
-    AttemptFinish, AuditAction, AuditEntry, ChangeQueued, ChangeWrite, Clock, GraphGateway, IdSource, NewPartnerWrite,
-    OutboxTransition, PartnerRepository, Sleeper, StoreError,
+    AttemptFinish, AuditAction, AuditEntry, ChangeQueued, ChangeWrite, Clock, GraphGateway,
+    IdSource, NewPartnerWrite, OutboxTransition, PartnerRepository, Sleeper, StoreError,
 };
+use crate::query::{Filter, ListPartnersError, ListQuery, PartnerPage};
 
 /// Who asked: the ids of the HTTP request, for the audit log and the lease owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,11 @@ pub trait PartnerUseCases: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`DeletePartnerError::NotFound`] for an unknown or already deleted id.
-    async fn delete_partner(&self, id: PartnerId, context: &RequestContext) -> Result<(), DeletePartnerError>;
+    async fn delete_partner(
+        &self,
+        id: PartnerId,
+        context: &RequestContext,
+    ) -> Result<(), DeletePartnerError>;
 }
 
 /// The use cases over the driven ports.
@@ -164,7 +168,9 @@ impl PartnerUseCases for PartnerService {
                 }
                 StoreError::Unexpected(e) => CreatePartnerError::Unexpected(e),
                 error @ (StoreError::NotFound | StoreError::LeaseLost) => {
-                    CreatePartnerError::Unexpected(anyhow::Error::new(error).context("inserting a partner"))
+                    CreatePartnerError::Unexpected(
+                        anyhow::Error::new(error).context("inserting a partner"),
+                    )
                 }
             })?;
 
@@ -178,7 +184,12 @@ impl PartnerUseCases for PartnerService {
             None => (None, Default::default()),
         };
 
-        match delivery::judge(outcome.as_ref(), finished_at, self.policy.retry_base, self.policy.settle) {
+        match delivery::judge(
+            outcome.as_ref(),
+            finished_at,
+            self.policy.retry_base,
+            self.policy.settle,
+        ) {
             Verdict::Move(transition) => {
                 let delivered = matches!(transition, OutboxTransition::Delivered { .. });
                 let finish = AttemptFinish {
@@ -243,7 +254,10 @@ impl PartnerUseCases for PartnerService {
 
     #[tracing::instrument(name = "count_partners", skip_all)]
     async fn count_partners(&self, filter: Option<Filter>) -> Result<u64, ListPartnersError> {
-        Ok(self.repository.count_partners(self.tenant_id, filter).await?)
+        Ok(self
+            .repository
+            .count_partners(self.tenant_id, filter)
+            .await?)
     }
 
     #[tracing::instrument(name = "update_partner", skip_all, fields(partner.id = %id))]
@@ -253,11 +267,22 @@ impl PartnerUseCases for PartnerService {
         patch: PartnerPatch,
         context: &RequestContext,
     ) -> Result<Partner, UpdatePartnerError> {
-        let unexpected = |e: StoreError| UpdatePartnerError::Unexpected(anyhow::Error::new(e).context("updating a partner"));
-        let current = self.repository.get_partner(id).await.map_err(unexpected)?.ok_or(UpdatePartnerError::NotFound(id))?;
+        let unexpected = |e: StoreError| {
+            UpdatePartnerError::Unexpected(anyhow::Error::new(e).context("updating a partner"))
+        };
+        let current = self
+            .repository
+            .get_partner(id)
+            .await
+            .map_err(unexpected)?
+            .ok_or(UpdatePartnerError::NotFound(id))?;
         let updated = current.patched(&patch, self.clock.now())?;
         let changes = changed_properties(&current, &updated);
-        let detail = if changes.is_empty() { "no property changed".to_owned() } else { changes.join("; ") };
+        let detail = if changes.is_empty() {
+            "no property changed".to_owned()
+        } else {
+            changes.join("; ")
+        };
         let write = ChangeWrite {
             tenant_id: self.tenant_id,
             outbox_id: self.ids.new_uuid(),
@@ -278,12 +303,21 @@ impl PartnerUseCases for PartnerService {
     }
 
     #[tracing::instrument(name = "delete_partner", skip_all, fields(partner.id = %id))]
-    async fn delete_partner(&self, id: PartnerId, context: &RequestContext) -> Result<(), DeletePartnerError> {
+    async fn delete_partner(
+        &self,
+        id: PartnerId,
+        context: &RequestContext,
+    ) -> Result<(), DeletePartnerError> {
         let write = ChangeWrite {
             tenant_id: self.tenant_id,
             outbox_id: self.ids.new_uuid(),
             now: self.clock.now(),
-            audit: self.audit(id, AuditAction::Deleted, context, "deleted by the caller".to_owned()),
+            audit: self.audit(
+                id,
+                AuditAction::Deleted,
+                context,
+                "deleted by the caller".to_owned(),
+            ),
         };
         match self.repository.delete_partner(id, &write).await {
             Ok(ChangeQueued::Folded) => {
@@ -292,7 +326,9 @@ impl PartnerUseCases for PartnerService {
             }
             Ok(ChangeQueued::Queued) => Ok(()),
             Err(StoreError::NotFound) => Err(DeletePartnerError::NotFound(id)),
-            Err(other) => Err(DeletePartnerError::Unexpected(anyhow::Error::new(other).context("deleting a partner"))),
+            Err(other) => Err(DeletePartnerError::Unexpected(
+                anyhow::Error::new(other).context("deleting a partner"),
+            )),
         }
     }
 
@@ -309,7 +345,13 @@ impl PartnerUseCases for PartnerService {
 }
 
 impl PartnerService {
-    fn audit(&self, partner_id: PartnerId, action: AuditAction, context: &RequestContext, detail: String) -> AuditEntry {
+    fn audit(
+        &self,
+        partner_id: PartnerId,
+        action: AuditAction,
+        context: &RequestContext,
+        detail: String,
+    ) -> AuditEntry {
         AuditEntry {
             id: self.ids.new_uuid(),
             partner_id,
@@ -326,10 +368,18 @@ impl PartnerService {
 fn changed_properties(before: &Partner, after: &Partner) -> Vec<String> {
     let mut changed = Vec::new();
     if before.display_name() != after.display_name() {
-        changed.push(format!("displayName: '{}' -> '{}'", before.display_name(), after.display_name()));
+        changed.push(format!(
+            "displayName: '{}' -> '{}'",
+            before.display_name(),
+            after.display_name()
+        ));
     }
     if before.state() != after.state() {
-        changed.push(format!("partnerState: {} -> {}", before.state(), after.state()));
+        changed.push(format!(
+            "partnerState: {} -> {}",
+            before.state(),
+            after.state()
+        ));
     }
     if before.last_heartbeat() != after.last_heartbeat() {
         changed.push("lastHeartbeatDateTime".to_owned());
@@ -337,10 +387,18 @@ fn changed_properties(before: &Partner, after: &Partner) -> Vec<String> {
     for platform in Platform::ALL {
         let (old, new) = (before.platform(platform), after.platform(platform));
         if old.onboarded() != new.onboarded() {
-            changed.push(format!("{platform}Onboarded: {} -> {}", old.onboarded(), new.onboarded()));
+            changed.push(format!(
+                "{platform}Onboarded: {} -> {}",
+                old.onboarded(),
+                new.onboarded()
+            ));
         }
         if old.assignments() != new.assignments() {
-            changed.push(format!("{platform}EnrollmentAssignments ({} -> {})", old.assignments().len(), new.assignments().len()));
+            changed.push(format!(
+                "{platform}EnrollmentAssignments ({} -> {})",
+                old.assignments().len(),
+                new.assignments().len()
+            ));
         }
     }
     changed

@@ -290,25 +290,39 @@ pub trait PartnerRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails or a cursor does not fit the sort keys.
-    async fn list_partners(&self, tenant_id: TenantId, query: &ListQuery) -> Result<PartnerPage, StoreError>;
+    async fn list_partners(
+        &self,
+        tenant_id: TenantId,
+        query: &ListQuery,
+    ) -> Result<PartnerPage, StoreError>;
 
     /// How many of the tenant's (not deleted) partners `filter` matches.
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails.
-    async fn count_partners(&self, tenant_id: TenantId, filter: Option<Filter>) -> Result<u64, StoreError>;
+    async fn count_partners(
+        &self,
+        tenant_id: TenantId,
+        filter: Option<Filter>,
+    ) -> Result<u64, StoreError>;
 
     /// Stores `partner` (an existing, not deleted partner, already patched) in one transaction
-    /// with `write.audit`, and queues the change for Graph: when the partner's create has not
-    /// been attempted yet or waits (`pending`/`unknown`), the change folds into it (the payload
-    /// is rendered from the stored partner at delivery) and no row is added; otherwise an
-    /// `update` row (`pending`, id `write.outbox_id`) is queued behind the partner's earlier rows.
+    /// with `write.audit`, and queues the change for Graph: when the partner's create is
+    /// `pending` (never sent, or certainly not applied), the change folds into it (the payload
+    /// is rendered from the stored partner at delivery) and no row is added; otherwise (an
+    /// `unknown` create included: Graph may hold the old version, which reconciliation adopts
+    /// as it is) an `update` row (`pending`, id `write.outbox_id`) is queued behind the
+    /// partner's earlier rows.
     ///
     /// # Errors
     /// MUST return [`StoreError::DuplicateDisplayName`] when another partner of the tenant has
     /// the new natural key, and [`StoreError::NotFound`] when the partner does not exist or is
     /// deleted; then nothing is written.
-    async fn update_partner(&self, partner: &Partner, write: &ChangeWrite) -> Result<ChangeQueued, StoreError>;
+    async fn update_partner(
+        &self,
+        partner: &Partner,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError>;
 
     /// Deletes a partner for callers, in one transaction with `write.audit`. When its create
     /// was never attempted with an unknown outcome and never delivered (`pending`, no graph id),
@@ -318,7 +332,11 @@ pub trait PartnerRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// MUST return [`StoreError::NotFound`] when the partner does not exist or is deleted.
-    async fn delete_partner(&self, id: PartnerId, write: &ChangeWrite) -> Result<ChangeQueued, StoreError>;
+    async fn delete_partner(
+        &self,
+        id: PartnerId,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError>;
 
     /// Records the end of an attempt and moves the outbox row on, in one transaction; on
     /// `Delivered` also stores Graph's id on the partner.
@@ -605,7 +623,12 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails or the row is not `in_flight`.
-    async fn release(&self, outbox_id: Uuid, state: DeliveryState, next_attempt_at: Timestamp) -> Result<(), StoreError>;
+    async fn release(
+        &self,
+        outbox_id: Uuid,
+        state: DeliveryState,
+        next_attempt_at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Records the start of an attempt (attempt row, attempt count, `last_client_request_id`,
     /// `first_attempt_at` when unset) and renews the lease to `lease_expires_at`, committed
@@ -629,7 +652,11 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails.
-    async fn list_rows(&self, state: Option<DeliveryState>, limit: u32) -> Result<Vec<SyncState>, StoreError>;
+    async fn list_rows(
+        &self,
+        state: Option<DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<SyncState>, StoreError>;
 
     /// How many rows are in each state.
     ///

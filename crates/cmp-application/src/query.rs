@@ -134,7 +134,14 @@ pub struct ListQuery {
 
 impl Default for ListQuery {
     fn default() -> Self {
-        Self { filter: None, order: Vec::new(), page_size: DEFAULT_PAGE_SIZE, skip: 0, after: None, count: false }
+        Self {
+            filter: None,
+            order: Vec::new(),
+            page_size: DEFAULT_PAGE_SIZE,
+            skip: 0,
+            after: None,
+            count: false,
+        }
     }
 }
 
@@ -143,7 +150,10 @@ impl ListQuery {
     pub fn sort_keys(&self) -> Vec<SortKey> {
         let mut keys = self.order.clone();
         if !keys.iter().any(|key| key.field == SortField::Id) {
-            keys.push(SortKey { field: SortField::Id, descending: false });
+            keys.push(SortKey {
+                field: SortField::Id,
+                descending: false,
+            });
         }
         keys
     }
@@ -184,18 +194,39 @@ mod tests {
     #[test]
     fn id_is_appended_as_the_last_sort_key_unless_present() {
         let by_name = ListQuery {
-            order: vec![SortKey { field: SortField::DisplayName, descending: true }],
+            order: vec![SortKey {
+                field: SortField::DisplayName,
+                descending: true,
+            }],
             ..ListQuery::default()
         };
-        let by_id_desc = ListQuery { order: vec![SortKey { field: SortField::Id, descending: true }], ..ListQuery::default() };
+        let by_id_desc = ListQuery {
+            order: vec![SortKey {
+                field: SortField::Id,
+                descending: true,
+            }],
+            ..ListQuery::default()
+        };
 
         assert_eq!(
             by_name.sort_keys(),
             vec![
-                SortKey { field: SortField::DisplayName, descending: true },
-                SortKey { field: SortField::Id, descending: false }
+                SortKey {
+                    field: SortField::DisplayName,
+                    descending: true
+                },
+                SortKey {
+                    field: SortField::Id,
+                    descending: false
+                }
             ]
         );
-        assert_eq!(by_id_desc.sort_keys(), vec![SortKey { field: SortField::Id, descending: true }]);
+        assert_eq!(
+            by_id_desc.sort_keys(),
+            vec![SortKey {
+                field: SortField::Id,
+                descending: true
+            }]
+        );
     }
 }

@@ -27,5 +27,7 @@ pub use partner::target::{
     Assignment, AssignmentFilter, AssignmentFilterError, AssignmentTarget, EntityGuid,
     EntityGuidError, ScopeTagTargetType, ScopeTagTargetTypeError, TargetKind, TextId, TextIdError,
 };
-pub use partner::{HEARTBEAT_FUTURE_TOLERANCE_SECONDS, NewPartner, Partner, PartnerError, PartnerPatch};
+pub use partner::{
+    HEARTBEAT_FUTURE_TOLERANCE_SECONDS, NewPartner, Partner, PartnerError, PartnerPatch,
+};
 pub use time::{Timestamp, TimestampError};

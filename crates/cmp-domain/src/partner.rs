@@ -59,7 +59,10 @@ pub struct PartnerPatch {
 impl PartnerPatch {
     /// What the patch says about `platform`.
     pub fn platform(&self, platform: Platform) -> &(Option<bool>, Option<Vec<target::Assignment>>) {
-        let index = Platform::ALL.iter().position(|p| *p == platform).unwrap_or(0);
+        let index = Platform::ALL
+            .iter()
+            .position(|p| *p == platform)
+            .unwrap_or(0);
         &self.platforms[index]
     }
 
@@ -68,7 +71,10 @@ impl PartnerPatch {
         self.display_name.is_none()
             && self.state.is_none()
             && self.last_heartbeat.is_none()
-            && self.platforms.iter().all(|(onboarded, assignments)| onboarded.is_none() && assignments.is_none())
+            && self
+                .platforms
+                .iter()
+                .all(|(onboarded, assignments)| onboarded.is_none() && assignments.is_none())
     }
 }
 
@@ -137,13 +143,18 @@ impl Partner {
             let (onboarded, assignments) = patch.platform(platform);
             let enrollment = PlatformEnrollment::new(
                 onboarded.unwrap_or(current.onboarded()),
-                assignments.clone().unwrap_or_else(|| current.assignments().to_vec()),
+                assignments
+                    .clone()
+                    .unwrap_or_else(|| current.assignments().to_vec()),
             )
             .map_err(|error| PartnerError::Platform { platform, error })?;
             platforms.set(platform, enrollment);
         }
         let command = NewPartner {
-            display_name: patch.display_name.clone().unwrap_or_else(|| self.display_name.clone()),
+            display_name: patch
+                .display_name
+                .clone()
+                .unwrap_or_else(|| self.display_name.clone()),
             state: patch.state.unwrap_or(self.state),
             last_heartbeat: patch.last_heartbeat.unwrap_or(self.last_heartbeat),
             platforms,
@@ -239,17 +250,29 @@ mod tests {
         let now = at(1_700_000_000);
         let id = PartnerId::from_uuid(Uuid::from_u128(7));
         let partner = Partner::create(id, command(now), now).expect("valid");
-        let all_devices = Assignment::new(AssignmentTarget::new(TargetKind::AllDevices, AssignmentFilter::None));
+        let all_devices = Assignment::new(AssignmentTarget::new(
+            TargetKind::AllDevices,
+            AssignmentFilter::None,
+        ));
 
         let renamed = partner
-            .patched(&PartnerPatch { display_name: Some(DisplayName::parse("Renamed").expect("valid")), ..PartnerPatch::default() }, now)
+            .patched(
+                &PartnerPatch {
+                    display_name: Some(DisplayName::parse("Renamed").expect("valid")),
+                    ..PartnerPatch::default()
+                },
+                now,
+            )
             .expect("valid");
         let mut onboard_linux = PartnerPatch::default();
         onboard_linux.platforms[4] = (Some(true), Some(vec![all_devices.clone()]));
         let onboarded = partner.patched(&onboard_linux, now).expect("valid");
         let mut assign_without_onboarding = PartnerPatch::default();
         assign_without_onboarding.platforms[0] = (None, Some(vec![all_devices]));
-        let future = PartnerPatch { last_heartbeat: Some(at(1_700_001_000)), ..PartnerPatch::default() };
+        let future = PartnerPatch {
+            last_heartbeat: Some(at(1_700_001_000)),
+            ..PartnerPatch::default()
+        };
 
         assert_eq!(renamed.display_name().as_str(), "Renamed");
         assert_eq!(renamed.state(), partner.state());
@@ -262,7 +285,10 @@ mod tests {
                 error: platform::PlatformEnrollmentError::AssignmentsWithoutOnboarding { count: 1 }
             })
         );
-        assert!(matches!(partner.patched(&future, now), Err(PartnerError::HeartbeatInFuture { .. })));
+        assert!(matches!(
+            partner.patched(&future, now),
+            Err(PartnerError::HeartbeatInFuture { .. })
+        ));
         assert!(PartnerPatch::default().is_empty());
         assert!(!future.is_empty());
     }

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`partner`]: [`parse_partner_fields`] (request bodies into [`PartnerFields`]) and
-//!   [`render_partner`] (a domain partner into Graph's JSON).
+//!   [`render_partner`] (a domain partner into Graph's JSON, whole or reduced to a `$select`
+//!   with [`render_partner_projected`]).
 //! - [`target`]: assignment targets and their `@odata.type` names.
 //! - [`datetime`]: `Edm.DateTimeOffset` parsing and rendering.
 //! - [`odata`]: type names and annotation handling.
@@ -17,4 +18,7 @@ pub mod odata;
 pub mod partner;
 pub mod target;
 
-pub use partner::{PartnerFields, WireError, parse_partner_fields, render_partner};
+pub use partner::{
+    PARTNER_PROPERTIES, PartnerFields, ProjectedPartner, WireError, parse_partner_fields,
+    render_partner, render_partner_projected,
+};

@@ -1,8 +1,8 @@
 //! The partner entity on the wire: request bodies in, Graph's representation out.
 
 use cmp_domain::{
-    Assignment, DisplayName, NewPartner, Partner, PartnerPatch, PartnerState, Platform, PlatformEnrollment,
-    Platforms, Timestamp,
+    Assignment, DisplayName, NewPartner, Partner, PartnerPatch, PartnerState, Platform,
+    PlatformEnrollment, Platforms, Timestamp,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -105,7 +105,9 @@ impl PartnerFields {
             display_name: self.display_name,
             state: self.state,
             last_heartbeat: self.last_heartbeat,
-            platforms: self.platforms.map(|fields| (fields.onboarded, fields.assignments)),
+            platforms: self
+                .platforms
+                .map(|fields| (fields.onboarded, fields.assignments)),
         }
     }
 }
@@ -270,6 +272,74 @@ pub struct PartnerJson {
     android_enrollment_assignments: Vec<AssignmentJson>,
     ios_enrollment_assignments: Vec<AssignmentJson>,
     linux_enrollment_assignments: Vec<AssignmentJson>,
+}
+
+/// Every declared property of the entity, `id` first, in the order the service renders them:
+/// what `$select` may name (graph-contract §2).
+pub const PARTNER_PROPERTIES: [&str; 14] = [
+    "id",
+    "displayName",
+    "lastHeartbeatDateTime",
+    "partnerState",
+    "macOsOnboarded",
+    "windowsOnboarded",
+    "androidOnboarded",
+    "iosOnboarded",
+    "linuxOnboarded",
+    "macOsEnrollmentAssignments",
+    "windowsEnrollmentAssignments",
+    "androidEnrollmentAssignments",
+    "iosEnrollmentAssignments",
+    "linuxEnrollmentAssignments",
+];
+
+/// A partner reduced to some of its properties (`$select`), members in the rendering order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedPartner {
+    members: Vec<(&'static str, Value)>,
+}
+
+impl Serialize for ProjectedPartner {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.members.len()))?;
+        for (key, value) in &self.members {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Renders `partner` as [`render_partner`] does, keeping only the properties `keep` accepts;
+/// `@odata.context`, `@odata.type` and `id` are always kept, as Graph keeps them.
+///
+/// # Errors
+/// Only if the rendering could not be turned into JSON, which a partner always can.
+pub fn render_partner_projected(
+    partner: &Partner,
+    context: Option<String>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<ProjectedPartner, serde_json::Error> {
+    let mut rendered = match serde_json::to_value(render_partner(partner, context))? {
+        Value::Object(map) => map,
+        other => {
+            return Err(serde::ser::Error::custom(format!(
+                "a partner rendered as {} instead of an object",
+                json_kind(&other)
+            )));
+        }
+    };
+    let always = ["@odata.context", "@odata.type", "id"];
+    let members = always
+        .into_iter()
+        .chain(
+            PARTNER_PROPERTIES
+                .into_iter()
+                .filter(|name| *name != "id" && keep(name)),
+        )
+        .filter_map(|name| rendered.remove(name).map(|value| (name, value)))
+        .collect();
+    Ok(ProjectedPartner { members })
 }
 
 /// Renders `partner` as our API answers it: with its `id` and, when given, `@odata.context`.

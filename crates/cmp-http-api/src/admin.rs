@@ -2,12 +2,12 @@
 //! `CompliancePartners.Operate` app role): a partner's sync state and attempt history, rows by
 //! state, counts, and re-queuing dead rows.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use cmp_application::{AttemptRecord, DeliveryState, OperationsError, OutboxCounts, SyncState};
 use cmp_domain::{PartnerId, Timestamp};
 use cmp_graph_model::datetime;
@@ -34,38 +34,60 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// `GET /admin/partners/{id}/sync`.
-async fn partner_sync_state(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn partner_sync_state(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(format!("partner '{id}' has no delivery record"));
     let partner_id: PartnerId = id.parse().map_err(|_| not_found())?;
-    let sync = state.operations.sync_state(partner_id).await.map_err(|e| match e {
-        OperationsError::NotFound => not_found(),
-        other => operations_error(other),
-    })?;
+    let sync = state
+        .operations
+        .sync_state(partner_id)
+        .await
+        .map_err(|e| match e {
+            OperationsError::NotFound => not_found(),
+            other => operations_error(other),
+        })?;
     Ok(json_response(render_sync_state(&sync)))
 }
 
 /// `GET /admin/outbox?state=dead&limit=100`.
 async fn list_rows(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let (wanted, limit) = parse_listing(uri.query().unwrap_or(""))?;
-    let rows = state.operations.list_rows(wanted, limit).await.map_err(operations_error)?;
-    Ok(json_response(json!({ "value": rows.iter().map(render_sync_state).collect::<Vec<_>>() })))
+    let rows = state
+        .operations
+        .list_rows(wanted, limit)
+        .await
+        .map_err(operations_error)?;
+    Ok(json_response(
+        json!({ "value": rows.iter().map(render_sync_state).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `GET /admin/outbox/counts`.
 async fn count_rows(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.operations.count_rows().await.map_err(operations_error)?;
+    let counts = state
+        .operations
+        .count_rows()
+        .await
+        .map_err(operations_error)?;
     Ok(json_response(render_counts(&counts)))
 }
 
 /// `POST /admin/outbox/{outbox_id}/requeue`.
-async fn requeue(State(state): State<AppState>, Path(outbox_id): Path<String>) -> Result<Response, ApiError> {
+async fn requeue(
+    State(state): State<AppState>,
+    Path(outbox_id): Path<String>,
+) -> Result<Response, ApiError> {
     let not_dead = || ApiError::conflict(format!("outbox row '{outbox_id}' is not dead"));
     let id = Uuid::try_parse(&outbox_id).map_err(|_| not_dead())?;
     state.operations.requeue(id).await.map_err(|e| match e {
         OperationsError::NotDead | OperationsError::NotFound => not_dead(),
         other => operations_error(other),
     })?;
-    Ok(json_response(json!({ "outboxId": id.to_string(), "state": DeliveryState::Unknown.as_str() })))
+    Ok(json_response(
+        json!({ "outboxId": id.to_string(), "state": DeliveryState::Unknown.as_str() }),
+    ))
 }
 
 fn operations_error(error: OperationsError) -> ApiError {
@@ -95,9 +117,15 @@ fn parse_listing(query: &str) -> Result<(Option<DeliveryState>, u32), ApiError> 
                     .parse()
                     .ok()
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}"))
+                    })?;
             }
-            other => return Err(ApiError::bad_request(format!("query option '{other}' is not supported here"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "query option '{other}' is not supported here"
+                )));
+            }
         }
     }
     Ok((wanted, limit))
@@ -105,9 +133,15 @@ fn parse_listing(query: &str) -> Result<(Option<DeliveryState>, u32), ApiError> 
 
 /// A delivery state from its stored name.
 pub fn parse_state(text: &str) -> Option<DeliveryState> {
-    [DeliveryState::Pending, DeliveryState::InFlight, DeliveryState::Delivered, DeliveryState::Unknown, DeliveryState::Dead]
-        .into_iter()
-        .find(|state| state.as_str() == text)
+    [
+        DeliveryState::Pending,
+        DeliveryState::InFlight,
+        DeliveryState::Delivered,
+        DeliveryState::Unknown,
+        DeliveryState::Dead,
+    ]
+    .into_iter()
+    .find(|state| state.as_str() == text)
 }
 
 /// A sync state as operators read it (also printed by the binary's `outbox` subcommands).
@@ -165,7 +199,12 @@ fn duration_millis(start: Timestamp, end: Timestamp) -> i64 {
 }
 
 fn json_response(value: Value) -> Response {
-    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -175,7 +214,10 @@ mod tests {
     #[test]
     fn listings_read_state_and_limit_and_refuse_anything_else() {
         assert_eq!(parse_listing("").ok(), Some((None, 100)));
-        assert_eq!(parse_listing("state=dead&limit=5").ok(), Some((Some(DeliveryState::Dead), 5)));
+        assert_eq!(
+            parse_listing("state=dead&limit=5").ok(),
+            Some((Some(DeliveryState::Dead), 5))
+        );
         assert!(parse_listing("state=zombie").is_err());
         assert!(parse_listing("limit=0").is_err());
         assert!(parse_listing("limit=1001").is_err());

@@ -6,7 +6,9 @@ use axum::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cmp_application::query::ListPartnersError;
-use cmp_application::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
+use cmp_application::{
+    CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError,
+};
 use cmp_domain::PartnerError;
 use cmp_graph_model::WireError;
 
@@ -181,6 +183,12 @@ impl ApiError {
         api
     }
 
+    /// Names the offending member in `error.target`.
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.error.target = Some(target.into());
+        self
+    }
+
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
         self.error.status
@@ -274,7 +282,9 @@ impl From<PartnerError> for ApiError {
 impl From<UpdatePartnerError> for ApiError {
     fn from(error: UpdatePartnerError) -> Self {
         match error {
-            UpdatePartnerError::NotFound(id) => Self::not_found(format!("no complianceManagementPartner has id '{id}'")),
+            UpdatePartnerError::NotFound(id) => {
+                Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
+            }
             UpdatePartnerError::Invalid(invalid) => Self::from(invalid),
             UpdatePartnerError::DuplicateDisplayName { display_name } => Self::new(
                 StatusCode::CONFLICT,
@@ -289,7 +299,9 @@ impl From<UpdatePartnerError> for ApiError {
 impl From<DeletePartnerError> for ApiError {
     fn from(error: DeletePartnerError) -> Self {
         match error {
-            DeletePartnerError::NotFound(id) => Self::not_found(format!("no complianceManagementPartner has id '{id}'")),
+            DeletePartnerError::NotFound(id) => {
+                Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
+            }
             DeletePartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
         }
     }
@@ -298,7 +310,9 @@ impl From<DeletePartnerError> for ApiError {
 impl From<ListPartnersError> for ApiError {
     fn from(error: ListPartnersError) -> Self {
         match error {
-            ListPartnersError::BadCursor => Self::bad_request("the $skiptoken does not belong to this query"),
+            ListPartnersError::BadCursor => {
+                Self::bad_request("the $skiptoken does not belong to this query")
+            }
             ListPartnersError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
         }
     }

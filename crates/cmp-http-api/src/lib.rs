@@ -11,6 +11,8 @@
 //! - [`error`]: [`ApiError`], the one mapping of use-case errors to HTTP.
 //! - [`auth`]: bearer-token verification (through the port) and permissions.
 //! - [`limits`]: load shedding and the per-caller write rate.
+//! - [`odata`]: the OData query options (`$filter`, `$orderby`, `$select`, paging) parsed
+//!   into the application's typed listing query.
 //! - [`partners`]: the resource's handlers.
 //! - [`admin`]: the operator endpoints under `/admin/`.
 //! - [`router`] assembles the layers; [`serve`] runs the accept loop.
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod limits;
+pub mod odata;
 pub mod partners;
 pub mod serve;
 pub mod settings;
@@ -30,7 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use cmp_application::{CallerAuthenticator, OperatorUseCases, PartnerUseCases};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -95,14 +98,25 @@ impl RequestLimits {
 /// and permission, per-caller write rate, body size.
 pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router {
     let item_path = format!("{COLLECTION_PATH}/{{id}}");
+    // A static segment outranks the `{id}` capture, so `$count` is never read as an id.
+    let count_path = format!("{COLLECTION_PATH}/$count");
     let resource = Router::new()
         .route(
             COLLECTION_PATH,
-            post(partners::create_partner).fallback(partners::collection_method_not_allowed),
+            get(partners::list_partners)
+                .post(partners::create_partner)
+                .fallback(partners::collection_method_not_allowed),
+        )
+        .route(
+            &count_path,
+            get(partners::count_partners).fallback(partners::count_method_not_allowed),
         )
         .route(
             &item_path,
-            get(partners::get_partner).fallback(partners::item_method_not_allowed),
+            get(partners::get_partner)
+                .patch(partners::update_partner)
+                .delete(partners::delete_partner)
+                .fallback(partners::item_method_not_allowed),
         )
         .with_state(state.clone());
     let routed = if root_path.is_empty() || root_path == "/" {

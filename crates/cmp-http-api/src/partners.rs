@@ -1,9 +1,16 @@
 //! Handlers of the `complianceManagementPartners` resource.
 //!
+//! List: <https://learn.microsoft.com/graph/api/intune-onboarding-compliancemanagementpartner-list?view=graph-rest-beta>.
 //! Create: <https://learn.microsoft.com/graph/api/intune-onboarding-compliancemanagementpartner-create?view=graph-rest-beta>.
 //! Get: <https://learn.microsoft.com/graph/api/intune-onboarding-compliancemanagementpartner-get?view=graph-rest-beta>.
+//! Update: <https://learn.microsoft.com/graph/api/intune-onboarding-compliancemanagementpartner-update?view=graph-rest-beta>.
+//! Delete: <https://learn.microsoft.com/graph/api/intune-onboarding-compliancemanagementpartner-delete?view=graph-rest-beta>.
+//!
 //! Deviations: a create Graph has not confirmed within the inline deadline answers
 //! `202 Accepted` (with the body and a `Location`) instead of `201`; the SDKs accept both.
+//! Lists page by keyset (`$skiptoken`) rather than by offset; the next link is absolute and
+//! built from the configured public root. With `$select`, the `@odata.context` carries the
+//! select list, as OData's projected context URLs do (`…/complianceManagementPartners(displayName)`).
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -14,30 +21,69 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cmp_application::{Caller, CreatePartnerOutput, RequestContext};
 use cmp_domain::{Partner, PartnerId};
-use cmp_graph_model::{parse_partner_fields, render_partner};
+use cmp_graph_model::partner::PartnerJson;
+use cmp_graph_model::{
+    ProjectedPartner, parse_partner_fields, render_partner, render_partner_projected,
+};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::envelope::{GRAPH_JSON, RequestIds};
 use crate::error::ApiError;
+use crate::odata::{self, Selection};
 use crate::{AppState, COLLECTION_PATH};
 
 /// OData's version header, sent as Graph does.
 const ODATA_VERSION: HeaderName = HeaderName::from_static("odata-version");
 
-/// OData system query options: none of them is honoured by these operations yet, so each is
-/// refused by name rather than silently ignored. Accepted with or without `$`, as beta does.
-const ODATA_QUERY_OPTIONS: [&str; 10] = [
-    "select",
-    "expand",
-    "filter",
-    "orderby",
-    "top",
-    "skip",
-    "count",
-    "search",
-    "skiptoken",
-    "format",
-];
+/// `Preference-Applied` (RFC 7240): which `Prefer` preference the answer honoured.
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
+/// `GET /deviceManagement/complianceManagementPartners`.
+pub async fn list_partners(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let request = odata::parse_list(uri.query())?;
+    let page = state.partners.list_partners(&request.query).await?;
+
+    let collection_url = format!("{}{COLLECTION_PATH}", state.public_root);
+    let body = CollectionResponse {
+        context: format!(
+            "{}/$metadata#deviceManagement/complianceManagementPartners{}",
+            state.public_root,
+            request.select.context_suffix()
+        ),
+        count: if request.query.count {
+            page.total
+        } else {
+            None
+        },
+        next_link: page
+            .next
+            .as_ref()
+            .map(|cursor| request.next_link(&collection_url, cursor)),
+        value: page
+            .items
+            .iter()
+            .map(|partner| Item::render(partner, None, &request.select))
+            .collect::<Result<_, _>>()?,
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// `GET /deviceManagement/complianceManagementPartners/$count`: the number of partners the
+/// `$filter` matches, as `text/plain`.
+pub async fn count_partners(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let filter = odata::parse_count(uri.query())?;
+    let count = state.partners.count_partners(filter).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+            (ODATA_VERSION, HeaderValue::from_static("4.0")),
+        ],
+        count.to_string(),
+    )
+        .into_response())
+}
 
 /// `POST /deviceManagement/complianceManagementPartners`.
 pub async fn create_partner(
@@ -48,63 +94,111 @@ pub async fn create_partner(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    refuse_query_options(&uri)?;
-    if !is_json(&headers) {
-        return Err(ApiError::unsupported_media_type());
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(state.body_limit_bytes)
-        } else {
-            // The body arrived too slowly (the body timeout) or the client went away.
-            ApiError::body_not_received()
-        }
-    })?;
-    let json: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    odata::refuse_all(uri.query())?;
+    let json = json_body(&state, &headers, body)?;
     let command = parse_partner_fields(&json)?.into_new_partner()?;
 
-    let context = RequestContext {
-        request_id: ids.request_id,
-        caller: caller.to_string(),
-    };
+    let context = request_context(&ids, &caller);
     let (status, partner) = match state.partners.create_partner(command, &context).await? {
         CreatePartnerOutput::Created(partner) => (StatusCode::CREATED, partner),
         CreatePartnerOutput::Accepted(partner) => (StatusCode::ACCEPTED, partner),
     };
-    let mut response = entity_response(&state, status, &partner)?;
+    let mut response = entity_response(&state, status, &partner, &Selection::all())?;
     let location = format!("{}{COLLECTION_PATH}/{}", state.public_root, partner.id());
     let location = HeaderValue::from_str(&location).map_err(ApiError::internal)?;
     response.headers_mut().insert(LOCATION, location);
     Ok(response)
 }
 
-/// `GET /deviceManagement/complianceManagementPartners/{id}`.
+/// `GET /deviceManagement/complianceManagementPartners/{id}`; `$select` is honoured.
 pub async fn get_partner(
     State(state): State<AppState>,
     uri: Uri,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    refuse_query_options(&uri)?;
-    // The router has already percent-decoded the segment once; it is not decoded again.
-    let Path(raw_id) =
-        id.map_err(|_| ApiError::bad_request("the id segment is not valid UTF-8"))?;
-    let not_found =
-        || ApiError::not_found(format!("no complianceManagementPartner has id '{raw_id}'"));
-    // Every id we hand out is a GUID, so any other text cannot name a partner.
-    let id: PartnerId = raw_id.parse().map_err(|_| not_found())?;
+    let select = odata::parse_get(uri.query())?;
+    let (_, id) = partner_id(id)?;
     let partner = state.partners.get_partner(id).await?;
-    entity_response(&state, StatusCode::OK, &partner)
+    entity_response(&state, StatusCode::OK, &partner, &select)
 }
 
-/// Any method but POST on the collection.
+/// `PATCH /deviceManagement/complianceManagementPartners/{id}`: Graph's merge (graph-contract
+/// §7): properties present replace the stored ones, a collection wholesale; an `id` in the
+/// body must be the key; annotations are ignored. Answers 200 with the whole entity, or 204
+/// when the client prefers `return=minimal`.
+pub async fn update_partner(
+    State(state): State<AppState>,
+    Extension(ids): Extension<RequestIds>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    odata::refuse_all(uri.query())?;
+    let (raw_id, id) = partner_id(id)?;
+    let json = json_body(&state, &headers, body)?;
+    let fields = parse_partner_fields(&json)?;
+    if let Some(body_id) = &fields.id {
+        // Compared as ids, so a GUID in another letter case still names the same partner.
+        if body_id.parse::<PartnerId>().ok() != Some(id) {
+            return Err(ApiError::bad_request(format!(
+                "the id in the body ('{body_id}') is not the id in the URL ('{raw_id}')"
+            ))
+            .with_target("id"));
+        }
+    }
+
+    let context = request_context(&ids, &caller);
+    let partner = state
+        .partners
+        .update_partner(id, fields.into_patch(), &context)
+        .await?;
+    if prefers_minimal(&headers) {
+        return Ok((
+            StatusCode::NO_CONTENT,
+            [
+                (
+                    PREFERENCE_APPLIED,
+                    HeaderValue::from_static("return=minimal"),
+                ),
+                (ODATA_VERSION, HeaderValue::from_static("4.0")),
+            ],
+        )
+            .into_response());
+    }
+    entity_response(&state, StatusCode::OK, &partner, &Selection::all())
+}
+
+/// `DELETE /deviceManagement/complianceManagementPartners/{id}`: 204 at once; Graph is told
+/// in the background.
+pub async fn delete_partner(
+    State(state): State<AppState>,
+    Extension(ids): Extension<RequestIds>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    odata::refuse_all(uri.query())?;
+    let (_, id) = partner_id(id)?;
+    let context = request_context(&ids, &caller);
+    state.partners.delete_partner(id, &context).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Any method but GET and POST on the collection.
 pub async fn collection_method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed("POST")
+    ApiError::method_not_allowed("GET, POST")
 }
 
-/// Any method but GET on an item.
-pub async fn item_method_not_allowed() -> ApiError {
+/// Any method but GET on `$count`.
+pub async fn count_method_not_allowed() -> ApiError {
     ApiError::method_not_allowed("GET")
+}
+
+/// Any method but GET, PATCH and DELETE on an item.
+pub async fn item_method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed("GET, PATCH, DELETE")
 }
 
 /// Anything outside the resource.
@@ -112,17 +206,59 @@ pub async fn unknown_route(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no resource is served at '{}'", uri.path()))
 }
 
+/// A collection answer: context, then the count and the next link (Graph puts annotations
+/// before `value`), then the items.
+#[derive(Serialize)]
+struct CollectionResponse {
+    #[serde(rename = "@odata.context")]
+    context: String,
+    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+    value: Vec<Item>,
+}
+
+/// A partner as answered: whole, or reduced to a `$select`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item {
+    /// Boxed: a page holds up to 999 items, most of them usually whole.
+    Whole(Box<PartnerJson>),
+    Projected(ProjectedPartner),
+}
+
+impl Item {
+    fn render(
+        partner: &Partner,
+        context: Option<String>,
+        select: &Selection,
+    ) -> Result<Self, ApiError> {
+        if select.is_all() {
+            return Ok(Self::Whole(Box::new(render_partner(partner, context))));
+        }
+        render_partner_projected(partner, context, |property| select.keeps(property))
+            .map(Self::Projected)
+            .map_err(ApiError::internal)
+    }
+}
+
 fn entity_response(
     state: &AppState,
     status: StatusCode,
     partner: &Partner,
+    select: &Selection,
 ) -> Result<Response, ApiError> {
     let context = format!(
-        "{}/$metadata#deviceManagement/complianceManagementPartners/$entity",
-        state.public_root
+        "{}/$metadata#deviceManagement/complianceManagementPartners{}/$entity",
+        state.public_root,
+        select.context_suffix()
     );
-    let body =
-        serde_json::to_vec(&render_partner(partner, Some(context))).map_err(ApiError::internal)?;
+    json_response(status, &Item::render(partner, Some(context), select)?)
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(body).map_err(ApiError::internal)?;
     Ok((
         status,
         [
@@ -134,6 +270,49 @@ fn entity_response(
         .into_response())
 }
 
+fn request_context(ids: &RequestIds, caller: &Caller) -> RequestContext {
+    RequestContext {
+        request_id: ids.request_id.clone(),
+        caller: caller.to_string(),
+    }
+}
+
+/// The id path segment as received (for messages) and as an id. The router has already
+/// percent-decoded the segment once; it is not decoded again.
+fn partner_id(id: Result<Path<String>, PathRejection>) -> Result<(String, PartnerId), ApiError> {
+    let Path(raw_id) =
+        id.map_err(|_| ApiError::bad_request("the id segment is not valid UTF-8"))?;
+    // Every id we hand out is a GUID, so any other text cannot name a partner.
+    match raw_id.parse() {
+        Ok(id) => Ok((raw_id, id)),
+        Err(_) => Err(ApiError::not_found(format!(
+            "no complianceManagementPartner has id '{raw_id}'"
+        ))),
+    }
+}
+
+/// A request body that must be JSON: 415 without a JSON content type, 413 over the size
+/// limit, 408 when it does not arrive, 400 when it does not parse.
+fn json_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(state.body_limit_bytes)
+        } else {
+            // The body arrived too slowly (the body timeout) or the client went away.
+            ApiError::body_not_received()
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
 /// Whether the request declares a JSON body: media type `application/json`, any parameters.
 fn is_json(headers: &HeaderMap) -> bool {
     headers
@@ -143,25 +322,46 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn refuse_query_options(uri: &Uri) -> Result<(), ApiError> {
-    let Some(query) = uri.query() else {
-        return Ok(());
-    };
-    for pair in query.split('&') {
-        let name = pair.split('=').next().unwrap_or_default();
-        // `%24` is an encoded `$`; clients differ in whether they encode it.
-        let name = name
-            .strip_prefix("%24")
-            .or_else(|| name.strip_prefix('$'))
-            .unwrap_or(name);
-        if ODATA_QUERY_OPTIONS
-            .iter()
-            .any(|option| option.eq_ignore_ascii_case(name))
-        {
-            return Err(ApiError::bad_request(format!(
-                "query option '${name}' is not supported on this request"
-            )));
+/// Whether any `Prefer` header asks for `return=minimal` (RFC 7240: comma-separated
+/// preferences, names and this value case-insensitive, optional parameters after `;`).
+fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| preference.split(';').next())
+        .filter_map(|preference| preference.split_once('='))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("return")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .eq_ignore_ascii_case("minimal")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_minimal_is_found_among_other_preferences_in_any_case() {
+        let cases: [(&str, &[&str], bool); 7] = [
+            ("alone", &["return=minimal"], true),
+            ("upper case", &["Return=Minimal"], true),
+            ("in a list", &["odata.maxpagesize=10, return=minimal"], true),
+            ("quoted, with parameter", &["return=\"minimal\"; x=y"], true),
+            ("second header", &["respond-async", "return=minimal"], true),
+            ("representation", &["return=representation"], false),
+            ("none", &[], false),
+        ];
+        for (case, values, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("prefer", HeaderValue::from_static(value));
+            }
+            assert_eq!(prefers_minimal(&headers), expected, "case: {case}");
         }
     }
-    Ok(())
 }

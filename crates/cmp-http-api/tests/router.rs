@@ -6,11 +6,19 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use cmp_application::query::{
+    Comparison, Cursor, Filter, FilterField, FilterValue, ListPartnersError, ListQuery,
+    PartnerPage, SortField, SortKey,
+};
 use cmp_application::{
     AuthenticationError, Caller, CallerKind, CreatePartnerError, CreatePartnerOutput,
-    GetPartnerError, MockCallerAuthenticator, MockOperatorUseCases, MockPartnerUseCases,
+    DeletePartnerError, GetPartnerError, MockCallerAuthenticator, MockOperatorUseCases,
+    MockPartnerUseCases, UpdatePartnerError,
 };
-use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
+use cmp_domain::{
+    DisplayName, NewPartner, Partner, PartnerError, PartnerId, PartnerState, Platform, Platforms,
+    Timestamp,
+};
 use cmp_http_api::{AppState, RequestLimits, router};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -307,4 +315,745 @@ async fn a_read_only_caller_may_read_but_not_write() {
     );
     assert_eq!(write_body["error"]["code"], "Authorization_RequestDenied");
     assert_eq!(read_status, StatusCode::OK);
+}
+
+// --- list, count, get with $select, update, delete -------------------------------------------
+
+const COLLECTION: &str = "/beta/deviceManagement/complianceManagementPartners";
+
+/// What the Python SDK sends for a list (graph-contract §10).
+const SDK_QUERY: &str = "$count=true&$filter=displayName%20eq%20%27A%20B%27&$orderby=displayName%20desc,id&$select=id,displayName&$skip=20&$top=10";
+
+/// A case of a use-case error mapping: name, error, expected status and `error.code`.
+type ErrorCase<E> = (&'static str, fn() -> E, StatusCode, &'static str);
+
+fn item_path() -> String {
+    format!("{COLLECTION}/{}", partner().id())
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("authorization", "Bearer t")
+        .body(Body::empty())
+        .expect("request")
+}
+
+fn patch(uri: &str, body: &str) -> Request<Body> {
+    Request::patch(uri)
+        .header("authorization", "Bearer t")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+fn delete(uri: &str) -> Request<Body> {
+    Request::delete(uri)
+        .header("authorization", "Bearer t")
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// Sends `request` and returns the status, headers and raw body.
+async fn send_raw(
+    app: axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = app.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, headers, bytes.to_vec())
+}
+
+fn header<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> &'h str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn next_cursor() -> Cursor {
+    Cursor {
+        values: vec![
+            FilterValue::Text("Mocked".into()),
+            FilterValue::Id(partner().id()),
+        ],
+    }
+}
+
+fn page(next: Option<Cursor>, total: Option<u64>) -> PartnerPage {
+    PartnerPage {
+        items: vec![partner()],
+        next,
+        total,
+    }
+}
+
+fn sdk_list_query() -> ListQuery {
+    ListQuery {
+        filter: Some(Filter::Compare {
+            field: FilterField::DisplayName,
+            op: Comparison::Eq,
+            value: FilterValue::Text("A B".into()),
+        }),
+        order: vec![
+            SortKey {
+                field: SortField::DisplayName,
+                descending: true,
+            },
+            SortKey {
+                field: SortField::Id,
+                descending: false,
+            },
+        ],
+        page_size: 10,
+        skip: 20,
+        after: None,
+        count: true,
+    }
+}
+
+#[tokio::test]
+async fn a_list_passes_the_typed_query_and_answers_with_count_selection_and_an_absolute_next_link()
+{
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_list_partners()
+        .withf(|query| *query == sdk_list_query())
+        .times(1)
+        .returning(|_| Ok(page(Some(next_cursor()), Some(42))));
+
+    let (status, headers, body) = send(
+        app(mock, "/beta"),
+        get(&format!("{COLLECTION}?{SDK_QUERY}")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(header(&headers, "content-type").starts_with("application/json"));
+    assert_eq!(
+        body["@odata.context"],
+        format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners(id,displayName)")
+    );
+    assert_eq!(body["@odata.count"], serde_json::json!(42));
+    assert_eq!(
+        body["value"],
+        serde_json::json!([{
+            "@odata.type": "#microsoft.graph.complianceManagementPartner",
+            "id": partner().id().to_string(),
+            "displayName": "Mocked"
+        }])
+    );
+    let link = body["@odata.nextLink"].as_str().expect("a next link");
+    let prefix = format!(
+        "{ROOT}/deviceManagement/complianceManagementPartners?$count=true&$filter=displayName%20eq%20%27A%20B%27&$orderby=displayName%20desc,id&$select=id,displayName&$top=10&$skiptoken="
+    );
+    assert!(link.starts_with(&prefix), "{link}");
+    assert!(!link.contains("$skip="), "{link}");
+}
+
+#[tokio::test]
+async fn following_the_next_link_reads_after_the_cursor_without_skipping() {
+    let mut first = MockPartnerUseCases::new();
+    first
+        .expect_list_partners()
+        .returning(|_| Ok(page(Some(next_cursor()), Some(42))));
+    let (_, _, body) = send(
+        app(first, "/beta"),
+        get(&format!("{COLLECTION}?{SDK_QUERY}")),
+    )
+    .await;
+    let link = body["@odata.nextLink"]
+        .as_str()
+        .expect("a next link")
+        .to_owned();
+    let mut second = MockPartnerUseCases::new();
+    second
+        .expect_list_partners()
+        .withf(|query| {
+            *query
+                == ListQuery {
+                    skip: 0,
+                    after: Some(next_cursor()),
+                    ..sdk_list_query()
+                }
+        })
+        .times(1)
+        .returning(|_| Ok(page(None, Some(42))));
+
+    let path = link.strip_prefix("http://service.test").expect("our root");
+    let (status, _, body) = send(app(second, "/beta"), get(path)).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.get("@odata.nextLink").is_none(), "{body}");
+    assert_eq!(body["@odata.count"], 42);
+}
+
+#[tokio::test]
+async fn a_plain_list_asks_for_the_default_page_and_has_no_count_or_link_on_the_last_page() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_list_partners()
+        .withf(|query| *query == ListQuery::default())
+        .times(1)
+        .returning(|_| Ok(page(None, None)));
+
+    let (status, _, body) = send(app(mock, "/beta"), get(COLLECTION)).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["@odata.context"],
+        format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners")
+    );
+    assert!(body.get("@odata.count").is_none());
+    assert!(body.get("@odata.nextLink").is_none());
+    let item = &body["value"][0];
+    assert_eq!(item["id"], partner().id().to_string());
+    assert_eq!(item["partnerState"], "enabled");
+    assert_eq!(item["linuxEnrollmentAssignments"], serde_json::json!([]));
+    assert!(item.get("@odata.context").is_none());
+}
+
+#[tokio::test]
+async fn a_bad_list_option_is_a_400_naming_it_and_reaches_no_use_case() {
+    let cases = [
+        ("$expand=*", "$expand is not supported"),
+        ("$search=%22x%22", "$search is not supported"),
+        ("$top=0", "$top: '0' is not a page size"),
+        (
+            "$filter=displayName%20eq%20%27x%27%20foo",
+            "$filter: unexpected 'foo' at position 19",
+        ),
+        (
+            "$orderby=colour",
+            "$orderby: 'colour' is not a property you can order by",
+        ),
+        ("$skiptoken=nonsense", "$skiptoken: not a skip token"),
+    ];
+    for (query, message) in cases {
+        let mut mock = MockPartnerUseCases::new();
+        mock.expect_list_partners().never();
+
+        let (status, _, body) =
+            send(app(mock, "/beta"), get(&format!("{COLLECTION}?{query}"))).await;
+
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["error"]["code"], "BadRequest", "{query}");
+        let text = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.starts_with(message), "{query}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_the_store_refuses_is_a_400() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_list_partners()
+        .times(1)
+        .returning(|_| Err(ListPartnersError::BadCursor));
+
+    let (status, _, body) = send(app(mock, "/beta"), get(COLLECTION)).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["message"],
+        "the $skiptoken does not belong to this query"
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_on_list_is_an_opaque_500() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_list_partners().times(1).returning(|_| {
+        Err(ListPartnersError::Unexpected(anyhow::anyhow!(
+            "pool closed"
+        )))
+    });
+
+    let (status, _, body) = send(app(mock, "/beta"), get(COLLECTION)).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!body.to_string().contains("pool"));
+}
+
+#[tokio::test]
+async fn count_answers_a_plain_text_integer_honouring_the_filter() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_get_partner().never();
+    mock.expect_count_partners()
+        .withf(|filter| {
+            *filter
+                == Some(Filter::Compare {
+                    field: FilterField::Onboarded(Platform::Ios),
+                    op: Comparison::Eq,
+                    value: FilterValue::Bool(true),
+                })
+        })
+        .times(1)
+        .returning(|_| Ok(3));
+    let request = Request::get(format!(
+        "{COLLECTION}/$count?$filter=iosOnboarded%20eq%20true"
+    ))
+    .header("authorization", "Bearer t")
+    .header("accept", "text/plain;q=0.9")
+    .body(Body::empty())
+    .expect("request");
+
+    let (status, headers, body) = send_raw(app(mock, "/beta"), request).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "content-type"), "text/plain");
+    assert_eq!(body, b"3");
+}
+
+#[tokio::test]
+async fn count_without_a_filter_counts_everything_and_refuses_other_options() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_count_partners()
+        .withf(Option::is_none)
+        .times(1)
+        .returning(|_| Ok(0));
+    let (status, _, body) =
+        send_raw(app(mock, "/beta"), get(&format!("{COLLECTION}/$count"))).await;
+    let mut refusing = MockPartnerUseCases::new();
+    refusing.expect_count_partners().never();
+
+    let (refused, _, error) = send(
+        app(refusing, "/beta"),
+        get(&format!("{COLLECTION}/$count?$top=1")),
+    )
+    .await;
+
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"0".as_slice()));
+    assert_eq!(refused, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        error["error"]["message"],
+        "query option '$top' is not supported on this request"
+    );
+}
+
+#[tokio::test]
+async fn get_with_select_returns_only_the_selected_properties_and_a_projected_context() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_get_partner()
+        .withf(|id| *id == partner().id())
+        .times(1)
+        .returning(|_| Ok(partner()));
+
+    let (status, _, body) = send(
+        app(mock, "/beta"),
+        get(&format!("{}?$select=partnerState,displayName", item_path())),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "@odata.context": format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners(displayName,partnerState)/$entity"),
+            "@odata.type": "#microsoft.graph.complianceManagementPartner",
+            "id": partner().id().to_string(),
+            "displayName": "Mocked",
+            "partnerState": "enabled"
+        })
+    );
+}
+
+#[tokio::test]
+async fn get_refuses_options_other_than_select() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_get_partner().never();
+
+    let (status, _, body) = send(
+        app(mock, "/beta"),
+        get(&format!("{}?$expand=assignments", item_path())),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("$expand is not supported")
+    );
+}
+
+#[tokio::test]
+async fn patch_merges_the_body_and_answers_200_with_the_whole_entity() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_update_partner()
+        .withf(|id, patch, context| {
+            *id == partner().id()
+                && patch.display_name.as_ref().map(DisplayName::as_str) == Some("Renamed")
+                && patch.state.is_none()
+                && patch
+                    .platforms
+                    .iter()
+                    .all(|(o, a)| o.is_none() && a.is_none())
+                && !context.request_id.is_empty()
+                && context
+                    .caller
+                    .contains("0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11")
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(partner()));
+
+    let (status, headers, body) = send(
+        app(mock, "/beta"),
+        patch(&item_path(), r#"{"displayName":"Renamed"}"#),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(header(&headers, "content-type").starts_with("application/json"));
+    assert!(headers.get("preference-applied").is_none());
+    assert_eq!(
+        body["@odata.context"],
+        format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners/$entity")
+    );
+    assert_eq!(body["id"], partner().id().to_string());
+    assert_eq!(
+        body["lastHeartbeatDateTime"],
+        "0001-01-01T00:00:00.0000000Z"
+    );
+    assert_eq!(body["windowsEnrollmentAssignments"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn patch_with_return_minimal_answers_204_without_a_body() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_update_partner()
+        .times(1)
+        .returning(|_, _, _| Ok(partner()));
+    let mut request = patch(&item_path(), r#"{"iosOnboarded":true}"#);
+    request
+        .headers_mut()
+        .insert("prefer", "return=minimal".parse().expect("header"));
+
+    let (status, headers, body) = send_raw(app(mock, "/beta"), request).await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(header(&headers, "preference-applied"), "return=minimal");
+    assert!(body.is_empty());
+}
+
+#[tokio::test]
+async fn patch_accepts_the_sdks_read_modify_write_body() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_update_partner()
+        .withf(|_, patch, _| {
+            patch.display_name.as_ref().map(DisplayName::as_str) == Some("Mocked")
+                && patch.state == Some(PartnerState::Enabled)
+                && patch.last_heartbeat.is_some()
+                && patch
+                    .platforms
+                    .iter()
+                    .all(|(o, a)| o.is_some() && a.is_some())
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(partner()));
+    let id = partner().id().to_string();
+    let body = serde_json::json!({
+        "id": id.to_uppercase(),
+        "@odata.type": "#microsoft.graph.complianceManagementPartner",
+        "@odata.context": format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners/$entity"),
+        "displayName": "Mocked",
+        "lastHeartbeatDateTime": "2017-01-01T07:59:37.917497+00:00",
+        "partnerState": "enabled",
+        "macOsOnboarded": false, "windowsOnboarded": false, "androidOnboarded": false,
+        "iosOnboarded": false, "linuxOnboarded": false,
+        "macOsEnrollmentAssignments": [], "windowsEnrollmentAssignments": [],
+        "androidEnrollmentAssignments": [],
+        "iosEnrollmentAssignments": [{
+            "@odata.type": "#microsoft.graph.complianceManagementPartnerAssignment",
+            "target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget",
+                       "deviceAndAppManagementAssignmentFilterId": null,
+                       "deviceAndAppManagementAssignmentFilterType": "none"}
+        }],
+        "linuxEnrollmentAssignments": []
+    });
+
+    let (status, _, _) = send(app(mock, "/beta"), patch(&item_path(), &body.to_string())).await;
+
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn patch_with_another_id_in_the_body_is_a_400_and_changes_nothing() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_update_partner().never();
+
+    let (status, _, body) = send(
+        app(mock, "/beta"),
+        patch(
+            &item_path(),
+            r#"{"id":"d6d46d0d-6d0d-d6d4-0d6d-d4d60d6dd4d6","displayName":"x"}"#,
+        ),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "BadRequest");
+    assert_eq!(body["error"]["target"], "id");
+    assert_eq!(
+        body["error"]["message"],
+        format!(
+            "the id in the body ('d6d46d0d-6d0d-d6d4-0d6d-d4d60d6dd4d6') is not the id in the URL ('{}')",
+            partner().id()
+        )
+    );
+}
+
+#[tokio::test]
+async fn patch_maps_each_update_error() {
+    let cases: [ErrorCase<UpdatePartnerError>; 4] = [
+        (
+            "unknown id",
+            || UpdatePartnerError::NotFound(partner().id()),
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+        ),
+        (
+            "name taken",
+            || UpdatePartnerError::DuplicateDisplayName {
+                display_name: "Taken".into(),
+            },
+            StatusCode::CONFLICT,
+            "nameAlreadyExists",
+        ),
+        (
+            "invariant",
+            || {
+                UpdatePartnerError::Invalid(PartnerError::HeartbeatInFuture {
+                    heartbeat: Timestamp::MAX,
+                    latest_allowed: Timestamp::MIN,
+                })
+            },
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+        ),
+        (
+            "store failure",
+            || UpdatePartnerError::Unexpected(anyhow::anyhow!("pool closed")),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+        ),
+    ];
+    for (case, error, expected_status, expected_code) in cases {
+        let mut mock = MockPartnerUseCases::new();
+        mock.expect_update_partner()
+            .times(1)
+            .returning(move |_, _, _| Err(error()));
+
+        let (status, _, body) = send(
+            app(mock, "/beta"),
+            patch(&item_path(), r#"{"displayName":"Taken"}"#),
+        )
+        .await;
+
+        assert_eq!(status, expected_status, "case: {case}");
+        assert_eq!(body["error"]["code"], expected_code, "case: {case}");
+        assert!(!body.to_string().contains("pool"), "case: {case}");
+    }
+}
+
+#[tokio::test]
+async fn patch_refuses_bodies_as_create_does() {
+    let cases = [
+        (
+            "not JSON content",
+            Some("text/plain"),
+            r#"{"displayName":"x"}"#.to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "no content type",
+            None,
+            r#"{"displayName":"x"}"#.to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "malformed JSON",
+            Some("application/json"),
+            "{".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown property",
+            Some("application/json"),
+            r#"{"colour":"red"}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "over the size limit",
+            Some("application/json"),
+            format!(r#"{{"displayName":"{}"}}"#, "x".repeat(2048)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (case, content_type, body, expected) in cases {
+        let mut mock = MockPartnerUseCases::new();
+        mock.expect_update_partner().never();
+        let mut request = Request::patch(item_path()).header("authorization", "Bearer t");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(Body::from(body)).expect("request");
+
+        let (status, _, _) = send_raw(app(mock, "/beta"), request).await;
+
+        assert_eq!(status, expected, "case: {case}");
+    }
+}
+
+#[tokio::test]
+async fn an_id_that_is_not_a_guid_is_a_404_for_every_method_without_reaching_a_use_case() {
+    let path = format!("{COLLECTION}/a%2Fb%20c");
+    for request in [
+        get(&path),
+        patch(&path, r#"{"displayName":"x"}"#),
+        delete(&path),
+    ] {
+        let method = request.method().clone();
+        let mut mock = MockPartnerUseCases::new();
+        mock.expect_get_partner().never();
+        mock.expect_update_partner().never();
+        mock.expect_delete_partner().never();
+
+        let (status, _, body) = send(app(mock, "/beta"), request).await;
+
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(
+            body["error"]["message"], "no complianceManagementPartner has id 'a/b c'",
+            "{method}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn delete_answers_204_with_no_body() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_delete_partner()
+        .withf(|id, context| *id == partner().id() && !context.request_id.is_empty())
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let (status, headers, body) = send_raw(app(mock, "/beta"), delete(&item_path())).await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(body.is_empty());
+    assert!(headers.get("content-type").is_none());
+    assert!(!header(&headers, "request-id").is_empty());
+}
+
+#[tokio::test]
+async fn delete_maps_each_delete_error() {
+    let cases: [ErrorCase<DeletePartnerError>; 2] = [
+        (
+            "unknown id",
+            || DeletePartnerError::NotFound(partner().id()),
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+        ),
+        (
+            "store failure",
+            || DeletePartnerError::Unexpected(anyhow::anyhow!("pool closed")),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+        ),
+    ];
+    for (case, error, expected_status, expected_code) in cases {
+        let mut mock = MockPartnerUseCases::new();
+        mock.expect_delete_partner()
+            .times(1)
+            .returning(move |_, _| Err(error()));
+
+        let (status, _, body) = send(app(mock, "/beta"), delete(&item_path())).await;
+
+        assert_eq!(status, expected_status, "case: {case}");
+        assert_eq!(body["error"]["code"], expected_code, "case: {case}");
+        assert!(!body.to_string().contains("pool"), "case: {case}");
+    }
+}
+
+#[tokio::test]
+async fn writes_refuse_query_options() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_delete_partner().never();
+    mock.expect_update_partner().never();
+
+    let (delete_status, _, _) = send(
+        app(MockPartnerUseCases::new(), "/beta"),
+        delete(&format!("{}?$select=id", item_path())),
+    )
+    .await;
+    let (patch_status, _, body) = send(
+        app(mock, "/beta"),
+        patch(&format!("{}?$top=1", item_path()), "{}"),
+    )
+    .await;
+
+    assert_eq!(delete_status, StatusCode::BAD_REQUEST);
+    assert_eq!(patch_status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["message"],
+        "query option '$top' is not supported on this request"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_caller_may_list_and_count_but_not_patch_or_delete() {
+    let read_only: &'static [&'static str] = &["DeviceManagementServiceConfig.Read.All"];
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_list_partners()
+        .returning(|_| Ok(page(None, None)));
+    mock.expect_count_partners().returning(|_| Ok(1));
+    mock.expect_update_partner().never();
+    mock.expect_delete_partner().never();
+    let app = app_with(mock, "/beta", read_only);
+
+    let (list, _, _) = send_raw(app.clone(), get(COLLECTION)).await;
+    let (count, _, _) = send_raw(app.clone(), get(&format!("{COLLECTION}/$count"))).await;
+    let (update, _, _) = send_raw(app.clone(), patch(&item_path(), "{}")).await;
+    let (removal, _, _) = send_raw(app, delete(&item_path())).await;
+
+    assert_eq!(
+        [list, count, update, removal],
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::FORBIDDEN,
+            StatusCode::FORBIDDEN
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unsupported_methods_are_405_with_the_allowed_ones() {
+    let item = item_path();
+    let count = format!("{COLLECTION}/$count");
+    let cases = [
+        ("PUT", COLLECTION, "GET, POST"),
+        ("DELETE", COLLECTION, "GET, POST"),
+        ("PATCH", COLLECTION, "GET, POST"),
+        ("POST", item.as_str(), "GET, PATCH, DELETE"),
+        ("PUT", item.as_str(), "GET, PATCH, DELETE"),
+        ("POST", count.as_str(), "GET"),
+        ("DELETE", count.as_str(), "GET"),
+    ];
+    for (method, uri, allow) in cases {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer t")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .expect("request");
+
+        let (status, headers, body) = send(app(MockPartnerUseCases::new(), "/beta"), request).await;
+
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(header(&headers, "allow"), allow, "{method} {uri}");
+        assert_eq!(body["error"]["code"], "BadRequest", "{method} {uri}");
+    }
 }

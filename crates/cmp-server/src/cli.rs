@@ -93,10 +93,12 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
         ["check-graph"] => Ok(Command::CheckGraph),
         ["help" | "--help" | "-h"] => Ok(Command::Help),
         ["outbox", "counts"] => Ok(Command::Outbox(OutboxCommand::Counts)),
-        ["outbox", "show", partner_id] => Ok(Command::Outbox(OutboxCommand::Show { partner_id: (*partner_id).to_owned() })),
-        ["outbox", "requeue", outbox_id] => {
-            Ok(Command::Outbox(OutboxCommand::Requeue { outbox_id: (*outbox_id).to_owned() }))
-        }
+        ["outbox", "show", partner_id] => Ok(Command::Outbox(OutboxCommand::Show {
+            partner_id: (*partner_id).to_owned(),
+        })),
+        ["outbox", "requeue", outbox_id] => Ok(Command::Outbox(OutboxCommand::Requeue {
+            outbox_id: (*outbox_id).to_owned(),
+        })),
         ["outbox", "list", options @ ..] => parse_list_options(options).map(Command::Outbox),
         ["mint-token", options @ ..] => parse_mint_options(options).map(Command::MintToken),
         other => Err(format!("unknown arguments: {}\n\n{USAGE}", other.join(" "))),
@@ -107,10 +109,18 @@ fn parse_list_options(options: &[&str]) -> Result<OutboxCommand, String> {
     let (mut state, mut limit) = (None, 100);
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
-        let value = rest.next().ok_or_else(|| format!("{option} needs a value"))?;
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("{option} needs a value"))?;
         match *option {
             "--state" => state = Some((*value).to_owned()),
-            "--limit" => limit = value.parse().ok().filter(|n| *n > 0).ok_or("--limit needs a positive number")?,
+            "--limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--limit needs a positive number")?
+            }
             other => return Err(format!("outbox list does not know '{other}'\n\n{USAGE}")),
         }
     }
@@ -201,20 +211,36 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 ///
 /// # Errors
 /// When the store cannot be opened, an argument is not understood, or the row is not found.
-pub async fn outbox(settings: &crate::Settings, command: &OutboxCommand) -> anyhow::Result<serde_json::Value> {
+pub async fn outbox(
+    settings: &crate::Settings,
+    command: &OutboxCommand,
+) -> anyhow::Result<serde_json::Value> {
     use anyhow::Context;
     use cmp_application::{OperatorUseCases, OutboxOperations};
     use cmp_http_api::admin::{parse_state, render_counts, render_sync_state};
 
     let store = cmp_sqlite::SqliteStore::open(&settings.sqlite)
         .await
-        .with_context(|| format!("opening the SQLite store at {}", settings.sqlite.path.display()))?;
-    let operations = OutboxOperations::new(std::sync::Arc::new(store.partner_repository()), std::sync::Arc::new(crate::system::SystemClock));
+        .with_context(|| {
+            format!(
+                "opening the SQLite store at {}",
+                settings.sqlite.path.display()
+            )
+        })?;
+    let operations = OutboxOperations::new(
+        std::sync::Arc::new(store.partner_repository()),
+        std::sync::Arc::new(crate::system::SystemClock),
+    );
     let report = match command {
-        OutboxCommand::Counts => operations.count_rows().await.map(|counts| render_counts(&counts)),
+        OutboxCommand::Counts => operations
+            .count_rows()
+            .await
+            .map(|counts| render_counts(&counts)),
         OutboxCommand::List { state, limit } => {
             let state = match state {
-                Some(text) => Some(parse_state(text).ok_or_else(|| anyhow::anyhow!("unknown state '{text}'"))?),
+                Some(text) => Some(
+                    parse_state(text).ok_or_else(|| anyhow::anyhow!("unknown state '{text}'"))?,
+                ),
                 None => None,
             };
             operations
@@ -223,12 +249,21 @@ pub async fn outbox(settings: &crate::Settings, command: &OutboxCommand) -> anyh
                 .map(|rows| serde_json::json!({ "value": rows.iter().map(render_sync_state).collect::<Vec<_>>() }))
         }
         OutboxCommand::Show { partner_id } => {
-            let partner_id = partner_id.parse().map_err(|_| anyhow::anyhow!("'{partner_id}' is not a partner id"))?;
-            operations.sync_state(partner_id).await.map(|sync| render_sync_state(&sync))
+            let partner_id = partner_id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("'{partner_id}' is not a partner id"))?;
+            operations
+                .sync_state(partner_id)
+                .await
+                .map(|sync| render_sync_state(&sync))
         }
         OutboxCommand::Requeue { outbox_id } => {
-            let id = uuid::Uuid::try_parse(outbox_id).map_err(|_| anyhow::anyhow!("'{outbox_id}' is not an outbox id"))?;
-            operations.requeue(id).await.map(|()| serde_json::json!({ "outboxId": id.to_string(), "state": "unknown" }))
+            let id = uuid::Uuid::try_parse(outbox_id)
+                .map_err(|_| anyhow::anyhow!("'{outbox_id}' is not an outbox id"))?;
+            operations
+                .requeue(id)
+                .await
+                .map(|()| serde_json::json!({ "outboxId": id.to_string(), "state": "unknown" }))
         }
     };
     store.close().await;
@@ -303,10 +338,16 @@ mod tests {
         );
         assert!(parse(&args("mint-token --lifetime 0")).is_err());
         assert!(parse(&args("mint-token --role")).is_err());
-        assert_eq!(parse(&args("outbox counts")), Ok(Command::Outbox(OutboxCommand::Counts)));
+        assert_eq!(
+            parse(&args("outbox counts")),
+            Ok(Command::Outbox(OutboxCommand::Counts))
+        );
         assert_eq!(
             parse(&args("outbox list --state dead --limit 5")),
-            Ok(Command::Outbox(OutboxCommand::List { state: Some("dead".into()), limit: 5 }))
+            Ok(Command::Outbox(OutboxCommand::List {
+                state: Some("dead".into()),
+                limit: 5
+            }))
         );
         assert!(parse(&args("outbox list --limit x")).is_err());
         let error = parse(&args("serve --port 1")).expect_err("unknown");

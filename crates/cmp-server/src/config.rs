@@ -266,10 +266,22 @@ impl Settings {
             return Err("delivery.inline_deadline_ms must be greater than 0".into());
         }
         for (key, value) in [
-            ("delivery.max_attempts", u64::from(self.delivery.max_attempts)),
-            ("delivery.dispatcher_workers", self.delivery.dispatcher_workers as u64),
-            ("delivery.dispatcher_batch_size", u64::from(self.delivery.dispatcher_batch_size)),
-            ("delivery.dispatcher_poll_interval_ms", self.delivery.dispatcher_poll_interval_ms),
+            (
+                "delivery.max_attempts",
+                u64::from(self.delivery.max_attempts),
+            ),
+            (
+                "delivery.dispatcher_workers",
+                self.delivery.dispatcher_workers as u64,
+            ),
+            (
+                "delivery.dispatcher_batch_size",
+                u64::from(self.delivery.dispatcher_batch_size),
+            ),
+            (
+                "delivery.dispatcher_poll_interval_ms",
+                self.delivery.dispatcher_poll_interval_ms,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));

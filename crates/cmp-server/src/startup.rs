@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cmp_application::{
-    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, OutboxOperations, PartnerService, PartnerUseCases,
+    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, OutboxOperations,
+    PartnerService, PartnerUseCases,
 };
 use cmp_domain::TenantId;
 use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
@@ -91,7 +92,8 @@ impl Application {
             tenant_id,
             settings.delivery.dispatch_policy(),
         ));
-        let operations: Arc<dyn OperatorUseCases> = Arc::new(OutboxOperations::new(repository, Arc::new(SystemClock)));
+        let operations: Arc<dyn OperatorUseCases> =
+            Arc::new(OutboxOperations::new(repository, Arc::new(SystemClock)));
         let dispatch = DispatchLoop {
             dispatcher,
             workers: settings.delivery.dispatcher_workers,
@@ -120,7 +122,15 @@ impl Application {
             header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.http.shutdown_grace_ms),
         };
-        Ok(Self { listener, local_addr, router, connection_limits, dispatch, store, public_root })
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            connection_limits,
+            dispatch,
+            store,
+            public_root,
+        })
     }
 
     /// The address the listener is bound to.
@@ -137,7 +147,10 @@ impl Application {
     ///
     /// # Errors
     /// When serving fails.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr, root = %self.public_root, "serving");
         // One stop signal for the HTTP server and the dispatcher workers.
         let (stop, stopping) = watch::channel(false);
@@ -150,10 +163,24 @@ impl Application {
         let http_shutdown = async move {
             let _ = http_stopping.wait_for(|stopped| *stopped).await;
         };
-        let served = cmp_http_api::serve(self.listener, self.router, self.connection_limits, http_shutdown).await;
+        let served = cmp_http_api::serve(
+            self.listener,
+            self.router,
+            self.connection_limits,
+            http_shutdown,
+        )
+        .await;
         // The workers stop claiming at once and finish the attempt in hand; an attempt cut off
         // by the bound keeps its lease and is reconciled after a restart.
-        let drained = tokio::time::timeout(self.connection_limits.shutdown_grace, workers.join_all()).await;
+        let drained = tokio::time::timeout(self.connection_limits.shutdown_grace, async move {
+            let mut workers = workers;
+            while let Some(ended) = workers.join_next().await {
+                if let Err(error) = ended {
+                    tracing::error!(error.message = %error, "a dispatcher worker ended abnormally");
+                }
+            }
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!("dispatcher workers did not finish within the shutdown grace period");
         }

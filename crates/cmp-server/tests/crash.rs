@@ -267,6 +267,18 @@ async fn outbox_rows(client: &reqwest::Client, service: &Service, token: &str) -
     body["value"].as_array().expect("value").clone()
 }
 
+/// `GET /admin/partners/{id}/sync`: a partner's sync state with its attempt history.
+async fn sync_state(client: &reqwest::Client, service: &Service, token: &str, id: &str) -> Value {
+    let response = client
+        .get(service.url(&format!("/admin/partners/{id}/sync")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_once_after_a_restart()
 {
@@ -377,14 +389,35 @@ async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_on
             .unwrap_or_else(|| panic!("the accepted partner {name} is not in Graph"));
         assert_eq!(row["graphId"], graph_id.as_str(), "{name}");
     }
+    // The kill left evidence: attempts started (committed before the call) and never finished.
+    // Each such row was reconciled afterwards, so its last attempt is a finished one.
+    let mut cut_by_the_kill = 0;
+    for (name, id) in &accepted {
+        let sync = sync_state(&client, &second, &operator, id).await;
+        let history = sync["attemptHistory"]
+            .as_array()
+            .expect("an attempt history");
+        let open = history.iter().filter(|a| a["finishedAt"].is_null()).count();
+        assert!(
+            history.last().is_some_and(|a| !a["finishedAt"].is_null()),
+            "{name}: {sync}"
+        );
+        cut_by_the_kill += open;
+    }
+    assert!(
+        cut_by_the_kill > 0,
+        "the kill interrupted no attempt: the test did not kill mid-delivery"
+    );
     let stats = fake.stats();
     println!(
-        "crash: partners accepted {} (delivered before the kill {delivered_at_kill}); Graph calls \
-         at the kill: {} POSTs, {} GETs; in all: {} POSTs ({} applied), {} GETs, {} failures \
+        "crash: partners accepted {} (delivered before the kill {delivered_at_kill}, attempts cut \
+         by the kill {cut_by_the_kill}); Graph calls at the kill: {} POSTs ({} applied), {} GETs; \
+         in all: {} POSTs ({} applied), {} GETs, {} failures \
          injected, {} token requests; duplicates found {}; restart took {restarted:?}; \
          drain time after the restart {drain_after_restart:?} ({drain:?} after the kill)",
         accepted.len(),
         at_kill.posts,
+        at_kill.posts_applied,
         at_kill.gets,
         stats.posts,
         stats.posts_applied,

@@ -17,7 +17,7 @@ use cmp_domain::{PartnerId, TenantId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use crate::partner_repository::{SqlitePartnerRepository, read_partner, retry_state};
+use crate::partner_repository::{Deleted, SqlitePartnerRepository, read_partner, retry_state};
 use crate::rows::{AttemptRow, ClaimRow, OutboxRow, parse_delivery_state};
 
 /// The columns of [`OutboxRow`], as a literal so that `concat!` can build `&'static str`
@@ -32,38 +32,63 @@ macro_rules! outbox_row_columns {
 
 /// The claim's selection; binds: tenant, now, limit.
 ///
-/// - Only `pending` and `unknown` rows of the tenant whose time has come, oldest due first
-///   (then oldest written, then insertion order, so that the order is total).
-/// - Not a row whose natural key already has a row `in_flight` in the tenant: per key one
-///   attempt at a time (§3.2). Natural keys are unique per tenant, so a row in flight in another
-///   tenant is another partner and does not block.
-/// - Of the remaining rows, only the first of each key, so that one claim never holds two rows
-///   of one key either.
+/// Jobs for one natural key and jobs for one partner run in the order they were written
+/// (issue 5: a rename, a delete and a create reusing the freed name must reach Graph in that
+/// order). So a row is claimed only when it is the oldest *live* row (`pending`, `unknown` or
+/// `in_flight`) of its natural key and of its partner, and is itself waiting and due:
 ///
-/// The `WHERE` of the inner query walks `outbox_tenant_state_next_attempt_at` (two ranges, one
-/// per state), and the `NOT EXISTS` probes `outbox_tenant_natural_key_state`; delivered and dead
-/// rows, which accumulate, are never read.
-const CLAIM_CANDIDATES: &str = "SELECT id, partner_id, natural_key, state, attempts, \
-     first_attempt_at, created_at, operation, \
-     (SELECT graph_id FROM partners WHERE partners.id = ranked.partner_id) AS partner_graph_id, \
-     (SELECT COUNT(*) FROM delivery_attempts AS made WHERE made.outbox_id = ranked.id \
-      AND made.started_at >= COALESCE(ranked.first_attempt_at, ranked.created_at)) \
+/// - Only `pending` and `unknown` rows of the tenant whose time has come; among them the oldest
+///   due first (then oldest written, then insertion order, so that the order is total).
+/// - Not a row that has an older live row of the same natural key in the tenant, nor of the same
+///   partner: a younger row never jumps ahead, even when the older one is not due yet (it waits
+///   out its back-off) or is in flight. "Older" is `(created_at, rowid)`: the write time, then
+///   the insertion order for rows written at the same instant.
+/// - Not a row whose natural key or partner has a row `in_flight` at all, whatever its age: per
+///   key and per partner one attempt at a time (§3.2). An inline create is born in flight and
+///   may be younger than a waiting row that held its name before.
+///
+/// Natural keys are unique per tenant only, so a row of another tenant never blocks. `dead` and
+/// `delivered` rows block nothing: a dead row waits for an operator, and holding every later
+/// change of its partner back until then would hide them all behind one failure.
+///
+/// Since only the oldest live row of a key can qualify, one claim never holds two rows of one
+/// key or of one partner either.
+///
+/// The `WHERE` walks `outbox_tenant_state_next_attempt_at` (two ranges, one per state); each
+/// `NOT EXISTS` probes an index that holds every column it tests
+/// (`outbox_tenant_natural_key_state_created_at`, `outbox_partner_id_state_created_at`), so
+/// delivered and dead rows, which accumulate, are never read.
+const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
+     candidate.natural_key, candidate.state, candidate.attempts, candidate.first_attempt_at, \
+     candidate.created_at, candidate.operation, \
+     (SELECT graph_id FROM partners WHERE partners.id = candidate.partner_id) \
+      AS partner_graph_id, \
+     (SELECT COUNT(*) FROM delivery_attempts AS made WHERE made.outbox_id = candidate.id \
+      AND made.started_at >= COALESCE(candidate.first_attempt_at, candidate.created_at)) \
       AS attempts_in_window \
-     FROM (\
-         SELECT id, partner_id, natural_key, state, attempts, first_attempt_at, created_at, \
-         operation, next_attempt_at, rowid AS insertion_order, \
-         ROW_NUMBER() OVER (\
-             PARTITION BY natural_key ORDER BY next_attempt_at, created_at, rowid\
-         ) AS rank_in_key \
-         FROM outbox AS candidate \
-         WHERE tenant_id = ? AND state IN ('pending', 'unknown') AND next_attempt_at <= ? \
-         AND NOT EXISTS (\
-             SELECT 1 FROM outbox AS busy WHERE busy.tenant_id = candidate.tenant_id \
-             AND busy.natural_key = candidate.natural_key AND busy.state = 'in_flight'\
-         )\
-     ) AS ranked \
-     WHERE rank_in_key = 1 \
-     ORDER BY next_attempt_at, created_at, insertion_order \
+     FROM outbox AS candidate \
+     WHERE candidate.tenant_id = ? AND candidate.state IN ('pending', 'unknown') \
+     AND candidate.next_attempt_at <= ? \
+     AND NOT EXISTS (\
+         SELECT 1 FROM outbox AS ahead_by_key \
+         WHERE ahead_by_key.tenant_id = candidate.tenant_id \
+         AND ahead_by_key.natural_key = candidate.natural_key \
+         AND ahead_by_key.state IN ('pending', 'unknown', 'in_flight') \
+         AND (ahead_by_key.state = 'in_flight' \
+              OR ahead_by_key.created_at < candidate.created_at \
+              OR (ahead_by_key.created_at = candidate.created_at \
+                  AND ahead_by_key.rowid < candidate.rowid))\
+     ) \
+     AND NOT EXISTS (\
+         SELECT 1 FROM outbox AS ahead_for_partner \
+         WHERE ahead_for_partner.partner_id = candidate.partner_id \
+         AND ahead_for_partner.state IN ('pending', 'unknown', 'in_flight') \
+         AND (ahead_for_partner.state = 'in_flight' \
+              OR ahead_for_partner.created_at < candidate.created_at \
+              OR (ahead_for_partner.created_at = candidate.created_at \
+                  AND ahead_for_partner.rowid < candidate.rowid))\
+     ) \
+     ORDER BY candidate.next_attempt_at, candidate.created_at, candidate.rowid \
      LIMIT ?";
 
 #[async_trait::async_trait]
@@ -144,7 +169,8 @@ impl DeliveryQueue for SqlitePartnerRepository {
             // The partner as stored now, not as it was when the row was written: a later
             // change folds into this delivery. Returning early drops `tx`, which rolls the
             // whole claim back, so no row stays leased to a dispatcher that never saw it.
-            let partner = read_partner(&mut tx, &row.partner_id)
+            // A deleted partner too: its `delete` row renders from it.
+            let partner = read_partner(&mut tx, &row.partner_id, Deleted::Included)
                 .await
                 .with_context(|| format!("reading the partner of outbox row {}", row.id))?
                 .ok_or_else(|| {
@@ -220,7 +246,9 @@ impl DeliveryQueue for SqlitePartnerRepository {
         .await
         .context("counting the attempt on the outbox row")?;
         if counted.rows_affected() != 1 {
-            tx.rollback().await.context("rolling back after a lost lease")?;
+            tx.rollback()
+                .await
+                .context("rolling back after a lost lease")?;
             return Err(StoreError::LeaseLost);
         }
 

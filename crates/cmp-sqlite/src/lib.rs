@@ -16,7 +16,11 @@
 //! - [`SqliteSettings`], [`SqliteStore`] (`store.rs`): opening the file, pragmas, the writer
 //!   and reader pools, and the embedded [`MIGRATOR`] run at every open.
 //! - [`SqlitePartnerRepository`] (`partner_repository.rs`): the repository port, one
-//!   transaction per method.
+//!   transaction per method: creating, reading, finishing attempts, undoing a refused create.
+//! - `partner_listing.rs`: listing and counting, the typed query translated into SQL with bound
+//!   values and keyset pages.
+//! - `partner_changes.rs`: updates and deletes, and whether each folds into the partner's
+//!   waiting create or queues an outbox row.
 //! - `delivery_queue.rs`: the delivery-queue port on the same type and the same pools: lease
 //!   recovery, the dispatcher's claim, attempt starts, and the operators' views of the outbox.
 //! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
@@ -25,6 +29,7 @@
 
 mod delivery_queue;
 mod partner_changes;
+mod partner_listing;
 mod partner_repository;
 mod rows;
 mod store;

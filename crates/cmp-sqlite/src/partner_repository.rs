@@ -9,17 +9,16 @@
 //! consistent WAL snapshot across their statements.
 
 use anyhow::{Context, anyhow};
-use cmp_application::{
-    AttemptFinish, AuditEntry, DeliveryState, NewPartnerWrite, OutboxTransition, PartnerRepository,
-    StoreError,
-};
 use cmp_application::query::{Filter, ListQuery, PartnerPage};
-use cmp_application::{ChangeQueued, ChangeWrite};
+use cmp_application::{
+    AttemptFinish, AuditAction, AuditEntry, ChangeQueued, ChangeWrite, DeliveryState,
+    NewPartnerWrite, Operation, OutboxTransition, PartnerRepository, StoreError,
+};
 use cmp_domain::{Partner, PartnerId, TenantId};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use crate::rows::{AssignmentRow, AuditRow, PartnerRow};
+use crate::rows::{AssignmentRow, AuditRow, PartnerRow, parse_operation, partner_row_columns};
 
 /// How every write transaction starts; see the module documentation.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -62,21 +61,53 @@ impl SqlitePartnerRepository {
     }
 }
 
+/// Whether a read sees partners that callers deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deleted {
+    /// Callers' view: a deleted partner is gone.
+    Hidden,
+    /// The dispatcher's view: a `delete` row still renders from its partner.
+    Included,
+}
+
 #[async_trait::async_trait]
 impl PartnerRepository for SqlitePartnerRepository {
-    async fn list_partners(&self, tenant_id: TenantId, query: &ListQuery) -> Result<PartnerPage, StoreError> {
+    // The four methods of issue 5 are implemented in `partner_listing.rs` and
+    // `partner_changes.rs`.
+
+    #[tracing::instrument(name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
+    async fn list_partners(
+        &self,
+        tenant_id: TenantId,
+        query: &ListQuery,
+    ) -> Result<PartnerPage, StoreError> {
         self.list(tenant_id, query).await
     }
 
-    async fn count_partners(&self, tenant_id: TenantId, filter: Option<Filter>) -> Result<u64, StoreError> {
-        self.count(tenant_id, filter).await
+    #[tracing::instrument(name = "sqlite.count_partners", skip_all, fields(tenant.id = %tenant_id))]
+    async fn count_partners(
+        &self,
+        tenant_id: TenantId,
+        filter: Option<Filter>,
+    ) -> Result<u64, StoreError> {
+        self.count(tenant_id, filter.as_ref()).await
     }
 
-    async fn update_partner(&self, partner: &Partner, write: &ChangeWrite) -> Result<ChangeQueued, StoreError> {
+    #[tracing::instrument(name = "sqlite.update_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.outbox_id))]
+    async fn update_partner(
+        &self,
+        partner: &Partner,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError> {
         self.update(partner, write).await
     }
 
-    async fn delete_partner(&self, id: PartnerId, write: &ChangeWrite) -> Result<ChangeQueued, StoreError> {
+    #[tracing::instrument(name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
+    async fn delete_partner(
+        &self,
+        id: PartnerId,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError> {
         self.delete(id, write).await
     }
 
@@ -117,7 +148,7 @@ impl PartnerRepository for SqlitePartnerRepository {
             // `is_unique_violation()` cannot say which fired (SQLite reports no constraint
             // name to sqlx), so look: only a taken natural key is the caller's duplicate; an
             // id collision is our fault and stays Unexpected.
-            if unique && name_key_taken(&mut tx, &row).await? {
+            if unique && name_key_taken(&mut tx, &row, None).await? {
                 tx.rollback()
                     .await
                     .context("rolling back after a duplicate display name")?;
@@ -130,26 +161,7 @@ impl PartnerRepository for SqlitePartnerRepository {
                 .into());
         }
 
-        for assignment in AssignmentRow::all_of(partner) {
-            sqlx::query(
-                "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
-                 filter_type, filter_id, group_id, collection_id, scope_tag_target_type, \
-                 entra_object_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&row.id)
-            .bind(&assignment.platform)
-            .bind(assignment.position)
-            .bind(&assignment.target_type)
-            .bind(&assignment.filter_type)
-            .bind(&assignment.filter_id)
-            .bind(&assignment.group_id)
-            .bind(&assignment.collection_id)
-            .bind(&assignment.scope_tag_target_type)
-            .bind(&assignment.entra_object_id)
-            .execute(&mut *tx)
-            .await
-            .context("inserting an assignment row")?;
-        }
+        insert_assignments(&mut tx, partner).await?;
 
         let outbox_id = write.outbox_id.hyphenated().to_string();
         let client_request_id = write.client_request_id.hyphenated().to_string();
@@ -202,7 +214,7 @@ impl PartnerRepository for SqlitePartnerRepository {
         // One read transaction, so the partner and its assignments come from one snapshot
         // even when an undo commits between the two statements.
         let mut tx = self.begin_read().await?;
-        let partner = read_partner(&mut tx, &id.to_string()).await?;
+        let partner = read_partner(&mut tx, &id.to_string(), Deleted::Hidden).await?;
         tx.commit().await.context("ending the read transaction")?;
         Ok(partner)
     }
@@ -238,11 +250,11 @@ impl PartnerRepository for SqlitePartnerRepository {
         .await
         .context("recording the end of the delivery attempt")?;
 
-        let moved: Option<String> = match &finish.transition {
-            OutboxTransition::Delivered { graph_id } => sqlx::query_scalar(
+        let moved: Option<(String, String)> = match &finish.transition {
+            OutboxTransition::Delivered { graph_id } => sqlx::query_as(
                 "UPDATE outbox SET state = 'delivered', graph_id = ?, lease_owner = NULL, \
                  lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
-                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id",
+                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
             )
             .bind(graph_id)
             .bind(status)
@@ -255,10 +267,10 @@ impl PartnerRepository for SqlitePartnerRepository {
             OutboxTransition::Retry {
                 state,
                 next_attempt_at,
-            } => sqlx::query_scalar(
+            } => sqlx::query_as(
                 "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
                  lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
-                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id",
+                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
             )
             .bind(retry_state(*state)?)
             .bind(next_attempt_at.unix_ticks())
@@ -271,10 +283,10 @@ impl PartnerRepository for SqlitePartnerRepository {
             .context("returning the outbox row to the dispatcher")?,
             // `next_attempt_at` stays as it was: a dead row is never due until an operator
             // re-queues it, which sets it afresh.
-            OutboxTransition::Dead { reason } => sqlx::query_scalar(
+            OutboxTransition::Dead { reason } => sqlx::query_as(
                 "UPDATE outbox SET state = 'dead', dead_reason = ?, lease_owner = NULL, \
                  lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
-                 WHERE id = ? RETURNING partner_id",
+                 WHERE id = ? RETURNING partner_id, operation",
             )
             .bind(reason)
             .bind(status)
@@ -286,7 +298,7 @@ impl PartnerRepository for SqlitePartnerRepository {
             .context("dead-lettering the outbox row")?,
         };
         // Returning early drops `tx`, which rolls the transaction back.
-        let Some(row_partner_id) = moved else {
+        let Some((row_partner_id, operation)) = moved else {
             return Err(anyhow!("outbox row {outbox_id} does not exist").into());
         };
         if row_partner_id != partner_id {
@@ -305,13 +317,21 @@ impl PartnerRepository for SqlitePartnerRepository {
         }
 
         if let OutboxTransition::Delivered { graph_id } = &finish.transition {
-            sqlx::query("UPDATE partners SET graph_id = ?, updated_at = ? WHERE id = ?")
-                .bind(graph_id)
-                .bind(finished_at)
-                .bind(&partner_id)
-                .execute(&mut *tx)
-                .await
-                .context("storing Graph's id on the partner")?;
+            match parse_operation(&operation)? {
+                Operation::Create | Operation::Update => {
+                    sqlx::query("UPDATE partners SET graph_id = ?, updated_at = ? WHERE id = ?")
+                        .bind(graph_id)
+                        .bind(finished_at)
+                        .bind(&partner_id)
+                        .execute(&mut *tx)
+                        .await
+                        .context("storing Graph's id on the partner")?;
+                }
+                // Graph confirmed the delete: the display name is free again. The tombstone
+                // keeps the Graph id it had: a delete of an object Graph never held is reported
+                // with a placeholder id, which must not overwrite anything.
+                Operation::Delete => release_name(&mut tx, finish).await?,
+            }
         }
 
         tx.commit()
@@ -333,12 +353,24 @@ impl PartnerRepository for SqlitePartnerRepository {
         // The outbox row first: its foreign key forbids deleting a partner it still delivers.
         // Its attempts go with it (ON DELETE CASCADE). Matching the partner too means a wrong
         // pairing deletes nothing, and the partner delete below then fails on that key.
-        sqlx::query("DELETE FROM outbox WHERE id = ? AND partner_id = ?")
+        let undone = sqlx::query("DELETE FROM outbox WHERE id = ? AND partner_id = ?")
             .bind(outbox_id.hyphenated().to_string())
             .bind(&partner_id)
             .execute(&mut *tx)
             .await
-            .context("deleting the outbox row")?;
+            .context("deleting the outbox row")?
+            .rows_affected();
+        if undone == 1 {
+            // An update or delete that arrived while the create was in flight queued a row
+            // behind it. The claim never runs a partner's younger row before its create, so
+            // those rows never reached Graph, and with the create refused they have nothing
+            // left to change there.
+            sqlx::query("DELETE FROM outbox WHERE partner_id = ? AND operation <> 'create'")
+                .bind(&partner_id)
+                .execute(&mut *tx)
+                .await
+                .context("deleting the rows queued behind the refused create")?;
+        }
         // The assignments go with the partner (ON DELETE CASCADE).
         sqlx::query("DELETE FROM partners WHERE id = ?")
             .bind(&partner_id)
@@ -353,23 +385,34 @@ impl PartnerRepository for SqlitePartnerRepository {
 }
 
 /// Reads the partner `id` (its row and assignments) on `conn`, inside the caller's transaction:
-/// [`PartnerRepository::get_partner`] on a reader, the dispatcher's claim on the writer.
+/// [`PartnerRepository::get_partner`] on a reader, where a deleted partner is `None`
+/// ([`Deleted::Hidden`]); the dispatcher's claim on the writer, which still reads it
+/// ([`Deleted::Included`]).
 ///
 /// # Errors
 /// When a statement fails or the stored rows no longer parse into a [`Partner`].
 pub(crate) async fn read_partner(
     conn: &mut SqliteConnection,
     id: &str,
+    deleted: Deleted,
 ) -> anyhow::Result<Option<Partner>> {
-    let row: Option<PartnerRow> = sqlx::query_as(
-        "SELECT id, tenant_id, display_name, name_key, partner_state, last_heartbeat, \
-         mac_os_onboarded, windows_onboarded, android_onboarded, ios_onboarded, \
-         linux_onboarded FROM partners WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("reading the partner row")?;
+    let statement = match deleted {
+        Deleted::Hidden => concat!(
+            "SELECT ",
+            partner_row_columns!(),
+            " FROM partners WHERE id = ? AND deleted_at IS NULL"
+        ),
+        Deleted::Included => concat!(
+            "SELECT ",
+            partner_row_columns!(),
+            " FROM partners WHERE id = ?"
+        ),
+    };
+    let row: Option<PartnerRow> = sqlx::query_as(statement)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("reading the partner row")?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -390,24 +433,113 @@ pub(crate) async fn read_partner(
     Ok(Some(partner))
 }
 
-/// Whether another partner of the row's tenant already has its natural key. Runs inside the
-/// failed insert's transaction: SQLite aborts only the failing statement, not the transaction.
-async fn name_key_taken(
+/// Whether a partner of the row's tenant other than `except` (the row's own partner, on an
+/// update) already has its natural key. Runs inside the failed statement's transaction: SQLite
+/// aborts only the failing statement, not the transaction. Deleted partners count: their name
+/// stays reserved until Graph confirms the delete.
+pub(crate) async fn name_key_taken(
     tx: &mut Transaction<'static, Sqlite>,
     row: &PartnerRow,
+    except: Option<&str>,
 ) -> anyhow::Result<bool> {
-    let taken: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM partners WHERE tenant_id = ? AND name_key = ?")
-            .bind(&row.tenant_id)
-            .bind(&row.name_key)
-            .fetch_optional(&mut **tx)
-            .await
-            .context("looking for a partner with the same natural key")?;
+    let taken: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM partners WHERE tenant_id = ? AND name_key = ? AND id IS NOT ?",
+    )
+    .bind(&row.tenant_id)
+    .bind(&row.name_key)
+    .bind(except)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("looking for a partner with the same natural key")?;
     Ok(taken.is_some())
 }
 
+/// How many assignment rows one multi-row `INSERT` carries: 10 bound values each, so a batch
+/// stays far below SQLite's limit of 32,766 variables per statement.
+const ASSIGNMENTS_PER_INSERT: usize = 500;
+
+/// Inserts the assignment rows of `partner`, each platform's list numbered from 0, in a few
+/// multi-row statements rather than one per assignment.
+pub(crate) async fn insert_assignments(
+    tx: &mut Transaction<'static, Sqlite>,
+    partner: &Partner,
+) -> anyhow::Result<()> {
+    let partner_id = partner.id().to_string();
+    let rows = AssignmentRow::all_of(partner);
+    for batch in rows.chunks(ASSIGNMENTS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type, filter_id, group_id, collection_id, scope_tag_target_type, \
+             entra_object_id) ",
+        );
+        insert.push_values(batch, |mut values, assignment| {
+            values
+                .push_bind(partner_id.clone())
+                .push_bind(assignment.platform.clone())
+                .push_bind(assignment.position)
+                .push_bind(assignment.target_type.clone())
+                .push_bind(assignment.filter_type.clone())
+                .push_bind(assignment.filter_id.clone())
+                .push_bind(assignment.group_id.clone())
+                .push_bind(assignment.collection_id.clone())
+                .push_bind(assignment.scope_tag_target_type.clone())
+                .push_bind(assignment.entra_object_id.clone());
+        });
+        insert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .context("inserting assignment rows")?;
+    }
+    Ok(())
+}
+
+/// Releases the display name of the partner whose `delete` row `finish` delivered, and records
+/// Graph's confirmation in the audit log, inside `finish_attempt`'s transaction.
+///
+/// The entry's id is the delete row's own id: a row is delivered once, so the id is unique, and
+/// it ties the entry to the row's attempts. The store serves no request of its own, hence the
+/// empty request id and the `dispatcher` caller.
+async fn release_name(
+    tx: &mut Transaction<'static, Sqlite>,
+    finish: &AttemptFinish,
+) -> anyhow::Result<()> {
+    let partner_id = finish.partner_id.to_string();
+    let released: Option<String> = sqlx::query_scalar(
+        "UPDATE partners SET name_key = NULL, updated_at = ? \
+         WHERE id = ? AND deleted_at IS NOT NULL RETURNING display_name",
+    )
+    .bind(finish.finished_at.unix_ticks())
+    .bind(&partner_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("releasing the display name of the deleted partner")?;
+    let Some(display_name) = released else {
+        return Err(anyhow!(
+            "outbox row {} deletes partner {partner_id}, which is not deleted",
+            finish.outbox_id
+        ));
+    };
+    let entry = AuditEntry {
+        id: finish.outbox_id,
+        partner_id: finish.partner_id,
+        action: AuditAction::DeletedInGraph,
+        request_id: String::new(),
+        caller: "dispatcher".to_owned(),
+        at: finish.finished_at,
+        detail: format!(
+            "Microsoft Graph confirmed the delete ({}; graph request-id {}, client-request-id {}); \
+             the display name '{display_name}' is free again",
+            finish.outcome_label,
+            finish.meta.request_id.as_deref().unwrap_or("none"),
+            finish.client_request_id,
+        ),
+    };
+    insert_audit(tx, &entry).await
+}
+
 /// Appends an entry to the audit log.
-async fn insert_audit(
+pub(crate) async fn insert_audit(
     tx: &mut Transaction<'static, Sqlite>,
     entry: &AuditEntry,
 ) -> anyhow::Result<()> {

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
-use cmp_application::{AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, Operation, SyncState};
+use cmp_application::{
+    AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, Operation, SyncState,
+};
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
     PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
@@ -15,14 +17,26 @@ use cmp_domain::{
 };
 use uuid::Uuid;
 
-/// A row of `partners`, as far as the domain needs it. `graph_id`, `created_at` and
-/// `updated_at` are bookkeeping of the adapter and are written by the statements directly.
+/// The columns of [`PartnerRow`], as a literal so that `concat!` can build `&'static str`
+/// statements from it and the listing's builder can start from it.
+macro_rules! partner_row_columns {
+    () => {
+        "id, tenant_id, display_name, name_key, partner_state, last_heartbeat, \
+         mac_os_onboarded, windows_onboarded, android_onboarded, ios_onboarded, linux_onboarded"
+    };
+}
+pub(crate) use partner_row_columns;
+
+/// A row of `partners`, as far as the domain needs it. `graph_id`, `created_at`, `updated_at`
+/// and `deleted_at` are bookkeeping of the adapter and are written by the statements directly.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct PartnerRow {
     pub(crate) id: String,
     pub(crate) tenant_id: String,
     pub(crate) display_name: String,
-    pub(crate) name_key: String,
+    /// `None` only on a tombstone whose delete Graph confirmed (the name is released). Written
+    /// rows always carry it.
+    pub(crate) name_key: Option<String>,
     pub(crate) partner_state: String,
     pub(crate) last_heartbeat: i64,
     pub(crate) mac_os_onboarded: bool,
@@ -40,7 +54,7 @@ impl PartnerRow {
             id: partner.id().to_string(),
             tenant_id: tenant.to_string(),
             display_name: partner.display_name().as_str().to_owned(),
-            name_key: partner.display_name().natural_key(),
+            name_key: Some(partner.display_name().natural_key()),
             partner_state: partner.state().as_str().to_owned(),
             last_heartbeat: partner.last_heartbeat().unix_ticks(),
             mac_os_onboarded: onboarded(Platform::MacOs),
@@ -115,6 +129,15 @@ impl PartnerRow {
             },
         ))
     }
+}
+
+/// A row of `partner_assignments` with its partner id, for reading the assignments of a whole
+/// page of partners in one statement.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct PartnerAssignmentRow {
+    pub(crate) partner_id: String,
+    #[sqlx(flatten)]
+    pub(crate) assignment: AssignmentRow,
 }
 
 /// A row of `partner_assignments`, without the partner id (the caller knows it).
@@ -287,7 +310,8 @@ impl ClaimRow {
             natural_key: self.natural_key,
             previous_state: parse_delivery_state(&self.state).with_context(context)?,
             attempts: count(self.attempts, "attempts").with_context(context)?,
-            attempts_in_window: count(self.attempts_in_window, "attempts_in_window").with_context(context)?,
+            attempts_in_window: count(self.attempts_in_window, "attempts_in_window")
+                .with_context(context)?,
             first_attempt_at: self
                 .first_attempt_at
                 .map(|ticks| instant(ticks, "first_attempt_at"))

@@ -1,7 +1,7 @@
 //! Fixtures shared by the adapter's tests: a fresh store on a temporary file, partners from
 //! plain to every-feature, and the create write that stores them.
 
-use cmp_application::{AuditAction, AuditEntry, NewPartnerWrite};
+use cmp_application::{AuditAction, AuditEntry, ChangeWrite, NewPartnerWrite};
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
     PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
@@ -208,4 +208,85 @@ pub(crate) fn write_for(partner: &Partner, tenant: TenantId, seed: u128) -> NewP
             detail: format!("created partner '{}'", partner.display_name()),
         },
     }
+}
+
+/// A partner with the given name, state and heartbeat, onboarded on `onboarded` (without
+/// assignments): the properties a listing filters and sorts by.
+pub(crate) fn partner_with(
+    id: u128,
+    name: &str,
+    state: PartnerState,
+    heartbeat: Timestamp,
+    onboarded: &[Platform],
+) -> Partner {
+    let mut platforms = Platforms::none();
+    for platform in onboarded {
+        platforms.set(*platform, enrolled(Vec::new()));
+    }
+    Partner::restore(
+        PartnerId::from_uuid(Uuid::from_u128(id)),
+        NewPartner {
+            display_name: DisplayName::parse(name).expect("valid name"),
+            state,
+            last_heartbeat: heartbeat,
+            platforms,
+        },
+    )
+}
+
+/// `partner` with another display name, everything else kept.
+pub(crate) fn renamed(partner: &Partner, name: &str) -> Partner {
+    Partner::restore(
+        partner.id(),
+        NewPartner {
+            display_name: DisplayName::parse(name).expect("valid name"),
+            state: partner.state(),
+            last_heartbeat: partner.last_heartbeat(),
+            platforms: partner.platforms().clone(),
+        },
+    )
+}
+
+/// The write of an update or delete of `partner_id` at `at`, with ids derived from `seed`.
+pub(crate) fn change_write(
+    partner_id: PartnerId,
+    tenant: TenantId,
+    seed: u128,
+    action: AuditAction,
+    at: Timestamp,
+) -> ChangeWrite {
+    ChangeWrite {
+        tenant_id: tenant,
+        outbox_id: Uuid::from_u128(seed + 1),
+        now: at,
+        audit: AuditEntry {
+            id: Uuid::from_u128(seed + 3),
+            partner_id,
+            action,
+            request_id: format!("req-{seed}"),
+            caller: format!("app:tenant/caller-{seed}"),
+            at,
+            detail: format!("{} partner {partner_id}", action.as_str()),
+        },
+    }
+}
+
+/// Row counts of the five tables, in the order partners, partner_assignments, outbox,
+/// delivery_attempts, audit_log.
+pub(crate) async fn row_counts(store: &SqliteStore) -> [i64; 5] {
+    let pool = &store.reader;
+    let mut counts = [0; 5];
+    for (slot, sql) in counts.iter_mut().zip([
+        "SELECT COUNT(*) FROM partners",
+        "SELECT COUNT(*) FROM partner_assignments",
+        "SELECT COUNT(*) FROM outbox",
+        "SELECT COUNT(*) FROM delivery_attempts",
+        "SELECT COUNT(*) FROM audit_log",
+    ]) {
+        *slot = sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await
+            .expect("count rows");
+    }
+    counts
 }

@@ -266,6 +266,24 @@ fn queue_attempting(row: &ClaimedDelivery) -> MockDeliveryQueue {
     queue
 }
 
+/// A queue handing out `row` that expects it back, unattempted, in `state` due `at` (Graph's
+/// list could not be read, so nothing was sent and no attempt is recorded).
+fn queue_releasing(
+    row: &ClaimedDelivery,
+    state: DeliveryState,
+    at: Timestamp,
+) -> MockDeliveryQueue {
+    let mut queue = queue_handing_out(vec![row.clone()]);
+    let outbox_id = row.outbox_id;
+    queue
+        .expect_release()
+        .withf(move |id, released, due| *id == outbox_id && *released == state && *due == at)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    queue.expect_start_attempt().never();
+    queue
+}
+
 /// Graph answering `outcome` to exactly one POST of `row`'s partner with the pass's first
 /// `client-request-id`; never listed.
 fn graph_answering(
@@ -777,15 +795,8 @@ async fn a_rejection_dead_letters_the_row_with_a_reason_naming_graphs_status_and
 async fn an_unknown_row_found_once_in_graph_is_adopted_with_graphs_id_and_never_posted() {
     let row = unknown_row();
     let mut order = Sequence::new();
-    let mut queue = queue_handing_out(vec![row.clone()]);
-    let start = expected_start(&row);
-    queue
-        .expect_start_attempt()
-        .withf(move |recorded| recorded == &start)
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|_| Ok(()));
     // Graph's copy differs in case and surrounding blanks: the natural key still matches.
+    // The list is read before the attempt starts: a list that fails sends nothing.
     let graph = graph_listing(
         Ok(vec![
             remote("graph-other", Some("Fabrikam")),
@@ -794,6 +805,14 @@ async fn an_unknown_row_found_once_in_graph_is_adopted_with_graphs_id_and_never_
         ]),
         &mut order,
     );
+    let mut queue = queue_handing_out(vec![row.clone()]);
+    let start = expected_start(&row);
+    queue
+        .expect_start_attempt()
+        .withf(move |recorded| recorded == &start)
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
     let finish = expected_finish(
         &row,
         GraphResponseMeta::default(),
@@ -828,6 +847,12 @@ async fn an_unknown_row_absent_from_graph_is_posted_once_with_the_attempts_clien
     let row = unknown_row();
     let meta = graph_meta(201, None);
     let mut order = Sequence::new();
+    let mut graph = MockGraphGateway::new();
+    graph
+        .expect_list_partners()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|| Ok(vec![remote("graph-other", Some("Fabrikam"))]));
     let mut queue = queue_handing_out(vec![row.clone()]);
     let start = expected_start(&row);
     queue
@@ -836,12 +861,6 @@ async fn an_unknown_row_absent_from_graph_is_posted_once_with_the_attempts_clien
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
-    let mut graph = MockGraphGateway::new();
-    graph
-        .expect_list_partners()
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|| Ok(vec![remote("graph-other", Some("Fabrikam"))]));
     let answer = GraphCallResult {
         outcome: CreateOutcome::Created {
             graph_id: GRAPH_ID.to_owned(),
@@ -922,15 +941,11 @@ async fn an_unknown_row_stays_unknown_with_back_off_and_is_not_posted_when_listi
     let row = unknown_row();
     let meta = graph_meta(503, Some("ServiceUnavailable"));
     let mut order = Sequence::new();
-    let graph = graph_listing(Err(GraphReadError::Transient(meta.clone())), &mut order);
+    let graph = graph_listing(Err(GraphReadError::Transient(meta)), &mut order);
     let transition = retry(DeliveryState::Unknown, after(backoff(ATTEMPT)));
-    let repository = repository_recording(expected_finish(
-        &row,
-        meta,
-        "reconcile_failed",
-        transition.clone(),
-    ));
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    // Nothing was sent: no attempt is recorded or counted, the row is handed back.
+    let queue = queue_releasing(&row, DeliveryState::Unknown, after(backoff(ATTEMPT)));
+    let dispatcher = dispatcher_over(MockPartnerRepository::new(), queue, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1039,18 +1054,11 @@ async fn a_re_queued_row_counts_only_the_attempts_of_its_new_window_towards_givi
     };
     let meta = graph_meta(503, Some("ServiceUnavailable"));
     let mut order = Sequence::new();
-    let graph = graph_listing(Err(GraphReadError::Transient(meta.clone())), &mut order);
-    let transition = retry(
-        DeliveryState::Unknown,
-        after(backoff(policy().max_attempts + 11)),
-    );
-    let repository = repository_recording(expected_finish(
-        &row,
-        meta,
-        "reconcile_failed",
-        transition.clone(),
-    ));
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    let graph = graph_listing(Err(GraphReadError::Transient(meta)), &mut order);
+    let due = after(backoff(policy().max_attempts + 11));
+    let transition = retry(DeliveryState::Unknown, due);
+    let queue = queue_releasing(&row, DeliveryState::Unknown, due);
+    let dispatcher = dispatcher_over(MockPartnerRepository::new(), queue, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1199,13 +1207,10 @@ async fn an_unknown_row_whose_reconciliation_fails_on_our_credentials_is_never_d
         ))),
         &mut order,
     );
-    let transition = retry(
-        DeliveryState::Unknown,
-        after(backoff(policy().max_attempts + 1)),
-    );
-    let expected = transition.clone();
-    let repository = repository_recording_where(move |recorded| recorded.transition == expected);
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    let due = after(backoff(policy().max_attempts + 1));
+    let transition = retry(DeliveryState::Unknown, due);
+    let queue = queue_releasing(&row, DeliveryState::Unknown, due);
+    let dispatcher = dispatcher_over(MockPartnerRepository::new(), queue, graph);
 
     let pass = dispatcher.run_once().await;
 

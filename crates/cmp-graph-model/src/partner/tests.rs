@@ -315,3 +315,105 @@ fn the_create_body_for_graph_carries_no_id_or_context() {
         "#microsoft.graph.complianceManagementPartner"
     );
 }
+
+#[test]
+fn the_property_list_names_exactly_what_is_rendered_in_that_order() {
+    let partner = partner_from(json!({"displayName": "Listed"}));
+
+    let json = serde_json::to_string(&render_partner(&partner, None)).expect("serialisable");
+
+    let mut keys: Vec<&str> = vec!["@odata.type"];
+    keys.extend(PARTNER_PROPERTIES);
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|key| {
+            json.find(&format!("\"{key}\":"))
+                .unwrap_or_else(|| panic!("{key} is rendered"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "rendering order: {json}"
+    );
+    let rendered: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        rendered.as_object().map(Map::len),
+        Some(keys.len()),
+        "no member beyond the list: {json}"
+    );
+}
+
+#[test]
+fn a_projection_keeps_the_selected_properties_plus_context_type_and_id_in_order() {
+    let partner = partner_from(json!({"displayName": "Projected", "iosOnboarded": true}));
+
+    let projected = render_partner_projected(&partner, Some("ctx".into()), |name| {
+        matches!(name, "iosOnboarded" | "displayName")
+    })
+    .expect("renders");
+    let text = serde_json::to_string(&projected).expect("serialisable");
+
+    assert_eq!(
+        text,
+        format!(
+            r##"{{"@odata.context":"ctx","@odata.type":"#microsoft.graph.complianceManagementPartner","id":"{}","displayName":"Projected","iosOnboarded":true}}"##,
+            partner.id()
+        )
+    );
+}
+
+#[test]
+fn a_projection_without_context_selecting_only_id_has_type_and_id() {
+    let partner = partner_from(json!({"displayName": "Bare"}));
+
+    let projected = render_partner_projected(&partner, None, |_| false).expect("renders");
+
+    assert_eq!(
+        serde_json::to_value(&projected).expect("serialisable"),
+        json!({"@odata.type": "#microsoft.graph.complianceManagementPartner", "id": partner.id().to_string()})
+    );
+}
+
+#[test]
+fn a_read_modify_write_body_is_accepted_as_a_patch_of_every_property() {
+    // What the SDK sends back after a GET (graph-contract §11.4): id, context and type echoed,
+    // date-times re-formatted with six digits and +00:00.
+    let body: Value = serde_json::from_str(SEED_REQUEST).expect("seed is JSON");
+    let partner = partner_from(body);
+    let mut echoed = rendered(&partner);
+    echoed["@odata.context"] = json!(
+        "http://127.0.0.1:1/beta/$metadata#deviceManagement/complianceManagementPartners/$entity"
+    );
+    echoed["lastHeartbeatDateTime"] = json!("2017-01-01T07:59:37.917497+00:00");
+    echoed["displayName"] = json!("Display Name value (patched)");
+
+    let fields = parse_partner_fields(&echoed).expect("accepted");
+
+    assert_eq!(
+        fields.id.as_deref(),
+        Some(partner.id().to_string().as_str())
+    );
+    let patch = fields.into_patch();
+    assert_eq!(
+        patch.display_name.as_ref().map(DisplayName::as_str),
+        Some("Display Name value (patched)")
+    );
+    assert_eq!(patch.state, Some(partner.state()));
+    assert_eq!(
+        patch.last_heartbeat.map(datetime::format),
+        Some("2017-01-01T07:59:37.9174970Z".to_owned())
+    );
+    for platform in Platform::ALL {
+        let (onboarded, assignments) = patch.platform(platform);
+        assert_eq!(
+            *onboarded,
+            Some(partner.platform(platform).onboarded()),
+            "{platform}"
+        );
+        assert_eq!(
+            assignments.as_deref(),
+            Some(partner.platform(platform).assignments()),
+            "{platform}"
+        );
+    }
+}

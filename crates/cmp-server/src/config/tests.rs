@@ -21,12 +21,43 @@ fn every_shipped_environment_but_production_loads() {
 }
 
 #[test]
-fn production_refuses_to_start_without_a_public_url_or_with_the_simulated_graph() {
-    let error = load_from(&config_dir(), Environment::Production).expect_err("must refuse");
+fn production_refuses_to_start_until_everything_it_needs_is_set() {
+    let shipped = load_from(&config_dir(), Environment::Production).expect_err("must refuse");
     assert!(
-        format!("{error:#}").contains("http.public_base_url"),
-        "{error:#}"
+        format!("{shipped:#}").contains("auth.entra.audiences"),
+        "{shipped:#}"
     );
+
+    let entra = "[auth.entra]\naudiences = [\"3f1b9a4e-5c2d-4e8f-9a7b-6d5c4b3a2f10\"]\nallowed_tenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\n";
+    let cases = [
+        (
+            format!("[auth]\nmode = \"entra\"\n{entra}"),
+            "http.public_base_url",
+        ),
+        (
+            format!(
+                "[http]\npublic_base_url = \"https://onboarding.example.com/beta\"\n[auth]\nmode = \"entra\"\n{entra}"
+            ),
+            "graph.mode",
+        ),
+        (
+            format!("[http]\npublic_base_url = \"https://onboarding.example.com/beta\"\n{entra}"),
+            "auth.mode",
+        ),
+    ];
+    for (overlay, key) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(
+            config_dir().join("default.toml"),
+            dir.path().join("default.toml"),
+        )
+        .expect("copy");
+        std::fs::write(dir.path().join("production.toml"), overlay).expect("write");
+
+        let error = load_from(dir.path(), Environment::Production).expect_err(key);
+
+        assert!(format!("{error:#}").contains(key), "case {key}: {error:#}");
+    }
 }
 
 #[test]

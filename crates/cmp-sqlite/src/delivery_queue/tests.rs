@@ -5,15 +5,16 @@
 use std::collections::HashSet;
 
 use cmp_application::{
-    AttemptFinish, AttemptRecord, AuditEntry, GraphResponseMeta, NewPartnerWrite, OutboxTransition,
-    PartnerRepository,
+    AttemptFinish, AttemptRecord, AuditAction, AuditEntry, ChangeQueued, GraphResponseMeta,
+    NewPartnerWrite, Operation, OutboxTransition, PartnerRepository,
 };
 use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
 use tempfile::TempDir;
 
 use super::*;
 use crate::test_support::{
-    now, open_store, other_tenant, plain_partner, rich_partner, settings, tenant, write_for,
+    change_write, now, open_store, other_tenant, plain_partner, renamed, rich_partner, settings,
+    tenant, write_for,
 };
 use crate::{SqlitePartnerRepository, SqliteStore};
 
@@ -105,25 +106,26 @@ async fn queued(
     created
 }
 
-/// A second outbox row for `created`'s partner and natural key, written directly because the
-/// API cannot make one yet (a later update or delete of the partner would): `pending`, no
-/// attempt made, due at `next_attempt_at`.
+/// A further `update` row of `created`'s partner under `natural_key`, written directly so that
+/// its times can be chosen (`update_partner` queues at its own "now"): `pending`, no attempt
+/// made, due at `next_attempt_at`.
 async fn insert_pending_row(
     store: &SqliteStore,
     outbox_id: Uuid,
     created: &Created,
+    natural_key: &str,
     next_attempt_at: Timestamp,
     created_at: Timestamp,
 ) {
     sqlx::query(
         "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, attempts, \
          next_attempt_at, created_at, updated_at) \
-         VALUES (?, ?, ?, 'create', ?, 'pending', 0, ?, ?, ?)",
+         VALUES (?, ?, ?, 'update', ?, 'pending', 0, ?, ?, ?)",
     )
     .bind(outbox_id.hyphenated().to_string())
     .bind(created.write.tenant_id.to_string())
     .bind(created.partner.id().to_string())
-    .bind(created.partner.display_name().natural_key())
+    .bind(natural_key)
     .bind(next_attempt_at.unix_ticks())
     .bind(created_at.unix_ticks())
     .bind(created_at.unix_ticks())
@@ -321,6 +323,8 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
         claimed,
         [ClaimedDelivery {
             outbox_id: created.outbox_id(),
+            operation: Operation::Create,
+            graph_id: None,
             partner,
             natural_key: "contoso ünïcode partner".into(),
             previous_state: DeliveryState::Unknown,
@@ -465,11 +469,21 @@ async fn claim_due_never_takes_rows_in_flight_delivered_or_dead() {
 async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
     let (_dir, store) = open_store().await;
     let repo = store.partner_repository();
-    // The create is in flight (its request is still attempting it); a second row of the same
-    // key is due.
+    // The create of "Partner 1" is in flight (its request is still attempting it). Another
+    // partner, whose create is done, has an older waiting row under the same key (a rename
+    // that used to hold the name, say): older, but the key is busy.
+    let other = create(&repo, 3, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &other,
+        OutboxTransition::Delivered {
+            graph_id: "graph-3".into(),
+        },
+    )
+    .await;
     let created = create(&repo, 1, tenant(), at(-100)).await;
-    let second = Uuid::from_u128(0xbeef);
-    insert_pending_row(&store, second, &created, at(-50), at(-50)).await;
+    let same_key = Uuid::from_u128(0xbeef);
+    insert_pending_row(&store, same_key, &other, "partner 1", at(-250), at(-250)).await;
     let bystander = queued(
         &repo,
         2,
@@ -483,7 +497,8 @@ async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
     let claimed = claim(&repo, 10).await;
 
     assert_eq!(ids(&claimed), [bystander.outbox_id()]);
-    assert_eq!(record(&store, second).await.state, "pending");
+    assert_eq!(record(&store, same_key).await.state, "pending");
+    assert_eq!(record(&store, created.outbox_id()).await.state, "in_flight");
     store.close().await;
 }
 
@@ -531,7 +546,7 @@ async fn claim_due_never_takes_two_rows_of_one_natural_key_in_one_claim() {
     )
     .await;
     let second = Uuid::from_u128(0xbeef);
-    insert_pending_row(&store, second, &created, at(-10), at(-200)).await;
+    insert_pending_row(&store, second, &created, "partner 1", at(-10), at(-200)).await;
 
     let claimed = claim(&repo, 10).await;
 
@@ -819,6 +834,8 @@ async fn start_attempt_records_the_attempt_and_counts_it_on_the_row() {
         attempt: claimed[0].attempts + 1,
         client_request_id: Uuid::from_u128(0xc11e),
         started_at: at(1),
+        lease_owner: "dispatcher:a".into(),
+        lease_expires_at: at(161),
     };
 
     repo.start_attempt(&start).await.expect("start");
@@ -874,7 +891,15 @@ async fn start_attempt_sets_first_attempt_at_when_unset() {
     .await;
     // A row no attempt has started for yet.
     let never_tried = Uuid::from_u128(0xbeef);
-    insert_pending_row(&store, never_tried, &created, at(-10), at(-100)).await;
+    insert_pending_row(
+        &store,
+        never_tried,
+        &created,
+        "partner 1",
+        at(-10),
+        at(-100),
+    )
+    .await;
     assert_eq!(ids(&claim(&repo, 10).await), [never_tried]);
 
     repo.start_attempt(&AttemptStart {
@@ -882,6 +907,8 @@ async fn start_attempt_sets_first_attempt_at_when_unset() {
         attempt: 1,
         client_request_id: Uuid::from_u128(0xc11e),
         started_at: at(2),
+        lease_owner: "dispatcher:a".into(),
+        lease_expires_at: at(162),
     })
     .await
     .expect("start");
@@ -893,7 +920,8 @@ async fn start_attempt_sets_first_attempt_at_when_unset() {
 }
 
 #[tokio::test]
-async fn start_attempt_refuses_a_row_not_in_flight_and_records_nothing() {
+async fn start_attempt_returns_lease_lost_and_records_nothing_unless_the_row_is_in_flight_and_leased_to_the_caller()
+ {
     let (_dir, store) = open_store().await;
     let repo = store.partner_repository();
     let waiting = queued(
@@ -905,34 +933,106 @@ async fn start_attempt_refuses_a_row_not_in_flight_and_records_nothing() {
         at(-20),
     )
     .await;
-    let before = record(&store, waiting.outbox_id()).await;
+    // In flight, leased to its creating request.
+    let held = create(&repo, 2, tenant(), at(-100)).await;
+    let delivered = create(&repo, 3, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &delivered,
+        OutboxTransition::Delivered {
+            graph_id: "graph-3".into(),
+        },
+    )
+    .await;
+    let rows = [waiting.outbox_id(), held.outbox_id(), delivered.outbox_id()];
+    let mut before = Vec::new();
+    for id in rows {
+        before.push(record(&store, id).await);
+    }
     let cases = [
-        ("a pending row", waiting.outbox_id()),
-        ("no row", Uuid::from_u128(0xdead)),
+        ("a pending row", waiting.outbox_id(), "dispatcher:a"),
+        (
+            "a row leased to another owner",
+            held.outbox_id(),
+            "dispatcher:a",
+        ),
+        ("a delivered row", delivered.outbox_id(), "dispatcher:a"),
+        ("no row", Uuid::from_u128(0xdead), "dispatcher:a"),
     ];
 
-    for (case, outbox_id) in cases {
+    for (case, outbox_id, owner) in cases {
         let result = repo
             .start_attempt(&AttemptStart {
                 outbox_id,
                 attempt: 2,
                 client_request_id: Uuid::from_u128(0xc11e),
                 started_at: at(1),
+                lease_owner: owner.into(),
+                lease_expires_at: at(161),
             })
             .await;
 
-        match result {
-            Err(StoreError::Unexpected(error)) => {
-                assert!(
-                    error.to_string().contains("not in flight"),
-                    "case {case}: {error:#}"
-                );
-            }
-            other => panic!("case {case}: expected Unexpected, got {other:?}"),
-        }
+        assert!(
+            matches!(result, Err(StoreError::LeaseLost)),
+            "case {case}: expected LeaseLost, got {result:?}"
+        );
     }
-    assert_eq!(record(&store, waiting.outbox_id()).await, before);
-    assert_eq!(attempt_count(&store, waiting.outbox_id()).await, 1);
+    let mut after = Vec::new();
+    for id in rows {
+        after.push(record(&store, id).await);
+    }
+    assert_eq!(after, before, "nothing written, the lease not renewed");
+    for id in rows {
+        assert_eq!(attempt_count(&store, id).await, 1, "no attempt recorded");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn start_attempt_renews_the_lease_of_its_holder_to_the_given_expiry() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = queued(
+        &repo,
+        1,
+        tenant(),
+        at(-300),
+        DeliveryState::Unknown,
+        at(-20),
+    )
+    .await;
+    // Claimed at now() until at(160); the attempt starts later, at(100), with a fresh lease.
+    claim(&repo, 10).await;
+
+    repo.start_attempt(&AttemptStart {
+        outbox_id: created.outbox_id(),
+        attempt: 2,
+        client_request_id: Uuid::from_u128(0xc11e),
+        started_at: at(100),
+        lease_owner: "dispatcher:a".into(),
+        lease_expires_at: at(260),
+    })
+    .await
+    .expect("start");
+
+    let row = record(&store, created.outbox_id()).await;
+    assert_eq!(row.state, "in_flight");
+    assert_eq!(
+        row.lease_owner.as_deref(),
+        Some("dispatcher:a"),
+        "same holder"
+    );
+    assert_eq!(row.lease_expires_at, Some(at(260).unix_ticks()), "renewed");
+    assert_eq!(
+        repo.recover_expired_leases(at(200)).await.expect("recover"),
+        0,
+        "the old expiry no longer applies"
+    );
+    assert_eq!(
+        repo.recover_expired_leases(at(260)).await.expect("recover"),
+        1,
+        "the renewed one does"
+    );
     store.close().await;
 }
 
@@ -950,6 +1050,8 @@ async fn start_attempt_refuses_an_attempt_number_already_used_and_records_nothin
             attempt: 1,
             client_request_id: Uuid::from_u128(0xc11e),
             started_at: at(1),
+            lease_owner: created.write.lease_owner.clone(),
+            lease_expires_at: at(161),
         })
         .await;
 
@@ -986,6 +1088,8 @@ async fn sync_state_returns_the_row_with_its_attempts_in_order() {
         attempt: 2,
         client_request_id: second,
         started_at: at(1),
+        lease_owner: "dispatcher:a".into(),
+        lease_expires_at: at(161),
     })
     .await
     .expect("start");
@@ -1064,7 +1168,7 @@ async fn sync_state_reads_the_partners_latest_row() {
     )
     .await;
     let later = Uuid::from_u128(0xbeef);
-    insert_pending_row(&store, later, &created, at(10), at(-100)).await;
+    insert_pending_row(&store, later, &created, "partner 1", at(10), at(-100)).await;
 
     let state = repo
         .sync_state(created.partner.id())
@@ -1200,7 +1304,8 @@ async fn count_rows_counts_every_state_including_empty_ones() {
 }
 
 #[tokio::test]
-async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_keeps_its_history() {
+async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_keeps_its_history()
+{
     let (_dir, store) = open_store().await;
     let repo = store.partner_repository();
     let dead = create(&repo, 1, tenant(), at(-300)).await;
@@ -1233,10 +1338,21 @@ async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_
     );
     assert_eq!(attempt_count(&store, dead.outbox_id()).await, 1);
     let claimed = claim(&repo, 10).await;
-    assert_eq!(ids(&claimed), [dead.outbox_id()], "due for the dispatcher again");
-    assert_eq!(claimed[0].previous_state, DeliveryState::Unknown, "reconciled before any resend");
+    assert_eq!(
+        ids(&claimed),
+        [dead.outbox_id()],
+        "due for the dispatcher again"
+    );
+    assert_eq!(
+        claimed[0].previous_state,
+        DeliveryState::Unknown,
+        "reconciled before any resend"
+    );
     assert_eq!(claimed[0].attempts, 1, "attempt numbers continue");
-    assert_eq!(claimed[0].attempts_in_window, 0, "the give-up limits start afresh");
+    assert_eq!(
+        claimed[0].attempts_in_window, 0,
+        "the give-up limits start afresh"
+    );
     store.close().await;
 }
 
@@ -1343,12 +1459,250 @@ async fn the_claim_reads_the_outbox_through_its_indexes_only() {
     let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
     let uses = |index: &str| steps.iter().any(|step| step.contains(index));
     assert!(uses("outbox_tenant_state_next_attempt_at"), "{steps:#?}");
-    assert!(uses("outbox_tenant_natural_key_state"), "{steps:#?}");
     assert!(
-        !steps
-            .iter()
-            .any(|step| step.starts_with("SCAN candidate") || step.starts_with("SCAN busy")),
+        uses("COVERING INDEX outbox_tenant_natural_key_state_created_at"),
+        "the key probe answers from the index alone: {steps:#?}"
+    );
+    assert!(
+        uses("COVERING INDEX outbox_partner_id_state_created_at"),
+        "the partner probe answers from the index alone: {steps:#?}"
+    );
+    assert!(
+        !steps.iter().any(|step| step.starts_with("SCAN candidate")
+            || step.starts_with("SCAN ahead_by_key")
+            || step.starts_with("SCAN ahead_for_partner")),
         "no full scan of the outbox: {steps:#?}"
+    );
+    store.close().await;
+}
+
+/// Starts the next attempt of `claimed` as `dispatcher:a` at `when` and finishes it with
+/// `transition`.
+async fn attempt(
+    repo: &SqlitePartnerRepository,
+    claimed: &ClaimedDelivery,
+    when: Timestamp,
+    transition: OutboxTransition,
+) {
+    let client_request_id = Uuid::from_u128(0xc000 + u128::from(claimed.attempts));
+    repo.start_attempt(&AttemptStart {
+        outbox_id: claimed.outbox_id,
+        attempt: claimed.attempts + 1,
+        client_request_id,
+        started_at: when,
+        lease_owner: "dispatcher:a".into(),
+        lease_expires_at: when.saturating_add_seconds(160),
+    })
+    .await
+    .expect("start");
+    repo.finish_attempt(&AttemptFinish {
+        outbox_id: claimed.outbox_id,
+        partner_id: claimed.partner.id(),
+        client_request_id,
+        finished_at: when.saturating_add_seconds(1),
+        meta: GraphResponseMeta::default(),
+        outcome_label: "applied",
+        transition,
+    })
+    .await
+    .expect("finish");
+}
+
+#[tokio::test]
+async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = create(&repo, 1, tenant(), at(-300)).await;
+    // Updated while the create's first attempt ran: an update row, due at once.
+    let updated = renamed(&created.partner, "Partner 1 renamed");
+    let write = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
+    assert_eq!(
+        repo.update_partner(&updated, &write).await.expect("update"),
+        ChangeQueued::Queued
+    );
+    // The create was not applied and backs off until at(100).
+    finish_first(
+        &repo,
+        &created,
+        OutboxTransition::Retry {
+            state: DeliveryState::Pending,
+            next_attempt_at: at(100),
+        },
+    )
+    .await;
+
+    let while_create_waits = claim(&repo, 10).await;
+    let when_create_is_due = repo
+        .claim_due(tenant(), at(100), "dispatcher:a", at(260), 10)
+        .await
+        .expect("claim");
+    attempt(
+        &repo,
+        &when_create_is_due[0],
+        at(101),
+        OutboxTransition::Delivered {
+            graph_id: "graph-1".into(),
+        },
+    )
+    .await;
+    let after_create = repo
+        .claim_due(tenant(), at(110), "dispatcher:a", at(270), 10)
+        .await
+        .expect("claim");
+
+    assert_eq!(
+        while_create_waits,
+        [],
+        "the update never jumps ahead of its create"
+    );
+    assert_eq!(
+        ids(&when_create_is_due),
+        [created.outbox_id()],
+        "the create alone, not the update with it"
+    );
+    assert_eq!(
+        when_create_is_due[0].partner, updated,
+        "the create carries the partner as stored now"
+    );
+    assert_eq!(ids(&after_create), [write.outbox_id]);
+    assert_eq!(after_create[0].operation, Operation::Update);
+    assert_eq!(after_create[0].graph_id.as_deref(), Some("graph-1"));
+    assert_eq!(after_create[0].natural_key, "partner 1 renamed");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_deleted_partner() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = create(&repo, 1, tenant(), at(-300)).await;
+    finish_first(
+        &repo,
+        &created,
+        OutboxTransition::Delivered {
+            graph_id: "graph-1".into(),
+        },
+    )
+    .await;
+    let updated = renamed(&created.partner, "Partner 1 renamed");
+    let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
+    repo.update_partner(&updated, &update)
+        .await
+        .expect("update");
+    let in_flight = claim(&repo, 10).await;
+    assert_eq!(ids(&in_flight), [update.outbox_id]);
+    let delete = change_write(updated.id(), tenant(), 600, AuditAction::Deleted, at(-100));
+    assert_eq!(
+        repo.delete_partner(updated.id(), &delete)
+            .await
+            .expect("delete"),
+        ChangeQueued::Queued
+    );
+
+    let while_update_runs = claim(&repo, 10).await;
+    attempt(
+        &repo,
+        &in_flight[0],
+        at(1),
+        OutboxTransition::Delivered {
+            graph_id: "graph-1".into(),
+        },
+    )
+    .await;
+    let after_update = repo
+        .claim_due(tenant(), at(5), "dispatcher:a", at(165), 10)
+        .await
+        .expect("claim");
+
+    assert_eq!(
+        while_update_runs,
+        [],
+        "one attempt per partner at a time, in order"
+    );
+    assert_eq!(ids(&after_update), [delete.outbox_id]);
+    let row = &after_update[0];
+    assert_eq!(row.operation, Operation::Delete);
+    assert_eq!(row.graph_id.as_deref(), Some("graph-1"));
+    assert_eq!(
+        row.partner, updated,
+        "the deleted partner is still read for its delete"
+    );
+    assert_eq!(row.natural_key, "partner 1 renamed");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_younger_row_of_a_natural_key_waits_behind_an_older_row_of_another_partner() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    // Two partners, each with a row under one name (say, one gave the name up in a rename and
+    // the other took it). The older row backs off until at(100); the younger is due.
+    let first = create(&repo, 1, tenant(), at(-600)).await;
+    let second = create(&repo, 2, tenant(), at(-600)).await;
+    for (created, graph_id) in [(&first, "graph-1"), (&second, "graph-2")] {
+        finish_first(
+            &repo,
+            created,
+            OutboxTransition::Delivered {
+                graph_id: graph_id.into(),
+            },
+        )
+        .await;
+    }
+    let older = Uuid::from_u128(0xa1);
+    insert_pending_row(&store, older, &first, "shared", at(100), at(-200)).await;
+    let younger = Uuid::from_u128(0xa2);
+    insert_pending_row(&store, younger, &second, "shared", at(-50), at(-100)).await;
+    let bystander = queued(
+        &repo,
+        3,
+        tenant(),
+        at(-600),
+        DeliveryState::Pending,
+        at(-10),
+    )
+    .await;
+
+    let claimed = claim(&repo, 10).await;
+    let later = repo
+        .claim_due(tenant(), at(100), "dispatcher:b", at(260), 10)
+        .await
+        .expect("claim");
+
+    assert_eq!(
+        ids(&claimed),
+        [bystander.outbox_id()],
+        "the younger row waits"
+    );
+    assert_eq!(ids(&later), [older], "then the older row goes first, alone");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_dead_row_holds_no_younger_row_back() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let created = create(&repo, 1, tenant(), at(-300)).await;
+    let updated = renamed(&created.partner, "Partner 1 renamed");
+    let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
+    repo.update_partner(&updated, &update)
+        .await
+        .expect("update");
+    finish_first(
+        &repo,
+        &created,
+        OutboxTransition::Dead {
+            reason: "refused".into(),
+        },
+    )
+    .await;
+
+    let claimed = claim(&repo, 10).await;
+
+    assert_eq!(ids(&claimed), [update.outbox_id]);
+    assert_eq!(
+        claimed[0].graph_id, None,
+        "the dispatcher decides what an update of it means"
     );
     store.close().await;
 }

@@ -13,28 +13,9 @@ use tempfile::TempDir;
 use super::*;
 use crate::SqliteStore;
 use crate::test_support::{
-    now, open_store, other_tenant, plain_partner, rich_partner, settings, tenant, write_for,
+    now, open_store, other_tenant, plain_partner, rich_partner, row_counts, settings, tenant,
+    write_for,
 };
-
-/// Row counts of the five tables, in the order partners, partner_assignments, outbox,
-/// delivery_attempts, audit_log.
-async fn row_counts(store: &SqliteStore) -> [i64; 5] {
-    let pool = &store.reader;
-    let mut counts = [0; 5];
-    for (slot, sql) in counts.iter_mut().zip([
-        "SELECT COUNT(*) FROM partners",
-        "SELECT COUNT(*) FROM partner_assignments",
-        "SELECT COUNT(*) FROM outbox",
-        "SELECT COUNT(*) FROM delivery_attempts",
-        "SELECT COUNT(*) FROM audit_log",
-    ]) {
-        *slot = sqlx::query_scalar(sql)
-            .fetch_one(pool)
-            .await
-            .expect("count rows");
-    }
-    counts
-}
 
 /// The outbox columns the tests look at.
 #[derive(Debug, sqlx::FromRow)]
@@ -774,7 +755,7 @@ async fn the_schema_refuses_rows_the_domain_cannot_hold() {
         .expect("insert");
     let pid = "00000000-0000-0000-0000-000000000001";
     assert_eq!(partner.id().to_string(), pid);
-    let cases: [(&str, &'static str); 7] = [
+    let cases: [(&str, &'static str); 9] = [
         (
             "a group target without its group id",
             "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
@@ -810,6 +791,14 @@ async fn the_schema_refuses_rows_the_domain_cannot_hold() {
         (
             "an in-flight row without a lease",
             "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL",
+        ),
+        (
+            "a live partner that released its name",
+            "UPDATE partners SET name_key = NULL",
+        ),
+        (
+            "an unknown outbox operation",
+            "UPDATE outbox SET operation = 'upsert'",
         ),
     ];
 
