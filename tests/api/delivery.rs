@@ -183,11 +183,9 @@ async fn soak_500_partners_against_a_graph_failing_half_its_calls_end_in_graph_e
         latency_ms: (5, 30),
         retry_after: "0.05".to_owned(),
         seed: Some(4),
-        // One page per list: at Graph's 100 per page a reconciliation needs five good pages in
-        // a row, which at this failure rate makes the drain a matter of minutes (lists that
-        // fail send nothing and are not counted against the give-up limit, so rows wait rather
-        // than die). Paging itself is covered by the Graph client's tests.
-        page_size: 1000,
+        // Graph's page size of 100: a reconciliation pages through up to 500 partners, each
+        // page failing half the time. A list that fails sends nothing and counts no attempt;
+        // one good list serves every row that settled before it was read.
         ..FakeGraphOptions::default()
     })
     .await;

@@ -453,3 +453,418 @@ impl TestApp {
         rows
     }
 }
+
+/// Percent-encodes `text` the way Graph SDKs encode a query option's value: every byte but
+/// the unreserved characters of RFC 3986 becomes `%XY` (a space is `%20`, never `+`).
+pub fn encode_query_value(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// A query string of `(name, value)` pairs, each value encoded by [`encode_query_value`] and
+/// each name written as given (with or without `$`).
+pub fn query_string(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// POSTs one partner per body, at most `concurrency` at a time, and answers the created
+/// entities in the order of `bodies`. Every create must answer 201 or 202.
+pub async fn create_all(app: &Arc<TestApp>, bodies: Vec<Value>, concurrency: usize) -> Vec<Value> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, body) in bodies.into_iter().enumerate() {
+        let (app, gate) = (Arc::clone(app), Arc::clone(&gate));
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("the gate stays open");
+            let response = app.post_partner(&body.to_string()).await;
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            assert!(
+                matches!(status, 201 | 202),
+                "create of {body} answered {status}: {text}"
+            );
+            let created: Value = serde_json::from_str(&text).expect("a created partner is JSON");
+            (index, created)
+        });
+    }
+    let mut created = vec![Value::Null; tasks.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (index, entity) = joined.expect("a create task panicked");
+        created[index] = entity;
+    }
+    created
+}
+
+/// One row of the audit log, as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRow {
+    /// `created`, `updated`, `deleted`, `deleted_in_graph`, ...
+    pub action: String,
+    /// Our `request-id` of the request that caused the entry ("" for the dispatcher).
+    pub request_id: String,
+    /// `app:<tenant>/<object id>`, `user:<tenant>/<object id>` or `dispatcher`.
+    pub caller: String,
+    /// What happened, for people.
+    pub detail: String,
+}
+
+/// One outbox row of a partner: its operation and state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutboxJob {
+    /// `create`, `update` or `delete`.
+    pub operation: String,
+    /// `pending`, `in_flight`, `delivered`, `unknown` or `dead`.
+    pub state: String,
+    /// Attempts started.
+    pub attempts: i64,
+}
+
+impl TestApp {
+    /// `GET` of an absolute `url` (e.g. an `@odata.nextLink`, followed verbatim).
+    pub async fn get_url(&self, url: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, url)
+            .send()
+            .await
+            .expect("GET reaches the service")
+    }
+
+    /// `GET` of the collection with `query` (already encoded; "" for none).
+    pub async fn list_response(&self, query: &str) -> reqwest::Response {
+        let url = if query.is_empty() {
+            self.collection_url()
+        } else {
+            format!("{}?{query}", self.collection_url())
+        };
+        self.get_url(&url).await
+    }
+
+    /// `GET` of the collection with `query`, which must answer 200 with JSON.
+    pub async fn list(&self, query: &str) -> Value {
+        let response = self.list_response(query).await;
+        let status = response.status();
+        assert_eq!(status, 200, "list ?{query}: {:?}", response.text().await);
+        json_body(response).await
+    }
+
+    /// `GET …/complianceManagementPartners/$count` with `query` (already encoded; "" for none).
+    pub async fn count_response(&self, query: &str) -> reqwest::Response {
+        let url = if query.is_empty() {
+            format!("{}/$count", self.collection_url())
+        } else {
+            format!("{}/$count?{query}", self.collection_url())
+        };
+        self.get_url(&url).await
+    }
+
+    /// `PATCH` of partner `id` with the JSON `body`, and `Prefer: <prefer>` when given.
+    pub async fn patch_partner(&self, id: &str, body: &str, prefer: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("{}/{id}", self.collection_url()),
+            )
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(prefer) = prefer {
+            request = request.header("Prefer", prefer);
+        }
+        request.send().await.expect("PATCH reaches the service")
+    }
+
+    /// `DELETE` of partner `id`.
+    pub async fn delete_partner(&self, id: &str) -> reqwest::Response {
+        self.request(
+            reqwest::Method::DELETE,
+            &format!("{}/{id}", self.collection_url()),
+        )
+        .send()
+        .await
+        .expect("DELETE reaches the service")
+    }
+
+    /// The audit entries of `partner_id`, oldest first, read through a separate read-only
+    /// connection.
+    pub async fn audit_entries(&self, partner_id: &str) -> Vec<AuditRow> {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the database file opens");
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT action, request_id, caller, detail FROM audit_log WHERE partner_id = ? \
+             ORDER BY at, rowid",
+        )
+        .bind(partner_id)
+        .fetch_all(&mut connection)
+        .await
+        .expect("the audit log reads");
+        connection.close().await.expect("close");
+        rows
+    }
+
+    /// The outbox rows of `partner_id`, oldest first, read through a separate read-only
+    /// connection (tombstoned and removed partners included, unlike [`TestApp::outbox_rows`]).
+    pub async fn outbox_jobs(&self, partner_id: &str) -> Vec<OutboxJob> {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the database file opens");
+        let rows: Vec<OutboxJob> = sqlx::query_as(
+            "SELECT operation, state, attempts FROM outbox WHERE partner_id = ? \
+             ORDER BY created_at, rowid",
+        )
+        .bind(partner_id)
+        .fetch_all(&mut connection)
+        .await
+        .expect("the outbox reads");
+        connection.close().await.expect("close");
+        rows
+    }
+}
+
+/// One call that went through a [`RecordingProxy`].
+#[derive(Debug, Clone)]
+pub struct ProxiedCall {
+    /// `GET`, `POST`, `PATCH`, `DELETE`.
+    pub method: String,
+    /// The request target: path and query, e.g. `/beta/deviceManagement/…/{id}`.
+    pub target: String,
+    /// The request body as JSON; `Null` when there was none or it was not JSON.
+    pub body: Value,
+    /// The status answered.
+    pub status: u16,
+    /// The response body as JSON; `Null` when there was none or it was not JSON.
+    pub response: Value,
+    /// When the whole request had arrived at the proxy.
+    pub arrived: std::time::Instant,
+    /// When the answer was known, before the proxy started writing it back.
+    pub answered: std::time::Instant,
+    /// False when the proxy answered an injected failure itself.
+    pub forwarded: bool,
+}
+
+/// A loopback HTTP/1.1 proxy in front of the fake Graph that records every call in the order
+/// it arrived, and can answer a method with an injected failure instead of forwarding it. The
+/// fake counts calls but keeps no log; tests that care about the order of Graph calls point
+/// `graph.client.root` at [`RecordingProxy::graph_root`]. One request per connection
+/// (`Connection: close`); bodies with `Content-Length` only, which is what the service's
+/// client sends.
+pub struct RecordingProxy {
+    address: std::net::SocketAddr,
+    state: Arc<ProxyState>,
+    accept: JoinHandle<()>,
+}
+
+struct ProxyState {
+    upstream: String,
+    client: reqwest::Client,
+    calls: std::sync::Mutex<Vec<ProxiedCall>>,
+    failing: std::sync::Mutex<std::collections::HashMap<String, u16>>,
+}
+
+impl RecordingProxy {
+    /// Starts a proxy on 127.0.0.1 forwarding to `upstream` (e.g. `http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the proxy listens on 127.0.0.1");
+        let address = listener.local_addr().expect("the proxy has an address");
+        let state = Arc::new(ProxyState {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("the proxy's client builds"),
+            calls: std::sync::Mutex::new(Vec::new()),
+            failing: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
+        let serving = Arc::clone(&state);
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&serving);
+                tokio::spawn(async move {
+                    // A connection the service dropped mid-call is simply not recorded.
+                    let _ = state.serve(stream).await;
+                });
+            }
+        });
+        Self {
+            address,
+            state,
+            accept,
+        }
+    }
+
+    /// The Graph root to configure: `http://127.0.0.1:PORT/beta`.
+    pub fn graph_root(&self) -> String {
+        format!("http://{}/beta", self.address)
+    }
+
+    /// Every call so far, in the order the requests arrived.
+    pub fn calls(&self) -> Vec<ProxiedCall> {
+        let mut calls = self.state.calls.lock().expect("the log lock").clone();
+        calls.sort_by_key(|call| call.arrived);
+        calls
+    }
+
+    /// From now on, answers every `method` call with `status` itself, without forwarding it.
+    pub fn fail(&self, method: &str, status: u16) {
+        self.state
+            .failing
+            .lock()
+            .expect("the failure lock")
+            .insert(method.to_owned(), status);
+    }
+
+    /// From now on, forwards `method` calls again.
+    pub fn heal(&self, method: &str) {
+        self.state
+            .failing
+            .lock()
+            .expect("the failure lock")
+            .remove(method);
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl ProxyState {
+    async fn serve(&self, mut stream: tokio::net::TcpStream) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut buffer = Vec::new();
+        let mut chunk = [0_u8; 8192];
+        let head_end = loop {
+            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let read = stream.read(&mut chunk).await?;
+            anyhow::ensure!(read > 0, "the connection closed before a request");
+            buffer.extend_from_slice(&chunk[..read]);
+        };
+        let head = std::str::from_utf8(&buffer[..head_end])?.to_owned();
+        let mut lines = head.split("\r\n").filter(|line| !line.is_empty());
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = buffer[head_end..].to_vec();
+        while body.len() < length {
+            let read = stream.read(&mut chunk).await?;
+            anyhow::ensure!(read > 0, "the connection closed inside a request body");
+            body.extend_from_slice(&chunk[..read]);
+        }
+        let arrived = std::time::Instant::now();
+
+        let injected = self
+            .failing
+            .lock()
+            .expect("the failure lock")
+            .get(&method)
+            .copied();
+        let (status, response_headers, response_body, forwarded) = match injected {
+            Some(status) => {
+                let request_id = uuid::Uuid::new_v4().to_string();
+                let error = serde_json::json!({"error": {
+                    "code": if status == 503 { "serviceNotAvailable" } else { "UnknownError" },
+                    "message": "failure injected by the test proxy",
+                    "innerError": {"request-id": request_id, "client-request-id": request_id}
+                }});
+                let headers = vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    ("request-id".to_owned(), request_id),
+                ];
+                (status, headers, error.to_string().into_bytes(), false)
+            }
+            None => {
+                let method_value = reqwest::Method::from_bytes(method.as_bytes())?;
+                let mut request = self
+                    .client
+                    .request(method_value, format!("{}{target}", self.upstream))
+                    .body(body.clone());
+                for (name, value) in &headers {
+                    if !matches!(
+                        name.as_str(),
+                        "host" | "content-length" | "connection" | "transfer-encoding"
+                    ) {
+                        request = request.header(name.as_str(), value.as_str());
+                    }
+                }
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .filter(|(name, _)| {
+                        !matches!(
+                            name.as_str(),
+                            "content-length" | "connection" | "transfer-encoding"
+                        )
+                    })
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_owned(),
+                            value.to_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                (status, headers, response.bytes().await?.to_vec(), true)
+            }
+        };
+        let answered = std::time::Instant::now();
+        self.calls.lock().expect("the log lock").push(ProxiedCall {
+            method,
+            target,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            status,
+            response: serde_json::from_slice(&response_body).unwrap_or(Value::Null),
+            arrived,
+            answered,
+            forwarded,
+        });
+
+        let reason = reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Status");
+        let mut answer = format!("HTTP/1.1 {status} {reason}\r\n");
+        for (name, value) in &response_headers {
+            answer.push_str(&format!("{name}: {value}\r\n"));
+        }
+        answer.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            response_body.len()
+        ));
+        stream.write_all(answer.as_bytes()).await?;
+        stream.write_all(&response_body).await?;
+        stream.shutdown().await?;
+        Ok(())
+    }
+}

@@ -90,10 +90,14 @@ pub struct Dispatcher {
     /// A 429 throttles the whole tenant, not one row: nothing is claimed before this instant.
     /// Shared by every worker of the tenant.
     paused_until: Arc<Mutex<Option<Timestamp>>>,
+    /// The last list of Graph read successfully, and when, shared by the workers: a paged list
+    /// is the call most likely to fail, so one good read serves every row it is fresh enough
+    /// for (read at or after the row became due).
+    last_listing: Arc<Mutex<Option<(Timestamp, Arc<Vec<RemotePartner>>)>>>,
 }
 
-/// Graph's list as read once in a pass.
-type Listing = Result<Vec<RemotePartner>, GraphReadError>;
+/// Graph's list as read for a pass.
+type Listing = Result<Arc<Vec<RemotePartner>>, GraphReadError>;
 
 /// The parts of one attempt's ending that vary by path.
 struct Ending {
@@ -133,6 +137,7 @@ impl Dispatcher {
             owner,
             policy,
             paused_until: Arc::new(Mutex::new(None)),
+            last_listing: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -150,6 +155,7 @@ impl Dispatcher {
             owner: format!("dispatcher:{}", self.ids.new_uuid()),
             policy: self.policy,
             paused_until: self.paused_until.clone(),
+            last_listing: self.last_listing.clone(),
         }
     }
 
@@ -245,7 +251,7 @@ impl Dispatcher {
         };
         let remote = if needs_listing {
             if listing.is_none() {
-                *listing = Some(self.graph.list_partners().await);
+                *listing = Some(self.listing_for(&row).await);
             }
             match listing.as_ref() {
                 Some(Ok(remote)) => Some(remote.as_slice()),
@@ -287,6 +293,24 @@ impl Dispatcher {
         let transition = ending.transition.clone();
         self.finish(&row, client_request_id, ending).await?;
         Ok(transition)
+    }
+
+    /// Graph's list as fresh as `row` needs: the last good read when it was made at or after the
+    /// row became due, a new read otherwise.
+    async fn listing_for(&self, row: &ClaimedDelivery) -> Listing {
+        let cached = self.last_listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some((read_at, remote)) = cached
+            && read_at >= row.due_at
+        {
+            return Ok(remote);
+        }
+        let read_at = self.clock.now();
+        let remote = Arc::new(self.graph.list_partners().await?);
+        let mut last = self.last_listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.as_ref().is_none_or(|(previous, _)| *previous < read_at) {
+            *last = Some((read_at, remote.clone()));
+        }
+        Ok(remote)
     }
 
     /// Graph's list could not be read: nothing was sent, so no attempt is recorded and none is

@@ -498,6 +498,10 @@ pub struct ClaimedDelivery {
     pub first_attempt_at: Option<Timestamp>,
     /// When the row was written.
     pub created_at: Timestamp,
+    /// When the row became due (its `next_attempt_at`). For a row whose last attempt had an
+    /// unknown outcome this lies past that attempt's settle time: a list of Graph read at or
+    /// after it shows whatever that attempt did.
+    pub due_at: Timestamp,
 }
 
 /// The start of an attempt, committed before Graph is called so that a crash mid-call

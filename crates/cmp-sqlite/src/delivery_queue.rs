@@ -60,7 +60,7 @@ macro_rules! outbox_row_columns {
 /// delivered and dead rows, which accumulate, are never read.
 const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
      candidate.natural_key, candidate.state, candidate.attempts, candidate.first_attempt_at, \
-     candidate.created_at, candidate.operation, \
+     candidate.created_at, candidate.operation, candidate.next_attempt_at, \
      (SELECT graph_id FROM partners WHERE partners.id = candidate.partner_id) \
       AS partner_graph_id, \
      (SELECT COUNT(*) FROM delivery_attempts AS made WHERE made.outbox_id = candidate.id \

@@ -290,6 +290,8 @@ pub(crate) struct ClaimRow {
     pub(crate) attempts_in_window: i64,
     /// `create`, `update` or `delete`.
     pub(crate) operation: String,
+    /// When the row became due.
+    pub(crate) next_attempt_at: i64,
     /// Graph's id of the partner, once delivered.
     pub(crate) partner_graph_id: Option<String>,
 }
@@ -318,6 +320,7 @@ impl ClaimRow {
                 .transpose()
                 .with_context(context)?,
             created_at: instant(self.created_at, "created_at").with_context(context)?,
+            due_at: instant(self.next_attempt_at, "next_attempt_at").with_context(context)?,
         })
     }
 }

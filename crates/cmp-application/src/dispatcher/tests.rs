@@ -94,6 +94,7 @@ fn partner() -> Partner {
 /// attempts behind it.
 fn pending_row() -> ClaimedDelivery {
     ClaimedDelivery {
+        due_at: now(),
         operation: Operation::Create,
         graph_id: None,
         outbox_id: outbox_id(),
@@ -110,6 +111,7 @@ fn pending_row() -> ClaimedDelivery {
 /// The same row after an attempt whose outcome is unknown: it must be reconciled first.
 fn unknown_row() -> ClaimedDelivery {
     ClaimedDelivery {
+        due_at: now(),
         operation: Operation::Create,
         graph_id: None,
         previous_state: DeliveryState::Unknown,
@@ -1254,4 +1256,52 @@ async fn a_conflict_after_a_reconciliation_that_found_nothing_dead_letters_the_r
         pass.expect("a dead-lettered row makes a successful pass"),
         pass_of_one(&dead())
     );
+}
+
+// ---- one good list of Graph serves many rows -------------------------------------------------
+
+/// Two passes, each claiming `second_due` unknown rows in turn (the first due now), with Graph
+/// holding both; answers how many times Graph was listed.
+async fn lists_for_two_unknown_rows(second_due: Timestamp) -> usize {
+    let first = unknown_row();
+    let second = ClaimedDelivery { outbox_id: Uuid::from_u128(0x5eC0_4d), due_at: second_due, ..unknown_row() };
+    let mut queue = MockDeliveryQueue::new();
+    queue.expect_recover_expired_leases().times(2).returning(|_| Ok(0));
+    expect_claim_at(&mut queue, now(), vec![first]);
+    expect_claim_at(&mut queue, now(), vec![second]);
+    queue.expect_start_attempt().times(2).returning(|_| Ok(()));
+    let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = lists.clone();
+    let mut graph = MockGraphGateway::new();
+    graph.expect_list_partners().returning(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(vec![remote(GRAPH_ID, Some("Contoso"))])
+    });
+    graph.expect_create_partner().never();
+    let mut repository = MockPartnerRepository::new();
+    repository
+        .expect_finish_attempt()
+        .withf(|finish| finish.outcome_label == "adopted")
+        .times(2)
+        .returning(|_| Ok(()));
+    let dispatcher = dispatcher_over(repository, queue, graph);
+
+    dispatcher.run_once().await.expect("first pass");
+    dispatcher.run_once().await.expect("second pass");
+
+    lists.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn one_good_list_of_graph_serves_a_later_row_that_was_due_before_it_was_read() {
+    let lists = lists_for_two_unknown_rows(now()).await;
+
+    assert_eq!(lists, 1, "the second row settled before the list was read");
+}
+
+#[tokio::test]
+async fn a_row_that_became_due_after_the_last_list_was_read_gets_a_new_list() {
+    let lists = lists_for_two_unknown_rows(seconds_after_now(1)).await;
+
+    assert_eq!(lists, 2, "the old list may predate what the second row's last attempt did");
 }

@@ -332,6 +332,7 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
             attempts_in_window: 1,
             first_attempt_at: Some(at(-600)),
             created_at: at(-600),
+            due_at: at(-5),
         }]
     );
     store.close().await;
