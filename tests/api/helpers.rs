@@ -568,7 +568,12 @@ impl TestApp {
     }
 
     /// `PATCH` of partner `id` with the JSON `body`, and `Prefer: <prefer>` when given.
-    pub async fn patch_partner(&self, id: &str, body: &str, prefer: Option<&str>) -> reqwest::Response {
+    pub async fn patch_partner(
+        &self,
+        id: &str,
+        body: &str,
+        prefer: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self
             .request(
                 reqwest::Method::PATCH,

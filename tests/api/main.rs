@@ -8,4 +8,5 @@ mod delivery;
 mod graph_mode;
 mod helpers;
 mod limits;
+mod resource;
 mod restart;

@@ -93,8 +93,11 @@ pub struct Dispatcher {
     /// The last list of Graph read successfully, and when, shared by the workers: a paged list
     /// is the call most likely to fail, so one good read serves every row it is fresh enough
     /// for (read at or after the row became due).
-    last_listing: Arc<Mutex<Option<(Timestamp, Arc<Vec<RemotePartner>>)>>>,
+    last_listing: Arc<Mutex<Option<ListingRead>>>,
 }
+
+/// A good read of Graph's list and when it started.
+type ListingRead = (Timestamp, Arc<Vec<RemotePartner>>);
 
 /// Graph's list as read for a pass.
 type Listing = Result<Arc<Vec<RemotePartner>>, GraphReadError>;
@@ -281,6 +284,8 @@ impl Dispatcher {
                 self.reconcile_then_create(&row, remote, client_request_id, attempt)
                     .await
             }
+            // A deleted partner whose create was never applied need not reach Graph at all.
+            (Operation::Create, None) if row.partner_deleted => Self::absent_in_graph(),
             (Operation::Create, None) => self.create(&row, client_request_id, attempt).await,
             (Operation::Update | Operation::Delete, remote) => {
                 self.change(&row, remote, client_request_id, attempt).await
@@ -298,7 +303,11 @@ impl Dispatcher {
     /// Graph's list as fresh as `row` needs: the last good read when it was made at or after the
     /// row became due, a new read otherwise.
     async fn listing_for(&self, row: &ClaimedDelivery) -> Listing {
-        let cached = self.last_listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let cached = self
+            .last_listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         if let Some((read_at, remote)) = cached
             && read_at >= row.due_at
         {
@@ -306,8 +315,14 @@ impl Dispatcher {
         }
         let read_at = self.clock.now();
         let remote = Arc::new(self.graph.list_partners().await?);
-        let mut last = self.last_listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.as_ref().is_none_or(|(previous, _)| *previous < read_at) {
+        let mut last = self
+            .last_listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last
+            .as_ref()
+            .is_none_or(|(previous, _)| *previous < read_at)
+        {
             *last = Some((read_at, remote.clone()));
         }
         Ok(remote)
@@ -388,11 +403,39 @@ impl Dispatcher {
         client_request_id: Uuid,
         attempt: u32,
     ) -> Ending {
-        let matches: Vec<_> = remote
+        let mut matches = Vec::new();
+        for candidate in remote
             .iter()
-            .filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key))
-            .collect();
+            .filter(|c| same_name(c.display_name.as_deref(), &row.natural_key))
+        {
+            // An object another partner holds keeps its name until that partner's rename
+            // reaches Graph; it is never this partner's.
+            match self
+                .queue
+                .graph_id_held_by_another(&candidate.graph_id, row.partner.id())
+                .await
+            {
+                Ok(true) => continue,
+                Ok(false) => matches.push(candidate),
+                Err(error) => {
+                    tracing::warn!(error.message = %error, "checking who holds a Graph object failed; trying later");
+                    return Ending {
+                        meta: GraphResponseMeta::default(),
+                        label: "reconcile_failed",
+                        waits_on_operator: false,
+                        transition: OutboxTransition::Retry {
+                            state: DeliveryState::Unknown,
+                            next_attempt_at: self
+                                .clock
+                                .now()
+                                .saturating_add_millis(millis(self.backoff(attempt))),
+                        },
+                    };
+                }
+            }
+        }
         match matches.as_slice() {
+            [] if row.partner_deleted => Self::absent_in_graph(),
             [] => {
                 let ending = self.create(row, client_request_id, attempt).await;
                 if let OutboxTransition::Retry { .. } = ending.transition
@@ -451,20 +494,13 @@ impl Dispatcher {
         attempt: u32,
     ) -> Ending {
         let graph_id = match &row.graph_id {
+            // The create ended without Graph ever holding the partner: nothing to change.
+            Some(id) if id == NOT_IN_GRAPH => return Self::absent_in_graph(),
             Some(id) => id.clone(),
             None => match self.find_by_name(row, remote.unwrap_or_default()) {
                 Ok(Some(id)) => id,
-                Ok(None) if row.operation == Operation::Delete => {
-                    // Nothing of that name in Graph: there is nothing to delete.
-                    return Ending {
-                        meta: GraphResponseMeta::default(),
-                        label: "absent_in_graph",
-                        transition: OutboxTransition::Delivered {
-                            graph_id: NOT_IN_GRAPH.to_owned(),
-                        },
-                        waits_on_operator: false,
-                    };
-                }
+                // Nothing of that name in Graph: there is nothing to delete.
+                Ok(None) if row.operation == Operation::Delete => return Self::absent_in_graph(),
                 Ok(None) => {
                     return self
                         .dead("the partner is not in Microsoft Graph, so it cannot be updated");
@@ -564,6 +600,19 @@ impl Dispatcher {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
+        }
+    }
+
+    /// The partner is not in Graph and need not be: a deleted partner's create, or a delete
+    /// that finds nothing to delete.
+    fn absent_in_graph() -> Ending {
+        Ending {
+            meta: GraphResponseMeta::default(),
+            label: "absent_in_graph",
+            transition: OutboxTransition::Delivered {
+                graph_id: NOT_IN_GRAPH.to_owned(),
+            },
+            waits_on_operator: false,
         }
     }
 

@@ -32,11 +32,11 @@ pub use error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdateP
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use ports::{
-    AttemptFinish, AttemptRecord, AttemptStart, AuditAction, AuditEntry, ChangeQueued, ChangeWrite,
-    ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState, GraphCallResult,
-    GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource, Jitter,
-    NewPartnerWrite, Operation, OutboxCounts, OutboxTransition, PartnerRepository, RemotePartner,
-    Sleeper, StoreError, SyncState, WriteOutcome,
+    AttemptFinish, AttemptRecord, AttemptStart, AuditAction, AuditEntry, AuditRecord, ChangeQueued,
+    ChangeWrite, ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState,
+    GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource,
+    Jitter, NewPartnerWrite, Operation, OutboxCounts, OutboxTransition, PartnerHistory,
+    PartnerRepository, RemotePartner, Sleeper, StoreError, SyncState, WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use cmp_domain::PartnerId;
 use uuid::Uuid;
 
-use crate::ports::{Clock, DeliveryQueue, DeliveryState, OutboxCounts, StoreError, SyncState};
+use crate::ports::{
+    Clock, DeliveryQueue, DeliveryState, OutboxCounts, PartnerHistory, StoreError, SyncState,
+};
 
 /// Why an operator request failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,12 @@ pub trait OperatorUseCases: Send + Sync + 'static {
     /// [`OperationsError::Unexpected`] when the store fails.
     async fn count_rows(&self) -> Result<OutboxCounts, OperationsError>;
 
+    /// A partner's audit entries and every delivery with its attempts.
+    ///
+    /// # Errors
+    /// [`OperationsError::NotFound`] when nothing is recorded about the partner.
+    async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, OperationsError>;
+
     /// Puts a dead row back in the queue, due now.
     ///
     /// # Errors
@@ -93,6 +101,14 @@ impl OperatorUseCases for OutboxOperations {
 
     async fn count_rows(&self) -> Result<OutboxCounts, OperationsError> {
         Ok(self.queue.count_rows().await?)
+    }
+
+    async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, OperationsError> {
+        let history = self.queue.history(partner_id).await?;
+        if history.audit.is_empty() && history.deliveries.is_empty() {
+            return Err(OperationsError::NotFound);
+        }
+        Ok(history)
     }
 
     #[tracing::instrument(name = "requeue", skip_all, fields(outbox.id = %outbox_id))]

@@ -483,6 +483,8 @@ pub struct ClaimedDelivery {
     pub operation: Operation,
     /// Graph's id of the partner, once its create was delivered.
     pub graph_id: Option<String>,
+    /// A caller deleted the partner (its delete row may follow this row).
+    pub partner_deleted: bool,
     /// The partner to deliver.
     pub partner: Partner,
     /// The natural key reconciliation matches on (trimmed, lower-cased display name).
@@ -580,6 +582,30 @@ pub struct SyncState {
     pub history: Vec<AttemptRecord>,
 }
 
+/// A recorded audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// What happened (`created`, `updated`, `deleted`, ...).
+    pub action: String,
+    /// Our `request-id` of the request that caused it.
+    pub request_id: String,
+    /// Who caused it.
+    pub caller: String,
+    /// When.
+    pub at: Timestamp,
+    /// What changed, or what Graph said.
+    pub detail: String,
+}
+
+/// Everything recorded about a partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerHistory {
+    /// Audit entries, oldest first.
+    pub audit: Vec<AuditRecord>,
+    /// Its outbox rows (creates, updates, deletes), oldest first, each with its attempts.
+    pub deliveries: Vec<SyncState>,
+}
+
 /// How many outbox rows are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
@@ -667,6 +693,24 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails.
     async fn count_rows(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Whether a partner other than `except` already holds Graph's object `graph_id`: such an
+    /// object is never adopted for another partner, whatever its display name says.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn graph_id_held_by_another(
+        &self,
+        graph_id: &str,
+        except: PartnerId,
+    ) -> Result<bool, StoreError>;
+
+    /// The partner's history: its audit entries and every outbox row with its attempts, oldest
+    /// first. Deleted partners included.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, StoreError>;
 
     /// Puts a `dead` row back in the queue as `unknown` (so Graph is asked before anything is
     /// sent again), due at `now`, with a new give-up window starting at `now` and its history

@@ -8,7 +8,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cmp_application::{AttemptRecord, DeliveryState, OperationsError, OutboxCounts, SyncState};
+use cmp_application::{
+    AttemptRecord, DeliveryState, OperationsError, OutboxCounts, PartnerHistory, SyncState,
+};
 use cmp_domain::{PartnerId, Timestamp};
 use cmp_graph_model::datetime;
 use serde_json::{Value, json};
@@ -27,6 +29,7 @@ const MAX_LIMIT: u32 = 1000;
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/admin/partners/{id}/sync", get(partner_sync_state))
+        .route("/admin/partners/{id}/history", get(partner_history))
         .route("/admin/outbox", get(list_rows))
         .route("/admin/outbox/counts", get(count_rows))
         .route("/admin/outbox/{outbox_id}/requeue", post(requeue))
@@ -49,6 +52,40 @@ async fn partner_sync_state(
             other => operations_error(other),
         })?;
     Ok(json_response(render_sync_state(&sync)))
+}
+
+/// `GET /admin/partners/{id}/history`: the audit entries (what changed, when, the request id,
+/// the caller) and every delivery with its attempts (their Graph request ids).
+async fn partner_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found(format!("nothing is recorded about partner '{id}'"));
+    let partner_id: PartnerId = id.parse().map_err(|_| not_found())?;
+    let history = state
+        .operations
+        .history(partner_id)
+        .await
+        .map_err(|e| match e {
+            OperationsError::NotFound => not_found(),
+            other => operations_error(other),
+        })?;
+    Ok(json_response(render_history(partner_id, &history)))
+}
+
+/// A partner's history as operators read it.
+pub fn render_history(partner_id: PartnerId, history: &PartnerHistory) -> Value {
+    json!({
+        "partnerId": partner_id.to_string(),
+        "auditEntries": history.audit.iter().map(|entry| json!({
+            "action": entry.action,
+            "at": datetime::format(entry.at),
+            "requestId": entry.request_id,
+            "caller": entry.caller,
+            "detail": entry.detail,
+        })).collect::<Vec<_>>(),
+        "deliveries": history.deliveries.iter().map(render_sync_state).collect::<Vec<_>>(),
+    })
 }
 
 /// `GET /admin/outbox?state=dead&limit=100`.

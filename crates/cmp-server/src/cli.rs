@@ -34,6 +34,11 @@ pub enum OutboxCommand {
         /// The partner's id.
         partner_id: String,
     },
+    /// A partner's audit entries and every delivery with its attempts.
+    History {
+        /// The partner's id.
+        partner_id: String,
+    },
     /// Put a dead row back in the queue.
     Requeue {
         /// The outbox row's id.
@@ -74,6 +79,7 @@ usage:
   cmp-server outbox counts                      rows of the delivery queue per state
   cmp-server outbox list [--state S] [--limit N] rows (pending, in_flight, delivered, unknown, dead)
   cmp-server outbox show PARTNER_ID             a partner's sync state and attempt history
+  cmp-server outbox history PARTNER_ID          a partner's audit entries and deliveries
   cmp-server outbox requeue OUTBOX_ID           put a dead row back in the queue
   cmp-server help         print this text
 ";
@@ -256,6 +262,15 @@ pub async fn outbox(
                 .sync_state(partner_id)
                 .await
                 .map(|sync| render_sync_state(&sync))
+        }
+        OutboxCommand::History { partner_id } => {
+            let partner_id: cmp_domain::PartnerId = partner_id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("'{partner_id}' is not a partner id"))?;
+            operations
+                .history(partner_id)
+                .await
+                .map(|history| cmp_http_api::admin::render_history(partner_id, &history))
         }
         OutboxCommand::Requeue { outbox_id } => {
             let id = uuid::Uuid::try_parse(outbox_id)

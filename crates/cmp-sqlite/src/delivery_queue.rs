@@ -10,8 +10,8 @@
 
 use anyhow::{Context, anyhow};
 use cmp_application::{
-    AttemptStart, ClaimedDelivery, DeliveryQueue, DeliveryState, OutboxCounts, StoreError,
-    SyncState,
+    AttemptStart, AuditRecord, ClaimedDelivery, DeliveryQueue, DeliveryState, OutboxCounts,
+    PartnerHistory, StoreError, SyncState,
 };
 use cmp_domain::{PartnerId, TenantId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite};
@@ -63,6 +63,8 @@ const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
      candidate.created_at, candidate.operation, candidate.next_attempt_at, \
      (SELECT graph_id FROM partners WHERE partners.id = candidate.partner_id) \
       AS partner_graph_id, \
+     (SELECT deleted_at IS NOT NULL FROM partners WHERE partners.id = candidate.partner_id) \
+      AS partner_deleted, \
      (SELECT COUNT(*) FROM delivery_attempts AS made WHERE made.outbox_id = candidate.id \
       AND made.started_at >= COALESCE(candidate.first_attempt_at, candidate.created_at)) \
       AS attempts_in_window \
@@ -303,6 +305,74 @@ impl DeliveryQueue for SqlitePartnerRepository {
 
         tx.commit().await.context("ending the read transaction")?;
         Ok(Some(row.into_sync_state(history)?))
+    }
+
+    #[tracing::instrument(name = "sqlite.graph_id_held_by_another", skip_all)]
+    async fn graph_id_held_by_another(
+        &self,
+        graph_id: &str,
+        except: PartnerId,
+    ) -> Result<bool, StoreError> {
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM partners WHERE graph_id = ? AND id <> ? LIMIT 1")
+                .bind(graph_id)
+                .bind(except.to_string())
+                .fetch_optional(self.reader())
+                .await
+                .context("looking up who holds a Graph object")?;
+        Ok(held.is_some())
+    }
+
+    #[tracing::instrument(name = "sqlite.history", skip_all, fields(partner.id = %partner_id))]
+    async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, StoreError> {
+        // One snapshot for the audit log, the rows and their attempts.
+        let mut tx = self.begin_read().await?;
+        let audit: Vec<(String, String, String, i64, String)> = sqlx::query_as(
+            "SELECT action, request_id, caller, at, detail FROM audit_log \
+             WHERE partner_id = ? ORDER BY at, rowid",
+        )
+        .bind(partner_id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading the partner's audit entries")?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            outbox_row_columns!(),
+            " FROM outbox WHERE partner_id = ? ORDER BY created_at, rowid"
+        ))
+        .bind(partner_id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading the partner's outbox rows")?;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let attempts: Vec<AttemptRow> = sqlx::query_as(
+                "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
+                 graph_error_code, graph_request_id, outcome FROM delivery_attempts \
+                 WHERE outbox_id = ? ORDER BY attempt",
+            )
+            .bind(&row.id)
+            .fetch_all(&mut *tx)
+            .await
+            .context("reading the delivery attempts")?;
+            deliveries.push(row.into_sync_state(attempts)?);
+        }
+        tx.commit().await.context("ending the read transaction")?;
+        let audit = audit
+            .into_iter()
+            .map(|(action, request_id, caller, at, detail)| {
+                let at = Timestamp::from_unix_ticks(at)
+                    .map_err(|_| anyhow::anyhow!("stored audit time {at} is out of range"))?;
+                Ok(AuditRecord {
+                    action,
+                    request_id,
+                    caller,
+                    at,
+                    detail,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(PartnerHistory { audit, deliveries })
     }
 
     #[tracing::instrument(name = "sqlite.list_rows", skip_all, fields(state = state.as_ref().map(DeliveryState::as_str), limit = limit))]

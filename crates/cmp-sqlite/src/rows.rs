@@ -294,6 +294,8 @@ pub(crate) struct ClaimRow {
     pub(crate) next_attempt_at: i64,
     /// Graph's id of the partner, once delivered.
     pub(crate) partner_graph_id: Option<String>,
+    /// Whether a caller deleted the partner.
+    pub(crate) partner_deleted: bool,
 }
 
 impl ClaimRow {
@@ -308,6 +310,7 @@ impl ClaimRow {
             outbox_id,
             operation: parse_operation(&self.operation).with_context(context)?,
             graph_id: self.partner_graph_id,
+            partner_deleted: self.partner_deleted,
             partner,
             natural_key: self.natural_key,
             previous_state: parse_delivery_state(&self.state).with_context(context)?,

@@ -94,6 +94,7 @@ fn partner() -> Partner {
 /// attempts behind it.
 fn pending_row() -> ClaimedDelivery {
     ClaimedDelivery {
+        partner_deleted: false,
         due_at: now(),
         operation: Operation::Create,
         graph_id: None,
@@ -111,6 +112,7 @@ fn pending_row() -> ClaimedDelivery {
 /// The same row after an attempt whose outcome is unknown: it must be reconciled first.
 fn unknown_row() -> ClaimedDelivery {
     ClaimedDelivery {
+        partner_deleted: false,
         due_at: now(),
         operation: Operation::Create,
         graph_id: None,
@@ -231,6 +233,10 @@ fn fixed_jitter() -> MockJitter {
 /// tenant, [`OWNER`], the policy's lease and batch size) that hands out `rows`.
 fn queue_handing_out(rows: Vec<ClaimedDelivery>) -> MockDeliveryQueue {
     let mut queue = MockDeliveryQueue::new();
+    // No Graph object is held by another partner unless a test says so.
+    queue
+        .expect_graph_id_held_by_another()
+        .returning(|_, _| Ok(false));
     queue
         .expect_recover_expired_leases()
         .with(eq(now()))
@@ -1264,9 +1270,19 @@ async fn a_conflict_after_a_reconciliation_that_found_nothing_dead_letters_the_r
 /// holding both; answers how many times Graph was listed.
 async fn lists_for_two_unknown_rows(second_due: Timestamp) -> usize {
     let first = unknown_row();
-    let second = ClaimedDelivery { outbox_id: Uuid::from_u128(0x5eC0_4d), due_at: second_due, ..unknown_row() };
+    let second = ClaimedDelivery {
+        outbox_id: Uuid::from_u128(0x5ec0_4d00),
+        due_at: second_due,
+        ..unknown_row()
+    };
     let mut queue = MockDeliveryQueue::new();
-    queue.expect_recover_expired_leases().times(2).returning(|_| Ok(0));
+    queue
+        .expect_graph_id_held_by_another()
+        .returning(|_, _| Ok(false));
+    queue
+        .expect_recover_expired_leases()
+        .times(2)
+        .returning(|_| Ok(0));
     expect_claim_at(&mut queue, now(), vec![first]);
     expect_claim_at(&mut queue, now(), vec![second]);
     queue.expect_start_attempt().times(2).returning(|_| Ok(()));
@@ -1303,5 +1319,78 @@ async fn one_good_list_of_graph_serves_a_later_row_that_was_due_before_it_was_re
 async fn a_row_that_became_due_after_the_last_list_was_read_gets_a_new_list() {
     let lists = lists_for_two_unknown_rows(seconds_after_now(1)).await;
 
-    assert_eq!(lists, 2, "the old list may predate what the second row's last attempt did");
+    assert_eq!(
+        lists, 2,
+        "the old list may predate what the second row's last attempt did"
+    );
+}
+
+// ---- deleted partners and objects held by other partners --------------------------------------
+
+#[tokio::test]
+async fn an_unknown_create_of_a_deleted_partner_absent_from_graph_is_never_posted() {
+    let row = ClaimedDelivery {
+        partner_deleted: true,
+        ..unknown_row()
+    };
+    let mut order = Sequence::new();
+    let graph = graph_listing(
+        Ok(vec![remote("graph-other", Some("Fabrikam"))]),
+        &mut order,
+    );
+    let transition = OutboxTransition::Delivered {
+        graph_id: NOT_IN_GRAPH.to_owned(),
+    };
+    let repository = repository_recording(expected_finish(
+        &row,
+        GraphResponseMeta::default(),
+        "absent_in_graph",
+        transition.clone(),
+    ));
+    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+
+    let pass = dispatcher.run_once().await;
+
+    assert_eq!(pass.expect("a successful pass"), pass_of_one(&transition));
+}
+
+#[tokio::test]
+async fn an_object_another_partner_holds_is_never_adopted_even_under_the_same_name() {
+    let row = unknown_row();
+    let mut order = Sequence::new();
+    let mut graph = MockGraphGateway::new();
+    graph
+        .expect_list_partners()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|| Ok(vec![remote("held-by-a-renamed-partner", Some("Contoso"))]));
+    let answer = GraphCallResult {
+        outcome: CreateOutcome::Created {
+            graph_id: GRAPH_ID.to_owned(),
+        },
+        meta: graph_meta(201, None),
+    };
+    graph
+        .expect_create_partner()
+        .times(1)
+        .returning(move |_, _| answer.clone());
+    let mut queue = MockDeliveryQueue::new();
+    queue
+        .expect_graph_id_held_by_another()
+        .withf(|graph_id, _| graph_id == "held-by-a-renamed-partner")
+        .returning(|_, _| Ok(true));
+    queue.expect_recover_expired_leases().returning(|_| Ok(0));
+    expect_claim_at(&mut queue, now(), vec![row.clone()]);
+    queue.expect_start_attempt().times(1).returning(|_| Ok(()));
+    let mut repository = MockPartnerRepository::new();
+    repository
+        .expect_finish_attempt()
+        .withf(|finish| finish.outcome_label == "created")
+        .times(1)
+        .returning(|_| Ok(()));
+    let dispatcher = dispatcher_over(repository, queue, graph);
+
+    let pass = dispatcher.run_once().await;
+
+    assert_eq!(pass.expect("a successful pass").delivered, 1);
 }

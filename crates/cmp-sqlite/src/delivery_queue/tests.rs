@@ -325,6 +325,7 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
             outbox_id: created.outbox_id(),
             operation: Operation::Create,
             graph_id: None,
+            partner_deleted: false,
             partner,
             natural_key: "contoso ünïcode partner".into(),
             previous_state: DeliveryState::Unknown,
