@@ -324,9 +324,10 @@ pub trait PartnerRepository: Send + Sync + 'static {
         write: &ChangeWrite,
     ) -> Result<ChangeQueued, StoreError>;
 
-    /// Deletes a partner for callers, in one transaction with `write.audit`. When its create
-    /// was never attempted with an unknown outcome and never delivered (`pending`, no graph id),
-    /// the partner and its rows are removed outright and nothing reaches Graph. Otherwise the
+    /// Deletes a partner for callers, in one transaction with `write.audit`. When it never
+    /// reached Graph (no graph id, and every one of its rows `pending`: never sent, or sent and
+    /// certainly not applied), the partner and its rows are removed outright and nothing reaches
+    /// Graph. Otherwise the
     /// partner is marked deleted (gone for readers, its display name still reserved) and a
     /// `delete` row is queued behind its earlier rows; the name is freed when Graph confirms.
     ///
@@ -339,15 +340,16 @@ pub trait PartnerRepository: Send + Sync + 'static {
     ) -> Result<ChangeQueued, StoreError>;
 
     /// Records the end of an attempt and moves the outbox row on, in one transaction; on
-    /// `Delivered` also stores Graph's id on the partner.
+    /// `Delivered` also stores Graph's id on the partner, and for a `delete` row releases the
+    /// deleted partner's display name (with a `deleted_in_graph` audit entry).
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails or the outbox row does not exist.
     async fn finish_attempt(&self, finish: &AttemptFinish) -> Result<(), StoreError>;
 
     /// Undoes a create that Graph refused for good: removes the partner, its assignments, its
-    /// outbox row and that row's attempts, and writes `audit` (which keeps what Graph said),
-    /// in one transaction.
+    /// outbox rows (the create and any update or delete queued behind it) and their attempts,
+    /// and writes `audit` (which keeps what Graph said), in one transaction.
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails.
@@ -633,8 +635,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn recover_expired_leases(&self, now: Timestamp) -> Result<u64, StoreError>;
 
     /// Atomically claims up to `limit` rows of `tenant` that are `pending` or `unknown` and due
-    /// by `now`, oldest due first, leasing them to `owner` until `lease_expires_at`. MUST NOT
-    /// claim a row whose natural key already has a row `in_flight`, nor two rows of one key.
+    /// by `now`, oldest due first, leasing them to `owner` until `lease_expires_at`. Jobs run in
+    /// order: a row is claimed only when it is the oldest live (`pending`, `unknown`,
+    /// `in_flight`) row of its partner and of its natural key; so MUST NOT claim a row whose
+    /// key or partner has a row `in_flight`, nor two rows of one key or partner.
     ///
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails or a claimed partner cannot be read.
