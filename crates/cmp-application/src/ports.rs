@@ -64,6 +64,24 @@ impl DeliveryState {
     }
 }
 
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+
+    /// The state of a stored name (`pending`, `in_flight`, `delivered`, `unknown`, `dead`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Pending,
+            Self::InFlight,
+            Self::Delivered,
+            Self::Unknown,
+            Self::Dead,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| format!("'{text}' is not a delivery state"))
+    }
+}
+
 /// What an audit entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditAction {

@@ -26,6 +26,19 @@ pub enum FilterField {
     Id,
 }
 
+impl FilterField {
+    /// The Graph property name, e.g. `macOsOnboarded`.
+    pub fn property_name(&self) -> String {
+        match self {
+            Self::DisplayName => "displayName".to_owned(),
+            Self::PartnerState => "partnerState".to_owned(),
+            Self::LastHeartbeat => "lastHeartbeatDateTime".to_owned(),
+            Self::Onboarded(platform) => format!("{}Onboarded", platform.property_prefix()),
+            Self::Id => "id".to_owned(),
+        }
+    }
+}
+
 /// A literal in a filter, typed by the property it is compared with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterValue {

@@ -850,7 +850,7 @@ fn transport_failure(error: &reqwest::Error, call: &Call<'_>, attempt: u32) -> E
 
 /// `error` and its sources, `: `-separated: reqwest's own message is often just "error
 /// sending request", with the useful part (refused, reset, TLS alert) in a source.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -518,7 +518,7 @@ impl TokenProvider {
             // The token URL is no secret, but it adds nothing to the message either.
             format!(
                 "token request failed: {}",
-                error_chain(&error.without_url())
+                crate::client::error_chain(&error.without_url())
             )
         };
         tracing::warn!(error.message = %description, "token request failed");
@@ -676,17 +676,4 @@ fn refusal(
         trace_id: response.trace_id,
         correlation_id: response.correlation_id,
     }
-}
-
-/// An error and its sources, `: `-separated: reqwest's own message ("error sending request")
-/// says little without the hyper and io errors beneath it.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

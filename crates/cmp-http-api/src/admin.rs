@@ -170,15 +170,7 @@ fn parse_listing(query: &str) -> Result<(Option<DeliveryState>, u32), ApiError> 
 
 /// A delivery state from its stored name.
 pub fn parse_state(text: &str) -> Option<DeliveryState> {
-    [
-        DeliveryState::Pending,
-        DeliveryState::InFlight,
-        DeliveryState::Delivered,
-        DeliveryState::Unknown,
-        DeliveryState::Dead,
-    ]
-    .into_iter()
-    .find(|state| state.as_str() == text)
+    text.parse().ok()
 }
 
 /// A sync state as operators read it (also printed by the binary's `outbox` subcommands).

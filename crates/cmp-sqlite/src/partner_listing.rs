@@ -546,15 +546,8 @@ fn sort_column(field: SortField) -> &'static str {
     }
 }
 
-/// The Graph property name of a filter field, for error messages.
 fn field_name(field: FilterField) -> String {
-    match field {
-        FilterField::DisplayName => "displayName".to_owned(),
-        FilterField::PartnerState => "partnerState".to_owned(),
-        FilterField::LastHeartbeat => "lastHeartbeatDateTime".to_owned(),
-        FilterField::Onboarded(platform) => format!("{}Onboarded", platform.property_prefix()),
-        FilterField::Id => "id".to_owned(),
-    }
+    field.property_name()
 }
 
 /// The Graph property name of a sort field, for error messages.

@@ -448,16 +448,8 @@ impl AttemptRow {
 
 /// The delivery state stored under its name (`DeliveryState::as_str`).
 pub(crate) fn parse_delivery_state(text: &str) -> anyhow::Result<DeliveryState> {
-    [
-        DeliveryState::Pending,
-        DeliveryState::InFlight,
-        DeliveryState::Delivered,
-        DeliveryState::Unknown,
-        DeliveryState::Dead,
-    ]
-    .into_iter()
-    .find(|state| state.as_str() == text)
-    .with_context(|| format!("unknown delivery state '{text}'"))
+    text.parse()
+        .map_err(|message: String| anyhow::anyhow!(message))
 }
 
 /// A stored id in the hyphenated GUID form.

@@ -513,13 +513,7 @@ fn filter_field(name: &str, position: usize) -> Result<FilterField, QueryError> 
 }
 
 fn field_name(field: FilterField) -> String {
-    match field {
-        FilterField::DisplayName => "displayName".to_owned(),
-        FilterField::PartnerState => "partnerState".to_owned(),
-        FilterField::LastHeartbeat => "lastHeartbeatDateTime".to_owned(),
-        FilterField::Onboarded(platform) => format!("{}Onboarded", platform.property_prefix()),
-        FilterField::Id => "id".to_owned(),
-    }
+    field.property_name()
 }
 
 fn comparison(word: &str) -> Option<Comparison> {
