@@ -93,6 +93,10 @@ pub trait PartnerUseCases: Send + Sync + 'static {
     ) -> Result<(), DeletePartnerError>;
 }
 
+/// How many times an update is merged again after losing a race with another update before
+/// it gives up (a partner patched this often at once has a caller in a loop).
+const UPDATE_ATTEMPTS: usize = 5;
+
 /// The use cases over the driven ports.
 pub struct PartnerService {
     repository: Arc<dyn PartnerRepository>,
@@ -167,7 +171,7 @@ impl PartnerUseCases for PartnerService {
                     CreatePartnerError::DuplicateDisplayName { display_name }
                 }
                 StoreError::Unexpected(e) => CreatePartnerError::Unexpected(e),
-                error @ (StoreError::NotFound | StoreError::LeaseLost) => {
+                error @ (StoreError::NotFound | StoreError::LeaseLost | StoreError::Changed) => {
                     CreatePartnerError::Unexpected(
                         anyhow::Error::new(error).context("inserting a partner"),
                     )
@@ -270,36 +274,47 @@ impl PartnerUseCases for PartnerService {
         let unexpected = |e: StoreError| {
             UpdatePartnerError::Unexpected(anyhow::Error::new(e).context("updating a partner"))
         };
-        let current = self
-            .repository
-            .get_partner(id)
-            .await
-            .map_err(unexpected)?
-            .ok_or(UpdatePartnerError::NotFound(id))?;
-        let updated = current.patched(&patch, self.clock.now())?;
-        let changes = changed_properties(&current, &updated);
-        let detail = if changes.is_empty() {
-            "no property changed".to_owned()
-        } else {
-            changes.join("; ")
-        };
-        let write = ChangeWrite {
-            tenant_id: self.tenant_id,
-            outbox_id: self.ids.new_uuid(),
-            now: self.clock.now(),
-            audit: self.audit(id, AuditAction::Updated, context, detail),
-        };
-        match self.repository.update_partner(&updated, &write).await {
-            Ok(queued) => {
-                tracing::debug!(folded = queued == ChangeQueued::Folded, "partner updated");
-                Ok(updated)
+        // Read, merge, write, with the store refusing a write computed from a partner that
+        // changed meanwhile; a concurrent PATCH makes this one merge again over its result.
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self
+                .repository
+                .get_partner(id)
+                .await
+                .map_err(unexpected)?
+                .ok_or(UpdatePartnerError::NotFound(id))?;
+            let updated = current.patched(&patch, self.clock.now())?;
+            let changes = changed_properties(&current, &updated);
+            let detail = if changes.is_empty() {
+                "no property changed".to_owned()
+            } else {
+                changes.join("; ")
+            };
+            let write = ChangeWrite {
+                tenant_id: self.tenant_id,
+                expected: Some(current),
+                outbox_id: self.ids.new_uuid(),
+                now: self.clock.now(),
+                audit: self.audit(id, AuditAction::Updated, context, detail),
+            };
+            match self.repository.update_partner(&updated, &write).await {
+                Ok(queued) => {
+                    tracing::debug!(folded = queued == ChangeQueued::Folded, "partner updated");
+                    return Ok(updated);
+                }
+                Err(StoreError::Changed) => {
+                    tracing::debug!(
+                        "the partner changed while this update was merged; merging again"
+                    );
+                }
+                Err(StoreError::NotFound) => return Err(UpdatePartnerError::NotFound(id)),
+                Err(StoreError::DuplicateDisplayName { display_name }) => {
+                    return Err(UpdatePartnerError::DuplicateDisplayName { display_name });
+                }
+                Err(other) => return Err(unexpected(other)),
             }
-            Err(StoreError::NotFound) => Err(UpdatePartnerError::NotFound(id)),
-            Err(StoreError::DuplicateDisplayName { display_name }) => {
-                Err(UpdatePartnerError::DuplicateDisplayName { display_name })
-            }
-            Err(other) => Err(unexpected(other)),
         }
+        Err(unexpected(StoreError::Changed))
     }
 
     #[tracing::instrument(name = "delete_partner", skip_all, fields(partner.id = %id))]
@@ -310,6 +325,7 @@ impl PartnerUseCases for PartnerService {
     ) -> Result<(), DeletePartnerError> {
         let write = ChangeWrite {
             tenant_id: self.tenant_id,
+            expected: None,
             outbox_id: self.ids.new_uuid(),
             now: self.clock.now(),
             audit: self.audit(

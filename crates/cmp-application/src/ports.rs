@@ -240,6 +240,10 @@ pub struct AttemptFinish {
 pub struct ChangeWrite {
     /// The tenant.
     pub tenant_id: TenantId,
+    /// For an update: the partner as it was read when the change was computed. The store
+    /// MUST refuse the update with [`StoreError::Changed`] when the stored partner differs, so
+    /// two concurrent PATCHes never silently lose one another's changes.
+    pub expected: Option<Partner>,
     /// Id of the outbox row, should one be queued.
     pub outbox_id: Uuid,
     /// When the change happens.
@@ -264,6 +268,9 @@ pub enum StoreError {
     /// No such partner (or it is deleted).
     #[error("no such partner")]
     NotFound,
+    /// The partner changed since it was read (a concurrent update).
+    #[error("the partner changed since it was read")]
+    Changed,
     /// The outbox row is no longer leased to the caller (another worker holds it now).
     #[error("the outbox row's lease is held by someone else")]
     LeaseLost,
@@ -334,8 +341,9 @@ pub trait PartnerRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// MUST return [`StoreError::DuplicateDisplayName`] when another partner of the tenant has
-    /// the new natural key, and [`StoreError::NotFound`] when the partner does not exist or is
-    /// deleted; then nothing is written.
+    /// the new natural key, [`StoreError::NotFound`] when the partner does not exist or is
+    /// deleted, and [`StoreError::Changed`] when it differs from `write.expected`; then nothing
+    /// is written.
     async fn update_partner(
         &self,
         partner: &Partner,

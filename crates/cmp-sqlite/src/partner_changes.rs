@@ -23,6 +23,7 @@ use cmp_domain::{Partner, PartnerId};
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqlitePartnerRepository;
+use crate::partner_repository::{Deleted, read_partner};
 use crate::partner_repository::{insert_assignments, insert_audit, name_key_taken};
 use crate::rows::PartnerRow;
 
@@ -36,6 +37,17 @@ impl SqlitePartnerRepository {
         let row = PartnerRow::from_domain(partner, write.tenant_id);
         let now = write.now.unix_ticks();
         let mut tx = self.begin_write().await?;
+
+        // Optimistic concurrency: the change was computed from `expected`; under the write lock
+        // the stored partner either still is that, or another update won and this one must be
+        // merged again over its result.
+        if let Some(expected) = &write.expected {
+            let stored = read_partner(&mut tx, &row.id, Deleted::Hidden).await?;
+            if stored.as_ref().is_some_and(|stored| stored != expected) {
+                tx.rollback().await.context("rolling back a stale update")?;
+                return Err(StoreError::Changed);
+            }
+        }
 
         let updated = sqlx::query(
             "UPDATE partners SET display_name = ?, name_key = ?, partner_state = ?, \

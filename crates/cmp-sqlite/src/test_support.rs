@@ -257,6 +257,7 @@ pub(crate) fn change_write(
 ) -> ChangeWrite {
     ChangeWrite {
         tenant_id: tenant,
+        expected: None,
         outbox_id: Uuid::from_u128(seed + 1),
         now: at,
         audit: AuditEntry {

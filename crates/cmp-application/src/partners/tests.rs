@@ -761,3 +761,56 @@ async fn get_reports_unexpected_when_the_store_fails() {
         other => panic!("expected Unexpected, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_update_that_lost_a_race_with_another_update_is_merged_again_over_its_result() {
+    let first_read = expected_partner();
+    let other_update = first_read
+        .patched(
+            &PartnerPatch {
+                state: Some(PartnerState::Terminated),
+                ..PartnerPatch::default()
+            },
+            now(),
+        )
+        .expect("valid");
+    let mut repository = MockPartnerRepository::new();
+    let mut reads = vec![first_read.clone(), other_update.clone()].into_iter();
+    repository
+        .expect_get_partner()
+        .times(2)
+        .returning(move |_| Ok(reads.next()));
+    let lost = first_read.clone();
+    repository
+        .expect_update_partner()
+        .withf(move |_, write| write.expected.as_ref() == Some(&lost))
+        .times(1)
+        .returning(|_, _| Err(StoreError::Changed));
+    let merged_over = other_update.clone();
+    repository
+        .expect_update_partner()
+        .withf(move |updated, write| {
+            write.expected.as_ref() == Some(&merged_over)
+                && updated.state() == PartnerState::Terminated
+                && updated.display_name().as_str() == "Renamed"
+        })
+        .times(1)
+        .returning(|_, _| Ok(ChangeQueued::Queued));
+    let service = service_over(repository, MockGraphGateway::new(), MockSleeper::new());
+    let rename = PartnerPatch {
+        display_name: Some(DisplayName::parse("Renamed").expect("valid")),
+        ..PartnerPatch::default()
+    };
+
+    let updated = service
+        .update_partner(first_read.id(), rename, &context())
+        .await;
+
+    let updated = updated.expect("the update lands on the second try");
+    assert_eq!(updated.display_name().as_str(), "Renamed");
+    assert_eq!(
+        updated.state(),
+        PartnerState::Terminated,
+        "the other update's change is kept"
+    );
+}

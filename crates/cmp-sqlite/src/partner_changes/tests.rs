@@ -822,3 +822,41 @@ async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_cr
     assert_eq!(row_counts(&store).await, [0, 0, 0, 0, 4]);
     store.close().await;
 }
+
+#[tokio::test]
+async fn update_partner_refuses_a_change_computed_from_a_stale_read_and_writes_nothing() {
+    let (_dir, store) = open_store().await;
+    let repo = store.partner_repository();
+    let stored = rich_partner(1);
+    create_in(&repo, &stored, 100, CreateRow::Delivered).await;
+    // Another caller renamed it after this update read it.
+    let stale = renamed(&stored, "Read Before The Other Update");
+    let counts = row_counts(&store).await;
+    let write = ChangeWrite {
+        expected: Some(stale),
+        ..update_write(&stored, 200)
+    };
+
+    let result = repo
+        .update_partner(&renamed(&stored, "Lost Update"), &write)
+        .await;
+
+    assert!(matches!(result, Err(StoreError::Changed)), "{result:?}");
+    assert_eq!(row_counts(&store).await, counts, "nothing written");
+    assert_eq!(
+        repo.get_partner(stored.id()).await.expect("read"),
+        Some(stored.clone())
+    );
+    let current = ChangeWrite {
+        expected: Some(stored.clone()),
+        ..update_write(&stored, 300)
+    };
+    let accepted = repo
+        .update_partner(&renamed(&stored, "Merged On The Latest"), &current)
+        .await;
+    assert!(
+        accepted.is_ok(),
+        "an update computed from the stored partner goes through: {accepted:?}"
+    );
+    store.close().await;
+}
