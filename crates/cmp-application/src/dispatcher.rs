@@ -75,7 +75,9 @@ pub struct DispatchPass {
 #[error("the delivery queue failed")]
 pub struct DispatchError(#[from] StoreError);
 
-/// The dispatcher of one tenant's queue.
+/// The dispatcher of one tenant's queue. A clone shares everything, its lease owner included;
+/// [`Dispatcher::worker`] makes one with an owner of its own.
+#[derive(Clone)]
 pub struct Dispatcher {
     repository: Arc<dyn PartnerRepository>,
     queue: Arc<dyn DeliveryQueue>,
@@ -148,17 +150,8 @@ impl Dispatcher {
     /// same tenant pause.
     pub fn worker(&self) -> Self {
         Self {
-            repository: self.repository.clone(),
-            queue: self.queue.clone(),
-            graph: self.graph.clone(),
-            clock: self.clock.clone(),
-            ids: self.ids.clone(),
-            jitter: self.jitter.clone(),
-            tenant_id: self.tenant_id,
             owner: format!("dispatcher:{}", self.ids.new_uuid()),
-            policy: self.policy,
-            paused_until: self.paused_until.clone(),
-            last_listing: self.last_listing.clone(),
+            ..self.clone()
         }
     }
 

@@ -293,15 +293,7 @@ impl DeliveryQueue for SqlitePartnerRepository {
             return Ok(None);
         };
 
-        let history: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
-             graph_error_code, graph_request_id, outcome FROM delivery_attempts \
-             WHERE outbox_id = ? ORDER BY attempt",
-        )
-        .bind(&row.id)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading the delivery attempts")?;
+        let history = read_attempts(&mut tx, &row.id).await?;
 
         tx.commit().await.context("ending the read transaction")?;
         Ok(Some(row.into_sync_state(history)?))
@@ -346,15 +338,7 @@ impl DeliveryQueue for SqlitePartnerRepository {
         .context("reading the partner's outbox rows")?;
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {
-            let attempts: Vec<AttemptRow> = sqlx::query_as(
-                "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
-                 graph_error_code, graph_request_id, outcome FROM delivery_attempts \
-                 WHERE outbox_id = ? ORDER BY attempt",
-            )
-            .bind(&row.id)
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading the delivery attempts")?;
+            let attempts = read_attempts(&mut tx, &row.id).await?;
             deliveries.push(row.into_sync_state(attempts)?);
         }
         tx.commit().await.context("ending the read transaction")?;
@@ -451,6 +435,22 @@ impl DeliveryQueue for SqlitePartnerRepository {
         tx.commit().await.context("committing the re-queue")?;
         Ok(requeued == 1)
     }
+}
+
+/// The attempts of one outbox row, oldest first.
+async fn read_attempts(
+    conn: &mut sqlx::SqliteConnection,
+    outbox_id: &str,
+) -> anyhow::Result<Vec<AttemptRow>> {
+    sqlx::query_as(
+        "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
+         graph_error_code, graph_request_id, outcome FROM delivery_attempts \
+         WHERE outbox_id = ? ORDER BY attempt",
+    )
+    .bind(outbox_id)
+    .fetch_all(conn)
+    .await
+    .context("reading the delivery attempts")
 }
 
 #[cfg(test)]
