@@ -164,8 +164,13 @@ fn cases() -> Vec<Case> {
             "BadRequest",
         ),
         json_case(
-            "assignments while not onboarded",
-            json!({"displayName": "x", "iosEnrollmentAssignments": [{"target": all_devices}]}),
+            "the same group twice with different filters",
+            json!({"displayName": "x", "iosEnrollmentAssignments": [
+                {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group}},
+                {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group,
+                    "deviceAndAppManagementAssignmentFilterType": "include",
+                    "deviceAndAppManagementAssignmentFilterId": "filter-1"}}
+            ]}),
             400,
             "BadRequest",
         ),

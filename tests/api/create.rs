@@ -247,3 +247,27 @@ async fn a_create_graph_refuses_is_undone_and_the_refusal_reported() {
 async fn spawn_app_in_same(app: &crate::helpers::TestApp) -> crate::helpers::TestApp {
     crate::helpers::spawn_app_in(app.directory.clone(), |_| {}).await
 }
+
+#[tokio::test]
+async fn assignments_on_platforms_not_yet_onboarded_are_accepted_as_graph_accepts_them() {
+    let app = spawn_app().await;
+    let body = json!({
+        "displayName": "Assigned before onboarding",
+        "iosOnboarded": false,
+        "iosEnrollmentAssignments": [
+            {"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}
+        ]
+    });
+
+    let created = app.post_partner(&body.to_string()).await;
+
+    assert_eq!(created.status(), 201);
+    let created = json_body(created).await;
+    assert_eq!(created["iosOnboarded"], false);
+    assert_eq!(
+        created["iosEnrollmentAssignments"][0]["target"]["@odata.type"],
+        "#microsoft.graph.allDevicesAssignmentTarget"
+    );
+    let read = json_body(app.get_partner(created["id"].as_str().expect("id")).await).await;
+    assert_eq!(read, created, "stored as accepted");
+}

@@ -1643,18 +1643,11 @@ async fn refused_patches_answer_their_status_and_leave_the_partner_and_every_tab
             None,
         ),
         (
-            "assignments on a platform not onboarded",
-            json!({ "linuxEnrollmentAssignments": assignment }).to_string(),
+            "the same target twice on one platform",
+            json!({ "linuxEnrollmentAssignments": [assignment[0], assignment[0]] }).to_string(),
             400,
             "BadRequest",
             Some("linuxEnrollmentAssignments"),
-        ),
-        (
-            "off-boarding a platform that keeps assignments",
-            json!({ "iosOnboarded": false }).to_string(),
-            400,
-            "BadRequest",
-            Some("iosEnrollmentAssignments"),
         ),
         (
             "a heartbeat in the future",

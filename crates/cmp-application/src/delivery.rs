@@ -52,7 +52,7 @@ pub fn judge(
     retry_delay: Duration,
     settle: Duration,
 ) -> Verdict {
-    let later = |delay: Duration| now.saturating_add_millis(duration_millis(delay));
+    let later = |delay: Duration| now.saturating_add(delay);
     let retry = |state, delay| {
         Verdict::Move(OutboxTransition::Retry {
             state,
@@ -98,10 +98,6 @@ pub fn outcome_label(outcome: Option<&CreateOutcome>) -> &'static str {
     }
 }
 
-fn duration_millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -130,10 +126,10 @@ mod tests {
         Timestamp::from_unix_seconds(1_700_000_000, 0).expect("in range")
     }
 
-    fn retry_at(state: DeliveryState, seconds_later: i64) -> Verdict {
+    fn retry_at(state: DeliveryState, seconds_later: u64) -> Verdict {
         Verdict::Move(OutboxTransition::Retry {
             state,
-            next_attempt_at: now().saturating_add_seconds(seconds_later),
+            next_attempt_at: now().saturating_add(Duration::from_secs(seconds_later)),
         })
     }
 

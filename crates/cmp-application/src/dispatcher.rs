@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmp_domain::{DisplayName, TenantId, Timestamp};
+use cmp_domain::{TenantId, Timestamp};
 use uuid::Uuid;
 
 use crate::delivery::{self, Verdict};
@@ -178,7 +178,7 @@ impl Dispatcher {
             pass.paused = true;
             return Ok(pass);
         }
-        let lease_expires_at = now.saturating_add_millis(millis(self.policy.lease));
+        let lease_expires_at = now.saturating_add(self.policy.lease);
         let claimed = self
             .queue
             .claim_due(
@@ -268,7 +268,7 @@ impl Dispatcher {
                 client_request_id,
                 started_at,
                 lease_owner: self.owner.clone(),
-                lease_expires_at: started_at.saturating_add_millis(millis(self.policy.lease)),
+                lease_expires_at: started_at.saturating_add(self.policy.lease),
             })
             .await?;
 
@@ -338,7 +338,7 @@ impl Dispatcher {
             tracing::error!(alert = true, error.message = %error, "ALERT: listing Graph failed");
         }
         let first = row.first_attempt_at.unwrap_or(row.created_at);
-        if !ours && now >= first.saturating_add_millis(millis(self.policy.max_age)) {
+        if !ours && now >= first.saturating_add(self.policy.max_age) {
             // Giving up needs an attempt to record the end on.
             let client_request_id = self.ids.new_uuid();
             self.queue
@@ -348,7 +348,7 @@ impl Dispatcher {
                     client_request_id,
                     started_at: now,
                     lease_owner: self.owner.clone(),
-                    lease_expires_at: now.saturating_add_millis(millis(self.policy.lease)),
+                    lease_expires_at: now.saturating_add(self.policy.lease),
                 })
                 .await?;
             let transition = OutboxTransition::Dead {
@@ -378,7 +378,7 @@ impl Dispatcher {
             .await?;
             return Ok(transition);
         }
-        let next_attempt_at = now.saturating_add_millis(millis(self.backoff(row.attempts + 1)));
+        let next_attempt_at = now.saturating_add(self.backoff(row.attempts + 1));
         self.queue
             .release(row.outbox_id, row.previous_state, next_attempt_at)
             .await?;
@@ -399,7 +399,7 @@ impl Dispatcher {
         let mut matches = Vec::new();
         for candidate in remote
             .iter()
-            .filter(|c| same_name(c.display_name.as_deref(), &row.natural_key))
+            .filter(|c| row.natural_key.matches_reported(c.display_name.as_deref()))
         {
             // An object another partner holds keeps its name until that partner's rename
             // reaches Graph; it is never this partner's.
@@ -418,10 +418,7 @@ impl Dispatcher {
                         waits_on_operator: false,
                         transition: OutboxTransition::Retry {
                             state: DeliveryState::Unknown,
-                            next_attempt_at: self
-                                .clock
-                                .now()
-                                .saturating_add_millis(millis(self.backoff(attempt))),
+                            next_attempt_at: self.clock.now().saturating_add(self.backoff(attempt)),
                         },
                     };
                 }
@@ -516,20 +513,20 @@ impl Dispatcher {
         let now = self.clock.now();
         let retry = |state| OutboxTransition::Retry {
             state,
-            next_attempt_at: now.saturating_add_millis(millis(self.backoff(attempt))),
+            next_attempt_at: now.saturating_add(self.backoff(attempt)),
         };
         let (label, transition, waits_on_operator) = match result.outcome {
             WriteOutcome::Applied => ("applied", OutboxTransition::Delivered { graph_id }, false),
             WriteOutcome::NotApplied { retry_after } => {
                 if let Some(after) = retry_after {
-                    self.pause(now.saturating_add_millis(millis(after)));
+                    self.pause(now.saturating_add(after));
                 }
                 let delay = retry_after.map_or(self.backoff(attempt), |after| {
                     after.max(self.backoff(attempt))
                 });
                 let transition = OutboxTransition::Retry {
                     state: DeliveryState::Pending,
-                    next_attempt_at: now.saturating_add_millis(millis(delay)),
+                    next_attempt_at: now.saturating_add(delay),
                 };
                 ("not_applied", transition, false)
             }
@@ -578,7 +575,10 @@ impl Dispatcher {
     ) -> Result<Option<String>, String> {
         let matches: Vec<_> = remote
             .iter()
-            .filter(|candidate| same_name(candidate.display_name.as_deref(), &row.natural_key))
+            .filter(|candidate| {
+                row.natural_key
+                    .matches_reported(candidate.display_name.as_deref())
+            })
             .collect();
         match matches.as_slice() {
             [] => Ok(None),
@@ -631,7 +631,7 @@ impl Dispatcher {
             retry_after: Some(after),
         } = &outcome
         {
-            self.pause(now.saturating_add_millis(millis(*after)));
+            self.pause(now.saturating_add(*after));
         }
         if outcome == CreateOutcome::AuthFailure {
             tracing::error!(alert = true, status = ?meta.status, code = ?meta.error_code, "ALERT: Graph refused our credentials; rows stay pending");
@@ -678,7 +678,7 @@ impl Dispatcher {
         }
         let now = self.clock.now();
         let first = row.first_attempt_at.unwrap_or(row.created_at);
-        let age_limit = first.saturating_add_millis(millis(self.policy.max_age));
+        let age_limit = first.saturating_add(self.policy.max_age);
         let reason = if attempts_in_window >= self.policy.max_attempts {
             format!(
                 "gave up after {attempts_in_window} attempts; last outcome {}",
@@ -749,17 +749,6 @@ impl Dispatcher {
 
 /// The graph id recorded for a delete that found nothing of that name in Graph.
 pub const NOT_IN_GRAPH: &str = "not-in-graph";
-
-/// Whether Graph's display name has `natural_key` (trimmed, case-insensitive).
-fn same_name(display_name: Option<&str>, natural_key: &str) -> bool {
-    display_name
-        .and_then(|name| DisplayName::parse(name).ok())
-        .is_some_and(|name| name.natural_key() == natural_key)
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
 
 #[cfg(test)]
 mod tests;

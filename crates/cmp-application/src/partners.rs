@@ -150,7 +150,7 @@ impl PartnerUseCases for PartnerService {
             tenant_id: self.tenant_id,
             outbox_id,
             lease_owner: format!("request:{}", context.request_id),
-            lease_expires_at: now.saturating_add_millis(millis(self.policy.lease)),
+            lease_expires_at: now.saturating_add(self.policy.lease),
             client_request_id,
             now,
             audit: AuditEntry {
@@ -436,10 +436,6 @@ async fn first_of<W: Future, D: Future>(work: W, deadline: D) -> Option<W::Outpu
         Poll::Pending
     })
     .await
-}
-
-fn millis(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
+use cmp_domain::{NaturalKey, Partner, PartnerId, TenantId, Timestamp};
 
 use crate::query::{Filter, ListQuery, PartnerPage};
 use uuid::Uuid;
@@ -516,7 +516,7 @@ pub struct ClaimedDelivery {
     /// The partner to deliver.
     pub partner: Partner,
     /// The natural key reconciliation matches on (trimmed, lower-cased display name).
-    pub natural_key: String,
+    pub natural_key: NaturalKey,
     /// The state before the claim: `Pending` (send) or `Unknown` (reconcile first).
     pub previous_state: DeliveryState,
     /// Attempts made before this one, in all (attempt numbers continue from it).
@@ -583,7 +583,7 @@ pub struct SyncState {
     /// What the row does (`create`).
     pub operation: String,
     /// Its display name's natural key.
-    pub natural_key: String,
+    pub natural_key: NaturalKey,
     /// Delivery state.
     pub state: DeliveryState,
     /// Attempts made.

@@ -8,11 +8,14 @@
 //!
 //! # Layout
 //! - [`partner`]: the [`Partner`] aggregate and the [`NewPartner`] command.
-//! - [`partner::display_name`]: [`DisplayName`], the natural key of a partner.
+//! - [`partner::display_name`]: [`DisplayName`], a partner's name.
+//! - [`partner::natural_key`]: [`NaturalKey`], the form in which names are compared.
 //! - [`partner::state`]: [`PartnerState`], Graph's `deviceManagementPartnerTenantState`.
-//! - [`partner::platform`]: the five platforms and their [`PlatformEnrollment`].
+//! - [`partner::platform`]: the five platforms, their [`PlatformEnrollment`], and
+//!   [`PerPlatform`], one value per platform.
 //! - [`partner::target`]: assignment targets, the closed set of Graph's target subtypes.
-//! - [`time`]: [`Timestamp`], a UTC instant with 100 ns precision.
+//! - [`time`]: [`Timestamp`], a UTC instant with 100 ns precision, and its arithmetic with
+//!   durations.
 //! - [`id`]: identifiers ([`PartnerId`], [`TenantId`]).
 
 pub mod id;
@@ -21,13 +24,14 @@ pub mod time;
 
 pub use id::{PartnerId, TenantId};
 pub use partner::display_name::{DisplayName, DisplayNameError};
-pub use partner::platform::{Platform, PlatformEnrollment, PlatformEnrollmentError, Platforms};
+pub use partner::natural_key::NaturalKey;
+pub use partner::platform::{
+    PerPlatform, Platform, PlatformEnrollment, PlatformEnrollmentError, PlatformPatch, Platforms,
+};
 pub use partner::state::{PartnerState, PartnerStateError};
 pub use partner::target::{
     Assignment, AssignmentFilter, AssignmentFilterError, AssignmentTarget, EntityGuid,
     EntityGuidError, ScopeTagTargetType, ScopeTagTargetTypeError, TargetKind, TextId, TextIdError,
 };
-pub use partner::{
-    HEARTBEAT_FUTURE_TOLERANCE_SECONDS, NewPartner, Partner, PartnerError, PartnerPatch,
-};
+pub use partner::{HEARTBEAT_FUTURE_TOLERANCE, NewPartner, Partner, PartnerError, PartnerPatch};
 pub use time::{Timestamp, TimestampError};

@@ -1,19 +1,22 @@
 //! The [`Partner`] aggregate: Graph's `complianceManagementPartner`.
 
 pub mod display_name;
+pub mod natural_key;
 pub mod platform;
 pub mod state;
 pub mod target;
 
+use std::time::Duration;
+
 use crate::id::PartnerId;
 use crate::time::Timestamp;
 use display_name::DisplayName;
-use platform::{Platform, PlatformEnrollment, Platforms};
+use platform::{PerPlatform, Platform, PlatformEnrollment, PlatformPatch, Platforms};
 use state::PartnerState;
 
-/// How far past "now" a reported heartbeat may lie, in seconds: tolerates clock skew between
-/// the partner's systems and ours while refusing heartbeats that have plainly not happened yet.
-pub const HEARTBEAT_FUTURE_TOLERANCE_SECONDS: i64 = 5 * 60;
+/// How far past "now" a reported heartbeat may lie: tolerates clock skew between the partner's
+/// systems and ours while refusing heartbeats that have plainly not happened yet.
+pub const HEARTBEAT_FUTURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 /// A compliance management partner onboarded into a tenant.
 ///
@@ -52,29 +55,17 @@ pub struct PartnerPatch {
     pub state: Option<PartnerState>,
     /// New last heartbeat.
     pub last_heartbeat: Option<Timestamp>,
-    /// Per platform, in [`Platform::ALL`] order: new onboarded flag and new assignments.
-    pub platforms: [(Option<bool>, Option<Vec<target::Assignment>>); 5],
+    /// What the patch says about each platform.
+    pub platforms: PerPlatform<PlatformPatch>,
 }
 
 impl PartnerPatch {
-    /// What the patch says about `platform`.
-    pub fn platform(&self, platform: Platform) -> &(Option<bool>, Option<Vec<target::Assignment>>) {
-        let index = Platform::ALL
-            .iter()
-            .position(|p| *p == platform)
-            .unwrap_or(0);
-        &self.platforms[index]
-    }
-
     /// Whether the patch changes nothing at all.
     pub fn is_empty(&self) -> bool {
         self.display_name.is_none()
             && self.state.is_none()
             && self.last_heartbeat.is_none()
-            && self
-                .platforms
-                .iter()
-                .all(|(onboarded, assignments)| onboarded.is_none() && assignments.is_none())
+            && self.platforms.iter().all(|(_, patch)| patch.is_empty())
     }
 }
 
@@ -89,7 +80,7 @@ pub enum PartnerError {
         /// The broken rule.
         error: platform::PlatformEnrollmentError,
     },
-    /// The heartbeat lies further in the future than [`HEARTBEAT_FUTURE_TOLERANCE_SECONDS`].
+    /// The heartbeat lies further in the future than [`HEARTBEAT_FUTURE_TOLERANCE`].
     #[error("lastHeartbeatDateTime must not be later than 5 minutes from now")]
     HeartbeatInFuture {
         /// The heartbeat given.
@@ -137,19 +128,11 @@ impl Partner {
     /// # Errors
     /// [`PartnerError`] naming the invariant the result would break.
     pub fn patched(&self, patch: &PartnerPatch, now: Timestamp) -> Result<Partner, PartnerError> {
-        let mut platforms = Platforms::none();
-        for platform in Platform::ALL {
-            let current = self.platforms.get(platform);
-            let (onboarded, assignments) = patch.platform(platform);
-            let enrollment = PlatformEnrollment::new(
-                onboarded.unwrap_or(current.onboarded()),
-                assignments
-                    .clone()
-                    .unwrap_or_else(|| current.assignments().to_vec()),
-            )
-            .map_err(|error| PartnerError::Platform { platform, error })?;
-            platforms.set(platform, enrollment);
-        }
+        let platforms = patch.platforms.clone().try_map(|platform, change| {
+            change
+                .applied_to(self.platforms.get(platform))
+                .map_err(|error| PartnerError::Platform { platform, error })
+        })?;
         let command = NewPartner {
             display_name: patch
                 .display_name
@@ -194,7 +177,7 @@ impl Partner {
 }
 
 fn check_heartbeat(heartbeat: Timestamp, now: Timestamp) -> Result<(), PartnerError> {
-    let latest_allowed = now.saturating_add_seconds(HEARTBEAT_FUTURE_TOLERANCE_SECONDS);
+    let latest_allowed = now.saturating_add(HEARTBEAT_FUTURE_TOLERANCE);
     if heartbeat > latest_allowed {
         return Err(PartnerError::HeartbeatInFuture {
             heartbeat,
@@ -265,10 +248,22 @@ mod tests {
             )
             .expect("valid");
         let mut onboard_linux = PartnerPatch::default();
-        onboard_linux.platforms[4] = (Some(true), Some(vec![all_devices.clone()]));
+        onboard_linux.platforms.set(
+            Platform::Linux,
+            PlatformPatch {
+                onboarded: Some(true),
+                assignments: Some(vec![all_devices.clone()]),
+            },
+        );
         let onboarded = partner.patched(&onboard_linux, now).expect("valid");
-        let mut assign_without_onboarding = PartnerPatch::default();
-        assign_without_onboarding.platforms[0] = (None, Some(vec![all_devices]));
+        let mut assign_twice = PartnerPatch::default();
+        assign_twice.platforms.set(
+            Platform::MacOs,
+            PlatformPatch {
+                onboarded: None,
+                assignments: Some(vec![all_devices.clone(), all_devices]),
+            },
+        );
         let future = PartnerPatch {
             last_heartbeat: Some(at(1_700_001_000)),
             ..PartnerPatch::default()
@@ -279,10 +274,13 @@ mod tests {
         assert_eq!(renamed.id(), id);
         assert_eq!(onboarded.platform(Platform::Linux).assignments().len(), 1);
         assert_eq!(
-            partner.patched(&assign_without_onboarding, now),
+            partner.patched(&assign_twice, now),
             Err(PartnerError::Platform {
                 platform: Platform::MacOs,
-                error: platform::PlatformEnrollmentError::AssignmentsWithoutOnboarding { count: 1 }
+                error: platform::PlatformEnrollmentError::DuplicateTarget {
+                    first: 0,
+                    duplicate: 1
+                }
             })
         );
         assert!(matches!(

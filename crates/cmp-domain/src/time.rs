@@ -1,6 +1,7 @@
 //! [`Timestamp`]: a UTC instant with the 100 ns precision of Graph's `Edm.DateTimeOffset`.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Ticks (100 ns units) in one second.
 pub const TICKS_PER_SECOND: i64 = 10_000_000;
@@ -79,21 +80,40 @@ impl Timestamp {
         self.0.rem_euclid(TICKS_PER_SECOND) as u32
     }
 
-    /// This instant moved by `seconds`, saturating at the ends of the range.
-    pub fn saturating_add_seconds(&self, seconds: i64) -> Self {
-        let ticks = self
-            .0
-            .saturating_add(seconds.saturating_mul(TICKS_PER_SECOND));
-        Self(ticks.clamp(Self::MIN.0, Self::MAX.0))
+    /// This instant moved `duration` later, saturating at [`Timestamp::MAX`].
+    pub fn saturating_add(&self, duration: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(duration_ticks(duration))
+                .min(Self::MAX.0),
+        )
     }
 
-    /// This instant moved by `milliseconds`, saturating at the ends of the range.
-    pub fn saturating_add_millis(&self, milliseconds: i64) -> Self {
-        let ticks = self
-            .0
-            .saturating_add(milliseconds.saturating_mul(TICKS_PER_SECOND / 1000));
-        Self(ticks.clamp(Self::MIN.0, Self::MAX.0))
+    /// This instant moved `duration` earlier, saturating at [`Timestamp::MIN`].
+    pub fn saturating_sub(&self, duration: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(duration_ticks(duration))
+                .max(Self::MIN.0),
+        )
     }
+
+    /// How long after `earlier` this instant lies; zero when `earlier` is not earlier.
+    pub fn saturating_duration_since(&self, earlier: Timestamp) -> Duration {
+        // Both lie in MIN..=MAX, so the difference fits in an i64; 100 ns per tick.
+        let ticks = self.0.saturating_sub(earlier.0).max(0);
+        let ticks = u64::try_from(ticks).unwrap_or(0);
+        Duration::new(
+            ticks / TICKS_PER_SECOND.unsigned_abs(),
+            // Below 10,000,000 ticks, so below 1,000,000,000 ns: fits in u32.
+            u32::try_from((ticks % TICKS_PER_SECOND.unsigned_abs()) * 100).unwrap_or(0),
+        )
+    }
+}
+
+/// A duration in whole 100 ns ticks (rounded down), saturating at `i64::MAX`.
+fn duration_ticks(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos() / 100).unwrap_or(i64::MAX)
 }
 
 impl fmt::Display for Timestamp {
@@ -138,11 +158,58 @@ mod tests {
     }
 
     #[test]
-    fn adding_saturates_at_the_range_ends() {
-        assert_eq!(Timestamp::MAX.saturating_add_seconds(10), Timestamp::MAX);
-        assert_eq!(Timestamp::MIN.saturating_add_seconds(-10), Timestamp::MIN);
+    fn adding_and_subtracting_saturate_at_the_range_ends() {
+        assert_eq!(
+            Timestamp::MAX.saturating_add(Duration::from_secs(10)),
+            Timestamp::MAX
+        );
+        assert_eq!(
+            Timestamp::MIN.saturating_sub(Duration::from_secs(10)),
+            Timestamp::MIN
+        );
+        assert_eq!(Timestamp::MIN.saturating_add(Duration::MAX), Timestamp::MAX);
         let epoch = Timestamp::from_unix_ticks(0).expect("in range");
-        assert_eq!(epoch.saturating_add_seconds(300).unix_seconds(), 300);
-        assert_eq!(epoch.saturating_add_millis(1500).unix_ticks(), 15_000_000);
+        assert_eq!(
+            epoch
+                .saturating_add(Duration::from_secs(300))
+                .unix_seconds(),
+            300
+        );
+        assert_eq!(
+            epoch
+                .saturating_add(Duration::from_millis(1500))
+                .unix_ticks(),
+            15_000_000
+        );
+        assert_eq!(
+            epoch.saturating_sub(Duration::from_nanos(250)).unix_ticks(),
+            -2,
+            "sub-tick remainders are dropped"
+        );
+    }
+
+    #[test]
+    fn the_duration_between_two_instants_is_exact_to_the_tick_and_never_negative() {
+        let earlier = Timestamp::from_unix_seconds(100, 5).expect("in range");
+        let later = Timestamp::from_unix_seconds(102, 7).expect("in range");
+
+        assert_eq!(
+            later.saturating_duration_since(earlier),
+            Duration::new(2, 200)
+        );
+        assert_eq!(earlier.saturating_duration_since(later), Duration::ZERO);
+        assert_eq!(
+            Timestamp::MAX
+                .saturating_duration_since(Timestamp::MIN)
+                .as_secs(),
+            u64::try_from(Timestamp::MAX.unix_seconds() - Timestamp::MIN.unix_seconds())
+                .expect("positive"),
+            "the whole range is measured without overflow"
+        );
+        let moved = earlier.saturating_add(Duration::from_millis(1234));
+        assert_eq!(
+            moved.saturating_duration_since(earlier),
+            Duration::from_millis(1234)
+        );
     }
 }

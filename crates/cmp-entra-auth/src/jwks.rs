@@ -10,7 +10,7 @@
 //! - A token whose `kid` is not in the set causes one extra fetch, at most once per
 //!   `unknown_kid_refetch_seconds`: that is how a rotated key is picked up before the refresh.
 //! - A failed fetch keeps the last good set. It is not retried for
-//!   [`FAILED_FETCH_BACKOFF_SECONDS`], so an outage at Entra ID costs one outbound request
+//!   [`FAILED_FETCH_BACKOFF`], so an outage at Entra ID costs one outbound request
 //!   per tenant per period, not one per inbound request.
 //! - Time comes from the injected [`Clock`], so tests move it instead of sleeping.
 //!
@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
@@ -32,7 +33,7 @@ use uuid::Uuid;
 use crate::settings::{ResolvedSettings, TokenVersion, checked_url};
 
 /// Least time between a failed fetch and the next attempt for the same tenant, in seconds.
-pub(crate) const FAILED_FETCH_BACKOFF_SECONDS: i64 = 30;
+pub(crate) const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Largest metadata or key-set document read, in bytes. Entra's key sets are a few KiB.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -144,24 +145,21 @@ struct TenantKeys {
 }
 
 impl TenantKeys {
-    fn refresh_due(&self, now: Timestamp, refresh_seconds: i64) -> bool {
+    fn refresh_due(&self, now: Timestamp, refresh: Duration) -> bool {
         match (&self.keys, self.fetched_at) {
-            (Some(_), Some(fetched_at)) => {
-                now >= fetched_at.saturating_add_seconds(refresh_seconds)
-            }
+            (Some(_), Some(fetched_at)) => now >= fetched_at.saturating_add(refresh),
             _ => true,
         }
     }
 
     fn backing_off(&self, now: Timestamp) -> bool {
-        self.failed_at.is_some_and(|failed_at| {
-            now < failed_at.saturating_add_seconds(FAILED_FETCH_BACKOFF_SECONDS)
-        })
+        self.failed_at
+            .is_some_and(|failed_at| now < failed_at.saturating_add(FAILED_FETCH_BACKOFF))
     }
 
-    fn unknown_kid_refetch_allowed(&self, now: Timestamp, period_seconds: i64) -> bool {
+    fn unknown_kid_refetch_allowed(&self, now: Timestamp, period: Duration) -> bool {
         self.unknown_kid_refetch_at
-            .is_none_or(|at| now >= at.saturating_add_seconds(period_seconds))
+            .is_none_or(|at| now >= at.saturating_add(period))
     }
 
     fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
@@ -183,10 +181,10 @@ pub(crate) struct RemoteJwks {
     authority: String,
     /// Decides the metadata path (`/v2.0` or not).
     token_version: TokenVersion,
-    /// Refresh period, seconds.
-    refresh_seconds: i64,
-    /// Unknown-`kid` refetch throttle, seconds.
-    unknown_kid_refetch_seconds: i64,
+    /// Refresh period.
+    refresh: Duration,
+    /// Unknown-`kid` refetch throttle.
+    unknown_kid_refetch: Duration,
     /// One entry per tenant seen. Each entry has its own async lock, held across a fetch, so
     /// that concurrent tokens of a tenant whose keys are being fetched wait for that one
     /// fetch instead of starting their own. The outer lock is never held across an await.
@@ -221,8 +219,8 @@ impl RemoteJwks {
             http,
             authority: settings.authority.clone(),
             token_version: settings.token_version,
-            refresh_seconds: settings.jwks_refresh_seconds,
-            unknown_kid_refetch_seconds: settings.unknown_kid_refetch_seconds,
+            refresh: settings.jwks_refresh,
+            unknown_kid_refetch: settings.unknown_kid_refetch,
             tenants: Mutex::new(HashMap::new()),
             clock,
         })
@@ -249,7 +247,7 @@ impl RemoteJwks {
 
         let now = self.clock.now();
         let mut fetched = false;
-        if state.refresh_due(now, self.refresh_seconds) && !state.backing_off(now) {
+        if state.refresh_due(now, self.refresh) && !state.backing_off(now) {
             self.fetch_into(&mut state, tenant, now).await;
             fetched = true;
         }
@@ -261,7 +259,7 @@ impl RemoteJwks {
         if !fetched
             && state.keys.is_some()
             && !state.backing_off(now)
-            && state.unknown_kid_refetch_allowed(now, self.unknown_kid_refetch_seconds)
+            && state.unknown_kid_refetch_allowed(now, self.unknown_kid_refetch)
         {
             tracing::info!(
                 entra.tenant_id = %tenant,
@@ -412,14 +410,15 @@ mod tests {
     #[test]
     fn the_refresh_is_due_without_keys_and_after_the_period() {
         let t0 = Timestamp::from_unix_seconds(1_800_000_000, 0).expect("in range");
+        let day = Duration::from_secs(86_400);
         let mut state = TenantKeys::default();
-        assert!(state.refresh_due(t0, 86_400));
+        assert!(state.refresh_due(t0, day));
 
         state.keys = Some(KeySet::default());
         state.fetched_at = Some(t0);
 
-        assert!(!state.refresh_due(t0.saturating_add_seconds(86_399), 86_400));
-        assert!(state.refresh_due(t0.saturating_add_seconds(86_400), 86_400));
+        assert!(!state.refresh_due(t0.saturating_add(day - Duration::from_secs(1)), day));
+        assert!(state.refresh_due(t0.saturating_add(day), day));
     }
 
     #[test]
@@ -430,7 +429,9 @@ mod tests {
             ..TenantKeys::default()
         };
 
-        assert!(state.backing_off(t0.saturating_add_seconds(FAILED_FETCH_BACKOFF_SECONDS - 1)));
-        assert!(!state.backing_off(t0.saturating_add_seconds(FAILED_FETCH_BACKOFF_SECONDS)));
+        assert!(
+            state.backing_off(t0.saturating_add(FAILED_FETCH_BACKOFF - Duration::from_secs(1)))
+        );
+        assert!(!state.backing_off(t0.saturating_add(FAILED_FETCH_BACKOFF)));
     }
 }

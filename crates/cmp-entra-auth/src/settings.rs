@@ -235,10 +235,8 @@ impl EntraAuthSettings {
             token_version: self.token_version,
             allowed_tenants,
             leeway_seconds: self.leeway_seconds,
-            // Both are bounded above (a week at most), so they fit in i64.
-            jwks_refresh_seconds: i64::try_from(self.jwks_refresh_seconds).unwrap_or(i64::MAX),
-            unknown_kid_refetch_seconds: i64::try_from(self.unknown_kid_refetch_seconds)
-                .unwrap_or(i64::MAX),
+            jwks_refresh: Duration::from_secs(self.jwks_refresh_seconds),
+            unknown_kid_refetch: Duration::from_secs(self.unknown_kid_refetch_seconds),
             fetch_timeout: Duration::from_millis(self.fetch_timeout_ms),
         })
     }
@@ -258,9 +256,9 @@ pub(crate) struct ResolvedSettings {
     /// Leeway on `exp` and `nbf`.
     pub(crate) leeway_seconds: u64,
     /// Key refresh period.
-    pub(crate) jwks_refresh_seconds: i64,
+    pub(crate) jwks_refresh: Duration,
     /// Least time between unknown-`kid` refetches of one tenant.
-    pub(crate) unknown_kid_refetch_seconds: i64,
+    pub(crate) unknown_kid_refetch: Duration,
     /// Timeout of one fetch.
     pub(crate) fetch_timeout: Duration,
 }

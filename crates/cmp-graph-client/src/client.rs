@@ -27,7 +27,7 @@ use cmp_application::{
     Clock, CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta,
     GraphWriteResult, RemotePartner, Sleeper, WriteOutcome,
 };
-use cmp_domain::Partner;
+use cmp_domain::{NaturalKey, Partner};
 use cmp_graph_model::partner::render_partner_for_graph;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -640,15 +640,10 @@ impl HttpGraphClient {
                 ));
             }
         };
-        let wanted = partner.display_name().natural_key();
+        let wanted = NaturalKey::of(partner.display_name());
         let matches: Vec<&RemotePartner> = listed
             .iter()
-            .filter(|remote| {
-                remote
-                    .display_name
-                    .as_deref()
-                    .is_some_and(|name| name.trim().to_lowercase() == wanted)
-            })
+            .filter(|remote| wanted.matches_reported(remote.display_name.as_deref()))
             .collect();
         let [preseeded] = matches.as_slice() else {
             return refused(format!(

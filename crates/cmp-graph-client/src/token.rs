@@ -35,13 +35,13 @@ use assertion::AssertionSigner;
 /// Least lifetime a cached token must have left to be served; below it the token counts as
 /// expired. Five minutes, as MSAL, azure_identity and graph-rs-sdk use, so a token never
 /// expires between being handed out and reaching Graph.
-const REFRESH_MARGIN_SECONDS: i64 = 300;
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// How long a refusal (HTTP 400/401 and other configuration errors) stops token requests.
-const REFUSAL_BACKOFF_SECONDS: i64 = 60;
+const REFUSAL_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Wait after throttling, an outage or a transport failure when Entra gives no `Retry-After`.
-const DEFAULT_RETRY_AFTER_MILLIS: i64 = 60_000;
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// `client_assertion_type` of a signed JWT assertion (RFC 7523).
 const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -261,9 +261,9 @@ impl State {
 
     /// The cached token if more than the refresh margin of it is left at `now`.
     fn usable(&self, now: Timestamp) -> Option<&CachedToken> {
-        self.cached.as_ref().filter(|cached| {
-            now.saturating_add_seconds(REFRESH_MARGIN_SECONDS) <= cached.token.expires_at()
-        })
+        self.cached
+            .as_ref()
+            .filter(|cached| now.saturating_add(REFRESH_MARGIN) <= cached.token.expires_at())
     }
 
     /// The remembered failure, while its back-off lasts.
@@ -406,13 +406,13 @@ impl TokenProvider {
             Ok(received) => {
                 let token = AccessToken::new(
                     received.access_token,
-                    now.saturating_add_seconds(received.expires_in),
+                    now.saturating_add(received.expires_in),
                 );
                 state.cached = Some(CachedToken {
                     token: token.clone(),
                     refresh_at: received
                         .refresh_in
-                        .map(|seconds| now.saturating_add_seconds(seconds)),
+                        .map(|lifetime| now.saturating_add(lifetime)),
                     claims: claims.map(str::to_owned),
                 });
                 state.backoff = None;
@@ -422,7 +422,7 @@ impl TokenProvider {
                 let until = match &error {
                     TokenError::Transient { retry_at, .. } => *retry_at,
                     TokenError::Configuration { .. } | TokenError::BackingOff { .. } => {
-                        now.saturating_add_seconds(REFUSAL_BACKOFF_SECONDS)
+                        now.saturating_add(REFUSAL_BACKOFF)
                     }
                 };
                 state.backoff = Some(Backoff {
@@ -523,10 +523,7 @@ impl TokenProvider {
         };
         tracing::warn!(error.message = %description, "token request failed");
         TokenError::Transient {
-            retry_at: self
-                .clock
-                .now()
-                .saturating_add_millis(DEFAULT_RETRY_AFTER_MILLIS),
+            retry_at: self.clock.now().saturating_add(DEFAULT_RETRY_AFTER),
             description,
         }
     }
@@ -565,8 +562,8 @@ impl TokenSource for TokenProvider {
 /// A successful token response, as far as the provider uses it.
 struct Received {
     access_token: SecretString,
-    expires_in: i64,
-    refresh_in: Option<i64>,
+    expires_in: Duration,
+    refresh_in: Option<Duration>,
 }
 
 /// The body of a 2xx answer.
@@ -587,12 +584,13 @@ enum Seconds {
 }
 
 impl Seconds {
-    fn value(&self) -> Option<i64> {
+    fn value(&self) -> Option<Duration> {
         match self {
-            Self::Number(n) => Some(*n),
+            Self::Number(n) => u64::try_from(*n).ok(),
             Self::Text(text) => text.trim().parse().ok(),
         }
         .filter(|seconds| *seconds > 0)
+        .map(Duration::from_secs)
     }
 }
 
@@ -655,12 +653,10 @@ fn refusal(
         // The shared parser rounds fractions up and caps the wait at an hour.
         let wait = retry_after
             .and_then(|value| crate::retry_after::parse_retry_after(value, now))
-            .map_or(DEFAULT_RETRY_AFTER_MILLIS, |wait| {
-                i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
-            });
+            .unwrap_or(DEFAULT_RETRY_AFTER);
         let error = response.error.as_deref().unwrap_or("no OAuth error");
         return TokenError::Transient {
-            retry_at: now.saturating_add_millis(wait),
+            retry_at: now.saturating_add(wait),
             description: format!("HTTP {}: {error}", status.as_u16()),
         };
     }

@@ -306,7 +306,7 @@ async fn a_429_holds_back_every_request_of_the_client_until_its_retry_after_mome
     );
     assert_eq!(
         harness.clock.now(),
-        t0().saturating_add_seconds(60),
+        t0().saturating_add(Duration::from_secs(60)),
         "the read went out at the Retry-After moment"
     );
     assert_eq!(received(&server).await.len(), 2);
@@ -658,7 +658,7 @@ async fn token_configuration_errors_are_auth_failures_without_any_graph_request(
             correlation_id: Some("correlation".into()),
         },
         TokenError::BackingOff {
-            until: t0().saturating_add_seconds(60),
+            until: t0().saturating_add(Duration::from_secs(60)),
             reason: "invalid_client".into(),
         },
     ];
@@ -699,7 +699,7 @@ async fn a_transient_token_error_is_not_applied_until_the_token_endpoint_recover
     mount_create(&server, created_response("never"), None).await;
     let harness = Harness::for_server(&server);
     harness.tokens.fail_with(TokenError::Transient {
-        retry_at: t0().saturating_add_seconds(45),
+        retry_at: t0().saturating_add(Duration::from_secs(45)),
         description: "HTTP 503 from the token endpoint".into(),
     });
 

@@ -3,7 +3,7 @@
 //!
 //! The HTTP API (inbound) and the Graph client (outbound) both speak this shape, so the
 //! mapping exists once, here. Pure code: it depends on the domain, `serde` and `serde_json`,
-//! and does no I/O. The rules are graph-contract §2–§9 and §12.
+//! and does no I/O. The rules are written down in `docs/wire-contract.md`.
 //!
 //! # Layout
 //! - [`partner`]: [`parse_partner_fields`] (request bodies into [`PartnerFields`]) and
@@ -12,13 +12,16 @@
 //! - [`target`]: assignment targets and their `@odata.type` names.
 //! - [`datetime`]: `Edm.DateTimeOffset` parsing and rendering.
 //! - [`odata`]: type names and annotation handling.
+//! - [`wire`]: [`WireError`] and the JSON helpers the entity and its assignments share.
 
 pub mod datetime;
 pub mod odata;
 pub mod partner;
 pub mod target;
+pub mod wire;
 
 pub use partner::{
-    PARTNER_PROPERTIES, PartnerFields, ProjectedPartner, WireError, parse_partner_fields,
-    render_partner, render_partner_projected,
+    PARTNER_PROPERTIES, PartnerFields, ProjectedPartner, parse_partner_fields, render_partner,
+    render_partner_projected,
 };
+pub use wire::WireError;

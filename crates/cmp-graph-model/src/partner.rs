@@ -1,47 +1,18 @@
 //! The partner entity on the wire: request bodies in, Graph's representation out.
 
 use cmp_domain::{
-    Assignment, DisplayName, NewPartner, Partner, PartnerPatch, PartnerState, Platform,
-    PlatformEnrollment, Platforms, Timestamp,
+    DisplayName, NewPartner, Partner, PartnerPatch, PartnerState, PerPlatform, Platform,
+    PlatformEnrollment, PlatformPatch, Timestamp,
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::datetime;
 use crate::odata;
-use crate::target::{
-    AssignmentJson, expect_object, expect_type, parse_assignment, render_assignment, type_mismatch,
-    unknown_property,
+use crate::target::{AssignmentJson, parse_assignment, render_assignment};
+use crate::wire::{
+    WireError, expect_object, expect_type, json_kind, type_mismatch, unknown_property,
 };
-
-/// A request body that does not fit the contract. `target` names the offending member as a
-/// path (`macOsEnrollmentAssignments[0].target.groupId`); the message says what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{target}: {message}")]
-pub struct WireError {
-    /// Path of the offending member; empty for the body as a whole.
-    pub target: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl WireError {
-    pub(crate) fn new(target: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            target: target.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// What one platform's properties said in a request body; `None` where absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlatformFields {
-    /// `<platform>Onboarded`.
-    pub onboarded: Option<bool>,
-    /// `<platform>EnrollmentAssignments`; an explicit `null` reads as an empty list.
-    pub assignments: Option<Vec<Assignment>>,
-}
 
 /// The properties a request body set, each parsed into domain values; absent ones are `None`.
 /// A create fills the gaps with defaults ([`PartnerFields::into_new_partner`]); an update
@@ -56,15 +27,11 @@ pub struct PartnerFields {
     pub state: Option<PartnerState>,
     /// `lastHeartbeatDateTime`.
     pub last_heartbeat: Option<Timestamp>,
-    platforms: [PlatformFields; 5],
+    /// What the body said about each platform.
+    pub platforms: PerPlatform<PlatformPatch>,
 }
 
 impl PartnerFields {
-    /// What the body said about `platform`.
-    pub fn platform(&self, platform: Platform) -> &PlatformFields {
-        &self.platforms[platform_index(platform)]
-    }
-
     /// Completes the fields into a create command: the display name is required, everything
     /// else defaults as Graph does (graph-contract §2), and each platform's invariants are checked.
     ///
@@ -74,9 +41,8 @@ impl PartnerFields {
         let display_name = self
             .display_name
             .ok_or_else(|| WireError::new("displayName", "displayName is required"))?;
-        let mut platforms = Platforms::none();
-        for (platform, fields) in Platform::ALL.into_iter().zip(self.platforms) {
-            let enrollment = PlatformEnrollment::new(
+        let platforms = self.platforms.try_map(|platform, fields| {
+            PlatformEnrollment::new(
                 fields.onboarded.unwrap_or(false),
                 fields.assignments.unwrap_or_default(),
             )
@@ -85,9 +51,8 @@ impl PartnerFields {
                     format!("{}EnrollmentAssignments", platform.property_prefix()),
                     e.to_string(),
                 )
-            })?;
-            platforms.set(platform, enrollment);
-        }
+            })
+        })?;
         Ok(NewPartner {
             display_name,
             state: self.state.unwrap_or_default(),
@@ -105,20 +70,8 @@ impl PartnerFields {
             display_name: self.display_name,
             state: self.state,
             last_heartbeat: self.last_heartbeat,
-            platforms: self
-                .platforms
-                .map(|fields| (fields.onboarded, fields.assignments)),
+            platforms: self.platforms,
         }
-    }
-}
-
-fn platform_index(platform: Platform) -> usize {
-    match platform {
-        Platform::MacOs => 0,
-        Platform::Windows => 1,
-        Platform::Android => 2,
-        Platform::Ios => 3,
-        Platform::Linux => 4,
     }
 }
 
@@ -185,7 +138,7 @@ fn parse_platform_member(
         let Some(suffix) = key.strip_prefix(platform.property_prefix()) else {
             continue;
         };
-        let slot = &mut fields.platforms[platform_index(platform)];
+        let slot = fields.platforms.get_mut(platform);
         match suffix {
             "Onboarded" => {
                 slot.onboarded = Some(match value {
@@ -221,31 +174,6 @@ fn required_string<'a>(value: &'a Value, key: &str) -> Result<&'a str, WireError
         Value::String(text) => Ok(text),
         Value::Null => Err(WireError::new(key, format!("{key} must not be null"))),
         other => Err(type_mismatch(key, "a string", other)),
-    }
-}
-
-/// Reads an optional string member of `object` (found at `path`); absent and `null` are `None`.
-pub(crate) fn optional_string<'a>(
-    object: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a str>, WireError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(other) => Err(type_mismatch(&format!("{path}.{key}"), "a string", other)),
-    }
-}
-
-/// The JSON kind of a value, for error messages.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

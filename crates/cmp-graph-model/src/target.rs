@@ -5,10 +5,12 @@ use cmp_domain::{
     TextId,
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::odata;
-use crate::partner::{WireError, json_kind, optional_string};
+use crate::wire::{
+    WireError, expect_object, expect_type, optional_string, type_mismatch, unknown_property,
+};
 
 const FILTER_ID: &str = "deviceAndAppManagementAssignmentFilterId";
 const FILTER_TYPE: &str = "deviceAndAppManagementAssignmentFilterType";
@@ -228,50 +230,4 @@ pub(crate) fn render_assignment(assignment: &Assignment) -> AssignmentJson {
         odata_type: odata::qualified(odata::ASSIGNMENT_TYPE),
         target: json,
     }
-}
-
-pub(crate) fn expect_object<'a>(
-    value: &'a Value,
-    path: &str,
-) -> Result<&'a Map<String, Value>, WireError> {
-    value
-        .as_object()
-        .ok_or_else(|| type_mismatch(path, "an object", value))
-}
-
-/// Checks an entity or assignment `@odata.type`: absent or null means the declared type.
-pub(crate) fn expect_type(value: &Value, path: &str, expected: &str) -> Result<(), WireError> {
-    match value {
-        Value::Null => Ok(()),
-        Value::String(text)
-            if odata::short_type_name(text)
-                .is_some_and(|name| name.eq_ignore_ascii_case(expected)) =>
-        {
-            Ok(())
-        }
-        Value::String(text) => Err(WireError::new(
-            path.to_owned(),
-            format!("'{text}' does not name {}", odata::qualified(expected)),
-        )),
-        other => Err(type_mismatch(path, "a string", other)),
-    }
-}
-
-pub(crate) fn type_mismatch(path: &str, expected: &str, got: &Value) -> WireError {
-    WireError::new(
-        path.to_owned(),
-        format!("expected {expected}, got {}", json_kind(got)),
-    )
-}
-
-pub(crate) fn unknown_property(path: &str, key: &str, type_name: &str) -> WireError {
-    let member = if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    };
-    WireError::new(
-        member,
-        format!("property '{key}' does not exist on type 'microsoft.graph.{type_name}'"),
-    )
 }

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use cmp_application::{
     AttemptRecord, DeliveryState, OperationsError, OutboxCounts, PartnerHistory, SyncState,
 };
-use cmp_domain::{PartnerId, Timestamp};
+use cmp_domain::PartnerId;
 use cmp_graph_model::datetime;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -179,7 +179,7 @@ pub fn render_sync_state(sync: &SyncState) -> Value {
         "outboxId": sync.outbox_id.to_string(),
         "partnerId": sync.partner_id.to_string(),
         "operation": sync.operation,
-        "naturalKey": sync.natural_key,
+        "naturalKey": sync.natural_key.as_str(),
         "state": sync.state.as_str(),
         "attempts": sync.attempts,
         "nextAttemptAt": datetime::format(sync.next_attempt_at),
@@ -204,7 +204,7 @@ fn render_attempt(attempt: &AttemptRecord) -> Value {
         "clientRequestId": attempt.client_request_id,
         "startedAt": datetime::format(attempt.started_at),
         "finishedAt": attempt.finished_at.map(datetime::format),
-        "durationMs": attempt.finished_at.map(|end| duration_millis(attempt.started_at, end)),
+        "durationMs": attempt.finished_at.map(|end| end.saturating_duration_since(attempt.started_at).as_millis()),
         "httpStatus": attempt.http_status,
         "graphErrorCode": attempt.graph_error_code,
         "graphRequestId": attempt.graph_request_id,
@@ -221,10 +221,6 @@ pub fn render_counts(counts: &OutboxCounts) -> Value {
         "unknown": counts.unknown,
         "dead": counts.dead,
     })
-}
-
-fn duration_millis(start: Timestamp, end: Timestamp) -> i64 {
-    (end.unix_ticks() - start.unix_ticks()) / 10_000
 }
 
 fn json_response(value: Value) -> Response {

@@ -686,10 +686,7 @@ async fn patch_merges_the_body_and_answers_200_with_the_whole_entity() {
             *id == partner().id()
                 && patch.display_name.as_ref().map(DisplayName::as_str) == Some("Renamed")
                 && patch.state.is_none()
-                && patch
-                    .platforms
-                    .iter()
-                    .all(|(o, a)| o.is_none() && a.is_none())
+                && patch.platforms.iter().all(|(_, change)| change.is_empty())
                 && !context.request_id.is_empty()
                 && context
                     .caller
@@ -748,7 +745,7 @@ async fn patch_accepts_the_sdks_read_modify_write_body() {
                 && patch
                     .platforms
                     .iter()
-                    .all(|(o, a)| o.is_some() && a.is_some())
+                    .all(|(_, change)| change.onboarded.is_some() && change.assignments.is_some())
         })
         .times(1)
         .returning(|_, _, _| Ok(partner()));

@@ -24,7 +24,7 @@ use cmp_application::PartnerRepository;
 use cmp_application::query::{
     Cursor, Filter, FilterValue, ListQuery, PartnerPage, SortField, SortKey,
 };
-use cmp_domain::{PartnerId, PartnerState, TenantId, Timestamp};
+use cmp_domain::{NaturalKey, PartnerId, PartnerState, TenantId, Timestamp};
 use cmp_sqlite::{SqlitePartnerRepository, SqliteSettings, SqliteStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
@@ -66,7 +66,7 @@ fn partner(n: u64) -> Seeded {
         id: Uuid::from_u128(scattered),
         name: format!("Partner {n}"),
         state: states[usize::try_from(n % 6).unwrap_or(0)],
-        heartbeat: now.saturating_add_seconds(-i64::try_from(n % 4_096).unwrap_or(0) * 60),
+        heartbeat: now.saturating_sub(Duration::from_secs((n % 4_096) * 60)),
     }
 }
 
@@ -95,7 +95,7 @@ async fn seed(settings: &SqliteSettings, count: u64) -> anyhow::Result<Vec<Seede
             row.push_bind(partner.id.hyphenated().to_string())
                 .push_bind(tenant.clone())
                 .push_bind(partner.name.clone())
-                .push_bind(partner.name.to_lowercase())
+                .push_bind(NaturalKey::fold(&partner.name).as_str().to_owned())
                 .push_bind(partner.state.as_str())
                 .push_bind(partner.heartbeat.unix_ticks())
                 .push_bind(flag(0))

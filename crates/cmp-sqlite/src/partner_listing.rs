@@ -27,7 +27,7 @@ use cmp_application::query::{
     Comparison, Cursor, Filter, FilterField, FilterValue, ListQuery, PartnerPage, SortField,
     SortKey,
 };
-use cmp_domain::{PartnerState, Platform, TenantId};
+use cmp_domain::{NaturalKey, PartnerState, Platform, TenantId};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqlitePartnerRepository;
@@ -237,7 +237,7 @@ fn push_filter(select: &mut QueryBuilder<Sqlite>, filter: &Filter) -> Result<(),
 /// unless the column is `NOCASE` (its folding is ASCII only, see the migration), and a range
 /// has no wildcard characters to escape, so `%` and `_` in the prefix are plain characters.
 fn push_starts_with(select: &mut QueryBuilder<Sqlite>, prefix: &str) {
-    let lower = prefix.to_lowercase();
+    let lower = NaturalKey::fold(prefix).as_str().to_owned();
     if lower.is_empty() {
         // Every name starts with the empty string.
         select.push("(1 = 1)");
@@ -279,8 +279,10 @@ fn successor(prefix: &str) -> Option<String> {
 /// When the literal's type does not match the property.
 fn compared(field: FilterField, value: &FilterValue) -> Result<(&'static str, Bound), StoreError> {
     let bound = match (field, value) {
-        // The lower-cased literal against the lower-cased name: case-insensitive.
-        (FilterField::DisplayName, FilterValue::Text(text)) => Bound::Text(text.to_lowercase()),
+        // The literal's key against the name's key: case-insensitive, as names are unique.
+        (FilterField::DisplayName, FilterValue::Text(text)) => {
+            Bound::Text(NaturalKey::fold(text).as_str().to_owned())
+        }
         (FilterField::PartnerState, FilterValue::State(state)) => {
             Bound::Integer(state_order(*state))
         }

@@ -11,9 +11,9 @@ use cmp_application::{
     AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, Operation, SyncState,
 };
 use cmp_domain::{
-    Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
-    PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
-    TargetKind, TenantId, TextId, Timestamp,
+    Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NaturalKey,
+    NewPartner, Partner, PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms,
+    ScopeTagTargetType, TargetKind, TenantId, TextId, Timestamp,
 };
 use uuid::Uuid;
 
@@ -54,7 +54,7 @@ impl PartnerRow {
             id: partner.id().to_string(),
             tenant_id: tenant.to_string(),
             display_name: partner.display_name().as_str().to_owned(),
-            name_key: Some(partner.display_name().natural_key()),
+            name_key: Some(NaturalKey::of(partner.display_name()).as_str().to_owned()),
             partner_state: partner.state().as_str().to_owned(),
             last_heartbeat: partner.last_heartbeat().unix_ticks(),
             mac_os_onboarded: onboarded(Platform::MacOs),
@@ -312,7 +312,7 @@ impl ClaimRow {
             graph_id: self.partner_graph_id,
             partner_deleted: self.partner_deleted,
             partner,
-            natural_key: self.natural_key,
+            natural_key: NaturalKey::from_stored(self.natural_key),
             previous_state: parse_delivery_state(&self.state).with_context(context)?,
             attempts: count(self.attempts, "attempts").with_context(context)?,
             attempts_in_window: count(self.attempts_in_window, "attempts_in_window")
@@ -378,7 +378,7 @@ impl OutboxRow {
                 .parse()
                 .with_context(|| format!("partner id of {}", context()))?,
             operation: self.operation,
-            natural_key: self.natural_key,
+            natural_key: NaturalKey::from_stored(self.natural_key),
             state: parse_delivery_state(&self.state).with_context(context)?,
             attempts: count(self.attempts, "attempts").with_context(context)?,
             next_attempt_at: instant(self.next_attempt_at, "next_attempt_at")

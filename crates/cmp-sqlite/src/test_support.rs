@@ -7,6 +7,7 @@ use cmp_domain::{
     PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
     TargetKind, TenantId, TextId, Timestamp,
 };
+use std::time::Duration;
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -195,7 +196,7 @@ pub(crate) fn write_for(partner: &Partner, tenant: TenantId, seed: u128) -> NewP
         tenant_id: tenant,
         outbox_id: Uuid::from_u128(seed + 1),
         lease_owner: format!("request:req-{seed}"),
-        lease_expires_at: now().saturating_add_seconds(160),
+        lease_expires_at: now().saturating_add(Duration::from_secs(160)),
         client_request_id: Uuid::from_u128(seed + 2),
         now: now(),
         audit: AuditEntry {

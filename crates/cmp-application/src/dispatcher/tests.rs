@@ -8,8 +8,11 @@
 //! - every jitter draw is [`FRACTION`], so a back-off is exactly [`backoff`] of the attempt.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
-use cmp_domain::{NewPartner, Partner, PartnerId, PartnerState, Platforms};
+use cmp_domain::{
+    DisplayName, NaturalKey, NewPartner, Partner, PartnerId, PartnerState, Platforms,
+};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
@@ -36,11 +39,11 @@ fn now() -> Timestamp {
 }
 
 fn after(delay: Duration) -> Timestamp {
-    now().saturating_add_millis(i64::try_from(delay.as_millis()).expect("a delay of minutes"))
+    now().saturating_add(delay)
 }
 
 fn seconds_after_now(seconds: i64) -> Timestamp {
-    now().saturating_add_seconds(seconds)
+    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
 fn policy() -> DispatchPolicy {
@@ -100,7 +103,7 @@ fn pending_row() -> ClaimedDelivery {
         graph_id: None,
         outbox_id: outbox_id(),
         partner: partner(),
-        natural_key: NATURAL_KEY.to_owned(),
+        natural_key: NaturalKey::fold(NATURAL_KEY),
         previous_state: DeliveryState::Pending,
         attempts: ATTEMPTS_BEFORE,
         attempts_in_window: ATTEMPTS_BEFORE,
@@ -177,7 +180,7 @@ fn expected_start(row: &ClaimedDelivery) -> AttemptStart {
         client_request_id: first_request_id(),
         started_at: now(),
         lease_owner: OWNER.to_owned(),
-        lease_expires_at: now().saturating_add_seconds(160),
+        lease_expires_at: now().saturating_add(Duration::from_secs(160)),
     }
 }
 
@@ -254,7 +257,7 @@ fn expect_claim_at(queue: &mut MockDeliveryQueue, at: Timestamp, rows: Vec<Claim
             *tenant == tenant_id()
                 && *claimed_at == at
                 && owner == OWNER
-                && *lease_expires_at == at.saturating_add_seconds(160)
+                && *lease_expires_at == at.saturating_add(Duration::from_secs(160))
                 && *limit == policy().batch_size
         })
         .times(1)
@@ -628,7 +631,7 @@ async fn a_429_with_retry_after_hands_the_rest_of_the_batch_back_unattempted_unt
         graph_id: None,
         outbox_id: other_outbox_id(),
         partner: partner_named(0xa1, "Fabrikam"),
-        natural_key: "fabrikam".to_owned(),
+        natural_key: NaturalKey::fold("fabrikam"),
         previous_state: DeliveryState::Unknown,
         attempts: 5,
         ..pending_row()

@@ -29,7 +29,7 @@ fn now() -> Timestamp {
 }
 
 fn seconds_after_now(seconds: i64) -> Timestamp {
-    now().saturating_add_seconds(seconds)
+    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
 fn partner_id() -> PartnerId {

@@ -9,7 +9,8 @@ pub const DISPLAY_NAME_MAX_CHARS: usize = 256;
 ///
 /// It is also the partner's natural key: unique per tenant, compared trimmed and
 /// case-insensitively, because reconciliation with Graph (which assigns its own ids) can
-/// only match on the name. [`DisplayName::natural_key`] is that comparison form.
+/// only match on the name. [`NaturalKey`](super::natural_key::NaturalKey) is that comparison
+/// form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DisplayName(String);
 
@@ -63,11 +64,6 @@ impl DisplayName {
     /// The name as stored and shown.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// The form two names are compared in for uniqueness: trimmed (already) and lower-cased.
-    pub fn natural_key(&self) -> String {
-        self.0.to_lowercase()
     }
 }
 
@@ -123,19 +119,5 @@ mod tests {
         assert!(DisplayName::parse(&"é".repeat(256)).is_ok());
         assert!(DisplayName::parse(&"x".repeat(256)).is_ok());
         assert!(DisplayName::parse(&"é".repeat(257)).is_err());
-    }
-
-    #[test]
-    fn natural_key_is_trimmed_and_case_insensitive() {
-        let a = DisplayName::parse("  Contoso Partner ").expect("valid");
-        let b = DisplayName::parse("contoso PARTNER").expect("valid");
-        let c = DisplayName::parse("Contoso Partner 2").expect("valid");
-        assert_eq!(a.natural_key(), b.natural_key());
-        assert_ne!(a.natural_key(), c.natural_key());
-        let accented = DisplayName::parse("ÉCOLE").expect("valid");
-        assert_eq!(
-            accented.natural_key(),
-            DisplayName::parse("école").expect("valid").natural_key()
-        );
     }
 }

@@ -5,7 +5,8 @@ use std::fmt;
 use super::target::Assignment;
 
 /// A device platform of the partner resource. `Windows` comes from the older beta schema the
-/// seed request uses, `Linux` from the current one; the service keeps both (graph-contract §1).
+/// seed request uses, `Linux` from the current one; the service keeps both (see
+/// `docs/wire-contract.md`). The declaration order is [`Platform::ALL`]'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {
     /// macOS (`macOs*` properties).
@@ -30,6 +31,11 @@ impl Platform {
         Self::Linux,
     ];
 
+    /// The platform's place in [`Platform::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// The property-name prefix Graph uses, e.g. `macOs` in `macOsOnboarded`.
     pub fn property_prefix(&self) -> &'static str {
         match self {
@@ -48,8 +54,80 @@ impl fmt::Display for Platform {
     }
 }
 
+/// One value for each of the five platforms: the one representation of per-platform data
+/// (a partner's enrollments, what a patch or a request body says about each platform).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct PerPlatform<T>([T; 5]);
+
+impl<T> PerPlatform<T> {
+    /// Each platform's value made by `value`, in [`Platform::ALL`] order.
+    pub fn from_fn(mut value: impl FnMut(Platform) -> T) -> Self {
+        Self(Platform::ALL.map(&mut value))
+    }
+
+    /// The value of `platform`.
+    pub fn get(&self, platform: Platform) -> &T {
+        &self.0[platform.index()]
+    }
+
+    /// The value of `platform`, to change in place.
+    pub fn get_mut(&mut self, platform: Platform) -> &mut T {
+        &mut self.0[platform.index()]
+    }
+
+    /// Replaces the value of `platform`.
+    pub fn set(&mut self, platform: Platform, value: T) {
+        self.0[platform.index()] = value;
+    }
+
+    /// Each platform with its value, in [`Platform::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Platform, &T)> {
+        Platform::ALL.into_iter().zip(self.0.iter())
+    }
+
+    /// Each value turned into another by `convert`, which also learns the platform.
+    pub fn map<U>(self, mut convert: impl FnMut(Platform, T) -> U) -> PerPlatform<U> {
+        let converted: Result<_, std::convert::Infallible> =
+            self.try_map(|platform, value| Ok(convert(platform, value)));
+        match converted {
+            Ok(values) => values,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`PerPlatform::map`], stopping at the first error.
+    ///
+    /// # Errors
+    /// The first error `convert` returns, in [`Platform::ALL`] order.
+    pub fn try_map<U, E>(
+        self,
+        mut convert: impl FnMut(Platform, T) -> Result<U, E>,
+    ) -> Result<PerPlatform<U>, E> {
+        let [mac_os, windows, android, ios, linux] = self.0;
+        Ok(PerPlatform([
+            convert(Platform::MacOs, mac_os)?,
+            convert(Platform::Windows, windows)?,
+            convert(Platform::Android, android)?,
+            convert(Platform::Ios, ios)?,
+            convert(Platform::Linux, linux)?,
+        ]))
+    }
+}
+
+impl<T> std::ops::Index<Platform> for PerPlatform<T> {
+    type Output = T;
+
+    fn index(&self, platform: Platform) -> &T {
+        self.get(platform)
+    }
+}
+
 /// Whether a partner is onboarded for one platform, and which users or devices enroll
 /// through it. Assignments are kept in the order received.
+///
+/// Assignments do not need the platform to be onboarded: in Intune an administrator assigns
+/// groups first, and the partner sets the `*Onboarded` flags when it connects, so assignments
+/// before onboarding are the normal case (see `docs/wire-contract.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlatformEnrollment {
     onboarded: bool,
@@ -59,14 +137,6 @@ pub struct PlatformEnrollment {
 /// Why a platform's enrollment was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformEnrollmentError {
-    /// Enrollment assignments on a platform the partner is not onboarded for.
-    #[error(
-        "enrollment assignments need the platform to be onboarded ({count} given while not onboarded)"
-    )]
-    AssignmentsWithoutOnboarding {
-        /// How many assignments were given.
-        count: usize,
-    },
     /// The same target twice (same subtype and id, whatever the filter).
     #[error("assignment {duplicate} repeats the target of assignment {first}")]
     DuplicateTarget {
@@ -78,7 +148,7 @@ pub enum PlatformEnrollmentError {
 }
 
 impl PlatformEnrollment {
-    /// Checks the platform invariants: assignments only when onboarded, no target twice.
+    /// Checks the platform invariant: no target twice.
     ///
     /// # Errors
     /// [`PlatformEnrollmentError`] naming the broken invariant.
@@ -86,11 +156,6 @@ impl PlatformEnrollment {
         onboarded: bool,
         assignments: Vec<Assignment>,
     ) -> Result<Self, PlatformEnrollmentError> {
-        if !onboarded && !assignments.is_empty() {
-            return Err(PlatformEnrollmentError::AssignmentsWithoutOnboarding {
-                count: assignments.len(),
-            });
-        }
         // Quadratic, but a platform holds a handful of assignments and the HTTP body limit
         // bounds the worst case; a hash set would need the targets to be hashable by identity.
         for (duplicate, later) in assignments.iter().enumerate() {
@@ -119,47 +184,46 @@ impl PlatformEnrollment {
 }
 
 /// The enrollment of all five platforms.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Platforms {
-    mac_os: PlatformEnrollment,
-    windows: PlatformEnrollment,
-    android: PlatformEnrollment,
-    ios: PlatformEnrollment,
-    linux: PlatformEnrollment,
-}
+pub type Platforms = PerPlatform<PlatformEnrollment>;
 
 impl Platforms {
     /// Every platform not onboarded, with no assignments.
     pub fn none() -> Self {
         Self::default()
     }
+}
 
-    /// The enrollment of `platform`.
-    pub fn get(&self, platform: Platform) -> &PlatformEnrollment {
-        match platform {
-            Platform::MacOs => &self.mac_os,
-            Platform::Windows => &self.windows,
-            Platform::Android => &self.android,
-            Platform::Ios => &self.ios,
-            Platform::Linux => &self.linux,
-        }
+/// What a change says about one platform; `None` leaves a property as it is. Assignments
+/// present replace the stored ones wholesale (Graph's PATCH semantics); an explicit JSON
+/// `null` reads as an empty list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformPatch {
+    /// New `<platform>Onboarded`.
+    pub onboarded: Option<bool>,
+    /// New `<platform>EnrollmentAssignments`.
+    pub assignments: Option<Vec<Assignment>>,
+}
+
+impl PlatformPatch {
+    /// Whether the patch leaves the platform as it is.
+    pub fn is_empty(&self) -> bool {
+        self.onboarded.is_none() && self.assignments.is_none()
     }
 
-    /// Replaces the enrollment of `platform`.
-    pub fn set(&mut self, platform: Platform, enrollment: PlatformEnrollment) {
-        let slot = match platform {
-            Platform::MacOs => &mut self.mac_os,
-            Platform::Windows => &mut self.windows,
-            Platform::Android => &mut self.android,
-            Platform::Ios => &mut self.ios,
-            Platform::Linux => &mut self.linux,
-        };
-        *slot = enrollment;
-    }
-
-    /// Each platform with its enrollment, in [`Platform::ALL`] order.
-    pub fn iter(&self) -> impl Iterator<Item = (Platform, &PlatformEnrollment)> {
-        Platform::ALL.into_iter().map(|p| (p, self.get(p)))
+    /// `current` with this patch applied, the platform invariant checked again.
+    ///
+    /// # Errors
+    /// [`PlatformEnrollmentError`] when the result breaks the invariant.
+    pub fn applied_to(
+        &self,
+        current: &PlatformEnrollment,
+    ) -> Result<PlatformEnrollment, PlatformEnrollmentError> {
+        PlatformEnrollment::new(
+            self.onboarded.unwrap_or(current.onboarded()),
+            self.assignments
+                .clone()
+                .unwrap_or_else(|| current.assignments().to_vec()),
+        )
     }
 }
 
@@ -186,14 +250,14 @@ mod tests {
     }
 
     #[test]
-    fn assignments_need_the_platform_to_be_onboarded() {
-        assert_eq!(
-            PlatformEnrollment::new(false, vec![all_devices()]),
-            Err(PlatformEnrollmentError::AssignmentsWithoutOnboarding { count: 1 })
-        );
-        assert!(PlatformEnrollment::new(false, vec![]).is_ok());
-        assert!(PlatformEnrollment::new(true, vec![]).is_ok());
-        assert!(PlatformEnrollment::new(true, vec![all_devices()]).is_ok());
+    fn assignments_are_accepted_whether_or_not_the_platform_is_onboarded() {
+        for onboarded in [false, true] {
+            let enrollment =
+                PlatformEnrollment::new(onboarded, vec![all_devices()]).expect("valid");
+            assert_eq!(enrollment.onboarded(), onboarded);
+            assert_eq!(enrollment.assignments(), &[all_devices()]);
+            assert!(PlatformEnrollment::new(onboarded, vec![]).is_ok());
+        }
     }
 
     #[test]
@@ -244,5 +308,52 @@ mod tests {
         assert!(platforms.get(Platform::Linux).onboarded());
         assert!(!platforms.get(Platform::Windows).onboarded());
         assert_eq!(platforms.iter().filter(|(_, e)| e.onboarded()).count(), 1);
+    }
+
+    #[test]
+    fn per_platform_values_follow_the_order_of_all_platforms() {
+        let prefixes = PerPlatform::from_fn(|platform| platform.property_prefix());
+        let lengths = prefixes.clone().map(|_, prefix| prefix.len());
+
+        assert_eq!(
+            prefixes.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+            ["macOs", "windows", "android", "ios", "linux"]
+        );
+        assert_eq!(lengths[Platform::Linux], 5);
+        assert_eq!(
+            prefixes.try_map(|platform, prefix| if platform == Platform::Ios {
+                Err(prefix)
+            } else {
+                Ok(prefix)
+            }),
+            Err("ios")
+        );
+    }
+
+    #[test]
+    fn a_platform_patch_changes_only_what_it_names() {
+        let current = PlatformEnrollment::new(true, vec![collection("A")]).expect("valid");
+        let keep = PlatformPatch::default();
+        let reassign = PlatformPatch {
+            onboarded: None,
+            assignments: Some(vec![collection("B"), collection("B")]),
+        };
+        let offboard = PlatformPatch {
+            onboarded: Some(false),
+            assignments: None,
+        };
+
+        assert!(keep.is_empty());
+        assert_eq!(keep.applied_to(&current), Ok(current.clone()));
+        assert_eq!(
+            reassign.applied_to(&current),
+            Err(PlatformEnrollmentError::DuplicateTarget {
+                first: 0,
+                duplicate: 1
+            })
+        );
+        let offboarded = offboard.applied_to(&current).expect("valid");
+        assert!(!offboarded.onboarded());
+        assert_eq!(offboarded.assignments(), &[collection("A")]);
     }
 }

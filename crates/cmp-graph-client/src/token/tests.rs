@@ -45,7 +45,8 @@ impl TestClock {
 
     fn advance(&self, seconds: i64) {
         let mut now = self.0.lock().expect("clock lock");
-        *now = now.saturating_add_seconds(seconds);
+        *now =
+            Timestamp::from_unix_ticks(now.unix_ticks() + seconds * 10_000_000).expect("in range");
     }
 }
 
@@ -207,7 +208,10 @@ async fn a_secret_request_posts_exactly_the_client_credentials_form() {
     let token = h.provider.token(None).await.expect("a token");
 
     assert_eq!(token.bearer(), "token-a");
-    assert_eq!(token.expires_at(), h.now().saturating_add_seconds(3600));
+    assert_eq!(
+        token.expires_at(),
+        h.now().saturating_add(Duration::from_secs(3600))
+    );
     let requests = h.requests().await;
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
@@ -496,7 +500,7 @@ async fn a_429_with_retry_after_is_transient_and_nothing_is_sent_before_that_mom
     )
     .await;
     h.answer(token_response("token-a", 3600), 1).await;
-    let expected_retry_at = h.now().saturating_add_seconds(30);
+    let expected_retry_at = h.now().saturating_add(Duration::from_secs(30));
 
     let first = transient_retry_at(h.token().await);
     h.clock.advance(29);
@@ -520,7 +524,7 @@ async fn a_503_without_retry_after_waits_60_seconds() {
 
     let retry_at = transient_retry_at(h.token().await);
 
-    assert_eq!(retry_at, h.now().saturating_add_seconds(60));
+    assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(60)));
 }
 
 #[tokio::test]
@@ -534,7 +538,7 @@ async fn a_retry_after_beyond_one_hour_is_clamped_to_one_hour() {
 
     let retry_at = transient_retry_at(h.token().await);
 
-    assert_eq!(retry_at, h.now().saturating_add_seconds(3600));
+    assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(3600)));
 }
 
 #[tokio::test]
@@ -545,7 +549,7 @@ async fn temporarily_unavailable_is_transient_even_with_status_400() {
 
     let retry_at = transient_retry_at(h.token().await);
 
-    assert_eq!(retry_at, h.now().saturating_add_seconds(60));
+    assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(60)));
 }
 
 #[tokio::test]
@@ -569,7 +573,7 @@ async fn a_timed_out_token_request_is_transient() {
             retry_at,
             description,
         }) => {
-            assert_eq!(retry_at, h.now().saturating_add_seconds(60));
+            assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(60)));
             assert!(description.contains("timed out"), "{description}");
         }
         other => panic!("expected a transient error, got {other:?}"),
@@ -598,7 +602,10 @@ async fn an_unreachable_token_endpoint_is_transient() {
 
     match result {
         Err(TokenError::Transient { retry_at, .. }) => {
-            assert_eq!(retry_at, clock.now().saturating_add_seconds(60));
+            assert_eq!(
+                retry_at,
+                clock.now().saturating_add(Duration::from_secs(60))
+            );
         }
         other => panic!("expected a transient error, got {other:?}"),
     }
@@ -764,7 +771,10 @@ async fn expires_in_sent_as_a_string_is_understood() {
 
     let token = h.provider.token(None).await.expect("a token");
 
-    assert_eq!(token.expires_at(), h.now().saturating_add_seconds(3599));
+    assert_eq!(
+        token.expires_at(),
+        h.now().saturating_add(Duration::from_secs(3599))
+    );
 }
 
 #[tokio::test]

@@ -200,8 +200,11 @@ fn bad_bodies_are_refused_with_the_offending_member_named() {
             "iosEnrollmentAssignments",
         ),
         (
-            "assignments while not onboarded",
-            json!({"displayName": "x", "iosEnrollmentAssignments": [{"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}]}),
+            "the same target twice",
+            json!({"displayName": "x", "iosEnrollmentAssignments": [
+                {"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}},
+                {"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}
+            ]}),
             "iosEnrollmentAssignments",
         ),
         (
@@ -337,7 +340,7 @@ fn the_property_list_names_exactly_what_is_rendered_in_that_order() {
     );
     let rendered: Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(
-        rendered.as_object().map(Map::len),
+        rendered.as_object().map(serde_json::Map::len),
         Some(keys.len()),
         "no member beyond the list: {json}"
     );
@@ -403,8 +406,8 @@ fn a_read_modify_write_body_is_accepted_as_a_patch_of_every_property() {
         patch.last_heartbeat.map(datetime::format),
         Some("2017-01-01T07:59:37.9174970Z".to_owned())
     );
-    for platform in Platform::ALL {
-        let (onboarded, assignments) = patch.platform(platform);
+    for (platform, change) in patch.platforms.iter() {
+        let (onboarded, assignments) = (&change.onboarded, &change.assignments);
         assert_eq!(
             *onboarded,
             Some(partner.platform(platform).onboarded()),
@@ -416,4 +419,18 @@ fn a_read_modify_write_body_is_accepted_as_a_patch_of_every_property() {
             "{platform}"
         );
     }
+}
+
+#[test]
+fn assignments_on_a_platform_not_yet_onboarded_are_accepted_and_kept() {
+    let partner = partner_from(json!({
+        "displayName": "Assigned before onboarding",
+        "iosEnrollmentAssignments": [
+            {"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}
+        ]
+    }));
+
+    let ios = partner.platform(Platform::Ios);
+    assert!(!ios.onboarded());
+    assert_eq!(ios.assignments().len(), 1);
 }

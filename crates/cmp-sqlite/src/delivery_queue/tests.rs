@@ -3,12 +3,13 @@
 //! a temporary directory. Every instant is passed in; nothing reads the clock or sleeps.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use cmp_application::{
     AttemptFinish, AttemptRecord, AuditAction, AuditEntry, ChangeQueued, GraphResponseMeta,
     NewPartnerWrite, Operation, OutboxTransition, PartnerRepository,
 };
-use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
+use cmp_domain::{NaturalKey, Partner, PartnerId, TenantId, Timestamp};
 use tempfile::TempDir;
 
 use super::*;
@@ -20,7 +21,7 @@ use crate::{SqlitePartnerRepository, SqliteStore};
 
 /// `now()` moved by `seconds`.
 fn at(seconds: i64) -> Timestamp {
-    now().saturating_add_seconds(seconds)
+    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
 /// A partner created at `created_at` in `tenant` whose outbox row is still in flight, leased
@@ -46,7 +47,7 @@ async fn create(
     let base = write_for(&partner, tenant, n * 100);
     let write = NewPartnerWrite {
         now: created_at,
-        lease_expires_at: created_at.saturating_add_seconds(160),
+        lease_expires_at: created_at.saturating_add(Duration::from_secs(160)),
         audit: AuditEntry {
             at: created_at,
             ..base.audit.clone()
@@ -69,7 +70,7 @@ async fn finish_first(
         outbox_id: created.outbox_id(),
         partner_id: created.partner.id(),
         client_request_id: created.write.client_request_id,
-        finished_at: created.write.now.saturating_add_seconds(1),
+        finished_at: created.write.now.saturating_add(Duration::from_secs(1)),
         meta: GraphResponseMeta {
             status: Some(503),
             error_code: Some("ServiceUnavailable".into()),
@@ -327,7 +328,7 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
             graph_id: None,
             partner_deleted: false,
             partner,
-            natural_key: "contoso ünïcode partner".into(),
+            natural_key: NaturalKey::fold("contoso ünïcode partner"),
             previous_state: DeliveryState::Unknown,
             attempts: 1,
             attempts_in_window: 1,
@@ -381,7 +382,7 @@ async fn claim_due_skips_rows_not_yet_due() {
         tenant(),
         at(-100),
         DeliveryState::Unknown,
-        now().saturating_add_millis(1),
+        now().saturating_add(Duration::from_millis(1)),
     )
     .await;
 
@@ -1117,7 +1118,7 @@ async fn sync_state_returns_the_row_with_its_attempts_in_order() {
             outbox_id: created.outbox_id(),
             partner_id: created.partner.id(),
             operation: "create".into(),
-            natural_key: "partner 1".into(),
+            natural_key: NaturalKey::fold("partner 1"),
             state: DeliveryState::Dead,
             attempts: 2,
             next_attempt_at: at(-20),
@@ -1493,7 +1494,7 @@ async fn attempt(
         client_request_id,
         started_at: when,
         lease_owner: "dispatcher:a".into(),
-        lease_expires_at: when.saturating_add_seconds(160),
+        lease_expires_at: when.saturating_add(Duration::from_secs(160)),
     })
     .await
     .expect("start");
@@ -1501,7 +1502,7 @@ async fn attempt(
         outbox_id: claimed.outbox_id,
         partner_id: claimed.partner.id(),
         client_request_id,
-        finished_at: when.saturating_add_seconds(1),
+        finished_at: when.saturating_add(Duration::from_secs(1)),
         meta: GraphResponseMeta::default(),
         outcome_label: "applied",
         transition,
@@ -1569,7 +1570,10 @@ async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
     assert_eq!(ids(&after_create), [write.outbox_id]);
     assert_eq!(after_create[0].operation, Operation::Update);
     assert_eq!(after_create[0].graph_id.as_deref(), Some("graph-1"));
-    assert_eq!(after_create[0].natural_key, "partner 1 renamed");
+    assert_eq!(
+        after_create[0].natural_key,
+        NaturalKey::fold("partner 1 renamed")
+    );
     store.close().await;
 }
 
@@ -1629,7 +1633,7 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
         row.partner, updated,
         "the deleted partner is still read for its delete"
     );
-    assert_eq!(row.natural_key, "partner 1 renamed");
+    assert_eq!(row.natural_key, NaturalKey::fold("partner 1 renamed"));
     store.close().await;
 }
 

@@ -9,6 +9,7 @@ use cmp_application::{
     NewPartnerWrite, OutboxTransition, PartnerRepository,
 };
 use cmp_domain::{PartnerState, Platform, Timestamp};
+use std::time::Duration;
 use uuid::Uuid;
 
 use super::*;
@@ -20,7 +21,7 @@ use crate::test_support::{
 
 /// `now()` moved by `seconds`.
 fn at(seconds: i64) -> Timestamp {
-    now().saturating_add_seconds(seconds)
+    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
 /// Where a partner's create row is left by [`create_in`].
@@ -625,7 +626,7 @@ async fn attempt(
             tenant(),
             when,
             "dispatcher:a",
-            when.saturating_add_seconds(160),
+            when.saturating_add(Duration::from_secs(160)),
             10,
         )
         .await
@@ -641,7 +642,7 @@ async fn attempt(
         client_request_id,
         started_at: when,
         lease_owner: "dispatcher:a".into(),
-        lease_expires_at: when.saturating_add_seconds(160),
+        lease_expires_at: when.saturating_add(Duration::from_secs(160)),
     })
     .await
     .expect("start");
@@ -649,7 +650,7 @@ async fn attempt(
         outbox_id: row.outbox_id,
         partner_id: partner.id(),
         client_request_id,
-        finished_at: when.saturating_add_seconds(1),
+        finished_at: when.saturating_add(Duration::from_secs(1)),
         meta: GraphResponseMeta {
             status: Some(204),
             request_id: Some("graph-request-9".into()),

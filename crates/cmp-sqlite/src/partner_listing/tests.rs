@@ -20,7 +20,7 @@ use crate::test_support::{
 
 /// `now()` moved by `seconds`.
 fn at(seconds: i64) -> Timestamp {
-    now().saturating_add_seconds(seconds)
+    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
 /// Stores `partners` in `tenant` through the port, one create each.
@@ -72,10 +72,9 @@ fn holds(filter: &Filter, partner: &Partner) -> bool {
     match filter {
         Filter::Compare { field, op, value } => {
             let ordering = match (field, value) {
-                (FilterField::DisplayName, FilterValue::Text(text)) => partner
-                    .display_name()
-                    .natural_key()
-                    .cmp(&text.to_lowercase()),
+                (FilterField::DisplayName, FilterValue::Text(text)) => {
+                    NaturalKey::of(partner.display_name()).cmp(&NaturalKey::fold(text))
+                }
                 (FilterField::PartnerState, FilterValue::State(state)) => {
                     ordinal(partner.state()).cmp(&ordinal(*state))
                 }
@@ -99,10 +98,9 @@ fn holds(filter: &Filter, partner: &Partner) -> bool {
                 Comparison::Le => ordering != Ordering::Greater,
             }
         }
-        Filter::StartsWith { prefix } => partner
-            .display_name()
-            .natural_key()
-            .starts_with(&prefix.to_lowercase()),
+        Filter::StartsWith { prefix } => {
+            NaturalKey::of(partner.display_name()).starts_with(&NaturalKey::fold(prefix))
+        }
         Filter::And(left, right) => holds(left, partner) && holds(right, partner),
         Filter::Or(left, right) => holds(left, partner) || holds(right, partner),
         Filter::Not(inner) => !holds(inner, partner),
@@ -113,10 +111,9 @@ fn holds(filter: &Filter, partner: &Partner) -> bool {
 fn compare(a: &Partner, b: &Partner, keys: &[SortKey]) -> Ordering {
     for key in keys {
         let ordering = match key.field {
-            SortField::DisplayName => a
-                .display_name()
-                .natural_key()
-                .cmp(&b.display_name().natural_key()),
+            SortField::DisplayName => {
+                NaturalKey::of(a.display_name()).cmp(&NaturalKey::of(b.display_name()))
+            }
             SortField::LastHeartbeat => a.last_heartbeat().cmp(&b.last_heartbeat()),
             SortField::PartnerState => ordinal(a.state()).cmp(&ordinal(b.state())),
             SortField::Id => a.id().to_string().cmp(&b.id().to_string()),

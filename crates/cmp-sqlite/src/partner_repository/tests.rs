@@ -93,7 +93,7 @@ fn finish_of(
         outbox_id: write.outbox_id,
         partner_id: partner.id(),
         client_request_id: write.client_request_id,
-        finished_at: now().saturating_add_millis(850),
+        finished_at: now().saturating_add(Duration::from_millis(850)),
         meta: GraphResponseMeta {
             status: Some(201),
             error_code: None,
@@ -660,7 +660,7 @@ async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_bu
         action: AuditAction::CreateRejectedByGraph,
         request_id: "req-100".into(),
         caller: "app:tenant/caller-100".into(),
-        at: now().saturating_add_seconds(1),
+        at: now().saturating_add(Duration::from_secs(1)),
         detail: "Microsoft Graph refused the partner: status 400".into(),
     };
 
