@@ -2,5 +2,5 @@
 //! time, but cargo does not know they are inputs unless told.
 
 fn main() {
-    println!("cargo:rerun-if-changed=../../migrations");
+    println!("cargo:rerun-if-changed=../../migrations/sqlite");
 }

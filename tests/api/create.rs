@@ -82,7 +82,7 @@ async fn the_seed_request_is_created_and_answered_like_the_seed_response() {
             ("partners", 1),
             ("partner_assignments", 4),
             ("outbox", 1),
-            ("delivery_attempts", 1),
+            ("deliveries", 1),
             ("audit_log", 1)
         ]
     );
@@ -234,7 +234,7 @@ async fn a_create_graph_refuses_is_undone_and_the_refusal_reported() {
             ("partners", 0),
             ("partner_assignments", 0),
             ("outbox", 0),
-            ("delivery_attempts", 0),
+            ("deliveries", 0),
             ("audit_log", 2)
         ]
     );

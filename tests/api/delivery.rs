@@ -343,7 +343,7 @@ async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_
         &format!("/admin/partners/{}/sync", row.partner_id),
     )
     .await;
-    let history = sync["attemptHistory"].as_array().expect("history");
+    let history = sync["deliveries"].as_array().expect("history");
     let outcomes: Vec<_> = history
         .iter()
         .map(|a| (a["httpStatus"].clone(), a["outcome"].clone()))
@@ -393,7 +393,7 @@ async fn a_504_create_graph_applied_anyway_is_adopted_from_the_list_without_a_se
         &format!("/admin/partners/{}/sync", row.partner_id),
     )
     .await;
-    assert_eq!(sync["attemptHistory"][1]["outcome"], "adopted", "{sync}");
+    assert_eq!(sync["deliveries"][1]["outcome"], "adopted", "{sync}");
     assert_eq!(sync["graphId"], stored[0]["id"], "{sync}");
 }
 
@@ -417,7 +417,7 @@ async fn a_create_graph_refuses_with_400_is_answered_400_after_one_post_and_noth
             ("partners", 0),
             ("partner_assignments", 0),
             ("outbox", 0),
-            ("delivery_attempts", 0),
+            ("deliveries", 0),
             ("audit_log", 2)
         ]
     );
@@ -471,7 +471,7 @@ async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_
         "{sync}"
     );
     assert_eq!(
-        sync["attemptHistory"][1]["outcome"], "duplicate_in_graph",
+        sync["deliveries"][1]["outcome"], "duplicate_in_graph",
         "{sync}"
     );
 
@@ -538,7 +538,7 @@ async fn operators_see_counts_rows_by_state_and_only_with_the_operator_role() {
             "{row}"
         );
         assert!(
-            row.get("attemptHistory").is_none(),
+            row.get("deliveries").is_none(),
             "listings carry no history: {row}"
         );
     }
@@ -612,7 +612,7 @@ async fn an_accepted_partners_sync_state_and_attempt_history_show_on_the_first_l
         (json!(1), json!(503))
     );
     assert!(sync["graphId"].is_null());
-    let first = &sync["attemptHistory"][0];
+    let first = &sync["deliveries"][0];
     assert_eq!(
         (
             first["attempt"].clone(),
@@ -647,7 +647,7 @@ async fn an_accepted_partners_sync_state_and_attempt_history_show_on_the_first_l
     fake.set_options(FakeGraphOptions::default());
     wait_for_state(&app, "delivered").await;
     let sync = admin_get(&app, &operator, &format!("/admin/partners/{id}/sync")).await;
-    let history = sync["attemptHistory"].as_array().expect("history");
+    let history = sync["deliveries"].as_array().expect("history");
     assert_eq!(history.len(), 2, "{sync}");
     assert_eq!(
         (

@@ -27,7 +27,7 @@ pub const TABLES: [&str; 5] = [
     "partners",
     "partner_assignments",
     "outbox",
-    "delivery_attempts",
+    "deliveries",
     "audit_log",
 ];
 

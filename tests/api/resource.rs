@@ -2066,7 +2066,7 @@ async fn deleting_a_partner_graph_refused_with_429_cancels_its_create_and_touche
             ("partners", 0),
             ("partner_assignments", 0),
             ("outbox", 0),
-            ("delivery_attempts", 0),
+            ("deliveries", 0),
             ("audit_log", 2)
         ]
     );
@@ -2462,7 +2462,7 @@ async fn create_patch_and_delete_each_leave_an_audit_entry_with_request_id_calle
         "{sync}"
     );
     assert!(
-        sync["attemptHistory"][0]["graphRequestId"].is_string(),
+        sync["deliveries"][0]["graphRequestId"].is_string(),
         "{sync}"
     );
 }

@@ -3,6 +3,8 @@
 
 use cmp_domain::{PartnerError, PartnerId};
 
+use crate::ports::StoreError;
+
 /// Why a partner was not created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreatePartnerError {
@@ -70,4 +72,21 @@ pub enum DeletePartnerError {
     /// The store failed.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// Why a listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListPartnersError {
+    /// The cursor does not fit the query (a `$skiptoken` from another query).
+    #[error("the skip token does not belong to this query")]
+    BadCursor,
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ListPartnersError {
+    fn from(error: StoreError) -> Self {
+        Self::Unexpected(anyhow::Error::new(error).context("listing partners"))
+    }
 }

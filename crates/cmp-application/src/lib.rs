@@ -2,41 +2,55 @@
 //!
 //! It depends on the domain and on nothing that does I/O: no SQL, no HTTP, no runtime. The
 //! adapters implement the driven ports in [`ports`]; the HTTP adapter drives the use cases
-//! through [`PartnerUseCases`].
+//! through [`PartnerUseCases`] and [`OperatorUseCases`].
 //!
 //! # Layout
-//! - [`ports`]: driven ports ([`PartnerRepository`], [`GraphGateway`], [`Clock`],
-//!   [`IdSource`], [`Sleeper`]) and the records that cross them.
-//! - [`delivery`]: how one Graph call's outcome moves an outbox row on (shared by the inline
-//!   path of a create and, later, the dispatcher).
-//! - [`dispatcher`]: [`Dispatcher`], which finishes the deliveries the requests could not.
-//! - [`operations`]: [`OperatorUseCases`]: sync state, listings, re-queue.
-//! - [`partners`]: the driving port [`PartnerUseCases`] and its implementation [`PartnerService`].
+//! - [`ports`]: the driven ports, one file per concept: [`ports::system`] (clock, ids,
+//!   jitter, sleeper), [`ports::partner_store`] ([`PartnerStore`]), [`ports::outbox`]
+//!   ([`Outbox`] and the delivery vocabulary), [`ports::graph_gateway`] ([`GraphGateway`]).
+//! - [`partners`]: the driving port [`PartnerUseCases`] and its implementation
+//!   [`PartnerService`]: create (with its inline delivery), read, list, update, delete.
+//! - [`delivery`]: the delivery rules, shared by the inline delivery and the dispatcher.
+//! - [`dispatcher`]: [`Dispatcher`], the pass loop that works the outbox in the background.
+//! - [`reconciliation`]: matching a partner with Graph's objects by natural key.
+//! - [`policy`]: [`OutboxPolicy`], the numbers of delivery, all from configuration.
+//! - [`operations`]: [`OperatorUseCases`]: sync state, listings, history, re-queue.
+//! - [`audit`]: the audit log's entries and actions.
 //! - [`auth`]: the [`Caller`] and the [`CallerAuthenticator`] port.
 //! - [`query`]: [`query::ListQuery`], the typed form of a listing's OData options.
 //! - [`error`]: one error enum per use case.
+//!
+//! How the pieces work together is told in `docs/architecture.md` and `docs/delivery.md`.
 
+pub mod audit;
 pub mod auth;
 pub mod delivery;
 pub mod dispatcher;
 pub mod error;
 pub mod operations;
 pub mod partners;
+mod pause;
+pub mod policy;
 pub mod ports;
 pub mod query;
+pub mod reconciliation;
 
+pub use audit::{AuditAction, AuditEntry};
 pub use auth::{AuthenticationError, Caller, CallerAuthenticator, CallerKind};
-pub use delivery::DeliveryPolicy;
-pub use dispatcher::{DispatchError, DispatchPass, DispatchPolicy, Dispatcher};
-pub use error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
+pub use dispatcher::{DispatchError, DispatchPass, Dispatcher};
+pub use error::{
+    CreatePartnerError, DeletePartnerError, GetPartnerError, ListPartnersError, UpdatePartnerError,
+};
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
+pub use policy::OutboxPolicy;
 pub use ports::{
-    AttemptFinish, AttemptRecord, AttemptStart, AuditAction, AuditEntry, AuditRecord, ChangeQueued,
-    ChangeWrite, ClaimedDelivery, Clock, CreateOutcome, DeliveryQueue, DeliveryState,
-    GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta, GraphWriteResult, IdSource,
-    Jitter, NewPartnerWrite, Operation, OutboxCounts, OutboxTransition, PartnerHistory,
-    PartnerRepository, RemotePartner, Sleeper, StoreError, SyncState, WriteOutcome,
+    ChangeQueued, ChangeWrite, ClaimedRow, Clock, CreateOutcome, DeliveryEnd, DeliveryOutcome,
+    DeliveryRecord, DeliveryStart, GraphCallResult, GraphGateway, GraphReadError,
+    GraphResponseMeta, GraphWriteResult, IdSource, InGraph, InlineDelivery, Jitter, Lease,
+    LeaseOwner, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
+    PartnerHistory, PartnerStore, RemotePartner, Sleeper, StoreError, Transition, UnknownName,
+    WaitingState, WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -47,6 +61,6 @@ pub use operations::MockOperatorUseCases;
 pub use partners::MockPartnerUseCases;
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{
-    MockClock, MockDeliveryQueue, MockGraphGateway, MockIdSource, MockJitter,
-    MockPartnerRepository, MockSleeper,
+    MockClock, MockGraphGateway, MockIdSource, MockJitter, MockOutbox, MockPartnerStore,
+    MockSleeper,
 };

@@ -1,5 +1,5 @@
-//! What operators can see and do with the delivery pipeline: a partner's sync state and
-//! attempt history, the rows in each state, and re-queuing dead rows.
+//! What operators can see and do with the outbox: a partner's sync state and delivery
+//! history, the rows in each state, and re-queuing dead rows.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use cmp_domain::PartnerId;
 use uuid::Uuid;
 
 use crate::ports::{
-    Clock, DeliveryQueue, DeliveryState, OutboxCounts, PartnerHistory, StoreError, SyncState,
+    Clock, Outbox, OutboxCounts, OutboxRecord, OutboxState, PartnerHistory, StoreError,
 };
 
 /// Why an operator request failed.
@@ -26,7 +26,7 @@ pub enum OperationsError {
 
 impl From<StoreError> for OperationsError {
     fn from(error: StoreError) -> Self {
-        Self::Unexpected(anyhow::Error::new(error).context("reading the delivery queue"))
+        Self::Unexpected(anyhow::Error::new(error).context("reading the outbox"))
     }
 }
 
@@ -34,11 +34,11 @@ impl From<StoreError> for OperationsError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait::async_trait]
 pub trait OperatorUseCases: Send + Sync + 'static {
-    /// A partner's sync state with its attempt history.
+    /// A partner's latest outbox row with its deliveries.
     ///
     /// # Errors
     /// [`OperationsError::NotFound`] when the partner has no outbox row.
-    async fn sync_state(&self, partner_id: PartnerId) -> Result<SyncState, OperationsError>;
+    async fn sync_state(&self, partner_id: PartnerId) -> Result<OutboxRecord, OperationsError>;
 
     /// Rows in `state` (all when `None`), oldest first, at most `limit`.
     ///
@@ -46,9 +46,9 @@ pub trait OperatorUseCases: Send + Sync + 'static {
     /// [`OperationsError::Unexpected`] when the store fails.
     async fn list_rows(
         &self,
-        state: Option<DeliveryState>,
+        state: Option<OutboxState>,
         limit: u32,
-    ) -> Result<Vec<SyncState>, OperationsError>;
+    ) -> Result<Vec<OutboxRecord>, OperationsError>;
 
     /// Rows per state.
     ///
@@ -56,7 +56,7 @@ pub trait OperatorUseCases: Send + Sync + 'static {
     /// [`OperationsError::Unexpected`] when the store fails.
     async fn count_rows(&self) -> Result<OutboxCounts, OperationsError>;
 
-    /// A partner's audit entries and every delivery with its attempts.
+    /// A partner's audit entries and every outbox row with its deliveries.
     ///
     /// # Errors
     /// [`OperationsError::NotFound`] when nothing is recorded about the partner.
@@ -69,23 +69,23 @@ pub trait OperatorUseCases: Send + Sync + 'static {
     async fn requeue(&self, outbox_id: Uuid) -> Result<(), OperationsError>;
 }
 
-/// [`OperatorUseCases`] over the delivery queue.
+/// [`OperatorUseCases`] over the outbox.
 pub struct OutboxOperations {
-    queue: Arc<dyn DeliveryQueue>,
+    outbox: Arc<dyn Outbox>,
     clock: Arc<dyn Clock>,
 }
 
 impl OutboxOperations {
-    /// The operator use cases over `queue`.
-    pub fn new(queue: Arc<dyn DeliveryQueue>, clock: Arc<dyn Clock>) -> Self {
-        Self { queue, clock }
+    /// The operator use cases over `outbox`.
+    pub fn new(outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Self {
+        Self { outbox, clock }
     }
 }
 
 #[async_trait::async_trait]
 impl OperatorUseCases for OutboxOperations {
-    async fn sync_state(&self, partner_id: PartnerId) -> Result<SyncState, OperationsError> {
-        self.queue
+    async fn sync_state(&self, partner_id: PartnerId) -> Result<OutboxRecord, OperationsError> {
+        self.outbox
             .sync_state(partner_id)
             .await?
             .ok_or(OperationsError::NotFound)
@@ -93,19 +93,19 @@ impl OperatorUseCases for OutboxOperations {
 
     async fn list_rows(
         &self,
-        state: Option<DeliveryState>,
+        state: Option<OutboxState>,
         limit: u32,
-    ) -> Result<Vec<SyncState>, OperationsError> {
-        Ok(self.queue.list_rows(state, limit).await?)
+    ) -> Result<Vec<OutboxRecord>, OperationsError> {
+        Ok(self.outbox.list_rows(state, limit).await?)
     }
 
     async fn count_rows(&self) -> Result<OutboxCounts, OperationsError> {
-        Ok(self.queue.count_rows().await?)
+        Ok(self.outbox.count_rows().await?)
     }
 
     async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, OperationsError> {
-        let history = self.queue.history(partner_id).await?;
-        if history.audit.is_empty() && history.deliveries.is_empty() {
+        let history = self.outbox.history(partner_id).await?;
+        if history.audit.is_empty() && history.rows.is_empty() {
             return Err(OperationsError::NotFound);
         }
         Ok(history)
@@ -113,7 +113,11 @@ impl OperatorUseCases for OutboxOperations {
 
     #[tracing::instrument(name = "requeue", skip_all, fields(outbox.id = %outbox_id))]
     async fn requeue(&self, outbox_id: Uuid) -> Result<(), OperationsError> {
-        if self.queue.requeue_dead(outbox_id, self.clock.now()).await? {
+        if self
+            .outbox
+            .requeue_dead(outbox_id, self.clock.now())
+            .await?
+        {
             tracing::info!("dead row re-queued by an operator");
             Ok(())
         } else {
@@ -125,7 +129,7 @@ impl OperatorUseCases for OutboxOperations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockClock, MockDeliveryQueue};
+    use crate::ports::{MockClock, MockOutbox};
     use cmp_domain::Timestamp;
 
     fn clock() -> MockClock {
@@ -138,12 +142,12 @@ mod tests {
 
     #[tokio::test]
     async fn requeue_reports_a_row_that_is_not_dead() {
-        let mut queue = MockDeliveryQueue::new();
-        queue
+        let mut outbox = MockOutbox::new();
+        outbox
             .expect_requeue_dead()
             .times(1)
             .returning(|_, _| Ok(false));
-        let operations = OutboxOperations::new(Arc::new(queue), Arc::new(clock()));
+        let operations = OutboxOperations::new(Arc::new(outbox), Arc::new(clock()));
 
         let result = operations.requeue(Uuid::from_u128(1)).await;
 
@@ -152,14 +156,14 @@ mod tests {
 
     #[tokio::test]
     async fn requeue_moves_a_dead_row_due_now() {
-        let mut queue = MockDeliveryQueue::new();
+        let mut outbox = MockOutbox::new();
         let now = Timestamp::from_unix_seconds(1_700_000_000, 0).expect("in range");
-        queue
+        outbox
             .expect_requeue_dead()
             .withf(move |id, at| *id == Uuid::from_u128(1) && *at == now)
             .times(1)
             .returning(|_, _| Ok(true));
-        let operations = OutboxOperations::new(Arc::new(queue), Arc::new(clock()));
+        let operations = OutboxOperations::new(Arc::new(outbox), Arc::new(clock()));
 
         let result = operations.requeue(Uuid::from_u128(1)).await;
 
@@ -168,9 +172,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_sync_state_of_a_partner_without_a_row_is_not_found() {
-        let mut queue = MockDeliveryQueue::new();
-        queue.expect_sync_state().times(1).returning(|_| Ok(None));
-        let operations = OutboxOperations::new(Arc::new(queue), Arc::new(clock()));
+        let mut outbox = MockOutbox::new();
+        outbox.expect_sync_state().times(1).returning(|_| Ok(None));
+        let operations = OutboxOperations::new(Arc::new(outbox), Arc::new(clock()));
 
         let result = operations
             .sync_state(PartnerId::from_uuid(Uuid::from_u128(9)))

@@ -7,13 +7,18 @@ use std::task::Poll;
 
 use cmp_domain::{NewPartner, Partner, PartnerId, PartnerPatch, Platform, TenantId};
 
-use crate::delivery::{self, DeliveryPolicy, Verdict};
-use crate::error::{CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError};
-use crate::ports::{
-    AttemptFinish, AuditAction, AuditEntry, ChangeQueued, ChangeWrite, Clock, GraphGateway,
-    IdSource, NewPartnerWrite, OutboxTransition, PartnerRepository, Sleeper, StoreError,
+use crate::audit::{AuditAction, AuditEntry};
+use crate::delivery::{self, Verdict};
+use crate::error::{
+    CreatePartnerError, DeletePartnerError, GetPartnerError, ListPartnersError, UpdatePartnerError,
 };
-use crate::query::{Filter, ListPartnersError, ListQuery, PartnerPage};
+use crate::policy::OutboxPolicy;
+use crate::ports::{
+    ChangeQueued, ChangeWrite, Clock, DeliveryEnd, DeliveryOutcome, GraphGateway, IdSource,
+    InlineDelivery, Lease, LeaseOwner, NewPartnerWrite, Outbox, PartnerStore, Sleeper, StoreError,
+    Transition,
+};
+use crate::query::{Filter, ListQuery, PartnerPage};
 
 /// Who asked: the ids of the HTTP request, for the audit log and the lease owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +42,8 @@ pub enum CreatePartnerOutput {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait::async_trait]
 pub trait PartnerUseCases: Send + Sync + 'static {
-    /// Creates a partner: stores it with its outbox row, then delivers it to Graph inline
-    /// within the configured deadline.
+    /// Creates a partner: stores it with its create row in the outbox, then delivers it to
+    /// Graph inline within the configured deadline.
     ///
     /// # Errors
     /// See [`CreatePartnerError`]. On every error nothing is left stored but audit entries,
@@ -99,29 +104,36 @@ const UPDATE_ATTEMPTS: usize = 5;
 
 /// The use cases over the driven ports.
 pub struct PartnerService {
-    repository: Arc<dyn PartnerRepository>,
+    partners: Arc<dyn PartnerStore>,
+    outbox: Arc<dyn Outbox>,
     graph: Arc<dyn GraphGateway>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     sleeper: Arc<dyn Sleeper>,
     /// The tenant every partner of this deployment is provisioned into.
     tenant_id: TenantId,
-    policy: DeliveryPolicy,
+    policy: OutboxPolicy,
 }
 
 impl PartnerService {
     /// Assembles the service from its ports.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per port, as the constructor of Dispatcher"
+    )]
     pub fn new(
-        repository: Arc<dyn PartnerRepository>,
+        partners: Arc<dyn PartnerStore>,
+        outbox: Arc<dyn Outbox>,
         graph: Arc<dyn GraphGateway>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdSource>,
         sleeper: Arc<dyn Sleeper>,
         tenant_id: TenantId,
-        policy: DeliveryPolicy,
+        policy: OutboxPolicy,
     ) -> Self {
         Self {
-            repository,
+            partners,
+            outbox,
             graph,
             clock,
             ids,
@@ -148,10 +160,14 @@ impl PartnerUseCases for PartnerService {
         let client_request_id = self.ids.new_uuid();
         let write = NewPartnerWrite {
             tenant_id: self.tenant_id,
-            outbox_id,
-            lease_owner: format!("request:{}", context.request_id),
-            lease_expires_at: now.saturating_add(self.policy.lease),
-            client_request_id,
+            delivery: InlineDelivery {
+                outbox_id,
+                lease: Lease {
+                    owner: LeaseOwner::request(&context.request_id),
+                    expires_at: now.saturating_add(self.policy.lease),
+                },
+                client_request_id,
+            },
             now,
             audit: AuditEntry {
                 id: self.ids.new_uuid(),
@@ -163,8 +179,8 @@ impl PartnerUseCases for PartnerService {
                 detail: format!("created partner '{}'", partner.display_name()),
             },
         };
-        self.repository
-            .insert_new_partner(&partner, &write)
+        self.partners
+            .insert_partner(&partner, &write)
             .await
             .map_err(|e| match e {
                 StoreError::DuplicateDisplayName { display_name } => {
@@ -195,17 +211,17 @@ impl PartnerUseCases for PartnerService {
             self.policy.settle,
         ) {
             Verdict::Move(transition) => {
-                let delivered = matches!(transition, OutboxTransition::Delivered { .. });
-                let finish = AttemptFinish {
+                let delivered = matches!(transition, Transition::Delivered { .. });
+                let end = DeliveryEnd {
                     outbox_id,
                     partner_id: partner.id(),
                     client_request_id,
                     finished_at,
                     meta,
-                    outcome_label: delivery::outcome_label(outcome.as_ref()),
+                    outcome: DeliveryOutcome::of_create(outcome.as_ref()),
                     transition,
                 };
-                if let Err(error) = self.repository.finish_attempt(&finish).await {
+                if let Err(error) = self.outbox.finish_delivery(&end).await {
                     // The row stays leased; when the lease lapses it turns `unknown` and is
                     // reconciled, so the partner is neither lost nor posted twice.
                     tracing::warn!(error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
@@ -234,7 +250,7 @@ impl PartnerUseCases for PartnerService {
                         client_request_id,
                     ),
                 };
-                self.repository
+                self.outbox
                     .undo_rejected_create(partner.id(), outbox_id, &audit)
                     .await
                     .map_err(|e| {
@@ -253,15 +269,12 @@ impl PartnerUseCases for PartnerService {
 
     #[tracing::instrument(name = "list_partners", skip_all)]
     async fn list_partners(&self, query: &ListQuery) -> Result<PartnerPage, ListPartnersError> {
-        Ok(self.repository.list_partners(self.tenant_id, query).await?)
+        Ok(self.partners.list_partners(self.tenant_id, query).await?)
     }
 
     #[tracing::instrument(name = "count_partners", skip_all)]
     async fn count_partners(&self, filter: Option<Filter>) -> Result<u64, ListPartnersError> {
-        Ok(self
-            .repository
-            .count_partners(self.tenant_id, filter)
-            .await?)
+        Ok(self.partners.count_partners(self.tenant_id, filter).await?)
     }
 
     #[tracing::instrument(name = "update_partner", skip_all, fields(partner.id = %id))]
@@ -278,7 +291,7 @@ impl PartnerUseCases for PartnerService {
         // changed meanwhile; a concurrent PATCH makes this one merge again over its result.
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self
-                .repository
+                .partners
                 .get_partner(id)
                 .await
                 .map_err(unexpected)?
@@ -297,7 +310,7 @@ impl PartnerUseCases for PartnerService {
                 now: self.clock.now(),
                 audit: self.audit(id, AuditAction::Updated, context, detail),
             };
-            match self.repository.update_partner(&updated, &write).await {
+            match self.partners.update_partner(&updated, &write).await {
                 Ok(queued) => {
                     tracing::debug!(folded = queued == ChangeQueued::Folded, "partner updated");
                     return Ok(updated);
@@ -335,7 +348,7 @@ impl PartnerUseCases for PartnerService {
                 "deleted by the caller".to_owned(),
             ),
         };
-        match self.repository.delete_partner(id, &write).await {
+        match self.partners.delete_partner(id, &write).await {
             Ok(ChangeQueued::Folded) => {
                 tracing::info!("partner deleted before it reached Graph; nothing to tell Graph");
                 Ok(())
@@ -350,7 +363,7 @@ impl PartnerUseCases for PartnerService {
 
     #[tracing::instrument(name = "get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Partner, GetPartnerError> {
-        match self.repository.get_partner(id).await {
+        match self.partners.get_partner(id).await {
             Ok(Some(partner)) => Ok(partner),
             Ok(None) => Err(GetPartnerError::NotFound(id)),
             Err(e) => Err(GetPartnerError::Unexpected(

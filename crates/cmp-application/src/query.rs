@@ -3,8 +3,6 @@
 
 use cmp_domain::{PartnerId, PartnerState, Platform, Timestamp};
 
-use crate::ports::StoreError;
-
 /// Page size when the caller names none (Graph's default for this collection).
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -181,23 +179,6 @@ pub struct PartnerPage {
     pub next: Option<Cursor>,
     /// Every partner the filter matches, when the query asked for a count.
     pub total: Option<u64>,
-}
-
-/// Why a listing failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ListPartnersError {
-    /// The cursor does not fit the query (a `$skiptoken` from another query).
-    #[error("the skip token does not belong to this query")]
-    BadCursor,
-    /// The store failed.
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
-
-impl From<StoreError> for ListPartnersError {
-    fn from(error: StoreError) -> Self {
-        Self::Unexpected(anyhow::Error::new(error).context("listing partners"))
-    }
 }
 
 #[cfg(test)]

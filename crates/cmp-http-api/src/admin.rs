@@ -1,6 +1,6 @@
 //! The operator endpoints, outside the Graph-shaped resource, under `/admin/` (they need the
-//! `CompliancePartners.Operate` app role): a partner's sync state and attempt history, rows by
-//! state, counts, and re-queuing dead rows.
+//! `CompliancePartners.Operate` app role): a partner's sync state and deliveries, its history,
+//! outbox rows by state, counts, and re-queuing dead rows.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -9,7 +9,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cmp_application::{
-    AttemptRecord, DeliveryState, OperationsError, OutboxCounts, PartnerHistory, SyncState,
+    DeliveryRecord, OperationsError, OutboxCounts, OutboxRecord, OutboxState, PartnerHistory,
 };
 use cmp_domain::PartnerId;
 use cmp_graph_model::datetime;
@@ -55,7 +55,7 @@ async fn partner_sync_state(
 }
 
 /// `GET /admin/partners/{id}/history`: the audit entries (what changed, when, the request id,
-/// the caller) and every delivery with its attempts (their Graph request ids).
+/// the caller) and every outbox row with its deliveries (their Graph request ids).
 async fn partner_history(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -78,13 +78,13 @@ pub fn render_history(partner_id: PartnerId, history: &PartnerHistory) -> Value 
     json!({
         "partnerId": partner_id.to_string(),
         "auditEntries": history.audit.iter().map(|entry| json!({
-            "action": entry.action,
+            "action": entry.action.as_str(),
             "at": datetime::format(entry.at),
             "requestId": entry.request_id,
             "caller": entry.caller,
             "detail": entry.detail,
         })).collect::<Vec<_>>(),
-        "deliveries": history.deliveries.iter().map(render_sync_state).collect::<Vec<_>>(),
+        "outboxRows": history.rows.iter().map(render_sync_state).collect::<Vec<_>>(),
     })
 }
 
@@ -123,7 +123,7 @@ async fn requeue(
         other => operations_error(other),
     })?;
     Ok(json_response(
-        json!({ "outboxId": id.to_string(), "state": DeliveryState::Unknown.as_str() }),
+        json!({ "outboxId": id.to_string(), "state": OutboxState::Unknown.as_str() }),
     ))
 }
 
@@ -136,7 +136,7 @@ fn operations_error(error: OperationsError) -> ApiError {
 }
 
 /// Reads `state` and `limit` from a listing's query string.
-fn parse_listing(query: &str) -> Result<(Option<DeliveryState>, u32), ApiError> {
+fn parse_listing(query: &str) -> Result<(Option<OutboxState>, u32), ApiError> {
     let mut wanted = None;
     let mut limit = DEFAULT_LIMIT;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
@@ -168,17 +168,17 @@ fn parse_listing(query: &str) -> Result<(Option<DeliveryState>, u32), ApiError> 
     Ok((wanted, limit))
 }
 
-/// A delivery state from its stored name.
-pub fn parse_state(text: &str) -> Option<DeliveryState> {
+/// An outbox state from its stored name.
+pub fn parse_state(text: &str) -> Option<OutboxState> {
     text.parse().ok()
 }
 
-/// A sync state as operators read it (also printed by the binary's `outbox` subcommands).
-pub fn render_sync_state(sync: &SyncState) -> Value {
+/// An outbox row as operators read it (also printed by the binary's `outbox` subcommands).
+pub fn render_sync_state(sync: &OutboxRecord) -> Value {
     let mut value = json!({
         "outboxId": sync.outbox_id.to_string(),
         "partnerId": sync.partner_id.to_string(),
-        "operation": sync.operation,
+        "operation": sync.operation.as_str(),
         "naturalKey": sync.natural_key.as_str(),
         "state": sync.state.as_str(),
         "attempts": sync.attempts,
@@ -192,13 +192,13 @@ pub fn render_sync_state(sync: &SyncState) -> Value {
         "updatedAt": datetime::format(sync.updated_at),
         "firstAttemptAt": sync.first_attempt_at.map(datetime::format),
     });
-    if !sync.history.is_empty() {
-        value["attemptHistory"] = sync.history.iter().map(render_attempt).collect();
+    if !sync.deliveries.is_empty() {
+        value["deliveries"] = sync.deliveries.iter().map(render_delivery).collect();
     }
     value
 }
 
-fn render_attempt(attempt: &AttemptRecord) -> Value {
+fn render_delivery(attempt: &DeliveryRecord) -> Value {
     json!({
         "attempt": attempt.attempt,
         "clientRequestId": attempt.client_request_id,
@@ -208,7 +208,7 @@ fn render_attempt(attempt: &AttemptRecord) -> Value {
         "httpStatus": attempt.http_status,
         "graphErrorCode": attempt.graph_error_code,
         "graphRequestId": attempt.graph_request_id,
-        "outcome": attempt.outcome,
+        "outcome": attempt.outcome.map(|outcome| outcome.as_str()),
     })
 }
 
@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(parse_listing("").ok(), Some((None, 100)));
         assert_eq!(
             parse_listing("state=dead&limit=5").ok(),
-            Some((Some(DeliveryState::Dead), 5))
+            Some((Some(OutboxState::Dead), 5))
         );
         assert!(parse_listing("state=zombie").is_err());
         assert!(parse_listing("limit=0").is_err());

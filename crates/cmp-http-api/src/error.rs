@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cmp_application::query::ListPartnersError;
+use cmp_application::ListPartnersError;
 use cmp_application::{
     CreatePartnerError, DeletePartnerError, GetPartnerError, UpdatePartnerError,
 };

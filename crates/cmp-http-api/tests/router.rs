@@ -7,13 +7,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cmp_application::query::{
-    Comparison, Cursor, Filter, FilterField, FilterValue, ListPartnersError, ListQuery,
-    PartnerPage, SortField, SortKey,
+    Comparison, Cursor, Filter, FilterField, FilterValue, ListQuery, PartnerPage, SortField,
+    SortKey,
 };
 use cmp_application::{
     AuthenticationError, Caller, CallerKind, CreatePartnerError, CreatePartnerOutput,
-    DeletePartnerError, GetPartnerError, MockCallerAuthenticator, MockOperatorUseCases,
-    MockPartnerUseCases, UpdatePartnerError,
+    DeletePartnerError, GetPartnerError, ListPartnersError, MockCallerAuthenticator,
+    MockOperatorUseCases, MockPartnerUseCases, UpdatePartnerError,
 };
 use cmp_domain::{
     DisplayName, NewPartner, Partner, PartnerError, PartnerId, PartnerState, Platform, Platforms,

@@ -234,7 +234,7 @@ pub async fn outbox(
             )
         })?;
     let operations = OutboxOperations::new(
-        std::sync::Arc::new(store.partner_repository()),
+        std::sync::Arc::new(store.outbox()),
         std::sync::Arc::new(crate::system::SystemClock),
     );
     let report = match command {

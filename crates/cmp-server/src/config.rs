@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use cmp_application::{DeliveryPolicy, DispatchPolicy};
+use cmp_application::OutboxPolicy;
 use cmp_entra_auth::EntraAuthSettings;
 use cmp_graph_client::{GraphClientSettings, SimulatedGraphSettings};
 use cmp_http_api::HttpSettings;
@@ -128,26 +128,17 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    /// The dispatcher's policy.
-    pub fn dispatch_policy(&self) -> DispatchPolicy {
-        DispatchPolicy {
-            batch_size: self.dispatcher_batch_size,
-            lease: Duration::from_millis(self.lease_ms),
-            settle: Duration::from_millis(self.settle_ms),
-            backoff_base: Duration::from_millis(self.retry_base_ms),
-            backoff_cap: Duration::from_millis(self.backoff_cap_ms),
-            max_attempts: self.max_attempts,
-            max_age: Duration::from_secs(self.max_age_seconds),
-        }
-    }
-
-    /// The application's policy; durations are converted here and nowhere else.
-    pub fn policy(&self) -> DeliveryPolicy {
-        DeliveryPolicy {
+    /// The application's outbox policy; durations are converted here and nowhere else.
+    pub fn policy(&self) -> OutboxPolicy {
+        OutboxPolicy {
             inline_deadline: Duration::from_millis(self.inline_deadline_ms),
             lease: Duration::from_millis(self.lease_ms),
             settle: Duration::from_millis(self.settle_ms),
             retry_base: Duration::from_millis(self.retry_base_ms),
+            backoff_cap: Duration::from_millis(self.backoff_cap_ms),
+            max_attempts: self.max_attempts,
+            max_age: Duration::from_secs(self.max_age_seconds),
+            batch_size: self.dispatcher_batch_size,
         }
     }
 }

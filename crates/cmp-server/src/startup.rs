@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cmp_application::{
-    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, OutboxOperations,
-    PartnerService, PartnerUseCases,
+    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, Outbox, OutboxOperations,
+    PartnerService, PartnerStore, PartnerUseCases,
 };
 use cmp_domain::TenantId;
 use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
@@ -71,29 +71,32 @@ impl Application {
                 Arc::new(connection.client)
             }
         };
-        let repository = Arc::new(store.partner_repository());
+        let partner_store: Arc<dyn PartnerStore> = Arc::new(store.partner_store());
+        let outbox: Arc<dyn Outbox> = Arc::new(store.outbox());
         let tenant_id = TenantId::from_uuid(settings.graph.tenant_id);
+        let policy = settings.delivery.policy();
         let partners: Arc<dyn PartnerUseCases> = Arc::new(PartnerService::new(
-            repository.clone(),
+            partner_store.clone(),
+            outbox.clone(),
             graph.clone(),
             Arc::new(SystemClock),
             Arc::new(RandomIds),
             Arc::new(TokioSleeper),
             tenant_id,
-            settings.delivery.policy(),
+            policy,
         ));
         let dispatcher = Arc::new(Dispatcher::new(
-            repository.clone(),
-            repository.clone(),
+            outbox.clone(),
+            partner_store,
             graph,
             Arc::new(SystemClock),
             Arc::new(RandomIds),
             Arc::new(RandomJitter),
             tenant_id,
-            settings.delivery.dispatch_policy(),
+            policy,
         ));
         let operations: Arc<dyn OperatorUseCases> =
-            Arc::new(OutboxOperations::new(repository, Arc::new(SystemClock)));
+            Arc::new(OutboxOperations::new(outbox, Arc::new(SystemClock)));
         let dispatch = DispatchLoop {
             dispatcher,
             workers: settings.delivery.dispatcher_workers,

@@ -394,9 +394,7 @@ async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_on
     let mut cut_by_the_kill = 0;
     for (name, id) in &accepted {
         let sync = sync_state(&client, &second, &operator, id).await;
-        let history = sync["attemptHistory"]
-            .as_array()
-            .expect("an attempt history");
+        let history = sync["deliveries"].as_array().expect("an attempt history");
         let open = history.iter().filter(|a| a["finishedAt"].is_null()).count();
         assert!(
             history.last().is_some_and(|a| !a["finishedAt"].is_null()),

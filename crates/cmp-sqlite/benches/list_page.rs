@@ -20,12 +20,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cmp_application::PartnerRepository;
+use cmp_application::PartnerStore;
 use cmp_application::query::{
     Cursor, Filter, FilterValue, ListQuery, PartnerPage, SortField, SortKey,
 };
 use cmp_domain::{NaturalKey, PartnerId, PartnerState, TenantId, Timestamp};
-use cmp_sqlite::{SqlitePartnerRepository, SqliteSettings, SqliteStore};
+use cmp_sqlite::{SqlitePartnerStore, SqliteSettings, SqliteStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
@@ -129,7 +129,7 @@ fn summary(mut samples: Vec<Duration>) -> (u128, u128, u128) {
 
 /// Times `RUNS` listings of `query` and prints one line; checks the page is what it should be.
 async fn time_page(
-    repo: &SqlitePartnerRepository,
+    repo: &SqlitePartnerStore,
     size: u64,
     label: &str,
     query: &ListQuery,
@@ -175,7 +175,7 @@ async fn bench(size: u64) -> anyhow::Result<()> {
         "{size:>7} partners | seeded in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
-    let repo = store.partner_repository();
+    let repo = store.partner_store();
 
     let mut by_id: Vec<&Seeded> = partners.iter().collect();
     by_id.sort_by_key(|p| p.id.hyphenated().to_string());

@@ -30,7 +30,7 @@ use cmp_application::query::{
 use cmp_domain::{NaturalKey, PartnerState, Platform, TenantId};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::SqlitePartnerRepository;
+use crate::SqlitePartnerStore;
 use crate::rows::{AssignmentRow, PartnerAssignmentRow, PartnerRow, instant, partner_row_columns};
 
 /// How many partner ids one `IN (...)` list binds when a page's assignments are read. A page
@@ -38,8 +38,8 @@ use crate::rows::{AssignmentRow, PartnerAssignmentRow, PartnerRow, instant, part
 /// oversized page below SQLite's limit of 32,766 variables per statement.
 const IDS_PER_ASSIGNMENT_READ: usize = 10_000;
 
-impl SqlitePartnerRepository {
-    /// [`PartnerRepository::list_partners`](cmp_application::PartnerRepository::list_partners).
+impl SqlitePartnerStore {
+    /// [`PartnerStore::list_partners`](cmp_application::PartnerStore::list_partners).
     pub(crate) async fn list(
         &self,
         tenant: TenantId,
@@ -53,7 +53,7 @@ impl SqlitePartnerRepository {
         push_page_select(&mut select, tenant, query, &keys)?;
 
         // One read transaction: the page, its assignments and the count come from one snapshot.
-        let mut tx = self.begin_read().await?;
+        let mut tx = self.connections.begin_read().await?;
         let mut rows: Vec<PartnerRow> = select
             .build_query_as()
             .fetch_all(&mut *tx)
@@ -85,14 +85,15 @@ impl SqlitePartnerRepository {
         Ok(PartnerPage { items, next, total })
     }
 
-    /// [`PartnerRepository::count_partners`](cmp_application::PartnerRepository::count_partners).
+    /// [`PartnerStore::count_partners`](cmp_application::PartnerStore::count_partners).
     pub(crate) async fn count(
         &self,
         tenant: TenantId,
         filter: Option<&Filter>,
     ) -> Result<u64, StoreError> {
         let mut conn = self
-            .reader()
+            .connections
+            .reader
             .acquire()
             .await
             .context("acquiring a reader connection")?;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
 use cmp_application::{
-    AttemptRecord, AuditEntry, ClaimedDelivery, DeliveryState, Operation, SyncState,
+    AuditEntry, ClaimedRow, DeliveryRecord, InGraph, OutboxRecord, OutboxState, WaitingState,
 };
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NaturalKey,
@@ -70,7 +70,7 @@ impl PartnerRow {
     ///
     /// # Errors
     /// When a stored value no longer parses or the rows break an invariant of the aggregate
-    /// (assignments on a platform that is not onboarded, a target listed twice).
+    /// (a target listed twice on one platform).
     pub(crate) fn into_domain(self, assignments: Vec<AssignmentRow>) -> anyhow::Result<Partner> {
         let id: PartnerId = self
             .id
@@ -249,11 +249,11 @@ impl AssignmentRow {
 }
 
 /// A row of `audit_log`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct AuditRow {
     pub(crate) id: String,
     pub(crate) partner_id: String,
-    pub(crate) action: &'static str,
+    pub(crate) action: String,
     pub(crate) request_id: String,
     pub(crate) caller: String,
     pub(crate) at: i64,
@@ -266,12 +266,33 @@ impl AuditRow {
         Self {
             id: entry.id.hyphenated().to_string(),
             partner_id: entry.partner_id.to_string(),
-            action: entry.action.as_str(),
+            action: entry.action.as_str().to_owned(),
             request_id: entry.request_id.clone(),
             caller: entry.caller.clone(),
             at: entry.at.unix_ticks(),
             detail: entry.detail.clone(),
         }
+    }
+
+    /// The entry this row stores.
+    ///
+    /// # Errors
+    /// When a stored value no longer parses.
+    pub(crate) fn into_domain(self) -> anyhow::Result<AuditEntry> {
+        let id = parse_uuid(&self.id).context("stored audit entry id")?;
+        let context = || format!("stored audit entry {id}");
+        Ok(AuditEntry {
+            id,
+            partner_id: self
+                .partner_id
+                .parse()
+                .with_context(|| format!("partner id of {}", context()))?,
+            action: self.action.parse().with_context(context)?,
+            request_id: self.request_id,
+            caller: self.caller,
+            at: instant(self.at, "at").with_context(context)?,
+            detail: self.detail,
+        })
     }
 }
 
@@ -294,26 +315,39 @@ pub(crate) struct ClaimRow {
     pub(crate) next_attempt_at: i64,
     /// Graph's id of the partner, once delivered.
     pub(crate) partner_graph_id: Option<String>,
+    /// Whether the partner's create was delivered with nothing in Graph (it was deleted before
+    /// its create ever reached Graph).
+    pub(crate) created_nothing_in_graph: bool,
     /// Whether a caller deleted the partner.
     pub(crate) partner_deleted: bool,
 }
 
 impl ClaimRow {
-    /// The claimed delivery of this row's `partner`.
+    /// The claimed row, delivering `partner`.
     ///
     /// # Errors
     /// When a stored value no longer parses.
-    pub(crate) fn into_claimed(self, partner: Partner) -> anyhow::Result<ClaimedDelivery> {
+    pub(crate) fn into_claimed(self, partner: Partner) -> anyhow::Result<ClaimedRow> {
         let outbox_id = parse_uuid(&self.id).context("stored outbox id")?;
         let context = || format!("stored outbox row {outbox_id}");
-        Ok(ClaimedDelivery {
+        let in_graph = match (self.partner_graph_id, self.created_nothing_in_graph) {
+            (Some(graph_id), _) => Some(InGraph::Object(graph_id)),
+            (None, true) => Some(InGraph::Nothing),
+            (None, false) => None,
+        };
+        let previous_state = match self.state.parse().with_context(context)? {
+            OutboxState::Pending => WaitingState::Pending,
+            OutboxState::Unknown => WaitingState::Unknown,
+            other => bail!("{} was claimed in state {other}", context()),
+        };
+        Ok(ClaimedRow {
             outbox_id,
-            operation: parse_operation(&self.operation).with_context(context)?,
-            graph_id: self.partner_graph_id,
+            operation: self.operation.parse().with_context(context)?,
+            in_graph,
             partner_deleted: self.partner_deleted,
             partner,
             natural_key: NaturalKey::from_stored(self.natural_key),
-            previous_state: parse_delivery_state(&self.state).with_context(context)?,
+            previous_state,
             attempts: count(self.attempts, "attempts").with_context(context)?,
             attempts_in_window: count(self.attempts_in_window, "attempts_in_window")
                 .with_context(context)?,
@@ -328,15 +362,8 @@ impl ClaimRow {
     }
 }
 
-/// An outbox operation from its stored name.
-pub(crate) fn parse_operation(text: &str) -> anyhow::Result<Operation> {
-    [Operation::Create, Operation::Update, Operation::Delete]
-        .into_iter()
-        .find(|operation| operation.as_str() == text)
-        .with_context(|| format!("unknown outbox operation '{text}'"))
-}
-
-/// The columns of an `outbox` row that operators see: a [`SyncState`] without its history.
+/// The columns of an `outbox` row that operators see: an [`OutboxRecord`] without its
+/// deliveries.
 /// The lease columns are left out on purpose: who holds a row is the dispatcher's business,
 /// and the state already says whether anyone does.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -359,27 +386,27 @@ pub(crate) struct OutboxRow {
 }
 
 impl OutboxRow {
-    /// The sync state of this row with `history` (its attempts, already in order).
+    /// The record of this row with its `deliveries` (already in order).
     ///
     /// # Errors
     /// When a stored value no longer parses (an id, a state, an out-of-range number or instant).
-    pub(crate) fn into_sync_state(self, history: Vec<AttemptRow>) -> anyhow::Result<SyncState> {
+    pub(crate) fn into_record(self, deliveries: Vec<DeliveryRow>) -> anyhow::Result<OutboxRecord> {
         let outbox_id = parse_uuid(&self.id).context("stored outbox id")?;
         let context = || format!("stored outbox row {outbox_id}");
-        let history = history
+        let deliveries = deliveries
             .into_iter()
-            .map(AttemptRow::into_record)
+            .map(DeliveryRow::into_record)
             .collect::<anyhow::Result<Vec<_>>>()
             .with_context(context)?;
-        Ok(SyncState {
+        Ok(OutboxRecord {
             outbox_id,
             partner_id: self
                 .partner_id
                 .parse()
                 .with_context(|| format!("partner id of {}", context()))?,
-            operation: self.operation,
+            operation: self.operation.parse().with_context(context)?,
             natural_key: NaturalKey::from_stored(self.natural_key),
-            state: parse_delivery_state(&self.state).with_context(context)?,
+            state: self.state.parse().with_context(context)?,
             attempts: count(self.attempts, "attempts").with_context(context)?,
             next_attempt_at: instant(self.next_attempt_at, "next_attempt_at")
                 .with_context(context)?,
@@ -399,14 +426,14 @@ impl OutboxRow {
                 .map(|ticks| instant(ticks, "first_attempt_at"))
                 .transpose()
                 .with_context(context)?,
-            history,
+            deliveries,
         })
     }
 }
 
-/// A row of `delivery_attempts`, without the outbox id (the caller knows it).
+/// A row of `deliveries`, without the outbox id (the caller knows it).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub(crate) struct AttemptRow {
+pub(crate) struct DeliveryRow {
     pub(crate) attempt: i64,
     pub(crate) client_request_id: String,
     pub(crate) started_at: i64,
@@ -417,15 +444,15 @@ pub(crate) struct AttemptRow {
     pub(crate) outcome: Option<String>,
 }
 
-impl AttemptRow {
-    /// The attempt as operators see it.
+impl DeliveryRow {
+    /// The delivery as operators see it.
     ///
     /// # Errors
-    /// When a stored number or instant is out of range.
-    pub(crate) fn into_record(self) -> anyhow::Result<AttemptRecord> {
+    /// When a stored number, instant or outcome no longer parses.
+    pub(crate) fn into_record(self) -> anyhow::Result<DeliveryRecord> {
         let attempt = count(self.attempt, "attempt")?;
-        let context = || format!("attempt {attempt}");
-        Ok(AttemptRecord {
+        let context = || format!("delivery {attempt}");
+        Ok(DeliveryRecord {
             attempt,
             client_request_id: self.client_request_id,
             started_at: instant(self.started_at, "started_at").with_context(context)?,
@@ -441,15 +468,13 @@ impl AttemptRow {
                 .with_context(context)?,
             graph_error_code: self.graph_error_code,
             graph_request_id: self.graph_request_id,
-            outcome: self.outcome,
+            outcome: self
+                .outcome
+                .map(|outcome| outcome.parse())
+                .transpose()
+                .with_context(context)?,
         })
     }
-}
-
-/// The delivery state stored under its name (`DeliveryState::as_str`).
-pub(crate) fn parse_delivery_state(text: &str) -> anyhow::Result<DeliveryState> {
-    text.parse()
-        .map_err(|message: String| anyhow::anyhow!(message))
 }
 
 /// A stored id in the hyphenated GUID form.

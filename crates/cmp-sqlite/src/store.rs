@@ -6,11 +6,20 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde::Deserialize;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::MIGRATOR;
-use crate::partner_repository::SqlitePartnerRepository;
+use crate::outbox::SqliteOutbox;
+use crate::partner_store::SqlitePartnerStore;
+
+/// How every write transaction starts.
+///
+/// `IMMEDIATE` takes the write lock at `BEGIN`, where `busy_timeout` can wait for it. The
+/// default `DEFERRED` starts as a reader and upgrades at its first write; if another connection
+/// (another process, an operator's shell) wrote in between, that upgrade fails at once with
+/// `SQLITE_BUSY`, half-way through the transaction, and no timeout helps.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// Where the database lives and how connections to it behave: the `[sqlite]` section of the
 /// configuration.
@@ -33,8 +42,8 @@ impl SqliteSettings {
     /// `synchronous=FULL` and `foreign_keys=ON`.
     ///
     /// `synchronous=FULL` because `NORMAL` in WAL mode may lose the last commits on power loss,
-    /// and a partner we answered `201`/`202` for must never be lost (graph-client-behaviour
-    /// §3.1). `foreign_keys` is a per-connection setting that SQLite leaves off by default; the
+    /// and a partner we answered `201`/`202` for must never be lost (`docs/delivery.md`).
+    /// `foreign_keys` is a per-connection setting that SQLite leaves off by default; the
     /// cascades of the schema need it on every connection.
     pub fn connect_options(&self) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
@@ -45,19 +54,45 @@ impl SqliteSettings {
     }
 }
 
-/// The opened database: one writer connection and a pool of reader connections to one file.
+/// The opened database: one writer connection and a pool of reader connections to one file,
+/// shared by the [`SqlitePartnerStore`] and the [`SqliteOutbox`] it hands out.
 ///
 /// All writes go through the single writer. SQLite admits one writer at a time anyway; several
 /// writer connections would only queue inside SQLite's busy handler, which adds no throughput
-/// with `synchronous=FULL` but multiplies tail latency (stack.md measured 300 to 750 ms
-/// worst cases). Queuing in the pool instead is fair and cheap. Readers run in parallel beside
-/// the writer, which WAL mode allows.
+/// with `synchronous=FULL` but multiplies tail latency (worst cases of 300 to 750 ms were
+/// measured). Queuing in the pool instead is fair and cheap. Readers run in parallel beside the
+/// writer, which WAL mode allows.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    pub(crate) connections: Connections,
+}
+
+/// The store's two pools, cloned into each port implementation (a clone shares the pools).
+#[derive(Debug, Clone)]
+pub(crate) struct Connections {
     /// The one connection every write transaction runs on (`max_connections = 1`).
     pub(crate) writer: SqlitePool,
     /// Connections for reads only; `query_only` makes any write on them fail.
     pub(crate) reader: SqlitePool,
+}
+
+impl Connections {
+    /// A write transaction on the single writer, holding the write lock from `BEGIN` on.
+    pub(crate) async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .context("beginning a write transaction")
+    }
+
+    /// A read transaction on a reader connection: one consistent WAL snapshot for its
+    /// statements.
+    pub(crate) async fn begin_read(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
+        self.reader
+            .begin()
+            .await
+            .context("beginning a read transaction")
+    }
 }
 
 impl SqliteStore {
@@ -127,19 +162,26 @@ impl SqliteStore {
             sqlite.max_read_connections = settings.max_read_connections,
             "SQLite store opened"
         );
-        Ok(Self { writer, reader })
+        Ok(Self {
+            connections: Connections { writer, reader },
+        })
     }
 
-    /// The partner repository over this store's connections.
-    pub fn partner_repository(&self) -> SqlitePartnerRepository {
-        SqlitePartnerRepository::new(self.writer.clone(), self.reader.clone())
+    /// The partner store over this store's connections.
+    pub fn partner_store(&self) -> SqlitePartnerStore {
+        SqlitePartnerStore::new(self.connections.clone())
+    }
+
+    /// The outbox over this store's connections.
+    pub fn outbox(&self) -> SqliteOutbox {
+        SqliteOutbox::new(self.connections.clone())
     }
 
     /// Closes both pools, waiting for connections in use to be returned. Closing the last
     /// connection checkpoints the WAL into the database file.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.connections.reader.close().await;
+        self.connections.writer.close().await;
     }
 }
 
@@ -173,7 +215,10 @@ mod tests {
         let dir = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(&settings(&dir)).await.expect("open");
 
-        for (name, pool) in [("writer", &store.writer), ("reader", &store.reader)] {
+        for (name, pool) in [
+            ("writer", &store.connections.writer),
+            ("reader", &store.connections.reader),
+        ] {
             let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(pool)
                 .await
@@ -204,8 +249,8 @@ mod tests {
         let dir = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(&settings(&dir)).await.expect("open");
 
-        assert_eq!(store.writer.options().get_max_connections(), 1);
-        assert_eq!(store.reader.options().get_max_connections(), 4);
+        assert_eq!(store.connections.writer.options().get_max_connections(), 1);
+        assert_eq!(store.connections.reader.options().get_max_connections(), 4);
         store.close().await;
     }
 
@@ -215,7 +260,7 @@ mod tests {
         let store = SqliteStore::open(&settings(&dir)).await.expect("open");
 
         let result = sqlx::query("DELETE FROM audit_log")
-            .execute(&store.reader)
+            .execute(&store.connections.reader)
             .await;
 
         let error = result.expect_err("a write on a reader must fail");
@@ -236,7 +281,7 @@ mod tests {
         let store = SqliteStore::open(&settings).await.expect("second open");
 
         let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-            .fetch_one(&store.reader)
+            .fetch_one(&store.connections.reader)
             .await
             .expect("count migrations");
         assert_eq!(
@@ -261,5 +306,96 @@ mod tests {
             "{error}"
         );
         assert!(!settings.path.exists(), "nothing created");
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_is_migrated_to_the_outbox_vocabulary_keeping_its_rows()
+    {
+        let dir = TempDir::new().expect("temp dir");
+        let settings = settings(&dir);
+        std::fs::create_dir_all(settings.path.parent().expect("a parent")).expect("dir");
+        let legacy = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(settings.connect_options().create_if_missing(true))
+            .await
+            .expect("legacy pool");
+        MIGRATOR
+            .run_to(1, &legacy)
+            .await
+            .expect("first schema only");
+        for statement in [
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, graph_id, created_at, updated_at, deleted_at) \
+             VALUES ('p-1', 't', 'ΟΔΟΣ', 'οδος', 'enabled', 0, 0, 0, 0, 0, 0, 'not-in-graph', \
+             1, 1, 2)",
+            "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, \
+             attempts, next_attempt_at, graph_id, created_at, updated_at) \
+             VALUES ('o-1', 't', 'p-1', 'create', 'οδος', 'delivered', 1, 1, 'not-in-graph', \
+             1, 1)",
+            "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, \
+             attempts, next_attempt_at, dead_reason, created_at, updated_at) \
+             VALUES ('o-2', 't', 'p-1', 'delete', 'οδος', 'dead', 1, 1, \
+             'duplicate in Graph: 2 objects', 2, 2)",
+            "INSERT INTO delivery_attempts (outbox_id, attempt, client_request_id, started_at, \
+             outcome) VALUES ('o-1', 1, 'c-1', 1, 'absent_in_graph')",
+            "INSERT INTO delivery_attempts (outbox_id, attempt, client_request_id, started_at, \
+             outcome) VALUES ('o-2', 1, 'c-2', 2, 'dead')",
+        ] {
+            sqlx::query(statement)
+                .execute(&legacy)
+                .await
+                .expect("legacy row");
+        }
+        legacy.close().await;
+
+        let store = SqliteStore::open(&settings).await.expect("migrating open");
+
+        let reader = &store.connections.reader;
+        let partner: (Option<String>, Option<String>) =
+            sqlx::query_as("SELECT graph_id, name_key FROM partners WHERE id = 'p-1'")
+                .fetch_one(reader)
+                .await
+                .expect("partner");
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, natural_key, graph_id FROM outbox ORDER BY id")
+                .fetch_all(reader)
+                .await
+                .expect("outbox");
+        let outcomes: Vec<(String, String)> =
+            sqlx::query_as("SELECT outbox_id, outcome FROM deliveries ORDER BY outbox_id")
+                .fetch_all(reader)
+                .await
+                .expect("deliveries");
+        assert_eq!(
+            partner,
+            (None, Some("οδοσ".to_owned())),
+            "placeholder id gone, key folded"
+        );
+        assert_eq!(
+            rows,
+            [
+                ("o-1".to_owned(), "οδοσ".to_owned(), None),
+                ("o-2".to_owned(), "οδοσ".to_owned(), None)
+            ]
+        );
+        assert_eq!(
+            outcomes,
+            [
+                ("o-1".to_owned(), "absent_in_graph".to_owned()),
+                ("o-2".to_owned(), "duplicate_in_graph".to_owned())
+            ]
+        );
+        let foreign_key: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_list('deliveries')")
+                .fetch_all(reader)
+                .await
+                .expect("foreign keys");
+        assert_eq!(
+            foreign_key,
+            [("outbox".to_owned(),)],
+            "deliveries refer to the new outbox"
+        );
+        store.close().await;
     }
 }

@@ -1,7 +1,9 @@
 //! Fixtures shared by the adapter's tests: a fresh store on a temporary file, partners from
 //! plain to every-feature, and the create write that stores them.
 
-use cmp_application::{AuditAction, AuditEntry, ChangeWrite, NewPartnerWrite};
+use cmp_application::{
+    AuditAction, AuditEntry, ChangeWrite, InlineDelivery, Lease, LeaseOwner, NewPartnerWrite,
+};
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
     PartnerId, PartnerState, Platform, PlatformEnrollment, Platforms, ScopeTagTargetType,
@@ -11,7 +13,23 @@ use std::time::Duration;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::{SqliteSettings, SqliteStore};
+use crate::{SqliteOutbox, SqlitePartnerStore, SqliteSettings, SqliteStore};
+
+/// Both ports over one store, as the tests drive them.
+pub(crate) struct Ports {
+    pub(crate) partners: SqlitePartnerStore,
+    pub(crate) outbox: SqliteOutbox,
+}
+
+impl SqliteStore {
+    /// Both ports over this store.
+    pub(crate) fn ports(&self) -> Ports {
+        Ports {
+            partners: self.partner_store(),
+            outbox: self.outbox(),
+        }
+    }
+}
 
 const G1: &str = "0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
 const G2: &str = "6f2c1a55-0000-4000-8000-000000000002";
@@ -194,10 +212,14 @@ pub(crate) fn rich_partner(id: u128) -> Partner {
 pub(crate) fn write_for(partner: &Partner, tenant: TenantId, seed: u128) -> NewPartnerWrite {
     NewPartnerWrite {
         tenant_id: tenant,
-        outbox_id: Uuid::from_u128(seed + 1),
-        lease_owner: format!("request:req-{seed}"),
-        lease_expires_at: now().saturating_add(Duration::from_secs(160)),
-        client_request_id: Uuid::from_u128(seed + 2),
+        delivery: InlineDelivery {
+            outbox_id: Uuid::from_u128(seed + 1),
+            lease: Lease {
+                owner: LeaseOwner::request(&format!("req-{seed}")),
+                expires_at: now().saturating_add(Duration::from_secs(160)),
+            },
+            client_request_id: Uuid::from_u128(seed + 2),
+        },
         now: now(),
         audit: AuditEntry {
             id: Uuid::from_u128(seed + 3),
@@ -274,15 +296,15 @@ pub(crate) fn change_write(
 }
 
 /// Row counts of the five tables, in the order partners, partner_assignments, outbox,
-/// delivery_attempts, audit_log.
+/// deliveries, audit_log.
 pub(crate) async fn row_counts(store: &SqliteStore) -> [i64; 5] {
-    let pool = &store.reader;
+    let pool = &store.connections.reader;
     let mut counts = [0; 5];
     for (slot, sql) in counts.iter_mut().zip([
         "SELECT COUNT(*) FROM partners",
         "SELECT COUNT(*) FROM partner_assignments",
         "SELECT COUNT(*) FROM outbox",
-        "SELECT COUNT(*) FROM delivery_attempts",
+        "SELECT COUNT(*) FROM deliveries",
         "SELECT COUNT(*) FROM audit_log",
     ]) {
         *slot = sqlx::query_scalar(sql)

@@ -1,10 +1,11 @@
-//! Unit tests of the dispatcher, over mocked ports (graph-client-behaviour §3.2–§3.4).
+//! Unit tests of the dispatcher and the delivery rules it applies, over mocked ports (the
+//! rules are written down in `docs/delivery.md`).
 //!
 //! Time, identity and chance are pinned, so every value below is known in advance:
 //! - the clock always answers [`now`] (a test that moves time on uses a [`SteppedClock`]);
 //! - the id source hands out `Uuid::from_u128(1)`, `2`, `3`, ... in call order: `1` names the
 //!   dispatcher in its leases ([`OWNER`]), `2`, `3`, ... are the `client-request-id`s of its
-//!   attempts, in the order the rows are attempted;
+//!   deliveries, in the order the rows are attempted;
 //! - every jitter draw is [`FRACTION`], so a back-off is exactly [`backoff`] of the attempt.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,10 +18,14 @@ use mockall::Sequence;
 use mockall::predicate::eq;
 
 use super::*;
+use crate::delivery;
 use crate::ports::{
-    MockClock, MockDeliveryQueue, MockGraphGateway, MockIdSource, MockJitter,
-    MockPartnerRepository, RemotePartner,
+    ClaimedRow, CreateOutcome, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphCallResult,
+    GraphReadError, GraphResponseMeta, InGraph, Lease, MockClock, MockGraphGateway, MockIdSource,
+    MockJitter, MockOutbox, MockPartnerStore, Operation, RemotePartner, WaitingState,
 };
+use cmp_domain::Timestamp;
+use uuid::Uuid;
 
 /// The lease owner of the dispatcher: the first id it is given.
 const OWNER: &str = "dispatcher:00000000-0000-0000-0000-000000000001";
@@ -46,18 +51,23 @@ fn seconds_after_now(seconds: i64) -> Timestamp {
     Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
-fn policy() -> DispatchPolicy {
-    DispatchPolicy::default()
+/// The numbers of `config/default.toml`, but for a batch of 16 rows.
+fn policy() -> OutboxPolicy {
+    OutboxPolicy {
+        inline_deadline: Duration::from_secs(10),
+        lease: Duration::from_secs(160),
+        settle: Duration::from_secs(130),
+        retry_base: Duration::from_secs(10),
+        backoff_cap: Duration::from_secs(15 * 60),
+        max_attempts: 50,
+        max_age: Duration::from_secs(24 * 3600),
+        batch_size: 16,
+    }
 }
 
 /// The back-off the dispatcher must choose for `attempt`, given the pinned jitter draw.
 fn backoff(attempt: u32) -> Duration {
-    delivery::full_jitter(
-        policy().backoff_base,
-        policy().backoff_cap,
-        attempt,
-        FRACTION,
-    )
+    delivery::full_jitter(policy().retry_base, policy().backoff_cap, attempt, FRACTION)
 }
 
 fn tenant_id() -> TenantId {
@@ -95,16 +105,16 @@ fn partner() -> Partner {
 
 /// A `pending` row of [`partner`], first attempted an hour ago, with [`ATTEMPTS_BEFORE`]
 /// attempts behind it.
-fn pending_row() -> ClaimedDelivery {
-    ClaimedDelivery {
+fn pending_row() -> ClaimedRow {
+    ClaimedRow {
         partner_deleted: false,
         due_at: now(),
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         outbox_id: outbox_id(),
         partner: partner(),
         natural_key: NaturalKey::fold(NATURAL_KEY),
-        previous_state: DeliveryState::Pending,
+        previous_state: WaitingState::Pending,
         attempts: ATTEMPTS_BEFORE,
         attempts_in_window: ATTEMPTS_BEFORE,
         first_attempt_at: Some(seconds_after_now(-3600)),
@@ -113,13 +123,13 @@ fn pending_row() -> ClaimedDelivery {
 }
 
 /// The same row after an attempt whose outcome is unknown: it must be reconciled first.
-fn unknown_row() -> ClaimedDelivery {
-    ClaimedDelivery {
+fn unknown_row() -> ClaimedRow {
+    ClaimedRow {
         partner_deleted: false,
         due_at: now(),
         operation: Operation::Create,
-        graph_id: None,
-        previous_state: DeliveryState::Unknown,
+        in_graph: None,
+        previous_state: WaitingState::Unknown,
         ..pending_row()
     }
 }
@@ -140,47 +150,49 @@ fn remote(graph_id: &str, display_name: Option<&str>) -> RemotePartner {
     }
 }
 
-fn retry(state: DeliveryState, next_attempt_at: Timestamp) -> OutboxTransition {
-    OutboxTransition::Retry {
+fn retry(state: WaitingState, next_attempt_at: Timestamp) -> Transition {
+    Transition::Retry {
         state,
         next_attempt_at,
     }
 }
 
-/// A dead transition whose reason is left out; see [`repository_recording_dead`].
-fn dead() -> OutboxTransition {
-    OutboxTransition::Dead {
+/// A dead transition whose reason is left out; see [`expect_dead_finish`].
+fn dead() -> Transition {
+    Transition::Dead {
         reason: String::new(),
     }
 }
 
 /// The record the attempt on `row` with the pass's first `client-request-id` must leave.
 fn expected_finish(
-    row: &ClaimedDelivery,
+    row: &ClaimedRow,
     meta: GraphResponseMeta,
-    outcome_label: &'static str,
-    transition: OutboxTransition,
-) -> AttemptFinish {
-    AttemptFinish {
+    outcome: DeliveryOutcome,
+    transition: Transition,
+) -> DeliveryEnd {
+    DeliveryEnd {
         outbox_id: row.outbox_id,
         partner_id: row.partner.id(),
         client_request_id: first_request_id(),
         finished_at: now(),
         meta,
-        outcome_label,
+        outcome,
         transition,
     }
 }
 
 /// The start record of the attempt on `row` with the pass's first `client-request-id`.
-fn expected_start(row: &ClaimedDelivery) -> AttemptStart {
-    AttemptStart {
+fn expected_start(row: &ClaimedRow) -> DeliveryStart {
+    DeliveryStart {
         outbox_id: row.outbox_id,
         attempt: row.attempts + 1,
         client_request_id: first_request_id(),
         started_at: now(),
-        lease_owner: OWNER.to_owned(),
-        lease_expires_at: now().saturating_add(Duration::from_secs(160)),
+        lease: Lease {
+            owner: LeaseOwner::from_stored(OWNER.to_owned()),
+            expires_at: now().saturating_add(Duration::from_secs(160)),
+        },
     }
 }
 
@@ -232,31 +244,27 @@ fn fixed_jitter() -> MockJitter {
     jitter
 }
 
-/// A queue expecting one pass at [`now`]: no lapsed lease, then exactly one claim (this
+/// An outbox expecting one pass at [`now`]: no lapsed lease, then exactly one claim (this
 /// tenant, [`OWNER`], the policy's lease and batch size) that hands out `rows`.
-fn queue_handing_out(rows: Vec<ClaimedDelivery>) -> MockDeliveryQueue {
-    let mut queue = MockDeliveryQueue::new();
-    // No Graph object is held by another partner unless a test says so.
-    queue
-        .expect_graph_id_held_by_another()
-        .returning(|_, _| Ok(false));
-    queue
+fn outbox_handing_out(rows: Vec<ClaimedRow>) -> MockOutbox {
+    let mut outbox = MockOutbox::new();
+    outbox
         .expect_recover_expired_leases()
         .with(eq(now()))
         .times(1)
         .returning(|_| Ok(0));
-    expect_claim_at(&mut queue, now(), rows);
-    queue
+    expect_claim_at(&mut outbox, now(), rows);
+    outbox
 }
 
 /// Expects exactly one claim made at `at`, answering `rows`.
-fn expect_claim_at(queue: &mut MockDeliveryQueue, at: Timestamp, rows: Vec<ClaimedDelivery>) {
-    queue
+fn expect_claim_at(outbox: &mut MockOutbox, at: Timestamp, rows: Vec<ClaimedRow>) {
+    outbox
         .expect_claim_due()
         .withf(move |tenant, claimed_at, owner, lease_expires_at, limit| {
             *tenant == tenant_id()
                 && *claimed_at == at
-                && owner == OWNER
+                && owner.as_str() == OWNER
                 && *lease_expires_at == at.saturating_add(Duration::from_secs(160))
                 && *limit == policy().batch_size
         })
@@ -264,41 +272,83 @@ fn expect_claim_at(queue: &mut MockDeliveryQueue, at: Timestamp, rows: Vec<Claim
         .returning(move |_, _, _, _, _| Ok(rows.clone()));
 }
 
-/// A queue handing out `row` and expecting exactly its attempt start, committed.
-fn queue_attempting(row: &ClaimedDelivery) -> MockDeliveryQueue {
-    let mut queue = queue_handing_out(vec![row.clone()]);
+/// An outbox handing out `row` and expecting exactly its delivery start, committed.
+fn outbox_attempting(row: &ClaimedRow) -> MockOutbox {
+    let mut outbox = outbox_handing_out(vec![row.clone()]);
     let start = expected_start(row);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .returning(|_| Ok(()));
-    queue.expect_release().never();
-    queue
+    outbox.expect_release().never();
+    outbox
 }
 
-/// A queue handing out `row` that expects it back, unattempted, in `state` due `at` (Graph's
-/// list could not be read, so nothing was sent and no attempt is recorded).
-fn queue_releasing(
-    row: &ClaimedDelivery,
-    state: DeliveryState,
-    at: Timestamp,
-) -> MockDeliveryQueue {
-    let mut queue = queue_handing_out(vec![row.clone()]);
+/// An outbox handing out `row` that expects it back, unattempted, in `state` due `at` (Graph's
+/// list could not be read, so nothing was sent and no delivery is recorded).
+fn outbox_releasing(row: &ClaimedRow, state: WaitingState, at: Timestamp) -> MockOutbox {
+    let mut outbox = outbox_handing_out(vec![row.clone()]);
     let outbox_id = row.outbox_id;
-    queue
+    outbox
         .expect_release()
         .withf(move |id, released, due| *id == outbox_id && *released == state && *due == at)
         .times(1)
         .returning(|_, _, _| Ok(()));
-    queue.expect_start_attempt().never();
-    queue
+    outbox.expect_start_delivery().never();
+    outbox.expect_finish_delivery().never();
+    outbox
+}
+
+/// Expects exactly one delivery end, equal to `end`.
+fn expect_finish(outbox: &mut MockOutbox, end: DeliveryEnd) {
+    outbox
+        .expect_finish_delivery()
+        .withf(move |recorded| recorded == &end)
+        .times(1)
+        .returning(|_| Ok(()));
+}
+
+/// Expects exactly one delivery end equal to `end` (whose transition is [`dead`]) except for
+/// the dead reason, which must contain every one of `needles`.
+fn expect_dead_finish(outbox: &mut MockOutbox, end: DeliveryEnd, needles: &'static [&'static str]) {
+    outbox
+        .expect_finish_delivery()
+        .withf(move |recorded| match &recorded.transition {
+            Transition::Dead { reason } => {
+                let without_reason = DeliveryEnd {
+                    transition: dead(),
+                    ..recorded.clone()
+                };
+                without_reason == end && needles.iter().all(|needle| reason.contains(needle))
+            }
+            _ => false,
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+}
+
+/// Expects exactly one delivery end, of [`outbox_id`] with the pass's first
+/// `client-request-id`, that `check` accepts.
+fn expect_finish_where(
+    outbox: &mut MockOutbox,
+    check: impl Fn(&DeliveryEnd) -> bool + Send + 'static,
+) {
+    outbox
+        .expect_finish_delivery()
+        .withf(move |recorded| {
+            recorded.outbox_id == outbox_id()
+                && recorded.client_request_id == first_request_id()
+                && check(recorded)
+        })
+        .times(1)
+        .returning(|_| Ok(()));
 }
 
 /// Graph answering `outcome` to exactly one POST of `row`'s partner with the pass's first
 /// `client-request-id`; never listed.
 fn graph_answering(
-    row: &ClaimedDelivery,
+    row: &ClaimedRow,
     outcome: CreateOutcome,
     meta: GraphResponseMeta,
 ) -> MockGraphGateway {
@@ -308,7 +358,7 @@ fn graph_answering(
     graph
 }
 
-fn expect_post(graph: &mut MockGraphGateway, row: &ClaimedDelivery, answer: GraphCallResult) {
+fn expect_post(graph: &mut MockGraphGateway, row: &ClaimedRow, answer: GraphCallResult) {
     let partner = row.partner.clone();
     graph
         .expect_create_partner()
@@ -341,64 +391,33 @@ fn untouched_graph() -> MockGraphGateway {
     graph
 }
 
-/// A repository expecting exactly one attempt record, equal to `finish`.
-fn repository_recording(finish: AttemptFinish) -> MockPartnerRepository {
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
-        .withf(move |recorded| recorded == &finish)
-        .times(1)
-        .returning(|_| Ok(()));
-    repository
+/// A partner store in which no Graph object is held by another partner.
+fn partners_holding_nothing() -> MockPartnerStore {
+    let mut partners = MockPartnerStore::new();
+    partners
+        .expect_graph_id_held_by_another()
+        .returning(|_, _| Ok(false));
+    partners
 }
 
-/// A repository expecting exactly one attempt record equal to `finish` (whose transition is
-/// [`dead`]) except for the dead reason, which must contain every one of `needles`.
-fn repository_recording_dead(
-    finish: AttemptFinish,
-    needles: &'static [&'static str],
-) -> MockPartnerRepository {
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
-        .withf(move |recorded| match &recorded.transition {
-            OutboxTransition::Dead { reason } => {
-                let without_reason = AttemptFinish {
-                    transition: dead(),
-                    ..recorded.clone()
-                };
-                without_reason == finish && needles.iter().all(|needle| reason.contains(needle))
-            }
-            _ => false,
-        })
-        .times(1)
-        .returning(|_| Ok(()));
-    repository
+fn dispatcher_over(outbox: MockOutbox, graph: MockGraphGateway) -> Dispatcher {
+    dispatcher_with(
+        partners_holding_nothing(),
+        outbox,
+        graph,
+        Arc::new(fixed_clock()),
+    )
 }
 
-fn untouched_repository() -> MockPartnerRepository {
-    let mut repository = MockPartnerRepository::new();
-    repository.expect_finish_attempt().never();
-    repository
-}
-
-fn dispatcher_over(
-    repository: MockPartnerRepository,
-    queue: MockDeliveryQueue,
-    graph: MockGraphGateway,
-) -> Dispatcher {
-    dispatcher_with_clock(repository, queue, graph, Arc::new(fixed_clock()))
-}
-
-fn dispatcher_with_clock(
-    repository: MockPartnerRepository,
-    queue: MockDeliveryQueue,
+fn dispatcher_with(
+    partners: MockPartnerStore,
+    outbox: MockOutbox,
     graph: MockGraphGateway,
     clock: Arc<dyn Clock>,
 ) -> Dispatcher {
     Dispatcher::new(
-        Arc::new(repository),
-        Arc::new(queue),
+        Arc::new(outbox),
+        Arc::new(partners),
         Arc::new(graph),
         clock,
         Arc::new(sequential_ids()),
@@ -408,40 +427,35 @@ fn dispatcher_with_clock(
     )
 }
 
-/// The pass of a batch of one row whose attempt moved it on as `transition` says.
-fn pass_of_one(transition: &OutboxTransition) -> DispatchPass {
+/// The pass of a batch of one row whose delivery moved it on as `transition` says.
+fn pass_of_one(transition: &Transition) -> DispatchPass {
     let mut pass = DispatchPass {
         claimed: 1,
         ..DispatchPass::default()
     };
     match transition {
-        OutboxTransition::Delivered { .. } => pass.delivered = 1,
-        OutboxTransition::Retry { .. } => pass.retried = 1,
-        OutboxTransition::Dead { .. } => pass.dead = 1,
+        Transition::Delivered { .. } => pass.delivered = 1,
+        Transition::Retry { .. } => pass.retried = 1,
+        Transition::Dead { .. } => pass.dead = 1,
     }
     pass
 }
 
-/// One pass over a queue holding `row`, whose POST Graph answers with `outcome`; the attempt
-/// must be recorded as `outcome_label` moving the row to `transition`.
+/// One pass over an outbox holding `row`, whose POST Graph answers with `outcome`; the
+/// delivery must be recorded as `recorded` moving the row to `transition`.
 async fn attempt_pending_row_when_graph_answers(
-    row: ClaimedDelivery,
+    row: ClaimedRow,
     outcome: CreateOutcome,
     meta: GraphResponseMeta,
-    outcome_label: &'static str,
-    transition: OutboxTransition,
+    recorded: DeliveryOutcome,
+    transition: Transition,
 ) -> Result<DispatchPass, DispatchError> {
-    let repository = repository_recording(expected_finish(
-        &row,
-        meta.clone(),
-        outcome_label,
-        transition,
-    ));
-    let dispatcher = dispatcher_over(
-        repository,
-        queue_attempting(&row),
-        graph_answering(&row, outcome, meta),
+    let mut outbox = outbox_attempting(&row);
+    expect_finish(
+        &mut outbox,
+        expected_finish(&row, meta.clone(), recorded, transition),
     );
+    let dispatcher = dispatcher_over(outbox, graph_answering(&row, outcome, meta));
     dispatcher.run_once().await
 }
 
@@ -451,27 +465,27 @@ async fn attempt_pending_row_when_graph_answers(
 async fn a_pass_recovers_lapsed_leases_first_then_claims_the_tenants_due_rows_under_its_own_lease()
 {
     let mut order = Sequence::new();
-    let mut queue = MockDeliveryQueue::new();
-    queue
+    let mut outbox = MockOutbox::new();
+    outbox
         .expect_recover_expired_leases()
         .with(eq(now()))
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(2));
-    queue
+    outbox
         .expect_claim_due()
         .with(
             eq(tenant_id()),
             eq(now()),
-            eq(OWNER),
+            eq(LeaseOwner::from_stored(OWNER.to_owned())),
             eq(after(policy().lease)),
             eq(policy().batch_size),
         )
         .times(1)
         .in_sequence(&mut order)
         .returning(|_, _, _, _, _| Ok(Vec::new()));
-    queue.expect_start_attempt().never();
-    let dispatcher = dispatcher_over(untouched_repository(), queue, untouched_graph());
+    outbox.expect_start_delivery().never();
+    let dispatcher = dispatcher_over(outbox, untouched_graph());
 
     let pass = dispatcher.run_once().await;
 
@@ -492,10 +506,10 @@ async fn a_pending_row_is_started_before_the_post_with_the_same_client_request_i
     let row = pending_row();
     let meta = graph_meta(201, None);
     let mut order = Sequence::new();
-    let mut queue = queue_handing_out(vec![row.clone()]);
+    let mut outbox = outbox_handing_out(vec![row.clone()]);
     let start = expected_start(&row);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .in_sequence(&mut order)
@@ -520,19 +534,18 @@ async fn a_pending_row_is_started_before_the_post_with_the_same_client_request_i
     let finish = expected_finish(
         &row,
         meta,
-        "created",
-        OutboxTransition::Delivered {
-            graph_id: GRAPH_ID.to_owned(),
+        DeliveryOutcome::Created,
+        Transition::Delivered {
+            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
         },
     );
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
+    outbox
+        .expect_finish_delivery()
         .withf(move |recorded| recorded == &finish)
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
-    let dispatcher = dispatcher_over(repository, queue, graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -556,23 +569,23 @@ async fn a_429_with_retry_after_queues_the_row_until_then_and_pauses_the_tenant_
     let pause_end = after(retry_after);
     let meta = graph_meta(429, Some("TooManyRequests"));
     let clock = Arc::new(SteppedClock::starting_now());
-    let mut queue = MockDeliveryQueue::new();
-    queue
+    let mut outbox = MockOutbox::new();
+    outbox
         .expect_recover_expired_leases()
         .with(eq(now()))
         .times(2)
         .returning(|_| Ok(0));
-    queue
+    outbox
         .expect_recover_expired_leases()
         .with(eq(pause_end))
         .times(1)
         .returning(|_| Ok(0));
     // One claim at `now` and one once the pause is over; none in between.
-    expect_claim_at(&mut queue, now(), vec![row.clone()]);
-    expect_claim_at(&mut queue, pause_end, Vec::new());
+    expect_claim_at(&mut outbox, now(), vec![row.clone()]);
+    expect_claim_at(&mut outbox, pause_end, Vec::new());
     let start = expected_start(&row);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .returning(|_| Ok(()));
@@ -583,16 +596,19 @@ async fn a_429_with_retry_after_queues_the_row_until_then_and_pauses_the_tenant_
         },
         meta.clone(),
     );
-    let repository = repository_recording(expected_finish(
-        &row,
-        meta,
-        "not_applied",
-        retry(
-            DeliveryState::Pending,
-            after(retry_after.max(backoff(ATTEMPT))),
+    expect_finish(
+        &mut outbox,
+        expected_finish(
+            &row,
+            meta,
+            DeliveryOutcome::NotApplied,
+            retry(
+                WaitingState::Pending,
+                after(retry_after.max(backoff(ATTEMPT))),
+            ),
         ),
-    ));
-    let dispatcher = dispatcher_with_clock(repository, queue, graph, clock.clone());
+    );
+    let dispatcher = dispatcher_with(partners_holding_nothing(), outbox, graph, clock.clone());
 
     let throttled = dispatcher.run_once().await;
     let while_paused = dispatcher.run_once().await;
@@ -626,34 +642,34 @@ async fn a_429_with_retry_after_queues_the_row_until_then_and_pauses_the_tenant_
 async fn a_429_with_retry_after_hands_the_rest_of_the_batch_back_unattempted_until_the_pause_ends()
 {
     let throttled = pending_row();
-    let waiting = ClaimedDelivery {
+    let waiting = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         outbox_id: other_outbox_id(),
         partner: partner_named(0xa1, "Fabrikam"),
         natural_key: NaturalKey::fold("fabrikam"),
-        previous_state: DeliveryState::Unknown,
+        previous_state: WaitingState::Unknown,
         attempts: 5,
         ..pending_row()
     };
     let retry_after = Duration::from_secs(300);
     let meta = graph_meta(429, Some("TooManyRequests"));
-    let mut queue = queue_handing_out(vec![throttled.clone(), waiting.clone()]);
+    let mut outbox = outbox_handing_out(vec![throttled.clone(), waiting.clone()]);
     let start = expected_start(&throttled);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .returning(|_| Ok(()));
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(|recorded| recorded.outbox_id == other_outbox_id())
         .never();
-    queue
+    outbox
         .expect_release()
         .with(
             eq(other_outbox_id()),
-            eq(DeliveryState::Unknown),
+            eq(WaitingState::Unknown),
             eq(after(retry_after)),
         )
         .times(1)
@@ -665,16 +681,19 @@ async fn a_429_with_retry_after_hands_the_rest_of_the_batch_back_unattempted_unt
         },
         meta.clone(),
     );
-    let repository = repository_recording(expected_finish(
-        &throttled,
-        meta,
-        "not_applied",
-        retry(
-            DeliveryState::Pending,
-            after(retry_after.max(backoff(ATTEMPT))),
+    expect_finish(
+        &mut outbox,
+        expected_finish(
+            &throttled,
+            meta,
+            DeliveryOutcome::NotApplied,
+            retry(
+                WaitingState::Pending,
+                after(retry_after.max(backoff(ATTEMPT))),
+            ),
         ),
-    ));
-    let dispatcher = dispatcher_over(repository, queue, graph);
+    );
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -690,13 +709,13 @@ async fn a_429_with_retry_after_hands_the_rest_of_the_batch_back_unattempted_unt
 
 #[tokio::test]
 async fn a_429_without_retry_after_queues_the_row_pending_after_the_full_jitter_back_off() {
-    let transition = retry(DeliveryState::Pending, after(backoff(ATTEMPT)));
+    let transition = retry(WaitingState::Pending, after(backoff(ATTEMPT)));
 
     let pass = attempt_pending_row_when_graph_answers(
         pending_row(),
         CreateOutcome::NotApplied { retry_after: None },
         graph_meta(429, Some("TooManyRequests")),
-        "not_applied",
+        DeliveryOutcome::NotApplied,
         transition.clone(),
     )
     .await;
@@ -711,13 +730,13 @@ async fn a_429_without_retry_after_queues_the_row_pending_after_the_full_jitter_
 
 #[tokio::test]
 async fn an_unknown_outcome_queues_the_row_unknown_after_the_settle_delay() {
-    let transition = retry(DeliveryState::Unknown, after(policy().settle));
+    let transition = retry(WaitingState::Unknown, after(policy().settle));
 
     let pass = attempt_pending_row_when_graph_answers(
         pending_row(),
         CreateOutcome::Unknown,
         graph_meta(503, Some("ServiceUnavailable")),
-        "unknown",
+        DeliveryOutcome::Unknown,
         transition.clone(),
     )
     .await;
@@ -730,13 +749,13 @@ async fn an_unknown_outcome_queues_the_row_unknown_after_the_settle_delay() {
 
 #[tokio::test]
 async fn a_conflict_queues_the_row_unknown_for_reconciliation_at_once() {
-    let transition = retry(DeliveryState::Unknown, now());
+    let transition = retry(WaitingState::Unknown, now());
 
     let pass = attempt_pending_row_when_graph_answers(
         pending_row(),
         CreateOutcome::Conflict,
         graph_meta(409, Some("Conflict")),
-        "conflict",
+        DeliveryOutcome::Conflict,
         transition.clone(),
     )
     .await;
@@ -750,16 +769,16 @@ async fn a_conflict_queues_the_row_unknown_for_reconciliation_at_once() {
 #[tokio::test]
 async fn an_auth_failure_keeps_the_row_pending_with_back_off_and_never_dead_letters_it_even_past_both_limits()
  {
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         attempts: policy().max_attempts,
         attempts_in_window: policy().max_attempts,
         first_attempt_at: Some(seconds_after_now(-2 * 24 * 3600)),
         ..pending_row()
     };
     let transition = retry(
-        DeliveryState::Pending,
+        WaitingState::Pending,
         after(backoff(policy().max_attempts + 1)),
     );
 
@@ -767,7 +786,7 @@ async fn an_auth_failure_keeps_the_row_pending_with_back_off_and_never_dead_lett
         row,
         CreateOutcome::AuthFailure,
         graph_meta(401, Some("InvalidAuthenticationToken")),
-        "auth_failure",
+        DeliveryOutcome::AuthFailure,
         transition.clone(),
     )
     .await;
@@ -782,15 +801,13 @@ async fn an_auth_failure_keeps_the_row_pending_with_back_off_and_never_dead_lett
 async fn a_rejection_dead_letters_the_row_with_a_reason_naming_graphs_status_and_code() {
     let row = pending_row();
     let meta = graph_meta(422, Some("ModelValidationFailure"));
-    let repository = repository_recording_dead(
-        expected_finish(&row, meta.clone(), "rejected", dead()),
+    let mut outbox = outbox_attempting(&row);
+    expect_dead_finish(
+        &mut outbox,
+        expected_finish(&row, meta.clone(), DeliveryOutcome::Rejected, dead()),
         &["422", "ModelValidationFailure"],
     );
-    let dispatcher = dispatcher_over(
-        repository,
-        queue_attempting(&row),
-        graph_answering(&row, CreateOutcome::Rejected, meta),
-    );
+    let dispatcher = dispatcher_over(outbox, graph_answering(&row, CreateOutcome::Rejected, meta));
 
     let pass = dispatcher.run_once().await;
 
@@ -816,10 +833,10 @@ async fn an_unknown_row_found_once_in_graph_is_adopted_with_graphs_id_and_never_
         ]),
         &mut order,
     );
-    let mut queue = queue_handing_out(vec![row.clone()]);
+    let mut outbox = outbox_handing_out(vec![row.clone()]);
     let start = expected_start(&row);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .in_sequence(&mut order)
@@ -827,19 +844,18 @@ async fn an_unknown_row_found_once_in_graph_is_adopted_with_graphs_id_and_never_
     let finish = expected_finish(
         &row,
         GraphResponseMeta::default(),
-        "adopted",
-        OutboxTransition::Delivered {
-            graph_id: GRAPH_ID.to_owned(),
+        DeliveryOutcome::Adopted,
+        Transition::Delivered {
+            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
         },
     );
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
+    outbox
+        .expect_finish_delivery()
         .withf(move |recorded| recorded == &finish)
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
-    let dispatcher = dispatcher_over(repository, queue, graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -864,10 +880,10 @@ async fn an_unknown_row_absent_from_graph_is_posted_once_with_the_attempts_clien
         .times(1)
         .in_sequence(&mut order)
         .returning(|| Ok(vec![remote("graph-other", Some("Fabrikam"))]));
-    let mut queue = queue_handing_out(vec![row.clone()]);
+    let mut outbox = outbox_handing_out(vec![row.clone()]);
     let start = expected_start(&row);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .in_sequence(&mut order)
@@ -890,19 +906,18 @@ async fn an_unknown_row_absent_from_graph_is_posted_once_with_the_attempts_clien
     let finish = expected_finish(
         &row,
         meta,
-        "created",
-        OutboxTransition::Delivered {
-            graph_id: GRAPH_ID.to_owned(),
+        DeliveryOutcome::Created,
+        Transition::Delivered {
+            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
         },
     );
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
+    outbox
+        .expect_finish_delivery()
         .withf(move |recorded| recorded == &finish)
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
-    let dispatcher = dispatcher_over(repository, queue, graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -928,16 +943,18 @@ async fn an_unknown_row_found_twice_in_graph_is_dead_lettered_as_a_duplicate_nam
         ]),
         &mut order,
     );
-    let repository = repository_recording_dead(
+    let mut outbox = outbox_attempting(&row);
+    expect_dead_finish(
+        &mut outbox,
         expected_finish(
             &row,
             GraphResponseMeta::default(),
-            "duplicate_in_graph",
+            DeliveryOutcome::DuplicateInGraph,
             dead(),
         ),
         &["duplicate in Graph", "graph-a", "graph-b"],
     );
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -953,10 +970,10 @@ async fn an_unknown_row_stays_unknown_with_back_off_and_is_not_posted_when_listi
     let meta = graph_meta(503, Some("ServiceUnavailable"));
     let mut order = Sequence::new();
     let graph = graph_listing(Err(GraphReadError::Transient(meta)), &mut order);
-    let transition = retry(DeliveryState::Unknown, after(backoff(ATTEMPT)));
+    let transition = retry(WaitingState::Unknown, after(backoff(ATTEMPT)));
     // Nothing was sent: no attempt is recorded or counted, the row is handed back.
-    let queue = queue_releasing(&row, DeliveryState::Unknown, after(backoff(ATTEMPT)));
-    let dispatcher = dispatcher_over(MockPartnerRepository::new(), queue, graph);
+    let outbox = outbox_releasing(&row, WaitingState::Unknown, after(backoff(ATTEMPT)));
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -970,23 +987,21 @@ async fn an_unknown_row_stays_unknown_with_back_off_and_is_not_posted_when_listi
 
 #[tokio::test]
 async fn a_transient_failure_on_the_last_allowed_attempt_dead_letters_the_row() {
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         attempts: policy().max_attempts - 1,
         attempts_in_window: policy().max_attempts - 1,
         ..pending_row()
     };
     let meta = graph_meta(503, Some("ServiceUnavailable"));
-    let repository = repository_recording_dead(
-        expected_finish(&row, meta.clone(), "unknown", dead()),
+    let mut outbox = outbox_attempting(&row);
+    expect_dead_finish(
+        &mut outbox,
+        expected_finish(&row, meta.clone(), DeliveryOutcome::Unknown, dead()),
         &["gave up after 50 attempts"],
     );
-    let dispatcher = dispatcher_over(
-        repository,
-        queue_attempting(&row),
-        graph_answering(&row, CreateOutcome::Unknown, meta),
-    );
+    let dispatcher = dispatcher_over(outbox, graph_answering(&row, CreateOutcome::Unknown, meta));
 
     let pass = dispatcher.run_once().await;
 
@@ -999,22 +1014,20 @@ async fn a_transient_failure_on_the_last_allowed_attempt_dead_letters_the_row() 
 #[tokio::test]
 async fn a_transient_failure_more_than_max_age_after_the_first_attempt_dead_letters_the_row() {
     let max_age = i64::try_from(policy().max_age.as_secs()).expect("a day in seconds");
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         first_attempt_at: Some(seconds_after_now(-max_age - 1)),
         ..pending_row()
     };
     let meta = graph_meta(503, Some("ServiceUnavailable"));
-    let repository = repository_recording_dead(
-        expected_finish(&row, meta.clone(), "unknown", dead()),
+    let mut outbox = outbox_attempting(&row);
+    expect_dead_finish(
+        &mut outbox,
+        expected_finish(&row, meta.clone(), DeliveryOutcome::Unknown, dead()),
         &["gave up", "86400 s after the first attempt"],
     );
-    let dispatcher = dispatcher_over(
-        repository,
-        queue_attempting(&row),
-        graph_answering(&row, CreateOutcome::Unknown, meta),
-    );
+    let dispatcher = dispatcher_over(outbox, graph_answering(&row, CreateOutcome::Unknown, meta));
 
     let pass = dispatcher.run_once().await;
 
@@ -1027,21 +1040,21 @@ async fn a_transient_failure_more_than_max_age_after_the_first_attempt_dead_lett
 #[tokio::test]
 async fn a_transient_failure_below_both_limits_is_retried() {
     let max_age = i64::try_from(policy().max_age.as_secs()).expect("a day in seconds");
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         attempts: policy().max_attempts - 2,
         attempts_in_window: policy().max_attempts - 2,
         first_attempt_at: Some(seconds_after_now(-max_age + 1)),
         ..pending_row()
     };
-    let transition = retry(DeliveryState::Unknown, after(policy().settle));
+    let transition = retry(WaitingState::Unknown, after(policy().settle));
 
     let pass = attempt_pending_row_when_graph_answers(
         row,
         CreateOutcome::Unknown,
         graph_meta(503, Some("ServiceUnavailable")),
-        "unknown",
+        DeliveryOutcome::Unknown,
         transition.clone(),
     )
     .await;
@@ -1055,9 +1068,9 @@ async fn a_transient_failure_below_both_limits_is_retried() {
 #[tokio::test]
 async fn a_re_queued_row_counts_only_the_attempts_of_its_new_window_towards_giving_up() {
     // Dead after 60 attempts, then re-queued: attempt numbers go on (61), the limits start afresh.
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         attempts: policy().max_attempts + 10,
         attempts_in_window: 0,
         first_attempt_at: Some(seconds_after_now(-600)),
@@ -1067,9 +1080,9 @@ async fn a_re_queued_row_counts_only_the_attempts_of_its_new_window_towards_givi
     let mut order = Sequence::new();
     let graph = graph_listing(Err(GraphReadError::Transient(meta)), &mut order);
     let due = after(backoff(policy().max_attempts + 11));
-    let transition = retry(DeliveryState::Unknown, due);
-    let queue = queue_releasing(&row, DeliveryState::Unknown, due);
-    let dispatcher = dispatcher_over(MockPartnerRepository::new(), queue, graph);
+    let transition = retry(WaitingState::Unknown, due);
+    let outbox = outbox_releasing(&row, WaitingState::Unknown, due);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1087,14 +1100,14 @@ fn store_failure() -> StoreError {
 
 #[tokio::test]
 async fn a_store_failure_while_recovering_leases_fails_the_pass_before_anything_is_claimed() {
-    let mut queue = MockDeliveryQueue::new();
-    queue
+    let mut outbox = MockOutbox::new();
+    outbox
         .expect_recover_expired_leases()
         .with(eq(now()))
         .times(1)
         .returning(|_| Err(store_failure()));
-    queue.expect_claim_due().never();
-    let dispatcher = dispatcher_over(untouched_repository(), queue, untouched_graph());
+    outbox.expect_claim_due().never();
+    let dispatcher = dispatcher_over(outbox, untouched_graph());
 
     let pass = dispatcher.run_once().await;
 
@@ -1107,19 +1120,19 @@ async fn a_store_failure_while_recovering_leases_fails_the_pass_before_anything_
 
 #[tokio::test]
 async fn a_store_failure_while_claiming_fails_the_pass_and_sends_nothing() {
-    let mut queue = MockDeliveryQueue::new();
-    queue
+    let mut outbox = MockOutbox::new();
+    outbox
         .expect_recover_expired_leases()
         .with(eq(now()))
         .times(1)
         .returning(|_| Ok(0));
-    queue
+    outbox
         .expect_claim_due()
         .times(1)
         .returning(|_, _, _, _, _| Err(store_failure()));
-    queue.expect_start_attempt().never();
-    queue.expect_release().never();
-    let dispatcher = dispatcher_over(untouched_repository(), queue, untouched_graph());
+    outbox.expect_start_delivery().never();
+    outbox.expect_release().never();
+    let dispatcher = dispatcher_over(outbox, untouched_graph());
 
     let pass = dispatcher.run_once().await;
 
@@ -1133,14 +1146,14 @@ async fn a_store_failure_while_claiming_fails_the_pass_and_sends_nothing() {
 #[tokio::test]
 async fn a_store_failure_while_starting_the_attempt_fails_the_pass_before_graph_is_called() {
     let row = pending_row();
-    let mut queue = queue_handing_out(vec![row.clone()]);
+    let mut outbox = outbox_handing_out(vec![row.clone()]);
     let start = expected_start(&row);
-    queue
-        .expect_start_attempt()
+    outbox
+        .expect_start_delivery()
         .withf(move |recorded| recorded == &start)
         .times(1)
         .returning(|_| Err(store_failure()));
-    let dispatcher = dispatcher_over(untouched_repository(), queue, untouched_graph());
+    let dispatcher = dispatcher_over(outbox, untouched_graph());
 
     let pass = dispatcher.run_once().await;
 
@@ -1155,9 +1168,9 @@ async fn a_store_failure_while_starting_the_attempt_fails_the_pass_before_graph_
 async fn a_store_failure_while_recording_the_end_of_the_attempt_fails_the_pass() {
     let row = pending_row();
     let meta = graph_meta(201, None);
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
+    let mut outbox = outbox_attempting(&row);
+    outbox
+        .expect_finish_delivery()
         .withf(|recorded| recorded.outbox_id == outbox_id())
         .times(1)
         .returning(|_| Err(store_failure()));
@@ -1168,7 +1181,7 @@ async fn a_store_failure_while_recording_the_end_of_the_attempt_fails_the_pass()
         },
         meta,
     );
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1181,30 +1194,12 @@ async fn a_store_failure_while_recording_the_end_of_the_attempt_fails_the_pass()
 
 // ---- known defects: these state the required behaviour and fail today ----------------------
 
-/// A repository expecting exactly one attempt record, of [`outbox_id`] with the pass's first
-/// `client-request-id`, that `check` accepts.
-fn repository_recording_where(
-    check: impl Fn(&AttemptFinish) -> bool + Send + 'static,
-) -> MockPartnerRepository {
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
-        .withf(move |recorded| {
-            recorded.outbox_id == outbox_id()
-                && recorded.client_request_id == first_request_id()
-                && check(recorded)
-        })
-        .times(1)
-        .returning(|_| Ok(()));
-    repository
-}
-
 #[tokio::test]
 async fn an_unknown_row_whose_reconciliation_fails_on_our_credentials_is_never_dead_lettered_even_past_both_limits()
  {
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         operation: Operation::Create,
-        graph_id: None,
+        in_graph: None,
         attempts: policy().max_attempts,
         attempts_in_window: policy().max_attempts,
         first_attempt_at: Some(seconds_after_now(-2 * 24 * 3600)),
@@ -1219,9 +1214,9 @@ async fn an_unknown_row_whose_reconciliation_fails_on_our_credentials_is_never_d
         &mut order,
     );
     let due = after(backoff(policy().max_attempts + 1));
-    let transition = retry(DeliveryState::Unknown, due);
-    let queue = queue_releasing(&row, DeliveryState::Unknown, due);
-    let dispatcher = dispatcher_over(MockPartnerRepository::new(), queue, graph);
+    let transition = retry(WaitingState::Unknown, due);
+    let outbox = outbox_releasing(&row, WaitingState::Unknown, due);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1254,10 +1249,12 @@ async fn a_conflict_after_a_reconciliation_that_found_nothing_dead_letters_the_r
             outcome: CreateOutcome::Conflict,
             meta: graph_meta(409, Some("Conflict")),
         });
-    let repository = repository_recording_where(
-        |recorded| matches!(&recorded.transition, OutboxTransition::Dead { reason } if reason.contains("409")),
+    let mut outbox = outbox_attempting(&row);
+    expect_finish_where(
+        &mut outbox,
+        |recorded| matches!(&recorded.transition, Transition::Dead { reason } if reason.contains("409")),
     );
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1273,22 +1270,22 @@ async fn a_conflict_after_a_reconciliation_that_found_nothing_dead_letters_the_r
 /// holding both; answers how many times Graph was listed.
 async fn lists_for_two_unknown_rows(second_due: Timestamp) -> usize {
     let first = unknown_row();
-    let second = ClaimedDelivery {
+    let second = ClaimedRow {
         outbox_id: Uuid::from_u128(0x5ec0_4d00),
         due_at: second_due,
         ..unknown_row()
     };
-    let mut queue = MockDeliveryQueue::new();
-    queue
-        .expect_graph_id_held_by_another()
-        .returning(|_, _| Ok(false));
-    queue
+    let mut outbox = MockOutbox::new();
+    outbox
         .expect_recover_expired_leases()
         .times(2)
         .returning(|_| Ok(0));
-    expect_claim_at(&mut queue, now(), vec![first]);
-    expect_claim_at(&mut queue, now(), vec![second]);
-    queue.expect_start_attempt().times(2).returning(|_| Ok(()));
+    expect_claim_at(&mut outbox, now(), vec![first]);
+    expect_claim_at(&mut outbox, now(), vec![second]);
+    outbox
+        .expect_start_delivery()
+        .times(2)
+        .returning(|_| Ok(()));
     let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = lists.clone();
     let mut graph = MockGraphGateway::new();
@@ -1297,13 +1294,12 @@ async fn lists_for_two_unknown_rows(second_due: Timestamp) -> usize {
         Ok(vec![remote(GRAPH_ID, Some("Contoso"))])
     });
     graph.expect_create_partner().never();
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
-        .withf(|finish| finish.outcome_label == "adopted")
+    outbox
+        .expect_finish_delivery()
+        .withf(|finish| finish.outcome == DeliveryOutcome::Adopted)
         .times(2)
         .returning(|_| Ok(()));
-    let dispatcher = dispatcher_over(repository, queue, graph);
+    let dispatcher = dispatcher_over(outbox, graph);
 
     dispatcher.run_once().await.expect("first pass");
     dispatcher.run_once().await.expect("second pass");
@@ -1332,7 +1328,7 @@ async fn a_row_that_became_due_after_the_last_list_was_read_gets_a_new_list() {
 
 #[tokio::test]
 async fn an_unknown_create_of_a_deleted_partner_absent_from_graph_is_never_posted() {
-    let row = ClaimedDelivery {
+    let row = ClaimedRow {
         partner_deleted: true,
         ..unknown_row()
     };
@@ -1341,16 +1337,20 @@ async fn an_unknown_create_of_a_deleted_partner_absent_from_graph_is_never_poste
         Ok(vec![remote("graph-other", Some("Fabrikam"))]),
         &mut order,
     );
-    let transition = OutboxTransition::Delivered {
-        graph_id: NOT_IN_GRAPH.to_owned(),
+    let transition = Transition::Delivered {
+        in_graph: InGraph::Nothing,
     };
-    let repository = repository_recording(expected_finish(
-        &row,
-        GraphResponseMeta::default(),
-        "absent_in_graph",
-        transition.clone(),
-    ));
-    let dispatcher = dispatcher_over(repository, queue_attempting(&row), graph);
+    let mut outbox = outbox_attempting(&row);
+    expect_finish(
+        &mut outbox,
+        expected_finish(
+            &row,
+            GraphResponseMeta::default(),
+            DeliveryOutcome::AbsentInGraph,
+            transition.clone(),
+        ),
+    );
+    let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
 
@@ -1377,21 +1377,24 @@ async fn an_object_another_partner_holds_is_never_adopted_even_under_the_same_na
         .expect_create_partner()
         .times(1)
         .returning(move |_, _| answer.clone());
-    let mut queue = MockDeliveryQueue::new();
-    queue
+    let mut partners = MockPartnerStore::new();
+    partners
         .expect_graph_id_held_by_another()
         .withf(|graph_id, _| graph_id == "held-by-a-renamed-partner")
         .returning(|_, _| Ok(true));
-    queue.expect_recover_expired_leases().returning(|_| Ok(0));
-    expect_claim_at(&mut queue, now(), vec![row.clone()]);
-    queue.expect_start_attempt().times(1).returning(|_| Ok(()));
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_finish_attempt()
-        .withf(|finish| finish.outcome_label == "created")
+    let mut outbox = MockOutbox::new();
+    outbox.expect_recover_expired_leases().returning(|_| Ok(0));
+    expect_claim_at(&mut outbox, now(), vec![row.clone()]);
+    outbox
+        .expect_start_delivery()
         .times(1)
         .returning(|_| Ok(()));
-    let dispatcher = dispatcher_over(repository, queue, graph);
+    outbox
+        .expect_finish_delivery()
+        .withf(|finish| finish.outcome == DeliveryOutcome::Created)
+        .times(1)
+        .returning(|_| Ok(()));
+    let dispatcher = dispatcher_with(partners, outbox, graph, Arc::new(fixed_clock()));
 
     let pass = dispatcher.run_once().await;
 

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::ports::{
-    CreateOutcome, DeliveryState, GraphCallResult, GraphResponseMeta, MockClock, MockGraphGateway,
-    MockIdSource, MockPartnerRepository, MockSleeper,
+    CreateOutcome, GraphCallResult, GraphResponseMeta, InGraph, MockClock, MockGraphGateway,
+    MockIdSource, MockOutbox, MockPartnerStore, MockSleeper, WaitingState,
 };
 
 const REQUEST_ID: &str = "req-42";
@@ -85,10 +85,14 @@ fn expected_partner() -> Partner {
 fn expected_write() -> NewPartnerWrite {
     NewPartnerWrite {
         tenant_id: tenant_id(),
-        outbox_id: outbox_id(),
-        lease_owner: format!("request:{REQUEST_ID}"),
-        lease_expires_at: seconds_after_now(160),
-        client_request_id: client_request_id(),
+        delivery: InlineDelivery {
+            outbox_id: outbox_id(),
+            lease: Lease {
+                owner: LeaseOwner::request(REQUEST_ID),
+                expires_at: seconds_after_now(160),
+            },
+            client_request_id: client_request_id(),
+        },
         now: now(),
         audit: AuditEntry {
             id: created_audit_id(),
@@ -111,25 +115,25 @@ fn graph_meta(status: u16, error_code: Option<&str>) -> GraphResponseMeta {
     }
 }
 
-/// The attempt record the inline attempt must leave for `transition`.
+/// The delivery record the inline delivery must leave for `transition`.
 fn expected_finish(
     meta: GraphResponseMeta,
-    outcome_label: &'static str,
-    transition: OutboxTransition,
-) -> AttemptFinish {
-    AttemptFinish {
+    outcome: DeliveryOutcome,
+    transition: Transition,
+) -> DeliveryEnd {
+    DeliveryEnd {
         outbox_id: outbox_id(),
         partner_id: partner_id(),
         client_request_id: client_request_id(),
         finished_at: now(),
         meta,
-        outcome_label,
+        outcome,
         transition,
     }
 }
 
-fn retry(state: DeliveryState, seconds_later: i64) -> OutboxTransition {
-    OutboxTransition::Retry {
+fn retry(state: WaitingState, seconds_later: i64) -> Transition {
+    Transition::Retry {
         state,
         next_attempt_at: seconds_after_now(seconds_later),
     }
@@ -183,43 +187,63 @@ fn graph_answering(outcome: CreateOutcome, meta: GraphResponseMeta) -> MockGraph
     graph
 }
 
-/// A repository expecting exactly the create transaction of [`command`], committing it.
-fn repository_committing_the_insert() -> MockPartnerRepository {
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_insert_new_partner()
+/// The two store ports a partner use case writes through.
+#[derive(Default)]
+struct Stores {
+    partners: MockPartnerStore,
+    outbox: MockOutbox,
+}
+
+/// Stores expecting exactly the create transaction of [`command`], committing it.
+fn stores_committing_the_insert() -> Stores {
+    let mut stores = Stores::default();
+    stores
+        .partners
+        .expect_insert_partner()
         .withf(|partner, write| partner == &expected_partner() && write == &expected_write())
         .times(1)
         .returning(|_, _| Ok(()));
-    repository
+    stores
 }
 
-/// A repository committing the insert, then expecting exactly one attempt record equal to
-/// `finish` and no undo.
-fn repository_recording(finish: AttemptFinish) -> MockPartnerRepository {
-    let mut repository = repository_committing_the_insert();
-    repository
-        .expect_finish_attempt()
-        .withf(move |recorded| recorded == &finish)
+/// Stores committing the insert, then expecting exactly one delivery record equal to `end`
+/// and no undo.
+fn stores_recording(end: DeliveryEnd) -> Stores {
+    let mut stores = stores_committing_the_insert();
+    stores
+        .outbox
+        .expect_finish_delivery()
+        .withf(move |recorded| recorded == &end)
         .times(1)
         .returning(|_| Ok(()));
-    repository.expect_undo_rejected_create().never();
-    repository
+    stores.outbox.expect_undo_rejected_create().never();
+    stores
 }
 
-fn service_over(
-    repository: MockPartnerRepository,
-    graph: impl GraphGateway,
-    sleeper: MockSleeper,
-) -> PartnerService {
+/// The numbers of `config/default.toml`.
+fn policy() -> OutboxPolicy {
+    OutboxPolicy {
+        inline_deadline: Duration::from_secs(10),
+        lease: Duration::from_secs(160),
+        settle: Duration::from_secs(130),
+        retry_base: Duration::from_secs(10),
+        backoff_cap: Duration::from_secs(900),
+        max_attempts: 50,
+        max_age: Duration::from_secs(86_400),
+        batch_size: 1,
+    }
+}
+
+fn service_over(stores: Stores, graph: impl GraphGateway, sleeper: MockSleeper) -> PartnerService {
     PartnerService::new(
-        Arc::new(repository),
+        Arc::new(stores.partners),
+        Arc::new(stores.outbox),
         Arc::new(graph),
         Arc::new(fixed_clock()),
         Arc::new(sequential_ids()),
         Arc::new(sleeper),
         tenant_id(),
-        DeliveryPolicy::default(),
+        policy(),
     )
 }
 
@@ -265,20 +289,16 @@ impl GraphGateway for SilentGraph {
     }
 }
 
-/// The create of a partner whose inline attempt ends with `outcome` and must be recorded as
-/// `outcome_label` moving the row to `transition`; answers what the create returned.
+/// The create of a partner whose inline delivery ends with `outcome` and must be recorded as
+/// `recorded` moving the row to `transition`; answers what the create returned.
 async fn create_when_graph_answers(
     outcome: CreateOutcome,
     meta: GraphResponseMeta,
-    outcome_label: &'static str,
-    transition: OutboxTransition,
+    recorded: DeliveryOutcome,
+    transition: Transition,
 ) -> Result<CreatePartnerOutput, CreatePartnerError> {
-    let repository = repository_recording(expected_finish(meta.clone(), outcome_label, transition));
-    let service = service_over(
-        repository,
-        graph_answering(outcome, meta),
-        instant_sleeper(),
-    );
+    let stores = stores_recording(expected_finish(meta.clone(), recorded, transition));
+    let service = service_over(stores, graph_answering(outcome, meta), instant_sleeper());
     service.create_partner(command(), &context()).await
 }
 
@@ -287,11 +307,11 @@ async fn create_when_graph_answers(
 #[tokio::test]
 async fn create_answers_created_when_graph_creates_the_partner() {
     let meta = graph_meta(201, None);
-    let repository = repository_recording(expected_finish(
+    let stores = stores_recording(expected_finish(
         meta.clone(),
-        "created",
-        OutboxTransition::Delivered {
-            graph_id: GRAPH_ID.to_owned(),
+        DeliveryOutcome::Created,
+        Transition::Delivered {
+            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
         },
     ));
     let graph = graph_answering(
@@ -300,7 +320,7 @@ async fn create_answers_created_when_graph_creates_the_partner() {
         },
         meta,
     );
-    let service = service_over(repository, graph, instant_sleeper());
+    let service = service_over(stores, graph, instant_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -313,10 +333,11 @@ async fn create_answers_created_when_graph_creates_the_partner() {
 #[tokio::test]
 async fn create_commits_the_partner_before_calling_graph_and_records_the_attempt_after() {
     let mut order = Sequence::new();
-    let mut repository = MockPartnerRepository::new();
+    let mut stores = Stores::default();
     let mut graph = MockGraphGateway::new();
-    repository
-        .expect_insert_new_partner()
+    stores
+        .partners
+        .expect_insert_partner()
         .times(1)
         .in_sequence(&mut order)
         .returning(|_, _| Ok(()));
@@ -330,12 +351,13 @@ async fn create_commits_the_partner_before_calling_graph_and_records_the_attempt
             },
             meta: GraphResponseMeta::default(),
         });
-    repository
-        .expect_finish_attempt()
+    stores
+        .outbox
+        .expect_finish_delivery()
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
-    let service = service_over(repository, graph, instant_sleeper());
+    let service = service_over(stores, graph, instant_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -349,9 +371,10 @@ async fn create_commits_the_partner_before_calling_graph_and_records_the_attempt
 
 #[tokio::test]
 async fn create_reports_a_duplicate_name_and_never_calls_graph_when_the_name_is_taken() {
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_insert_new_partner()
+    let mut stores = Stores::default();
+    stores
+        .partners
+        .expect_insert_partner()
         .withf(|partner, write| partner == &expected_partner() && write == &expected_write())
         .times(1)
         .returning(|_, _| {
@@ -359,9 +382,9 @@ async fn create_reports_a_duplicate_name_and_never_calls_graph_when_the_name_is_
                 display_name: DISPLAY_NAME.to_owned(),
             })
         });
-    repository.expect_finish_attempt().never();
-    repository.expect_undo_rejected_create().never();
-    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+    stores.outbox.expect_finish_delivery().never();
+    stores.outbox.expect_undo_rejected_create().never();
+    let service = service_over(stores, untouched_graph(), untouched_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -376,11 +399,11 @@ async fn create_reports_a_duplicate_name_and_never_calls_graph_when_the_name_is_
 #[tokio::test]
 async fn create_refuses_a_heartbeat_more_than_five_minutes_ahead_without_touching_store_or_graph() {
     let heartbeat = Timestamp::from_unix_seconds(1_700_000_300, 1).expect("in range");
-    let mut repository = MockPartnerRepository::new();
-    repository.expect_insert_new_partner().never();
-    repository.expect_finish_attempt().never();
-    repository.expect_undo_rejected_create().never();
-    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+    let mut stores = Stores::default();
+    stores.partners.expect_insert_partner().never();
+    stores.outbox.expect_finish_delivery().never();
+    stores.outbox.expect_undo_rejected_create().never();
+    let service = service_over(stores, untouched_graph(), untouched_sleeper());
 
     let result = service
         .create_partner(command_with_heartbeat(heartbeat), &context())
@@ -400,14 +423,15 @@ async fn create_refuses_a_heartbeat_more_than_five_minutes_ahead_without_touchin
 
 #[tokio::test]
 async fn create_reports_unexpected_and_never_calls_graph_when_the_insert_fails() {
-    let mut repository = MockPartnerRepository::new();
-    repository
-        .expect_insert_new_partner()
+    let mut stores = Stores::default();
+    stores
+        .partners
+        .expect_insert_partner()
         .times(1)
         .returning(|_, _| Err(StoreError::Unexpected(anyhow::anyhow!("disk I/O error"))));
-    repository.expect_finish_attempt().never();
-    repository.expect_undo_rejected_create().never();
-    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+    stores.outbox.expect_finish_delivery().never();
+    stores.outbox.expect_undo_rejected_create().never();
+    let service = service_over(stores, untouched_graph(), untouched_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -430,8 +454,8 @@ async fn create_queues_the_partner_pending_after_the_base_delay_when_graph_throt
     let result = create_when_graph_answers(
         CreateOutcome::NotApplied { retry_after: None },
         graph_meta(429, Some("TooManyRequests")),
-        "not_applied",
-        retry(DeliveryState::Pending, 10),
+        DeliveryOutcome::NotApplied,
+        retry(WaitingState::Pending, 10),
     )
     .await;
 
@@ -449,8 +473,8 @@ async fn create_queues_the_partner_pending_until_retry_after_when_graph_asks_for
             retry_after: Some(Duration::from_secs(300)),
         },
         graph_meta(429, Some("TooManyRequests")),
-        "not_applied",
-        retry(DeliveryState::Pending, 300),
+        DeliveryOutcome::NotApplied,
+        retry(WaitingState::Pending, 300),
     )
     .await;
 
@@ -467,8 +491,8 @@ async fn create_queues_the_partner_pending_after_the_base_delay_when_retry_after
             retry_after: Some(Duration::from_secs(2)),
         },
         graph_meta(429, Some("TooManyRequests")),
-        "not_applied",
-        retry(DeliveryState::Pending, 10),
+        DeliveryOutcome::NotApplied,
+        retry(WaitingState::Pending, 10),
     )
     .await;
 
@@ -483,8 +507,8 @@ async fn create_queues_the_partner_pending_after_the_base_delay_when_our_credent
     let result = create_when_graph_answers(
         CreateOutcome::AuthFailure,
         graph_meta(403, Some("Forbidden")),
-        "auth_failure",
-        retry(DeliveryState::Pending, 10),
+        DeliveryOutcome::AuthFailure,
+        retry(WaitingState::Pending, 10),
     )
     .await;
 
@@ -499,8 +523,8 @@ async fn create_queues_the_partner_unknown_after_the_settle_delay_when_the_outco
     let result = create_when_graph_answers(
         CreateOutcome::Unknown,
         graph_meta(503, Some("ServiceUnavailable")),
-        "unknown",
-        retry(DeliveryState::Unknown, 130),
+        DeliveryOutcome::Unknown,
+        retry(WaitingState::Unknown, 130),
     )
     .await;
 
@@ -516,8 +540,8 @@ async fn create_queues_the_partner_unknown_for_immediate_reconciliation_when_gra
     let result = create_when_graph_answers(
         CreateOutcome::Conflict,
         graph_meta(409, Some("Conflict")),
-        "conflict",
-        retry(DeliveryState::Unknown, 0),
+        DeliveryOutcome::Conflict,
+        retry(WaitingState::Unknown, 0),
     )
     .await;
 
@@ -530,20 +554,20 @@ async fn create_queues_the_partner_unknown_for_immediate_reconciliation_when_gra
 #[tokio::test]
 async fn create_answers_accepted_and_records_deadline_passed_when_graph_is_slower_than_the_inline_deadline()
  {
-    let repository = repository_recording(expected_finish(
+    let stores = stores_recording(expected_finish(
         GraphResponseMeta::default(),
-        "deadline_passed",
-        retry(DeliveryState::Unknown, 130),
+        DeliveryOutcome::DeadlinePassed,
+        retry(WaitingState::Unknown, 130),
     ));
     let graph = SilentGraph::default();
     let graph_calls = Arc::clone(&graph.calls);
     let mut sleeper = MockSleeper::new();
     sleeper
         .expect_sleep()
-        .with(eq(DeliveryPolicy::default().inline_deadline))
+        .with(eq(policy().inline_deadline))
         .times(1)
         .returning(|_| ());
-    let service = service_over(repository, graph, sleeper);
+    let service = service_over(stores, graph, sleeper);
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -563,15 +587,16 @@ async fn create_answers_accepted_and_records_deadline_passed_when_graph_is_slowe
 #[tokio::test]
 async fn create_answers_accepted_when_recording_the_attempt_fails_after_graph_created_the_partner()
 {
-    let mut repository = repository_committing_the_insert();
-    repository
-        .expect_finish_attempt()
+    let mut stores = stores_committing_the_insert();
+    stores
+        .outbox
+        .expect_finish_delivery()
         .withf(|finish| {
             finish.outbox_id == outbox_id()
                 && finish.client_request_id == client_request_id()
                 && finish.transition
-                    == OutboxTransition::Delivered {
-                        graph_id: GRAPH_ID.to_owned(),
+                    == Transition::Delivered {
+                        in_graph: InGraph::Object(GRAPH_ID.to_owned()),
                     }
         })
         .times(1)
@@ -580,14 +605,14 @@ async fn create_answers_accepted_when_recording_the_attempt_fails_after_graph_cr
                 "database is locked"
             )))
         });
-    repository.expect_undo_rejected_create().never();
+    stores.outbox.expect_undo_rejected_create().never();
     let graph = graph_answering(
         CreateOutcome::Created {
             graph_id: GRAPH_ID.to_owned(),
         },
         graph_meta(201, None),
     );
-    let service = service_over(repository, graph, instant_sleeper());
+    let service = service_over(stores, graph, instant_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -599,15 +624,13 @@ async fn create_answers_accepted_when_recording_the_attempt_fails_after_graph_cr
 
 // ---- create: Graph refuses the partner for good -------------------------------------------
 
-/// A repository committing the insert, then expecting exactly one undo of that create with a
+/// Stores committing the insert, then expecting exactly one undo of that create with a
 /// `CreateRejectedByGraph` audit entry whose detail names `error_code`, answering `undo`.
-fn repository_undoing(
-    error_code: &'static str,
-    undo: fn() -> Result<(), StoreError>,
-) -> MockPartnerRepository {
-    let mut repository = repository_committing_the_insert();
-    repository.expect_finish_attempt().never();
-    repository
+fn stores_undoing(error_code: &'static str, undo: fn() -> Result<(), StoreError>) -> Stores {
+    let mut stores = stores_committing_the_insert();
+    stores.outbox.expect_finish_delivery().never();
+    stores
+        .outbox
         .expect_undo_rejected_create()
         .withf(move |partner, outbox, audit| {
             *partner == partner_id()
@@ -622,15 +645,15 @@ fn repository_undoing(
         })
         .times(1)
         .returning(move |_, _, _| undo());
-    repository
+    stores
 }
 
 #[tokio::test]
 async fn create_undoes_the_write_and_reports_graphs_error_when_graph_rejects_the_partner() {
     let meta = graph_meta(422, Some("ModelValidationFailure"));
-    let repository = repository_undoing("ModelValidationFailure", || Ok(()));
+    let stores = stores_undoing("ModelValidationFailure", || Ok(()));
     let graph = graph_answering(CreateOutcome::Rejected, meta);
-    let service = service_over(repository, graph, instant_sleeper());
+    let service = service_over(stores, graph, instant_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -659,9 +682,9 @@ async fn create_reports_status_400_when_graph_rejects_the_partner_without_a_stat
         error_message: None,
         request_id: None,
     };
-    let repository = repository_undoing("BadRequest", || Ok(()));
+    let stores = stores_undoing("BadRequest", || Ok(()));
     let graph = graph_answering(CreateOutcome::Rejected, meta);
-    let service = service_over(repository, graph, instant_sleeper());
+    let service = service_over(stores, graph, instant_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -682,11 +705,11 @@ async fn create_reports_status_400_when_graph_rejects_the_partner_without_a_stat
 #[tokio::test]
 async fn create_reports_unexpected_when_undoing_a_rejected_create_fails() {
     let meta = graph_meta(400, Some("InvalidRequest"));
-    let repository = repository_undoing("InvalidRequest", || {
+    let stores = stores_undoing("InvalidRequest", || {
         Err(StoreError::Unexpected(anyhow::anyhow!("disk full")))
     });
     let graph = graph_answering(CreateOutcome::Rejected, meta);
-    let service = service_over(repository, graph, instant_sleeper());
+    let service = service_over(stores, graph, instant_sleeper());
 
     let result = service.create_partner(command(), &context()).await;
 
@@ -704,22 +727,21 @@ async fn create_reports_unexpected_when_undoing_a_rejected_create_fails() {
 
 // ---- get ----------------------------------------------------------------------------------
 
-fn repository_reading(
-    answer: fn() -> Result<Option<Partner>, StoreError>,
-) -> MockPartnerRepository {
-    let mut repository = MockPartnerRepository::new();
-    repository
+fn stores_reading(answer: fn() -> Result<Option<Partner>, StoreError>) -> Stores {
+    let mut stores = Stores::default();
+    stores
+        .partners
         .expect_get_partner()
         .with(eq(partner_id()))
         .times(1)
         .returning(move |_| answer());
-    repository
+    stores
 }
 
 #[tokio::test]
 async fn get_answers_the_stored_partner_when_it_exists() {
-    let repository = repository_reading(|| Ok(Some(expected_partner())));
-    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+    let stores = stores_reading(|| Ok(Some(expected_partner())));
+    let service = service_over(stores, untouched_graph(), untouched_sleeper());
 
     let result = service.get_partner(partner_id()).await;
 
@@ -731,8 +753,8 @@ async fn get_answers_the_stored_partner_when_it_exists() {
 
 #[tokio::test]
 async fn get_reports_not_found_when_no_partner_has_the_id() {
-    let repository = repository_reading(|| Ok(None));
-    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+    let stores = stores_reading(|| Ok(None));
+    let service = service_over(stores, untouched_graph(), untouched_sleeper());
 
     let result = service.get_partner(partner_id()).await;
 
@@ -744,9 +766,8 @@ async fn get_reports_not_found_when_no_partner_has_the_id() {
 
 #[tokio::test]
 async fn get_reports_unexpected_when_the_store_fails() {
-    let repository =
-        repository_reading(|| Err(StoreError::Unexpected(anyhow::anyhow!("disk I/O error"))));
-    let service = service_over(repository, untouched_graph(), untouched_sleeper());
+    let stores = stores_reading(|| Err(StoreError::Unexpected(anyhow::anyhow!("disk I/O error"))));
+    let service = service_over(stores, untouched_graph(), untouched_sleeper());
 
     let result = service.get_partner(partner_id()).await;
 
@@ -774,20 +795,23 @@ async fn an_update_that_lost_a_race_with_another_update_is_merged_again_over_its
             now(),
         )
         .expect("valid");
-    let mut repository = MockPartnerRepository::new();
+    let mut stores = Stores::default();
     let mut reads = vec![first_read.clone(), other_update.clone()].into_iter();
-    repository
+    stores
+        .partners
         .expect_get_partner()
         .times(2)
         .returning(move |_| Ok(reads.next()));
     let lost = first_read.clone();
-    repository
+    stores
+        .partners
         .expect_update_partner()
         .withf(move |_, write| write.expected.as_ref() == Some(&lost))
         .times(1)
         .returning(|_, _| Err(StoreError::Changed));
     let merged_over = other_update.clone();
-    repository
+    stores
+        .partners
         .expect_update_partner()
         .withf(move |updated, write| {
             write.expected.as_ref() == Some(&merged_over)
@@ -796,7 +820,7 @@ async fn an_update_that_lost_a_race_with_another_update_is_merged_again_over_its
         })
         .times(1)
         .returning(|_, _| Ok(ChangeQueued::Queued));
-    let service = service_over(repository, MockGraphGateway::new(), MockSleeper::new());
+    let service = service_over(stores, MockGraphGateway::new(), MockSleeper::new());
     let rename = PartnerPatch {
         display_name: Some(DisplayName::parse("Renamed").expect("valid")),
         ..PartnerPatch::default()

@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, HashSet};
 use cmp_application::query::{
     Comparison, Cursor, Filter, FilterField, FilterValue, ListQuery, SortField, SortKey,
 };
-use cmp_application::{AuditAction, PartnerRepository};
+use cmp_application::{AuditAction, PartnerStore};
 use cmp_domain::{Partner, PartnerId, PartnerState, Platform, Timestamp};
 use uuid::Uuid;
 
 use super::*;
 use crate::test_support::{
-    change_write, now, open_store, other_tenant, partner_with, rich_partner, tenant, write_for,
+    Ports, change_write, now, open_store, other_tenant, partner_with, rich_partner, tenant,
+    write_for,
 };
 
 /// `now()` moved by `seconds`.
@@ -24,10 +25,11 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 /// Stores `partners` in `tenant` through the port, one create each.
-async fn seed(repo: &SqlitePartnerRepository, tenant: cmp_domain::TenantId, partners: &[Partner]) {
+async fn seed(repo: &Ports, tenant: cmp_domain::TenantId, partners: &[Partner]) {
     for partner in partners {
         let seed = partner.id().as_uuid().as_u128() * 10;
-        repo.insert_new_partner(partner, &write_for(partner, tenant, seed))
+        repo.partners
+            .insert_partner(partner, &write_for(partner, tenant, seed))
             .await
             .expect("insert partner");
     }
@@ -193,8 +195,9 @@ fn ids(partners: &[Partner]) -> Vec<PartnerId> {
 }
 
 /// Every partner of the tenant that `filter` matches, in the default order, in one page.
-async fn matching(repo: &SqlitePartnerRepository, filter: Filter) -> Vec<Partner> {
+async fn matching(repo: &Ports, filter: Filter) -> Vec<Partner> {
     let page = repo
+        .partners
         .list_partners(tenant(), &query(Some(filter), Vec::new(), 999))
         .await
         .expect("list");
@@ -205,7 +208,7 @@ async fn matching(repo: &SqlitePartnerRepository, filter: Filter) -> Vec<Partner
 #[tokio::test]
 async fn every_comparison_on_every_field_selects_what_the_model_selects() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = varied_partners();
     seed(&repo, tenant(), &partners).await;
     let some_id = partners[6].id();
@@ -266,6 +269,7 @@ async fn every_comparison_on_every_field_selects_what_the_model_selects() {
 
             let listed = matching(&repo, filter.clone()).await;
             let counted = repo
+                .partners
                 .count_partners(tenant(), Some(filter.clone()))
                 .await
                 .expect("count");
@@ -284,7 +288,7 @@ async fn every_comparison_on_every_field_selects_what_the_model_selects() {
 #[tokio::test]
 async fn comparisons_select_the_partners_named_by_hand() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = [
         partner_with(
             1,
@@ -378,7 +382,7 @@ async fn comparisons_select_the_partners_named_by_hand() {
 #[tokio::test]
 async fn and_or_not_nest_as_the_expression_says_whatever_sql_precedence_would_do() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = varied_partners();
     seed(&repo, tenant(), &partners).await;
     let a = starts_with("alpha");
@@ -427,7 +431,7 @@ async fn and_or_not_nest_as_the_expression_says_whatever_sql_precedence_would_do
 #[tokio::test]
 async fn startswith_on_display_name_is_case_insensitive_including_non_ascii() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = [
         partner_with(1, "École Nord", PartnerState::Enabled, now(), &[]),
         partner_with(2, "ecole sud", PartnerState::Enabled, now(), &[]),
@@ -476,7 +480,7 @@ async fn startswith_on_display_name_is_case_insensitive_including_non_ascii() {
 #[tokio::test]
 async fn startswith_treats_percent_underscore_and_backslash_as_plain_characters() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = [
         partner_with(1, "100% Secure", PartnerState::Enabled, now(), &[]),
         partner_with(2, "100 Secure", PartnerState::Enabled, now(), &[]),
@@ -524,7 +528,7 @@ fn the_successor_of_a_prefix_bounds_exactly_the_strings_that_start_with_it() {
 #[tokio::test]
 async fn each_sort_key_orders_ascending_and_descending_with_ties_broken_by_id() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = varied_partners();
     seed(&repo, tenant(), &partners).await;
 
@@ -540,7 +544,11 @@ async fn each_sort_key_orders_ascending_and_descending_with_ties_broken_by_id() 
             let mut expected = partners.clone();
             expected.sort_by(|a, b| compare(a, b, &keys));
 
-            let page = repo.list_partners(tenant(), &list).await.expect("list");
+            let page = repo
+                .partners
+                .list_partners(tenant(), &list)
+                .await
+                .expect("list");
 
             assert_eq!(
                 ids(&page.items),
@@ -555,7 +563,7 @@ async fn each_sort_key_orders_ascending_and_descending_with_ties_broken_by_id() 
 #[tokio::test]
 async fn several_sort_keys_order_by_each_in_turn() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = varied_partners();
     seed(&repo, tenant(), &partners).await;
     let orders = [
@@ -576,7 +584,11 @@ async fn several_sort_keys_order_by_each_in_turn() {
         let mut expected = partners.clone();
         expected.sort_by(|a, b| compare(a, b, &list.sort_keys()));
 
-        let page = repo.list_partners(tenant(), &list).await.expect("list");
+        let page = repo
+            .partners
+            .list_partners(tenant(), &list)
+            .await
+            .expect("list");
 
         assert_eq!(ids(&page.items), ids(&expected), "order {order:?}");
     }
@@ -586,7 +598,7 @@ async fn several_sort_keys_order_by_each_in_turn() {
 #[tokio::test]
 async fn a_page_carries_each_partner_whole_with_its_assignments_in_order() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = [
         rich_partner(1),
         partner_with(2, "Plain", PartnerState::Enabled, now(), &[]),
@@ -595,6 +607,7 @@ async fn a_page_carries_each_partner_whole_with_its_assignments_in_order() {
     seed(&repo, tenant(), &partners).await;
 
     let page = repo
+        .partners
         .list_partners(tenant(), &query(None, Vec::new(), 10))
         .await
         .expect("list");
@@ -606,8 +619,9 @@ async fn a_page_carries_each_partner_whole_with_its_assignments_in_order() {
 #[tokio::test]
 async fn next_is_set_exactly_when_more_partners_follow_the_page() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let empty = repo
+        .partners
         .list_partners(tenant(), &query(None, Vec::new(), 5))
         .await
         .expect("list");
@@ -622,10 +636,12 @@ async fn next_is_set_exactly_when_more_partners_follow_the_page() {
     seed(&repo, tenant(), &partners).await;
 
     let first = repo
+        .partners
         .list_partners(tenant(), &query(None, Vec::new(), 5))
         .await
         .expect("first page");
     let second = repo
+        .partners
         .list_partners(
             tenant(),
             &ListQuery {
@@ -636,6 +652,7 @@ async fn next_is_set_exactly_when_more_partners_follow_the_page() {
         .await
         .expect("second page");
     let whole = repo
+        .partners
         .list_partners(tenant(), &query(None, Vec::new(), 10))
         .await
         .expect("one page of all");
@@ -657,7 +674,7 @@ async fn next_is_set_exactly_when_more_partners_follow_the_page() {
 #[tokio::test]
 async fn the_cursor_holds_the_sort_key_values_of_the_last_item_in_key_order() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = [
         partner_with(1, "Zeta", PartnerState::Rejected, at(-5), &[]),
         partner_with(2, "ALPHA", PartnerState::Enabled, at(-7), &[]),
@@ -673,7 +690,11 @@ async fn the_cursor_holds_the_sort_key_values_of_the_last_item_in_key_order() {
         1,
     );
 
-    let page = repo.list_partners(tenant(), &list).await.expect("list");
+    let page = repo
+        .partners
+        .list_partners(tenant(), &list)
+        .await
+        .expect("list");
 
     assert_eq!(
         page.next,
@@ -692,13 +713,14 @@ async fn the_cursor_holds_the_sort_key_values_of_the_last_item_in_key_order() {
 #[tokio::test]
 async fn skip_passes_over_partners_on_a_first_page_only() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners: Vec<Partner> = (1..=10)
         .map(|n| partner_with(n, &format!("P{n:02}"), PartnerState::Enabled, now(), &[]))
         .collect();
     seed(&repo, tenant(), &partners).await;
 
     let skipped = repo
+        .partners
         .list_partners(
             tenant(),
             &ListQuery {
@@ -709,6 +731,7 @@ async fn skip_passes_over_partners_on_a_first_page_only() {
         .await
         .expect("list");
     let after_cursor = repo
+        .partners
         .list_partners(
             tenant(),
             &ListQuery {
@@ -720,6 +743,7 @@ async fn skip_passes_over_partners_on_a_first_page_only() {
         .await
         .expect("list");
     let beyond = repo
+        .partners
         .list_partners(
             tenant(),
             &ListQuery {
@@ -743,7 +767,7 @@ async fn skip_passes_over_partners_on_a_first_page_only() {
 #[tokio::test]
 async fn count_and_total_honour_the_filter_and_leave_out_deleted_partners_and_other_tenants() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners = varied_partners();
     seed(&repo, tenant(), &partners).await;
     seed(
@@ -762,12 +786,13 @@ async fn count_and_total_honour_the_filter_and_leave_out_deleted_partners_and_ot
         .iter()
         .find(|p| p.display_name().as_str() == "beta 01")
         .expect("beta 01");
-    repo.delete_partner(
-        deleted.id(),
-        &change_write(deleted.id(), tenant(), 90_000, AuditAction::Deleted, now()),
-    )
-    .await
-    .expect("delete");
+    repo.partners
+        .delete_partner(
+            deleted.id(),
+            &change_write(deleted.id(), tenant(), 90_000, AuditAction::Deleted, now()),
+        )
+        .await
+        .expect("delete");
     let filter = starts_with("BETA");
     let live_betas = partners
         .iter()
@@ -775,14 +800,17 @@ async fn count_and_total_honour_the_filter_and_leave_out_deleted_partners_and_ot
         .count();
 
     let counted = repo
+        .partners
         .count_partners(tenant(), Some(filter.clone()))
         .await
         .expect("count");
     let all = repo
+        .partners
         .count_partners(tenant(), None)
         .await
         .expect("count all");
     let page = repo
+        .partners
         .list_partners(
             tenant(),
             &ListQuery {
@@ -793,6 +821,7 @@ async fn count_and_total_honour_the_filter_and_leave_out_deleted_partners_and_ot
         .await
         .expect("list");
     let uncounted = repo
+        .partners
         .list_partners(tenant(), &query(None, Vec::new(), 2))
         .await
         .expect("list");
@@ -812,7 +841,7 @@ async fn count_and_total_honour_the_filter_and_leave_out_deleted_partners_and_ot
 #[tokio::test]
 async fn a_cursor_that_does_not_fit_the_sort_keys_is_unexpected() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     seed(
         &repo,
         tenant(),
@@ -857,6 +886,7 @@ async fn a_cursor_that_does_not_fit_the_sort_keys_is_unexpected() {
 
     for (case, order, values, mentions) in cases {
         let result = repo
+            .partners
             .list_partners(
                 tenant(),
                 &ListQuery {
@@ -884,7 +914,7 @@ async fn a_cursor_that_does_not_fit_the_sort_keys_is_unexpected() {
 #[tokio::test]
 async fn a_comparison_with_a_literal_of_another_type_is_unexpected() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let ill_typed = and(
         name_is("Contoso"),
         compare_op(
@@ -895,9 +925,13 @@ async fn a_comparison_with_a_literal_of_another_type_is_unexpected() {
     );
 
     let listed = repo
+        .partners
         .list_partners(tenant(), &query(Some(ill_typed.clone()), Vec::new(), 10))
         .await;
-    let counted = repo.count_partners(tenant(), Some(ill_typed)).await;
+    let counted = repo
+        .partners
+        .count_partners(tenant(), Some(ill_typed))
+        .await;
 
     for (case, error) in [("list", listed.err()), ("count", counted.err())] {
         match error {
@@ -916,7 +950,7 @@ async fn a_comparison_with_a_literal_of_another_type_is_unexpected() {
 #[tokio::test]
 async fn the_stored_state_order_agrees_with_the_enums_declared_order() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partners: Vec<Partner> = PartnerState::ALL
         .into_iter()
         .zip(1_u128..)
@@ -928,7 +962,7 @@ async fn the_stored_state_order_agrees_with_the_enums_declared_order() {
         let stored: i64 =
             sqlx::query_scalar("SELECT partner_state_order FROM partners WHERE id = ?")
                 .bind(partner.id().to_string())
-                .fetch_one(&store.reader)
+                .fetch_one(&store.connections.reader)
                 .await
                 .expect("read");
 
@@ -998,7 +1032,7 @@ impl World {
 /// and that a new partner appears exactly when it sorts after the cursor it was created
 /// behind (and is still there when its page is read).
 async fn page_through_while_partners_come_and_go(
-    repo: &SqlitePartnerRepository,
+    repo: &Ports,
     world: &mut World,
     order: Vec<SortKey>,
 ) {
@@ -1014,6 +1048,7 @@ async fn page_through_while_partners_come_and_go(
 
     loop {
         let page = repo
+            .partners
             .list_partners(
                 tenant(),
                 &ListQuery {
@@ -1051,12 +1086,13 @@ async fn page_through_while_partners_come_and_go(
             // Apart from the seeds of the creates, which derive from partner ids.
             let seed = (1 << 100) + world.next_id * 10;
             world.next_id += 1;
-            repo.delete_partner(
-                victim,
-                &change_write(victim, tenant(), seed, AuditAction::Deleted, now()),
-            )
-            .await
-            .expect("delete");
+            repo.partners
+                .delete_partner(
+                    victim,
+                    &change_write(victim, tenant(), seed, AuditAction::Deleted, now()),
+                )
+                .await
+                .expect("delete");
             world.live.remove(&victim);
             deleted.insert(victim);
         }
@@ -1109,7 +1145,7 @@ async fn page_through_while_partners_come_and_go(
 async fn keyset_paging_through_1000_partners_returns_each_once_in_order_while_partners_come_and_go()
 {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let mut world = World {
         live: BTreeMap::new(),
         next_id: 1,
@@ -1147,7 +1183,7 @@ async fn page_plan(store: &crate::SqliteStore, list: &ListQuery) -> Vec<String> 
     push_page_select(&mut explain, tenant(), list, &list.sort_keys()).expect("statement");
     let plan: Vec<(i64, i64, i64, String)> = explain
         .build_query_as()
-        .fetch_all(&store.reader)
+        .fetch_all(&store.connections.reader)
         .await
         .expect("query plan");
     plan.into_iter().map(|(_, _, _, step)| step).collect()
@@ -1156,7 +1192,7 @@ async fn page_plan(store: &crate::SqliteStore, list: &ListQuery) -> Vec<String> 
 #[tokio::test]
 async fn a_keyset_page_in_each_single_key_order_is_a_range_of_an_index_read_in_order() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     seed(&repo, tenant(), &varied_partners()).await;
     let id = FilterValue::Id(PartnerId::from_uuid(Uuid::from_u128(500)));
     let cases = [

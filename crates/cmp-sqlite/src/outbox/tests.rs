@@ -1,4 +1,4 @@
-//! Tests of the [`DeliveryQueue`] implementation: one per contract sentence in the port's doc
+//! Tests of [`SqliteOutbox`]: one per contract sentence in the port's doc
 //! comments, plus the schema rules the transitions must keep, each on a fresh database file in
 //! a temporary directory. Every instant is passed in; nothing reads the clock or sleeps.
 
@@ -6,18 +6,22 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use cmp_application::{
-    AttemptFinish, AttemptRecord, AuditAction, AuditEntry, ChangeQueued, GraphResponseMeta,
-    NewPartnerWrite, Operation, OutboxTransition, PartnerRepository,
+    AuditAction, AuditEntry, ChangeQueued, DeliveryEnd, DeliveryOutcome, DeliveryRecord,
+    DeliveryStart, GraphResponseMeta, InGraph, Lease, LeaseOwner, NewPartnerWrite, Operation,
+    Outbox, OutboxRecord, OutboxState, PartnerStore, Transition, WaitingState,
 };
 use cmp_domain::{NaturalKey, Partner, PartnerId, TenantId, Timestamp};
 use tempfile::TempDir;
 
+use uuid::Uuid;
+
 use super::*;
+use crate::SqliteStore;
+use crate::test_support::Ports;
 use crate::test_support::{
     change_write, now, open_store, other_tenant, plain_partner, renamed, rich_partner, settings,
     tenant, write_for,
 };
-use crate::{SqlitePartnerRepository, SqliteStore};
 
 /// `now()` moved by `seconds`.
 fn at(seconds: i64) -> Timestamp {
@@ -33,72 +37,67 @@ struct Created {
 
 impl Created {
     fn outbox_id(&self) -> Uuid {
-        self.write.outbox_id
+        self.write.delivery.outbox_id
     }
 }
 
-async fn create(
-    repo: &SqlitePartnerRepository,
-    n: u128,
-    tenant: TenantId,
-    created_at: Timestamp,
-) -> Created {
+async fn create(repo: &Ports, n: u128, tenant: TenantId, created_at: Timestamp) -> Created {
     let partner = plain_partner(n, &format!("Partner {n}"), now());
     let base = write_for(&partner, tenant, n * 100);
+    let mut delivery = base.delivery.clone();
+    delivery.lease.expires_at = created_at.saturating_add(Duration::from_secs(160));
     let write = NewPartnerWrite {
         now: created_at,
-        lease_expires_at: created_at.saturating_add(Duration::from_secs(160)),
+        delivery,
         audit: AuditEntry {
             at: created_at,
             ..base.audit.clone()
         },
         ..base
     };
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert partner");
     Created { partner, write }
 }
 
 /// Ends attempt 1 of `created` (the inline one) with `transition`, one second after it began.
-async fn finish_first(
-    repo: &SqlitePartnerRepository,
-    created: &Created,
-    transition: OutboxTransition,
-) {
-    repo.finish_attempt(&AttemptFinish {
-        outbox_id: created.outbox_id(),
-        partner_id: created.partner.id(),
-        client_request_id: created.write.client_request_id,
-        finished_at: created.write.now.saturating_add(Duration::from_secs(1)),
-        meta: GraphResponseMeta {
-            status: Some(503),
-            error_code: Some("ServiceUnavailable".into()),
-            error_message: None,
-            request_id: Some("graph-request-1".into()),
-        },
-        outcome_label: "unknown",
-        transition,
-    })
-    .await
-    .expect("finish attempt 1");
+async fn finish_first(repo: &Ports, created: &Created, transition: Transition) {
+    repo.outbox
+        .finish_delivery(&DeliveryEnd {
+            outbox_id: created.outbox_id(),
+            partner_id: created.partner.id(),
+            client_request_id: created.write.delivery.client_request_id,
+            finished_at: created.write.now.saturating_add(Duration::from_secs(1)),
+            meta: GraphResponseMeta {
+                status: Some(503),
+                error_code: Some("ServiceUnavailable".into()),
+                error_message: None,
+                request_id: Some("graph-request-1".into()),
+            },
+            outcome: DeliveryOutcome::Unknown,
+            transition,
+        })
+        .await
+        .expect("finish attempt 1");
 }
 
 /// A partner whose row waits for the dispatcher in `state` (`pending` or `unknown`), due at
 /// `next_attempt_at`.
 async fn queued(
-    repo: &SqlitePartnerRepository,
+    repo: &Ports,
     n: u128,
     tenant: TenantId,
     created_at: Timestamp,
-    state: DeliveryState,
+    state: WaitingState,
     next_attempt_at: Timestamp,
 ) -> Created {
     let created = create(repo, n, tenant, created_at).await;
     finish_first(
         repo,
         &created,
-        OutboxTransition::Retry {
+        Transition::Retry {
             state,
             next_attempt_at,
         },
@@ -130,7 +129,7 @@ async fn insert_pending_row(
     .bind(next_attempt_at.unix_ticks())
     .bind(created_at.unix_ticks())
     .bind(created_at.unix_ticks())
-    .execute(&store.writer)
+    .execute(&store.connections.writer)
     .await
     .expect("insert an extra outbox row");
 }
@@ -158,26 +157,33 @@ async fn record(store: &SqliteStore, outbox_id: Uuid) -> QueueRecord {
          FROM outbox WHERE id = ?",
     )
     .bind(outbox_id.hyphenated().to_string())
-    .fetch_one(&store.reader)
+    .fetch_one(&store.connections.reader)
     .await
     .expect("outbox row")
 }
 
 async fn attempt_count(store: &SqliteStore, outbox_id: Uuid) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM delivery_attempts WHERE outbox_id = ?")
+    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE outbox_id = ?")
         .bind(outbox_id.hyphenated().to_string())
-        .fetch_one(&store.reader)
+        .fetch_one(&store.connections.reader)
         .await
         .expect("count attempts")
 }
 
-fn ids(claimed: &[ClaimedDelivery]) -> Vec<Uuid> {
+fn ids(claimed: &[ClaimedRow]) -> Vec<Uuid> {
     claimed.iter().map(|c| c.outbox_id).collect()
 }
 
 /// Claims for `tenant()` at `now()`, leased to `dispatcher:a` for 160 s.
-async fn claim(repo: &SqlitePartnerRepository, limit: u32) -> Vec<ClaimedDelivery> {
-    repo.claim_due(tenant(), now(), "dispatcher:a", at(160), limit)
+async fn claim(repo: &Ports, limit: u32) -> Vec<ClaimedRow> {
+    repo.outbox
+        .claim_due(
+            tenant(),
+            now(),
+            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            at(160),
+            limit,
+        )
         .await
         .expect("claim")
 }
@@ -185,25 +191,17 @@ async fn claim(repo: &SqlitePartnerRepository, limit: u32) -> Vec<ClaimedDeliver
 #[tokio::test]
 async fn recover_expired_leases_turns_only_lapsed_in_flight_rows_unknown_and_due_at_once() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // Leased until at(-100) + 160 s = at(60): lapsed at at(60), the boundary.
     let lapsed = create(&repo, 1, tenant(), at(-100)).await;
     // Leased until at(160): still held.
     let held = create(&repo, 2, tenant(), now()).await;
-    let pending = queued(
-        &repo,
-        3,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
+    let pending = queued(&repo, 3, tenant(), at(-300), WaitingState::Pending, at(-10)).await;
     let dead = create(&repo, 4, other_tenant(), at(-300)).await;
     finish_first(
         &repo,
         &dead,
-        OutboxTransition::Dead {
+        Transition::Dead {
             reason: "given up".into(),
         },
     )
@@ -214,7 +212,11 @@ async fn recover_expired_leases_turns_only_lapsed_in_flight_rows_unknown_and_due
         record(&store, dead.outbox_id()).await,
     ];
 
-    let recovered = repo.recover_expired_leases(at(60)).await.expect("recover");
+    let recovered = repo
+        .outbox
+        .recover_expired_leases(at(60))
+        .await
+        .expect("recover");
 
     assert_eq!(recovered, 1);
     let row = record(&store, lapsed.outbox_id()).await;
@@ -234,7 +236,10 @@ async fn recover_expired_leases_turns_only_lapsed_in_flight_rows_unknown_and_due
         "an unlapsed lease and rows in other states are left alone"
     );
     assert_eq!(
-        repo.recover_expired_leases(at(60)).await.expect("again"),
+        repo.outbox
+            .recover_expired_leases(at(60))
+            .await
+            .expect("again"),
         0,
         "nothing left to recover"
     );
@@ -244,42 +249,18 @@ async fn recover_expired_leases_turns_only_lapsed_in_flight_rows_unknown_and_due
 #[tokio::test]
 async fn claim_due_takes_due_pending_and_unknown_rows_oldest_due_first_up_to_the_limit() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // Written in another order than they fall due.
-    let third = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-900),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
-    let first = queued(
-        &repo,
-        2,
-        tenant(),
-        at(-800),
-        DeliveryState::Pending,
-        at(-30),
-    )
-    .await;
-    let second = queued(
-        &repo,
-        3,
-        tenant(),
-        at(-700),
-        DeliveryState::Unknown,
-        at(-20),
-    )
-    .await;
+    let third = queued(&repo, 1, tenant(), at(-900), WaitingState::Pending, at(-10)).await;
+    let first = queued(&repo, 2, tenant(), at(-800), WaitingState::Pending, at(-30)).await;
+    let second = queued(&repo, 3, tenant(), at(-700), WaitingState::Unknown, at(-20)).await;
 
     let claimed = claim(&repo, 2).await;
 
     assert_eq!(ids(&claimed), [first.outbox_id(), second.outbox_id()]);
     assert_eq!(
         claimed.iter().map(|c| c.previous_state).collect::<Vec<_>>(),
-        [DeliveryState::Pending, DeliveryState::Unknown],
+        [WaitingState::Pending, WaitingState::Unknown],
         "previous_state says send or reconcile"
     );
     assert_eq!(record(&store, third.outbox_id()).await.state, "pending");
@@ -294,14 +275,13 @@ async fn claim_due_takes_due_pending_and_unknown_rows_oldest_due_first_up_to_the
 #[tokio::test]
 async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = rich_partner(1);
-    let write = NewPartnerWrite {
-        now: at(-600),
-        lease_expires_at: at(-440),
-        ..write_for(&partner, tenant(), 100)
-    };
-    repo.insert_new_partner(&partner, &write)
+    let mut write = write_for(&partner, tenant(), 100);
+    write.now = at(-600);
+    write.delivery.lease.expires_at = at(-440);
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
     let created = Created {
@@ -311,8 +291,8 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
     finish_first(
         &repo,
         &created,
-        OutboxTransition::Retry {
-            state: DeliveryState::Unknown,
+        Transition::Retry {
+            state: WaitingState::Unknown,
             next_attempt_at: at(-5),
         },
     )
@@ -322,14 +302,14 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
 
     assert_eq!(
         claimed,
-        [ClaimedDelivery {
+        [ClaimedRow {
             outbox_id: created.outbox_id(),
             operation: Operation::Create,
-            graph_id: None,
+            in_graph: None,
             partner_deleted: false,
             partner,
             natural_key: NaturalKey::fold("contoso ünïcode partner"),
-            previous_state: DeliveryState::Unknown,
+            previous_state: WaitingState::Unknown,
             attempts: 1,
             attempts_in_window: 1,
             first_attempt_at: Some(at(-600)),
@@ -343,26 +323,10 @@ async fn claim_due_returns_the_partner_as_stored_with_the_rows_bookkeeping() {
 #[tokio::test]
 async fn claim_due_breaks_a_tie_in_due_time_by_creation_time() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // Inserted first, but written later.
-    let younger = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-100),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
-    let older = queued(
-        &repo,
-        2,
-        tenant(),
-        at(-200),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
+    let younger = queued(&repo, 1, tenant(), at(-100), WaitingState::Pending, at(-10)).await;
+    let older = queued(&repo, 2, tenant(), at(-200), WaitingState::Pending, at(-10)).await;
 
     let claimed = claim(&repo, 1).await;
 
@@ -374,14 +338,14 @@ async fn claim_due_breaks_a_tie_in_due_time_by_creation_time() {
 #[tokio::test]
 async fn claim_due_skips_rows_not_yet_due() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let due_now = queued(&repo, 1, tenant(), at(-100), DeliveryState::Pending, now()).await;
+    let repo = store.ports();
+    let due_now = queued(&repo, 1, tenant(), at(-100), WaitingState::Pending, now()).await;
     let later = queued(
         &repo,
         2,
         tenant(),
         at(-100),
-        DeliveryState::Unknown,
+        WaitingState::Unknown,
         now().saturating_add(Duration::from_millis(1)),
     )
     .await;
@@ -398,22 +362,14 @@ async fn claim_due_skips_rows_not_yet_due() {
 #[tokio::test]
 async fn claim_due_skips_rows_of_other_tenants() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let ours = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-100),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
+    let repo = store.ports();
+    let ours = queued(&repo, 1, tenant(), at(-100), WaitingState::Pending, at(-10)).await;
     let theirs = queued(
         &repo,
         2,
         other_tenant(),
         at(-200),
-        DeliveryState::Pending,
+        WaitingState::Pending,
         at(-20),
     )
     .await;
@@ -428,14 +384,14 @@ async fn claim_due_skips_rows_of_other_tenants() {
 #[tokio::test]
 async fn claim_due_never_takes_rows_in_flight_delivered_or_dead() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let in_flight = create(&repo, 1, tenant(), at(-100)).await;
     let delivered = create(&repo, 2, tenant(), at(-100)).await;
     finish_first(
         &repo,
         &delivered,
-        OutboxTransition::Delivered {
-            graph_id: "graph-2".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-2".into()),
         },
     )
     .await;
@@ -443,7 +399,7 @@ async fn claim_due_never_takes_rows_in_flight_delivered_or_dead() {
     finish_first(
         &repo,
         &dead,
-        OutboxTransition::Dead {
+        Transition::Dead {
             reason: "refused".into(),
         },
     )
@@ -471,7 +427,7 @@ async fn claim_due_never_takes_rows_in_flight_delivered_or_dead() {
 #[tokio::test]
 async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // The create of "Partner 1" is in flight (its request is still attempting it). Another
     // partner, whose create is done, has an older waiting row under the same key (a rename
     // that used to hold the name, say): older, but the key is busy.
@@ -479,23 +435,15 @@ async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
     finish_first(
         &repo,
         &other,
-        OutboxTransition::Delivered {
-            graph_id: "graph-3".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-3".into()),
         },
     )
     .await;
     let created = create(&repo, 1, tenant(), at(-100)).await;
     let same_key = Uuid::from_u128(0xbeef);
     insert_pending_row(&store, same_key, &other, "partner 1", at(-250), at(-250)).await;
-    let bystander = queued(
-        &repo,
-        2,
-        tenant(),
-        at(-100),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
+    let bystander = queued(&repo, 2, tenant(), at(-100), WaitingState::Pending, at(-10)).await;
 
     let claimed = claim(&repo, 10).await;
 
@@ -508,21 +456,22 @@ async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
 #[tokio::test]
 async fn a_row_in_flight_in_another_tenant_does_not_block_the_same_natural_key() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // "Partner 1" in both tenants: two partners, two Graph tenants, no shared order.
     let theirs = create(&repo, 1, other_tenant(), at(-100)).await;
     let ours = Created {
         partner: plain_partner(2, "partner 1", now()),
         write: write_for(&plain_partner(2, "partner 1", now()), tenant(), 200),
     };
-    repo.insert_new_partner(&ours.partner, &ours.write)
+    repo.partners
+        .insert_partner(&ours.partner, &ours.write)
         .await
         .expect("insert");
     finish_first(
         &repo,
         &ours,
-        OutboxTransition::Retry {
-            state: DeliveryState::Pending,
+        Transition::Retry {
+            state: WaitingState::Pending,
             next_attempt_at: at(-10),
         },
     )
@@ -538,16 +487,8 @@ async fn a_row_in_flight_in_another_tenant_does_not_block_the_same_natural_key()
 #[tokio::test]
 async fn claim_due_never_takes_two_rows_of_one_natural_key_in_one_claim() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let created = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
     let second = Uuid::from_u128(0xbeef);
     insert_pending_row(&store, second, &created, "partner 1", at(-10), at(-200)).await;
 
@@ -565,20 +506,19 @@ async fn claim_due_never_takes_two_rows_of_one_natural_key_in_one_claim() {
 #[tokio::test]
 async fn claim_due_leases_the_rows_to_the_owner_until_the_given_expiry() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let created = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Unknown,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Unknown, at(-20)).await;
     let before = record(&store, created.outbox_id()).await;
 
     let claimed = repo
-        .claim_due(tenant(), now(), "dispatcher:7", at(170), 10)
+        .outbox
+        .claim_due(
+            tenant(),
+            now(),
+            &LeaseOwner::from_stored("dispatcher:7".to_owned()),
+            at(170),
+            10,
+        )
         .await
         .expect("claim");
 
@@ -600,28 +540,12 @@ async fn claim_due_leases_the_rows_to_the_owner_until_the_given_expiry() {
 #[tokio::test]
 async fn claim_due_fails_and_claims_nothing_when_a_claimed_partner_cannot_be_read() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let fine = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-30),
-    )
-    .await;
-    let broken = queued(
-        &repo,
-        2,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let fine = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(-30)).await;
+    let broken = queued(&repo, 2, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
     sqlx::query("UPDATE partners SET display_name = '   ' WHERE id = ?")
         .bind(broken.partner.id().to_string())
-        .execute(&store.writer)
+        .execute(&store.connections.writer)
         .await
         .expect("corrupt the partner");
     let before = [
@@ -630,7 +554,14 @@ async fn claim_due_fails_and_claims_nothing_when_a_claimed_partner_cannot_be_rea
     ];
 
     let result = repo
-        .claim_due(tenant(), now(), "dispatcher:a", at(160), 10)
+        .outbox
+        .claim_due(
+            tenant(),
+            now(),
+            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            at(160),
+            10,
+        )
         .await;
 
     match result {
@@ -654,21 +585,23 @@ async fn claim_due_fails_and_claims_nothing_when_a_claimed_partner_cannot_be_rea
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_claims_never_return_the_same_row() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     for n in 1..=20 {
-        queued(
-            &repo,
-            n,
-            tenant(),
-            at(-600),
-            DeliveryState::Pending,
-            at(-10),
-        )
-        .await;
+        queued(&repo, n, tenant(), at(-600), WaitingState::Pending, at(-10)).await;
     }
     let claim_as = |owner: &'static str| {
-        let repo = store.partner_repository();
-        tokio::spawn(async move { repo.claim_due(tenant(), now(), owner, at(160), 15).await })
+        let repo = store.ports();
+        tokio::spawn(async move {
+            repo.outbox
+                .claim_due(
+                    tenant(),
+                    now(),
+                    &LeaseOwner::from_stored(owner.to_owned()),
+                    at(160),
+                    15,
+                )
+                .await
+        })
     };
 
     let (a, b) = tokio::join!(claim_as("dispatcher:a"), claim_as("dispatcher:b"));
@@ -695,21 +628,23 @@ async fn claims_from_two_stores_on_one_file_never_return_the_same_row() {
     let second = SqliteStore::open(&settings(&dir))
         .await
         .expect("open again");
-    let repo = first.partner_repository();
+    let repo = first.ports();
     for n in 1..=20 {
-        queued(
-            &repo,
-            n,
-            tenant(),
-            at(-600),
-            DeliveryState::Pending,
-            at(-10),
-        )
-        .await;
+        queued(&repo, n, tenant(), at(-600), WaitingState::Pending, at(-10)).await;
     }
     let claim_on = |store: &SqliteStore, owner: &'static str| {
-        let repo = store.partner_repository();
-        tokio::spawn(async move { repo.claim_due(tenant(), now(), owner, at(160), 15).await })
+        let repo = store.ports();
+        tokio::spawn(async move {
+            repo.outbox
+                .claim_due(
+                    tenant(),
+                    now(),
+                    &LeaseOwner::from_stored(owner.to_owned()),
+                    at(160),
+                    15,
+                )
+                .await
+        })
     };
 
     let (a, b) = tokio::join!(
@@ -730,16 +665,8 @@ async fn claims_from_two_stores_on_one_file_never_return_the_same_row() {
 #[tokio::test]
 async fn claim_due_with_a_limit_of_zero_claims_nothing() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let created = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
 
     let claimed = claim(&repo, 0).await;
 
@@ -750,21 +677,14 @@ async fn claim_due_with_a_limit_of_zero_claims_nothing() {
 
 #[tokio::test]
 async fn release_hands_a_claimed_row_back_unleased_in_the_given_state_and_due_time() {
-    for state in [DeliveryState::Pending, DeliveryState::Unknown] {
+    for state in [WaitingState::Pending, WaitingState::Unknown] {
         let (_dir, store) = open_store().await;
-        let repo = store.partner_repository();
-        let created = queued(
-            &repo,
-            1,
-            tenant(),
-            at(-300),
-            DeliveryState::Pending,
-            at(-20),
-        )
-        .await;
+        let repo = store.ports();
+        let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
         claim(&repo, 10).await;
 
-        repo.release(created.outbox_id(), state, at(30))
+        repo.outbox
+            .release(created.outbox_id(), state, at(30))
             .await
             .expect("release");
 
@@ -782,18 +702,13 @@ async fn release_hands_a_claimed_row_back_unleased_in_the_given_state_and_due_ti
 #[tokio::test]
 async fn release_refuses_a_row_not_in_flight_and_a_state_other_than_pending_or_unknown() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let waiting = queued(&repo, 1, tenant(), at(-300), DeliveryState::Pending, at(20)).await;
+    let repo = store.ports();
+    let waiting = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(20)).await;
     let in_flight = create(&repo, 2, tenant(), at(-100)).await;
+    // A release to `dead` or `in_flight` cannot be asked for: the port takes a WaitingState.
     let cases = [
-        ("a pending row", waiting.outbox_id(), DeliveryState::Unknown),
-        ("no row", Uuid::from_u128(0xdead), DeliveryState::Pending),
-        ("to dead", in_flight.outbox_id(), DeliveryState::Dead),
-        (
-            "to in flight",
-            in_flight.outbox_id(),
-            DeliveryState::InFlight,
-        ),
+        ("a pending row", waiting.outbox_id(), WaitingState::Unknown),
+        ("no row", Uuid::from_u128(0xdead), WaitingState::Pending),
     ];
     let before = [
         record(&store, waiting.outbox_id()).await,
@@ -801,7 +716,7 @@ async fn release_refuses_a_row_not_in_flight_and_a_state_other_than_pending_or_u
     ];
 
     for (case, outbox_id, state) in cases {
-        let result = repo.release(outbox_id, state, at(30)).await;
+        let result = repo.outbox.release(outbox_id, state, at(30)).await;
 
         assert!(
             matches!(result, Err(StoreError::Unexpected(_))),
@@ -819,29 +734,23 @@ async fn release_refuses_a_row_not_in_flight_and_a_state_other_than_pending_or_u
 }
 
 #[tokio::test]
-async fn start_attempt_records_the_attempt_and_counts_it_on_the_row() {
+async fn start_delivery_records_the_attempt_and_counts_it_on_the_row() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let created = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
     let claimed = claim(&repo, 10).await;
-    let start = AttemptStart {
+    let start = DeliveryStart {
         outbox_id: created.outbox_id(),
         attempt: claimed[0].attempts + 1,
         client_request_id: Uuid::from_u128(0xc11e),
         started_at: at(1),
-        lease_owner: "dispatcher:a".into(),
-        lease_expires_at: at(161),
+        lease: Lease {
+            owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            expires_at: at(161),
+        },
     };
 
-    repo.start_attempt(&start).await.expect("start");
+    repo.outbox.start_delivery(&start).await.expect("start");
 
     let row = record(&store, created.outbox_id()).await;
     assert_eq!(row.attempts, 2);
@@ -857,15 +766,16 @@ async fn start_attempt_records_the_attempt_and_counts_it_on_the_row() {
     assert_eq!(row.updated_at, at(1).unix_ticks());
     assert_eq!(row.state, "in_flight");
     let history = repo
+        .outbox
         .sync_state(created.partner.id())
         .await
         .expect("read")
         .expect("a row")
-        .history;
+        .deliveries;
     assert_eq!(history.len(), 2);
     assert_eq!(
         history[1],
-        AttemptRecord {
+        DeliveryRecord {
             attempt: 2,
             client_request_id: start.client_request_id.to_string(),
             started_at: at(1),
@@ -880,15 +790,15 @@ async fn start_attempt_records_the_attempt_and_counts_it_on_the_row() {
 }
 
 #[tokio::test]
-async fn start_attempt_sets_first_attempt_at_when_unset() {
+async fn start_delivery_sets_first_attempt_at_when_unset() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &created,
-        OutboxTransition::Delivered {
-            graph_id: "graph-1".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-1".into()),
         },
     )
     .await;
@@ -905,16 +815,19 @@ async fn start_attempt_sets_first_attempt_at_when_unset() {
     .await;
     assert_eq!(ids(&claim(&repo, 10).await), [never_tried]);
 
-    repo.start_attempt(&AttemptStart {
-        outbox_id: never_tried,
-        attempt: 1,
-        client_request_id: Uuid::from_u128(0xc11e),
-        started_at: at(2),
-        lease_owner: "dispatcher:a".into(),
-        lease_expires_at: at(162),
-    })
-    .await
-    .expect("start");
+    repo.outbox
+        .start_delivery(&DeliveryStart {
+            outbox_id: never_tried,
+            attempt: 1,
+            client_request_id: Uuid::from_u128(0xc11e),
+            started_at: at(2),
+            lease: Lease {
+                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                expires_at: at(162),
+            },
+        })
+        .await
+        .expect("start");
 
     let row = record(&store, never_tried).await;
     assert_eq!(row.first_attempt_at, Some(at(2).unix_ticks()));
@@ -923,27 +836,19 @@ async fn start_attempt_sets_first_attempt_at_when_unset() {
 }
 
 #[tokio::test]
-async fn start_attempt_returns_lease_lost_and_records_nothing_unless_the_row_is_in_flight_and_leased_to_the_caller()
+async fn start_delivery_returns_lease_lost_and_records_nothing_unless_the_row_is_in_flight_and_leased_to_the_caller()
  {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let waiting = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Pending,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let waiting = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
     // In flight, leased to its creating request.
     let held = create(&repo, 2, tenant(), at(-100)).await;
     let delivered = create(&repo, 3, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &delivered,
-        OutboxTransition::Delivered {
-            graph_id: "graph-3".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-3".into()),
         },
     )
     .await;
@@ -965,13 +870,16 @@ async fn start_attempt_returns_lease_lost_and_records_nothing_unless_the_row_is_
 
     for (case, outbox_id, owner) in cases {
         let result = repo
-            .start_attempt(&AttemptStart {
+            .outbox
+            .start_delivery(&DeliveryStart {
                 outbox_id,
                 attempt: 2,
                 client_request_id: Uuid::from_u128(0xc11e),
                 started_at: at(1),
-                lease_owner: owner.into(),
-                lease_expires_at: at(161),
+                lease: Lease {
+                    owner: LeaseOwner::from_stored(owner.to_owned()),
+                    expires_at: at(161),
+                },
             })
             .await;
 
@@ -992,31 +900,26 @@ async fn start_attempt_returns_lease_lost_and_records_nothing_unless_the_row_is_
 }
 
 #[tokio::test]
-async fn start_attempt_renews_the_lease_of_its_holder_to_the_given_expiry() {
+async fn start_delivery_renews_the_lease_of_its_holder_to_the_given_expiry() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let created = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Unknown,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Unknown, at(-20)).await;
     // Claimed at now() until at(160); the attempt starts later, at(100), with a fresh lease.
     claim(&repo, 10).await;
 
-    repo.start_attempt(&AttemptStart {
-        outbox_id: created.outbox_id(),
-        attempt: 2,
-        client_request_id: Uuid::from_u128(0xc11e),
-        started_at: at(100),
-        lease_owner: "dispatcher:a".into(),
-        lease_expires_at: at(260),
-    })
-    .await
-    .expect("start");
+    repo.outbox
+        .start_delivery(&DeliveryStart {
+            outbox_id: created.outbox_id(),
+            attempt: 2,
+            client_request_id: Uuid::from_u128(0xc11e),
+            started_at: at(100),
+            lease: Lease {
+                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                expires_at: at(260),
+            },
+        })
+        .await
+        .expect("start");
 
     let row = record(&store, created.outbox_id()).await;
     assert_eq!(row.state, "in_flight");
@@ -1027,12 +930,18 @@ async fn start_attempt_renews_the_lease_of_its_holder_to_the_given_expiry() {
     );
     assert_eq!(row.lease_expires_at, Some(at(260).unix_ticks()), "renewed");
     assert_eq!(
-        repo.recover_expired_leases(at(200)).await.expect("recover"),
+        repo.outbox
+            .recover_expired_leases(at(200))
+            .await
+            .expect("recover"),
         0,
         "the old expiry no longer applies"
     );
     assert_eq!(
-        repo.recover_expired_leases(at(260)).await.expect("recover"),
+        repo.outbox
+            .recover_expired_leases(at(260))
+            .await
+            .expect("recover"),
         1,
         "the renewed one does"
     );
@@ -1040,21 +949,24 @@ async fn start_attempt_renews_the_lease_of_its_holder_to_the_given_expiry() {
 }
 
 #[tokio::test]
-async fn start_attempt_refuses_an_attempt_number_already_used_and_records_nothing() {
+async fn start_delivery_refuses_an_attempt_number_already_used_and_records_nothing() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // In flight with attempt 1 already started by the creating request.
     let created = create(&repo, 1, tenant(), at(-100)).await;
     let before = record(&store, created.outbox_id()).await;
 
     let result = repo
-        .start_attempt(&AttemptStart {
+        .outbox
+        .start_delivery(&DeliveryStart {
             outbox_id: created.outbox_id(),
             attempt: 1,
             client_request_id: Uuid::from_u128(0xc11e),
             started_at: at(1),
-            lease_owner: created.write.lease_owner.clone(),
-            lease_expires_at: at(161),
+            lease: Lease {
+                owner: created.write.delivery.lease.owner.clone(),
+                expires_at: at(161),
+            },
         })
         .await;
 
@@ -1074,52 +986,52 @@ async fn start_attempt_refuses_an_attempt_number_already_used_and_records_nothin
 #[tokio::test]
 async fn sync_state_returns_the_row_with_its_attempts_in_order() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let created = queued(
-        &repo,
-        1,
-        tenant(),
-        at(-300),
-        DeliveryState::Unknown,
-        at(-20),
-    )
-    .await;
+    let repo = store.ports();
+    let created = queued(&repo, 1, tenant(), at(-300), WaitingState::Unknown, at(-20)).await;
     claim(&repo, 10).await;
     let second = Uuid::from_u128(0xc11e);
-    repo.start_attempt(&AttemptStart {
-        outbox_id: created.outbox_id(),
-        attempt: 2,
-        client_request_id: second,
-        started_at: at(1),
-        lease_owner: "dispatcher:a".into(),
-        lease_expires_at: at(161),
-    })
-    .await
-    .expect("start");
-    repo.finish_attempt(&AttemptFinish {
-        outbox_id: created.outbox_id(),
-        partner_id: created.partner.id(),
-        client_request_id: second,
-        finished_at: at(2),
-        meta: GraphResponseMeta::default(),
-        outcome_label: "duplicate_in_graph",
-        transition: OutboxTransition::Dead {
-            reason: "duplicate in Graph".into(),
-        },
-    })
-    .await
-    .expect("finish");
+    repo.outbox
+        .start_delivery(&DeliveryStart {
+            outbox_id: created.outbox_id(),
+            attempt: 2,
+            client_request_id: second,
+            started_at: at(1),
+            lease: Lease {
+                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                expires_at: at(161),
+            },
+        })
+        .await
+        .expect("start");
+    repo.outbox
+        .finish_delivery(&DeliveryEnd {
+            outbox_id: created.outbox_id(),
+            partner_id: created.partner.id(),
+            client_request_id: second,
+            finished_at: at(2),
+            meta: GraphResponseMeta::default(),
+            outcome: DeliveryOutcome::DuplicateInGraph,
+            transition: Transition::Dead {
+                reason: "duplicate in Graph".into(),
+            },
+        })
+        .await
+        .expect("finish");
 
-    let state = repo.sync_state(created.partner.id()).await.expect("read");
+    let state = repo
+        .outbox
+        .sync_state(created.partner.id())
+        .await
+        .expect("read");
 
     assert_eq!(
         state,
-        Some(SyncState {
+        Some(OutboxRecord {
             outbox_id: created.outbox_id(),
             partner_id: created.partner.id(),
-            operation: "create".into(),
+            operation: Operation::Create,
             natural_key: NaturalKey::fold("partner 1"),
-            state: DeliveryState::Dead,
+            state: OutboxState::Dead,
             attempts: 2,
             next_attempt_at: at(-20),
             last_status: None,
@@ -1130,18 +1042,18 @@ async fn sync_state_returns_the_row_with_its_attempts_in_order() {
             created_at: at(-300),
             updated_at: at(2),
             first_attempt_at: Some(at(-300)),
-            history: vec![
-                AttemptRecord {
+            deliveries: vec![
+                DeliveryRecord {
                     attempt: 1,
-                    client_request_id: created.write.client_request_id.to_string(),
+                    client_request_id: created.write.delivery.client_request_id.to_string(),
                     started_at: at(-300),
                     finished_at: Some(at(-299)),
                     http_status: Some(503),
                     graph_error_code: Some("ServiceUnavailable".into()),
                     graph_request_id: Some("graph-request-1".into()),
-                    outcome: Some("unknown".into()),
+                    outcome: Some(DeliveryOutcome::Unknown),
                 },
-                AttemptRecord {
+                DeliveryRecord {
                     attempt: 2,
                     client_request_id: second.to_string(),
                     started_at: at(1),
@@ -1149,7 +1061,7 @@ async fn sync_state_returns_the_row_with_its_attempts_in_order() {
                     http_status: None,
                     graph_error_code: None,
                     graph_request_id: None,
-                    outcome: Some("duplicate_in_graph".into()),
+                    outcome: Some(DeliveryOutcome::DuplicateInGraph),
                 },
             ],
         })
@@ -1160,13 +1072,13 @@ async fn sync_state_returns_the_row_with_its_attempts_in_order() {
 #[tokio::test]
 async fn sync_state_reads_the_partners_latest_row() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &created,
-        OutboxTransition::Delivered {
-            graph_id: "graph-1".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-1".into()),
         },
     )
     .await;
@@ -1174,24 +1086,26 @@ async fn sync_state_reads_the_partners_latest_row() {
     insert_pending_row(&store, later, &created, "partner 1", at(10), at(-100)).await;
 
     let state = repo
+        .outbox
         .sync_state(created.partner.id())
         .await
         .expect("read")
         .expect("a row");
 
     assert_eq!(state.outbox_id, later);
-    assert_eq!(state.state, DeliveryState::Pending);
-    assert_eq!(state.history, [], "the later row has no attempt yet");
+    assert_eq!(state.state, OutboxState::Pending);
+    assert_eq!(state.deliveries, [], "the later row has no attempt yet");
     store.close().await;
 }
 
 #[tokio::test]
 async fn sync_state_returns_none_for_a_partner_without_a_row() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     create(&repo, 1, tenant(), at(-300)).await;
 
     let state = repo
+        .outbox
         .sync_state(PartnerId::from_uuid(Uuid::from_u128(42)))
         .await;
 
@@ -1202,13 +1116,13 @@ async fn sync_state_returns_none_for_a_partner_without_a_row() {
 #[tokio::test]
 async fn list_rows_returns_rows_oldest_first_filtered_by_state_and_limited_without_history() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // Inserted in another order than written.
-    let p3 = queued(&repo, 3, tenant(), at(-100), DeliveryState::Pending, at(50)).await;
+    let p3 = queued(&repo, 3, tenant(), at(-100), WaitingState::Pending, at(50)).await;
     let f2 = create(&repo, 2, other_tenant(), at(-200)).await;
-    let p1 = queued(&repo, 1, tenant(), at(-300), DeliveryState::Pending, at(50)).await;
-    let u4 = queued(&repo, 4, tenant(), at(-50), DeliveryState::Unknown, at(50)).await;
-    let cases: [(&str, Option<DeliveryState>, u32, Vec<Uuid>); 5] = [
+    let p1 = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(50)).await;
+    let u4 = queued(&repo, 4, tenant(), at(-50), WaitingState::Unknown, at(50)).await;
+    let cases: [(&str, Option<OutboxState>, u32, Vec<Uuid>); 5] = [
         (
             "all",
             None,
@@ -1228,21 +1142,21 @@ async fn list_rows_returns_rows_oldest_first_filtered_by_state_and_limited_witho
         ),
         (
             "pending",
-            Some(DeliveryState::Pending),
+            Some(OutboxState::Pending),
             10,
             vec![p1.outbox_id(), p3.outbox_id()],
         ),
         (
             "pending, limited",
-            Some(DeliveryState::Pending),
+            Some(OutboxState::Pending),
             1,
             vec![p1.outbox_id()],
         ),
-        ("dead", Some(DeliveryState::Dead), 10, vec![]),
+        ("dead", Some(OutboxState::Dead), 10, vec![]),
     ];
 
     for (case, state, limit, expected) in cases {
-        let rows = repo.list_rows(state, limit).await.expect("list");
+        let rows = repo.outbox.list_rows(state, limit).await.expect("list");
 
         assert_eq!(
             rows.iter().map(|r| r.outbox_id).collect::<Vec<_>>(),
@@ -1250,7 +1164,7 @@ async fn list_rows_returns_rows_oldest_first_filtered_by_state_and_limited_witho
             "case {case}"
         );
         assert!(
-            rows.iter().all(|r| r.history.is_empty()),
+            rows.iter().all(|r| r.deliveries.is_empty()),
             "case {case}: no history in listings"
         );
         if let Some(state) = state {
@@ -1263,21 +1177,21 @@ async fn list_rows_returns_rows_oldest_first_filtered_by_state_and_limited_witho
 #[tokio::test]
 async fn count_rows_counts_every_state_including_empty_ones() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     assert_eq!(
-        repo.count_rows().await.expect("count"),
+        repo.outbox.count_rows().await.expect("count"),
         OutboxCounts::default(),
         "an empty outbox counts zero everywhere"
     );
     create(&repo, 1, tenant(), at(-100)).await;
-    queued(&repo, 2, tenant(), at(-100), DeliveryState::Pending, at(10)).await;
-    queued(&repo, 3, tenant(), at(-100), DeliveryState::Pending, at(10)).await;
+    queued(&repo, 2, tenant(), at(-100), WaitingState::Pending, at(10)).await;
+    queued(&repo, 3, tenant(), at(-100), WaitingState::Pending, at(10)).await;
     queued(
         &repo,
         4,
         other_tenant(),
         at(-100),
-        DeliveryState::Unknown,
+        WaitingState::Unknown,
         at(10),
     )
     .await;
@@ -1285,13 +1199,13 @@ async fn count_rows_counts_every_state_including_empty_ones() {
     finish_first(
         &repo,
         &dead,
-        OutboxTransition::Dead {
+        Transition::Dead {
             reason: "refused".into(),
         },
     )
     .await;
 
-    let counts = repo.count_rows().await.expect("count");
+    let counts = repo.outbox.count_rows().await.expect("count");
 
     assert_eq!(
         counts,
@@ -1310,12 +1224,12 @@ async fn count_rows_counts_every_state_including_empty_ones() {
 async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_keeps_its_history()
 {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let dead = create(&repo, 1, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &dead,
-        OutboxTransition::Dead {
+        Transition::Dead {
             reason: "refused".into(),
         },
     )
@@ -1323,6 +1237,7 @@ async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_
     let before = record(&store, dead.outbox_id()).await;
 
     let requeued = repo
+        .outbox
         .requeue_dead(dead.outbox_id(), now())
         .await
         .expect("requeue");
@@ -1348,7 +1263,7 @@ async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_
     );
     assert_eq!(
         claimed[0].previous_state,
-        DeliveryState::Unknown,
+        WaitingState::Unknown,
         "reconciled before any resend"
     );
     assert_eq!(claimed[0].attempts, 1, "attempt numbers continue");
@@ -1362,16 +1277,16 @@ async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_
 #[tokio::test]
 async fn requeue_dead_reports_false_and_changes_nothing_for_a_row_that_is_not_dead() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let in_flight = create(&repo, 1, tenant(), at(-300)).await;
-    let pending = queued(&repo, 2, tenant(), at(-300), DeliveryState::Pending, at(10)).await;
-    let unknown = queued(&repo, 3, tenant(), at(-300), DeliveryState::Unknown, at(10)).await;
+    let pending = queued(&repo, 2, tenant(), at(-300), WaitingState::Pending, at(10)).await;
+    let unknown = queued(&repo, 3, tenant(), at(-300), WaitingState::Unknown, at(10)).await;
     let delivered = create(&repo, 4, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &delivered,
-        OutboxTransition::Delivered {
-            graph_id: "graph-4".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-4".into()),
         },
     )
     .await;
@@ -1390,7 +1305,7 @@ async fn requeue_dead_reports_false_and_changes_nothing_for_a_row_that_is_not_de
         .into_iter()
         .chain([("no row", Uuid::from_u128(0xdead))])
     {
-        let requeued = repo.requeue_dead(id, now()).await.expect("requeue");
+        let requeued = repo.outbox.requeue_dead(id, now()).await.expect("requeue");
 
         assert!(!requeued, "case {case}");
     }
@@ -1405,13 +1320,13 @@ async fn requeue_dead_reports_false_and_changes_nothing_for_a_row_that_is_not_de
 #[tokio::test]
 async fn the_schema_keeps_a_dead_reason_exactly_on_dead_rows() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
-    let pending = queued(&repo, 1, tenant(), at(-300), DeliveryState::Pending, at(10)).await;
+    let repo = store.ports();
+    let pending = queued(&repo, 1, tenant(), at(-300), WaitingState::Pending, at(10)).await;
     let dead = create(&repo, 2, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &dead,
-        OutboxTransition::Dead {
+        Transition::Dead {
             reason: "refused".into(),
         },
     )
@@ -1437,7 +1352,7 @@ async fn the_schema_keeps_a_dead_reason_exactly_on_dead_rows() {
     for (case, sql, id) in cases {
         let result = sqlx::query(sql)
             .bind(id.hyphenated().to_string())
-            .execute(&store.writer)
+            .execute(&store.connections.writer)
             .await;
 
         assert!(result.is_err(), "case: {case}");
@@ -1455,7 +1370,7 @@ async fn the_claim_reads_the_outbox_through_its_indexes_only() {
     .bind(tenant().to_string())
     .bind(now().unix_ticks())
     .bind(10_i64)
-    .fetch_all(&store.reader)
+    .fetch_all(&store.connections.reader)
     .await
     .expect("query plan");
 
@@ -1481,54 +1396,56 @@ async fn the_claim_reads_the_outbox_through_its_indexes_only() {
 
 /// Starts the next attempt of `claimed` as `dispatcher:a` at `when` and finishes it with
 /// `transition`.
-async fn attempt(
-    repo: &SqlitePartnerRepository,
-    claimed: &ClaimedDelivery,
-    when: Timestamp,
-    transition: OutboxTransition,
-) {
+async fn attempt(repo: &Ports, claimed: &ClaimedRow, when: Timestamp, transition: Transition) {
     let client_request_id = Uuid::from_u128(0xc000 + u128::from(claimed.attempts));
-    repo.start_attempt(&AttemptStart {
-        outbox_id: claimed.outbox_id,
-        attempt: claimed.attempts + 1,
-        client_request_id,
-        started_at: when,
-        lease_owner: "dispatcher:a".into(),
-        lease_expires_at: when.saturating_add(Duration::from_secs(160)),
-    })
-    .await
-    .expect("start");
-    repo.finish_attempt(&AttemptFinish {
-        outbox_id: claimed.outbox_id,
-        partner_id: claimed.partner.id(),
-        client_request_id,
-        finished_at: when.saturating_add(Duration::from_secs(1)),
-        meta: GraphResponseMeta::default(),
-        outcome_label: "applied",
-        transition,
-    })
-    .await
-    .expect("finish");
+    repo.outbox
+        .start_delivery(&DeliveryStart {
+            outbox_id: claimed.outbox_id,
+            attempt: claimed.attempts + 1,
+            client_request_id,
+            started_at: when,
+            lease: Lease {
+                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                expires_at: when.saturating_add(Duration::from_secs(160)),
+            },
+        })
+        .await
+        .expect("start");
+    repo.outbox
+        .finish_delivery(&DeliveryEnd {
+            outbox_id: claimed.outbox_id,
+            partner_id: claimed.partner.id(),
+            client_request_id,
+            finished_at: when.saturating_add(Duration::from_secs(1)),
+            meta: GraphResponseMeta::default(),
+            outcome: DeliveryOutcome::Applied,
+            transition,
+        })
+        .await
+        .expect("finish");
 }
 
 #[tokio::test]
 async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
     // Updated while the create's first attempt ran: an update row, due at once.
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let write = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
     assert_eq!(
-        repo.update_partner(&updated, &write).await.expect("update"),
+        repo.partners
+            .update_partner(&updated, &write)
+            .await
+            .expect("update"),
         ChangeQueued::Queued
     );
     // The create was not applied and backs off until at(100).
     finish_first(
         &repo,
         &created,
-        OutboxTransition::Retry {
-            state: DeliveryState::Pending,
+        Transition::Retry {
+            state: WaitingState::Pending,
             next_attempt_at: at(100),
         },
     )
@@ -1536,20 +1453,34 @@ async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
 
     let while_create_waits = claim(&repo, 10).await;
     let when_create_is_due = repo
-        .claim_due(tenant(), at(100), "dispatcher:a", at(260), 10)
+        .outbox
+        .claim_due(
+            tenant(),
+            at(100),
+            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            at(260),
+            10,
+        )
         .await
         .expect("claim");
     attempt(
         &repo,
         &when_create_is_due[0],
         at(101),
-        OutboxTransition::Delivered {
-            graph_id: "graph-1".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-1".into()),
         },
     )
     .await;
     let after_create = repo
-        .claim_due(tenant(), at(110), "dispatcher:a", at(270), 10)
+        .outbox
+        .claim_due(
+            tenant(),
+            at(110),
+            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            at(270),
+            10,
+        )
         .await
         .expect("claim");
 
@@ -1569,7 +1500,10 @@ async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
     );
     assert_eq!(ids(&after_create), [write.outbox_id]);
     assert_eq!(after_create[0].operation, Operation::Update);
-    assert_eq!(after_create[0].graph_id.as_deref(), Some("graph-1"));
+    assert_eq!(
+        after_create[0].in_graph,
+        Some(InGraph::Object("graph-1".into()))
+    );
     assert_eq!(
         after_create[0].natural_key,
         NaturalKey::fold("partner 1 renamed")
@@ -1580,26 +1514,28 @@ async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
 #[tokio::test]
 async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_deleted_partner() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
     finish_first(
         &repo,
         &created,
-        OutboxTransition::Delivered {
-            graph_id: "graph-1".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-1".into()),
         },
     )
     .await;
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
-    repo.update_partner(&updated, &update)
+    repo.partners
+        .update_partner(&updated, &update)
         .await
         .expect("update");
     let in_flight = claim(&repo, 10).await;
     assert_eq!(ids(&in_flight), [update.outbox_id]);
     let delete = change_write(updated.id(), tenant(), 600, AuditAction::Deleted, at(-100));
     assert_eq!(
-        repo.delete_partner(updated.id(), &delete)
+        repo.partners
+            .delete_partner(updated.id(), &delete)
             .await
             .expect("delete"),
         ChangeQueued::Queued
@@ -1610,13 +1546,20 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
         &repo,
         &in_flight[0],
         at(1),
-        OutboxTransition::Delivered {
-            graph_id: "graph-1".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-1".into()),
         },
     )
     .await;
     let after_update = repo
-        .claim_due(tenant(), at(5), "dispatcher:a", at(165), 10)
+        .outbox
+        .claim_due(
+            tenant(),
+            at(5),
+            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            at(165),
+            10,
+        )
         .await
         .expect("claim");
 
@@ -1628,7 +1571,7 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
     assert_eq!(ids(&after_update), [delete.outbox_id]);
     let row = &after_update[0];
     assert_eq!(row.operation, Operation::Delete);
-    assert_eq!(row.graph_id.as_deref(), Some("graph-1"));
+    assert_eq!(row.in_graph, Some(InGraph::Object("graph-1".into())));
     assert_eq!(
         row.partner, updated,
         "the deleted partner is still read for its delete"
@@ -1640,7 +1583,7 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
 #[tokio::test]
 async fn a_younger_row_of_a_natural_key_waits_behind_an_older_row_of_another_partner() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     // Two partners, each with a row under one name (say, one gave the name up in a rename and
     // the other took it). The older row backs off until at(100); the younger is due.
     let first = create(&repo, 1, tenant(), at(-600)).await;
@@ -1649,8 +1592,8 @@ async fn a_younger_row_of_a_natural_key_waits_behind_an_older_row_of_another_par
         finish_first(
             &repo,
             created,
-            OutboxTransition::Delivered {
-                graph_id: graph_id.into(),
+            Transition::Delivered {
+                in_graph: InGraph::Object(graph_id.into()),
             },
         )
         .await;
@@ -1659,19 +1602,18 @@ async fn a_younger_row_of_a_natural_key_waits_behind_an_older_row_of_another_par
     insert_pending_row(&store, older, &first, "shared", at(100), at(-200)).await;
     let younger = Uuid::from_u128(0xa2);
     insert_pending_row(&store, younger, &second, "shared", at(-50), at(-100)).await;
-    let bystander = queued(
-        &repo,
-        3,
-        tenant(),
-        at(-600),
-        DeliveryState::Pending,
-        at(-10),
-    )
-    .await;
+    let bystander = queued(&repo, 3, tenant(), at(-600), WaitingState::Pending, at(-10)).await;
 
     let claimed = claim(&repo, 10).await;
     let later = repo
-        .claim_due(tenant(), at(100), "dispatcher:b", at(260), 10)
+        .outbox
+        .claim_due(
+            tenant(),
+            at(100),
+            &LeaseOwner::from_stored("dispatcher:b".to_owned()),
+            at(260),
+            10,
+        )
         .await
         .expect("claim");
 
@@ -1687,17 +1629,18 @@ async fn a_younger_row_of_a_natural_key_waits_behind_an_older_row_of_another_par
 #[tokio::test]
 async fn a_dead_row_holds_no_younger_row_back() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
-    repo.update_partner(&updated, &update)
+    repo.partners
+        .update_partner(&updated, &update)
         .await
         .expect("update");
     finish_first(
         &repo,
         &created,
-        OutboxTransition::Dead {
+        Transition::Dead {
             reason: "refused".into(),
         },
     )
@@ -1707,7 +1650,7 @@ async fn a_dead_row_holds_no_younger_row_back() {
 
     assert_eq!(ids(&claimed), [update.outbox_id]);
     assert_eq!(
-        claimed[0].graph_id, None,
+        claimed[0].in_graph, None,
         "the dispatcher decides what an update of it means"
     );
     store.close().await;

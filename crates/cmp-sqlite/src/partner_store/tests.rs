@@ -1,14 +1,20 @@
-//! Tests of [`SqlitePartnerRepository`]: one per contract in the doc comments of
-//! [`PartnerRepository`], plus round trips and durability, each on a fresh database file in a
+//! Tests of [`SqlitePartnerStore`] (and of the outbox steps a create and its inline delivery
+//! take): one per contract in the doc comments of [`PartnerStore`], plus round trips and
+//! durability, each on a fresh database file in a
 //! temporary directory (never `sqlite::memory:`, where each pooled connection would get its own
 //! empty database).
 
-use cmp_application::{AuditAction, GraphResponseMeta};
+use cmp_application::{
+    AuditAction, AuditEntry, DeliveryEnd, DeliveryOutcome, GraphResponseMeta, InGraph,
+    NewPartnerWrite, Outbox, PartnerStore, Transition, WaitingState,
+};
 use cmp_domain::{DisplayName, NewPartner, Platform, TargetKind, Timestamp};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
 use tempfile::TempDir;
+
+use uuid::Uuid;
 
 use super::*;
 use crate::SqliteStore;
@@ -19,7 +25,7 @@ use crate::test_support::{
 
 /// The outbox columns the tests look at.
 #[derive(Debug, sqlx::FromRow)]
-struct OutboxRecord {
+struct StoredOutboxRow {
     tenant_id: String,
     partner_id: String,
     operation: String,
@@ -38,21 +44,21 @@ struct OutboxRecord {
     first_attempt_at: Option<i64>,
 }
 
-async fn outbox_record(store: &SqliteStore, outbox_id: Uuid) -> OutboxRecord {
+async fn outbox_record(store: &SqliteStore, outbox_id: Uuid) -> StoredOutboxRow {
     sqlx::query_as(
         "SELECT tenant_id, partner_id, operation, natural_key, state, attempts, next_attempt_at, \
          lease_owner, lease_expires_at, last_status, last_error_code, last_client_request_id, \
          graph_id, created_at, updated_at, first_attempt_at FROM outbox WHERE id = ?",
     )
     .bind(outbox_id.hyphenated().to_string())
-    .fetch_one(&store.reader)
+    .fetch_one(&store.connections.reader)
     .await
     .expect("outbox row")
 }
 
 /// The delivery-attempt columns the tests look at.
 #[derive(Debug, PartialEq, Eq, sqlx::FromRow)]
-struct AttemptRecord {
+struct StoredDeliveryRow {
     attempt: i64,
     client_request_id: String,
     started_at: i64,
@@ -63,14 +69,14 @@ struct AttemptRecord {
     outcome: Option<String>,
 }
 
-async fn attempt_records(store: &SqliteStore, outbox_id: Uuid) -> Vec<AttemptRecord> {
+async fn attempt_records(store: &SqliteStore, outbox_id: Uuid) -> Vec<StoredDeliveryRow> {
     sqlx::query_as(
         "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
-         graph_error_code, graph_request_id, outcome FROM delivery_attempts \
+         graph_error_code, graph_request_id, outcome FROM deliveries \
          WHERE outbox_id = ? ORDER BY attempt",
     )
     .bind(outbox_id.hyphenated().to_string())
-    .fetch_all(&store.reader)
+    .fetch_all(&store.connections.reader)
     .await
     .expect("attempt rows")
 }
@@ -78,21 +84,17 @@ async fn attempt_records(store: &SqliteStore, outbox_id: Uuid) -> Vec<AttemptRec
 async fn partner_graph_id(store: &SqliteStore, id: PartnerId) -> Option<String> {
     sqlx::query_scalar("SELECT graph_id FROM partners WHERE id = ?")
         .bind(id.to_string())
-        .fetch_one(&store.reader)
+        .fetch_one(&store.connections.reader)
         .await
         .expect("partner row")
 }
 
 /// The end of attempt 1 of `write`'s outbox row.
-fn finish_of(
-    partner: &Partner,
-    write: &NewPartnerWrite,
-    transition: OutboxTransition,
-) -> AttemptFinish {
-    AttemptFinish {
-        outbox_id: write.outbox_id,
+fn finish_of(partner: &Partner, write: &NewPartnerWrite, transition: Transition) -> DeliveryEnd {
+    DeliveryEnd {
+        outbox_id: write.delivery.outbox_id,
         partner_id: partner.id(),
-        client_request_id: write.client_request_id,
+        client_request_id: write.delivery.client_request_id,
         finished_at: now().saturating_add(Duration::from_millis(850)),
         meta: GraphResponseMeta {
             status: Some(201),
@@ -100,24 +102,25 @@ fn finish_of(
             error_message: None,
             request_id: Some("graph-request-1".into()),
         },
-        outcome_label: "created",
+        outcome: DeliveryOutcome::Created,
         transition,
     }
 }
 
 #[tokio::test]
-async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_audit() {
+async fn insert_partner_writes_partner_assignments_outbox_first_attempt_and_audit() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = rich_partner(1);
     let write = write_for(&partner, tenant(), 100);
 
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
 
     assert_eq!(row_counts(&store).await, [1, 23, 1, 1, 1]);
-    let outbox = outbox_record(&store, write.outbox_id).await;
+    let outbox = outbox_record(&store, write.delivery.outbox_id).await;
     assert_eq!(outbox.tenant_id, tenant().to_string());
     assert_eq!(outbox.partner_id, partner.id().to_string());
     assert_eq!(outbox.operation, "create");
@@ -128,23 +131,23 @@ async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_
     assert_eq!(outbox.lease_owner.as_deref(), Some("request:req-100"));
     assert_eq!(
         outbox.lease_expires_at,
-        Some(write.lease_expires_at.unix_ticks())
+        Some(write.delivery.lease.expires_at.unix_ticks())
     );
     assert_eq!(outbox.last_status, None);
     assert_eq!(outbox.last_error_code, None);
     assert_eq!(
         outbox.last_client_request_id,
-        Some(write.client_request_id.to_string())
+        Some(write.delivery.client_request_id.to_string())
     );
     assert_eq!(outbox.graph_id, None);
     assert_eq!(outbox.created_at, now().unix_ticks());
     assert_eq!(outbox.updated_at, now().unix_ticks());
     assert_eq!(outbox.first_attempt_at, Some(now().unix_ticks()));
     assert_eq!(
-        attempt_records(&store, write.outbox_id).await,
-        [AttemptRecord {
+        attempt_records(&store, write.delivery.outbox_id).await,
+        [StoredDeliveryRow {
             attempt: 1,
-            client_request_id: write.client_request_id.to_string(),
+            client_request_id: write.delivery.client_request_id.to_string(),
             started_at: now().unix_ticks(),
             finished_at: None,
             http_status: None,
@@ -156,7 +159,7 @@ async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_
     let audit: (String, String, String, String, String, i64, String) = sqlx::query_as(
         "SELECT id, partner_id, action, request_id, caller, at, detail FROM audit_log",
     )
-    .fetch_one(&store.reader)
+    .fetch_one(&store.connections.reader)
     .await
     .expect("audit row");
     assert_eq!(
@@ -175,12 +178,13 @@ async fn insert_new_partner_writes_partner_assignments_outbox_first_attempt_and_
 }
 
 #[tokio::test]
-async fn insert_new_partner_returns_duplicate_display_name_and_writes_nothing_for_the_same_name_in_another_case_and_spacing()
+async fn insert_partner_returns_duplicate_display_name_and_writes_nothing_for_the_same_name_in_another_case_and_spacing()
  {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let first = rich_partner(1);
-    repo.insert_new_partner(&first, &write_for(&first, tenant(), 100))
+    repo.partners
+        .insert_partner(&first, &write_for(&first, tenant(), 100))
         .await
         .expect("first insert");
     let before = row_counts(&store).await;
@@ -198,7 +202,8 @@ async fn insert_new_partner_returns_duplicate_display_name_and_writes_nothing_fo
     );
 
     let result = repo
-        .insert_new_partner(&second, &write_for(&second, tenant(), 200))
+        .partners
+        .insert_partner(&second, &write_for(&second, tenant(), 200))
         .await;
 
     match result {
@@ -209,21 +214,26 @@ async fn insert_new_partner_returns_duplicate_display_name_and_writes_nothing_fo
     }
     assert_eq!(row_counts(&store).await, before, "nothing written");
     assert_eq!(before, [1, 23, 1, 1, 1]);
-    assert_eq!(repo.get_partner(second.id()).await.expect("read"), None);
+    assert_eq!(
+        repo.partners.get_partner(second.id()).await.expect("read"),
+        None
+    );
     store.close().await;
 }
 
 #[tokio::test]
 async fn the_same_display_name_in_another_tenant_is_accepted() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let first = plain_partner(1, "Contoso", now());
     let second = plain_partner(2, "contoso", now());
 
-    repo.insert_new_partner(&first, &write_for(&first, tenant(), 100))
+    repo.partners
+        .insert_partner(&first, &write_for(&first, tenant(), 100))
         .await
         .expect("first tenant");
-    repo.insert_new_partner(&second, &write_for(&second, other_tenant(), 200))
+    repo.partners
+        .insert_partner(&second, &write_for(&second, other_tenant(), 200))
         .await
         .expect("other tenant");
 
@@ -232,45 +242,49 @@ async fn the_same_display_name_in_another_tenant_is_accepted() {
 }
 
 #[tokio::test]
-async fn insert_new_partner_writes_nothing_when_a_later_step_fails() {
+async fn insert_partner_writes_nothing_when_a_later_step_fails() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let first = plain_partner(1, "Contoso", now());
     let first_write = write_for(&first, tenant(), 100);
-    repo.insert_new_partner(&first, &first_write)
+    repo.partners
+        .insert_partner(&first, &first_write)
         .await
         .expect("first insert");
     // Another name, but the outbox id of the first partner: the partner and assignment
     // inserts succeed, then the outbox insert fails.
     let second = rich_partner(2);
-    let second_write = NewPartnerWrite {
-        outbox_id: first_write.outbox_id,
-        ..write_for(&second, tenant(), 200)
-    };
+    let mut second_write = write_for(&second, tenant(), 200);
+    second_write.delivery.outbox_id = first_write.delivery.outbox_id;
 
-    let result = repo.insert_new_partner(&second, &second_write).await;
+    let result = repo.partners.insert_partner(&second, &second_write).await;
 
     assert!(
         matches!(result, Err(StoreError::Unexpected(_))),
         "an outbox id collision is no duplicate name: {result:?}"
     );
     assert_eq!(row_counts(&store).await, [1, 0, 1, 1, 1], "nothing written");
-    assert_eq!(repo.get_partner(second.id()).await.expect("read"), None);
+    assert_eq!(
+        repo.partners.get_partner(second.id()).await.expect("read"),
+        None
+    );
     store.close().await;
 }
 
 #[tokio::test]
 async fn a_partner_id_collision_is_unexpected_and_not_a_duplicate_display_name() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let first = plain_partner(1, "Contoso", now());
-    repo.insert_new_partner(&first, &write_for(&first, tenant(), 100))
+    repo.partners
+        .insert_partner(&first, &write_for(&first, tenant(), 100))
         .await
         .expect("first insert");
     let same_id = plain_partner(1, "Fabrikam", now());
 
     let result = repo
-        .insert_new_partner(&same_id, &write_for(&same_id, tenant(), 200))
+        .partners
+        .insert_partner(&same_id, &write_for(&same_id, tenant(), 200))
         .await;
 
     assert!(
@@ -284,13 +298,14 @@ async fn a_partner_id_collision_is_unexpected_and_not_a_duplicate_display_name()
 #[tokio::test]
 async fn get_partner_round_trips_every_property_exactly() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = rich_partner(1);
-    repo.insert_new_partner(&partner, &write_for(&partner, tenant(), 100))
+    repo.partners
+        .insert_partner(&partner, &write_for(&partner, tenant(), 100))
         .await
         .expect("insert");
 
-    let read = repo.get_partner(partner.id()).await.expect("read");
+    let read = repo.partners.get_partner(partner.id()).await.expect("read");
 
     assert_eq!(read.as_ref(), Some(&partner));
     let read = read.expect("present");
@@ -314,7 +329,7 @@ async fn get_partner_round_trips_every_property_exactly() {
 #[tokio::test]
 async fn get_partner_round_trips_extreme_and_sub_microsecond_heartbeats() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let cases = [
         ("the earliest instant", Timestamp::MIN),
         ("the latest instant", Timestamp::MAX),
@@ -334,11 +349,12 @@ async fn get_partner_round_trips_extreme_and_sub_microsecond_heartbeats() {
 
     for (n, (case, heartbeat)) in (1_u128..).zip(cases) {
         let partner = plain_partner(n, &format!("Partner {n}"), heartbeat);
-        repo.insert_new_partner(&partner, &write_for(&partner, tenant(), n * 100))
+        repo.partners
+            .insert_partner(&partner, &write_for(&partner, tenant(), n * 100))
             .await
             .expect("insert");
 
-        let read = repo.get_partner(partner.id()).await.expect("read");
+        let read = repo.partners.get_partner(partner.id()).await.expect("read");
 
         assert_eq!(read, Some(partner), "case: {case}");
     }
@@ -348,9 +364,10 @@ async fn get_partner_round_trips_extreme_and_sub_microsecond_heartbeats() {
 #[tokio::test]
 async fn get_partner_returns_none_for_an_unknown_id() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
 
     let read = repo
+        .partners
         .get_partner(PartnerId::from_uuid(Uuid::from_u128(42)))
         .await;
 
@@ -366,8 +383,8 @@ async fn get_partner_reports_a_stored_row_that_no_longer_parses_as_unexpected() 
             "UPDATE partner_assignments SET group_id = 'group-1' WHERE group_id IS NOT NULL",
         ),
         (
-            "assignments on a platform no longer onboarded",
-            "UPDATE partners SET mac_os_onboarded = 0",
+            "the same target twice on one platform",
+            "UPDATE partner_assignments SET collection_id = 'SMS00000' WHERE platform = 'ios'",
         ),
         (
             "a blank display name",
@@ -376,17 +393,18 @@ async fn get_partner_reports_a_stored_row_that_no_longer_parses_as_unexpected() 
     ];
     for (case, corruption) in cases {
         let (_dir, store) = open_store().await;
-        let repo = store.partner_repository();
+        let repo = store.ports();
         let partner = rich_partner(1);
-        repo.insert_new_partner(&partner, &write_for(&partner, tenant(), 100))
+        repo.partners
+            .insert_partner(&partner, &write_for(&partner, tenant(), 100))
             .await
             .expect("insert");
         sqlx::query(corruption)
-            .execute(&store.writer)
+            .execute(&store.connections.writer)
             .await
             .expect("corrupt the row");
 
-        let read = repo.get_partner(partner.id()).await;
+        let read = repo.partners.get_partner(partner.id()).await;
 
         match read {
             Err(StoreError::Unexpected(error)) => {
@@ -400,25 +418,26 @@ async fn get_partner_reports_a_stored_row_that_no_longer_parses_as_unexpected() 
 }
 
 #[tokio::test]
-async fn finish_attempt_delivered_records_graph_ids_and_state() {
+async fn finish_delivery_delivered_records_graph_ids_and_state() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = rich_partner(1);
     let write = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
     let finish = finish_of(
         &partner,
         &write,
-        OutboxTransition::Delivered {
-            graph_id: "graph-partner-1".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-partner-1".into()),
         },
     );
 
-    repo.finish_attempt(&finish).await.expect("finish");
+    repo.outbox.finish_delivery(&finish).await.expect("finish");
 
-    let outbox = outbox_record(&store, write.outbox_id).await;
+    let outbox = outbox_record(&store, write.delivery.outbox_id).await;
     assert_eq!(outbox.state, "delivered");
     assert_eq!(outbox.graph_id.as_deref(), Some("graph-partner-1"));
     assert_eq!(outbox.lease_owner, None);
@@ -432,10 +451,10 @@ async fn finish_attempt_delivered_records_graph_ids_and_state() {
         Some("graph-partner-1")
     );
     assert_eq!(
-        attempt_records(&store, write.outbox_id).await,
-        [AttemptRecord {
+        attempt_records(&store, write.delivery.outbox_id).await,
+        [StoredDeliveryRow {
             attempt: 1,
-            client_request_id: write.client_request_id.to_string(),
+            client_request_id: write.delivery.client_request_id.to_string(),
             started_at: now().unix_ticks(),
             finished_at: Some(finish.finished_at.unix_ticks()),
             http_status: Some(201),
@@ -445,7 +464,7 @@ async fn finish_attempt_delivered_records_graph_ids_and_state() {
         }]
     );
     assert_eq!(
-        repo.get_partner(partner.id()).await.expect("read"),
+        repo.partners.get_partner(partner.id()).await.expect("read"),
         Some(partner),
         "the domain partner is unchanged"
     );
@@ -453,38 +472,39 @@ async fn finish_attempt_delivered_records_graph_ids_and_state() {
 }
 
 #[tokio::test]
-async fn finish_attempt_retry_sets_state_and_next_attempt_at() {
-    for state in [DeliveryState::Pending, DeliveryState::Unknown] {
+async fn finish_delivery_retry_sets_state_and_next_attempt_at() {
+    for state in [WaitingState::Pending, WaitingState::Unknown] {
         let (_dir, store) = open_store().await;
-        let repo = store.partner_repository();
+        let repo = store.ports();
         let partner = plain_partner(1, "Contoso", now());
         let write = write_for(&partner, tenant(), 100);
-        repo.insert_new_partner(&partner, &write)
+        repo.partners
+            .insert_partner(&partner, &write)
             .await
             .expect("insert");
         let next_attempt_at = Timestamp::from_unix_seconds(1_700_000_130, 1).expect("in range");
-        let finish = AttemptFinish {
+        let finish = DeliveryEnd {
             meta: GraphResponseMeta {
                 status: Some(503),
                 error_code: Some("ServiceUnavailable".into()),
                 error_message: Some("try later".into()),
                 request_id: Some("graph-request-9".into()),
             },
-            outcome_label: "unknown",
+            outcome: DeliveryOutcome::Unknown,
             ..finish_of(
                 &partner,
                 &write,
-                OutboxTransition::Retry {
+                Transition::Retry {
                     state,
                     next_attempt_at,
                 },
             )
         };
 
-        repo.finish_attempt(&finish).await.expect("finish");
+        repo.outbox.finish_delivery(&finish).await.expect("finish");
 
         let case = state.as_str();
-        let outbox = outbox_record(&store, write.outbox_id).await;
+        let outbox = outbox_record(&store, write.delivery.outbox_id).await;
         assert_eq!(outbox.state, case);
         assert_eq!(
             outbox.next_attempt_at,
@@ -501,7 +521,7 @@ async fn finish_attempt_retry_sets_state_and_next_attempt_at() {
         );
         assert_eq!(outbox.graph_id, None, "{case}");
         assert_eq!(partner_graph_id(&store, partner.id()).await, None, "{case}");
-        let attempts = attempt_records(&store, write.outbox_id).await;
+        let attempts = attempt_records(&store, write.delivery.outbox_id).await;
         assert_eq!(attempts.len(), 1, "{case}");
         assert_eq!(attempts[0].http_status, Some(503), "{case}");
         assert_eq!(
@@ -515,34 +535,35 @@ async fn finish_attempt_retry_sets_state_and_next_attempt_at() {
 }
 
 #[tokio::test]
-async fn finish_attempt_dead_stores_the_reason_and_clears_the_lease() {
+async fn finish_delivery_dead_stores_the_reason_and_clears_the_lease() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     let write = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
-    let finish = AttemptFinish {
+    let finish = DeliveryEnd {
         meta: GraphResponseMeta {
             status: Some(400),
             error_code: Some("BadRequest".into()),
             error_message: Some("invalid property".into()),
             request_id: Some("graph-request-4".into()),
         },
-        outcome_label: "rejected",
+        outcome: DeliveryOutcome::Rejected,
         ..finish_of(
             &partner,
             &write,
-            OutboxTransition::Dead {
+            Transition::Dead {
                 reason: "Microsoft Graph refused the partner: status 400, code BadRequest".into(),
             },
         )
     };
 
-    repo.finish_attempt(&finish).await.expect("finish");
+    repo.outbox.finish_delivery(&finish).await.expect("finish");
 
-    let outbox = outbox_record(&store, write.outbox_id).await;
+    let outbox = outbox_record(&store, write.delivery.outbox_id).await;
     assert_eq!(outbox.state, "dead");
     assert_eq!(outbox.lease_owner, None);
     assert_eq!(outbox.lease_expires_at, None);
@@ -552,8 +573,8 @@ async fn finish_attempt_dead_stores_the_reason_and_clears_the_lease() {
     assert_eq!(outbox.updated_at, finish.finished_at.unix_ticks());
     assert_eq!(outbox.graph_id, None);
     let reason: Option<String> = sqlx::query_scalar("SELECT dead_reason FROM outbox WHERE id = ?")
-        .bind(write.outbox_id.to_string())
-        .fetch_one(&store.reader)
+        .bind(write.delivery.outbox_id.to_string())
+        .fetch_one(&store.connections.reader)
         .await
         .expect("dead reason");
     assert_eq!(
@@ -561,7 +582,7 @@ async fn finish_attempt_dead_stores_the_reason_and_clears_the_lease() {
         Some("Microsoft Graph refused the partner: status 400, code BadRequest")
     );
     assert_eq!(partner_graph_id(&store, partner.id()).await, None);
-    let attempts = attempt_records(&store, write.outbox_id).await;
+    let attempts = attempt_records(&store, write.delivery.outbox_id).await;
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].http_status, Some(400));
     assert_eq!(attempts[0].outcome.as_deref(), Some("rejected"));
@@ -569,26 +590,27 @@ async fn finish_attempt_dead_stores_the_reason_and_clears_the_lease() {
 }
 
 #[tokio::test]
-async fn finish_attempt_fails_and_changes_nothing_when_the_outbox_row_does_not_exist() {
+async fn finish_delivery_fails_and_changes_nothing_when_the_outbox_row_does_not_exist() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     let write = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
-    let finish = AttemptFinish {
+    let finish = DeliveryEnd {
         outbox_id: Uuid::from_u128(999),
         ..finish_of(
             &partner,
             &write,
-            OutboxTransition::Delivered {
-                graph_id: "g".into(),
+            Transition::Delivered {
+                in_graph: InGraph::Object("g".into()),
             },
         )
     };
 
-    let result = repo.finish_attempt(&finish).await;
+    let result = repo.outbox.finish_delivery(&finish).await;
 
     match result {
         Err(StoreError::Unexpected(error)) => {
@@ -598,43 +620,44 @@ async fn finish_attempt_fails_and_changes_nothing_when_the_outbox_row_does_not_e
     }
     assert_eq!(partner_graph_id(&store, partner.id()).await, None);
     assert_eq!(
-        outbox_record(&store, write.outbox_id).await.state,
+        outbox_record(&store, write.delivery.outbox_id).await.state,
         "in_flight"
     );
     store.close().await;
 }
 
 #[tokio::test]
-async fn finish_attempt_refuses_and_changes_nothing_when_the_attempt_is_not_the_latest() {
+async fn finish_delivery_refuses_and_changes_nothing_when_the_attempt_is_not_the_latest() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     let write = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
-    let finish = AttemptFinish {
+    let finish = DeliveryEnd {
         client_request_id: Uuid::from_u128(777),
         ..finish_of(
             &partner,
             &write,
-            OutboxTransition::Delivered {
-                graph_id: "g".into(),
+            Transition::Delivered {
+                in_graph: InGraph::Object("g".into()),
             },
         )
     };
 
-    let result = repo.finish_attempt(&finish).await;
+    let result = repo.outbox.finish_delivery(&finish).await;
 
     assert!(
         matches!(result, Err(StoreError::Unexpected(_))),
         "{result:?}"
     );
-    let outbox = outbox_record(&store, write.outbox_id).await;
+    let outbox = outbox_record(&store, write.delivery.outbox_id).await;
     assert_eq!(outbox.state, "in_flight", "rolled back");
     assert_eq!(outbox.graph_id, None);
     assert_eq!(
-        attempt_records(&store, write.outbox_id).await[0].finished_at,
+        attempt_records(&store, write.delivery.outbox_id).await[0].finished_at,
         None
     );
     store.close().await;
@@ -644,14 +667,16 @@ async fn finish_attempt_refuses_and_changes_nothing_when_the_attempt_is_not_the_
 async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_but_keeps_both_audit_entries()
  {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let bystander = plain_partner(9, "Fabrikam", now());
-    repo.insert_new_partner(&bystander, &write_for(&bystander, tenant(), 900))
+    repo.partners
+        .insert_partner(&bystander, &write_for(&bystander, tenant(), 900))
         .await
         .expect("insert bystander");
     let partner = rich_partner(1);
     let write = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
     let rejected = AuditEntry {
@@ -664,11 +689,15 @@ async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_bu
         detail: "Microsoft Graph refused the partner: status 400".into(),
     };
 
-    repo.undo_rejected_create(partner.id(), write.outbox_id, &rejected)
+    repo.outbox
+        .undo_rejected_create(partner.id(), write.delivery.outbox_id, &rejected)
         .await
         .expect("undo");
 
-    assert_eq!(repo.get_partner(partner.id()).await.expect("read"), None);
+    assert_eq!(
+        repo.partners.get_partner(partner.id()).await.expect("read"),
+        None
+    );
     assert_eq!(
         row_counts(&store).await,
         [1, 0, 1, 1, 3],
@@ -677,17 +706,21 @@ async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_bu
     let actions: Vec<String> =
         sqlx::query_scalar("SELECT action FROM audit_log WHERE partner_id = ? ORDER BY at")
             .bind(partner.id().to_string())
-            .fetch_all(&store.reader)
+            .fetch_all(&store.connections.reader)
             .await
             .expect("audit rows");
     assert_eq!(actions, ["created", "create_rejected_by_graph"]);
     assert_eq!(
-        repo.get_partner(bystander.id()).await.expect("read"),
+        repo.partners
+            .get_partner(bystander.id())
+            .await
+            .expect("read"),
         Some(bystander)
     );
     // The name is free again.
     let again = rich_partner(2);
-    repo.insert_new_partner(&again, &write_for(&again, tenant(), 200))
+    repo.partners
+        .insert_partner(&again, &write_for(&again, tenant(), 200))
         .await
         .expect("the name of an undone create can be used again");
     store.close().await;
@@ -700,8 +733,8 @@ async fn data_survives_close_and_reopen_of_the_same_file() {
     let write = write_for(&partner, tenant(), 100);
     let store = SqliteStore::open(&settings(&dir)).await.expect("open");
     store
-        .partner_repository()
-        .insert_new_partner(&partner, &write)
+        .partner_store()
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
     store.close().await;
@@ -710,7 +743,7 @@ async fn data_survives_close_and_reopen_of_the_same_file() {
 
     assert_eq!(
         reopened
-            .partner_repository()
+            .partner_store()
             .get_partner(partner.id())
             .await
             .expect("read"),
@@ -723,7 +756,6 @@ async fn data_survives_close_and_reopen_of_the_same_file() {
 #[tokio::test]
 async fn write_transactions_take_the_write_lock_at_begin() {
     let (dir, store) = open_store().await;
-    let repo = store.partner_repository();
     let mut other = SqliteConnectOptions::new()
         .filename(dir.path().join("cmp.db"))
         .busy_timeout(Duration::ZERO)
@@ -731,7 +763,7 @@ async fn write_transactions_take_the_write_lock_at_begin() {
         .await
         .expect("second connection");
 
-    let tx = repo.begin_write().await.expect("begin");
+    let tx = store.connections.begin_write().await.expect("begin");
     // Nothing written yet: under a deferred BEGIN the other connection would get the lock.
     let competing = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await;
 
@@ -747,10 +779,11 @@ async fn write_transactions_take_the_write_lock_at_begin() {
 #[tokio::test]
 async fn the_schema_refuses_rows_the_domain_cannot_hold() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     let write = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &write)
+    repo.partners
+        .insert_partner(&partner, &write)
         .await
         .expect("insert");
     let pid = "00000000-0000-0000-0000-000000000001";
@@ -803,7 +836,7 @@ async fn the_schema_refuses_rows_the_domain_cannot_hold() {
     ];
 
     for (case, sql) in cases {
-        let result = sqlx::query(sql).execute(&store.writer).await;
+        let result = sqlx::query(sql).execute(&store.connections.writer).await;
 
         assert!(result.is_err(), "case: {case}");
     }
@@ -816,10 +849,11 @@ async fn concurrent_creates_all_commit_through_the_single_writer() {
     let (_dir, store) = open_store().await;
     let tasks: Vec<_> = (1_u128..=40)
         .map(|n| {
-            let repo = store.partner_repository();
+            let repo = store.ports();
             tokio::spawn(async move {
                 let partner = plain_partner(n, &format!("Partner {n}"), now());
-                repo.insert_new_partner(&partner, &write_for(&partner, tenant(), n * 100))
+                repo.partners
+                    .insert_partner(&partner, &write_for(&partner, tenant(), n * 100))
                     .await
             })
         })

@@ -5,8 +5,8 @@
 
 use cmp_application::query::ListQuery;
 use cmp_application::{
-    AttemptFinish, AttemptStart, AuditAction, DeliveryQueue, DeliveryState, GraphResponseMeta,
-    NewPartnerWrite, OutboxTransition, PartnerRepository,
+    AuditAction, ChangeQueued, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphResponseMeta,
+    InGraph, Lease, LeaseOwner, NewPartnerWrite, Outbox, PartnerStore, Transition, WaitingState,
 };
 use cmp_domain::{PartnerState, Platform, Timestamp};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::SqliteStore;
+use crate::test_support::Ports;
 use crate::test_support::{
     change_write, now, open_store, other_tenant, partner_with, plain_partner, renamed,
     rich_partner, row_counts, tenant, write_for,
@@ -40,44 +41,41 @@ enum CreateRow {
 }
 
 /// Stores `partner` (its ids derived from `seed`) and leaves its create row as `row` says.
-async fn create_in(
-    repo: &SqlitePartnerRepository,
-    partner: &Partner,
-    seed: u128,
-    row: CreateRow,
-) -> NewPartnerWrite {
+async fn create_in(repo: &Ports, partner: &Partner, seed: u128, row: CreateRow) -> NewPartnerWrite {
     let write = write_for(partner, tenant(), seed);
-    repo.insert_new_partner(partner, &write)
+    repo.partners
+        .insert_partner(partner, &write)
         .await
         .expect("insert");
     let transition = match row {
         CreateRow::InFlight => return write,
-        CreateRow::Pending | CreateRow::Unknown => OutboxTransition::Retry {
+        CreateRow::Pending | CreateRow::Unknown => Transition::Retry {
             state: if row == CreateRow::Pending {
-                DeliveryState::Pending
+                WaitingState::Pending
             } else {
-                DeliveryState::Unknown
+                WaitingState::Unknown
             },
             next_attempt_at: at(30),
         },
-        CreateRow::Delivered => OutboxTransition::Delivered {
-            graph_id: format!("graph-{seed}"),
+        CreateRow::Delivered => Transition::Delivered {
+            in_graph: InGraph::Object(format!("graph-{seed}")),
         },
-        CreateRow::Dead => OutboxTransition::Dead {
+        CreateRow::Dead => Transition::Dead {
             reason: "refused".into(),
         },
     };
-    repo.finish_attempt(&AttemptFinish {
-        outbox_id: write.outbox_id,
-        partner_id: partner.id(),
-        client_request_id: write.client_request_id,
-        finished_at: at(1),
-        meta: GraphResponseMeta::default(),
-        outcome_label: "test",
-        transition,
-    })
-    .await
-    .expect("finish attempt 1");
+    repo.outbox
+        .finish_delivery(&DeliveryEnd {
+            outbox_id: write.delivery.outbox_id,
+            partner_id: partner.id(),
+            client_request_id: write.delivery.client_request_id,
+            finished_at: at(1),
+            meta: GraphResponseMeta::default(),
+            outcome: DeliveryOutcome::Unknown,
+            transition,
+        })
+        .await
+        .expect("finish attempt 1");
     write
 }
 
@@ -104,7 +102,7 @@ async fn rows_of(store: &SqliteStore, partner: &Partner) -> Vec<Row> {
          ORDER BY created_at, rowid",
     )
     .bind(partner.id().to_string())
-    .fetch_all(&store.reader)
+    .fetch_all(&store.connections.reader)
     .await
     .expect("outbox rows")
 }
@@ -113,7 +111,7 @@ async fn rows_of(store: &SqliteStore, partner: &Partner) -> Vec<Row> {
 async fn audit_of(store: &SqliteStore, partner: &Partner) -> Vec<(String, String)> {
     sqlx::query_as("SELECT id, action FROM audit_log WHERE partner_id = ? ORDER BY at, rowid")
         .bind(partner.id().to_string())
-        .fetch_all(&store.reader)
+        .fetch_all(&store.connections.reader)
         .await
         .expect("audit rows")
 }
@@ -125,7 +123,7 @@ async fn bookkeeping(
 ) -> (Option<String>, Option<String>, i64, Option<i64>) {
     sqlx::query_as("SELECT name_key, graph_id, updated_at, deleted_at FROM partners WHERE id = ?")
         .bind(partner.id().to_string())
-        .fetch_one(&store.reader)
+        .fetch_one(&store.connections.reader)
         .await
         .expect("partner row")
 }
@@ -142,8 +140,9 @@ fn uuid(seed: u128) -> String {
     Uuid::from_u128(seed).to_string()
 }
 
-async fn listed(repo: &SqlitePartnerRepository) -> Vec<PartnerId> {
-    repo.list_partners(tenant(), &ListQuery::default())
+async fn listed(repo: &Ports) -> Vec<PartnerId> {
+    repo.partners
+        .list_partners(tenant(), &ListQuery::default())
         .await
         .expect("list")
         .items
@@ -156,7 +155,7 @@ async fn listed(repo: &SqlitePartnerRepository) -> Vec<PartnerId> {
 async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_name() {
     for waiting in [CreateRow::Pending] {
         let (_dir, store) = open_store().await;
-        let repo = store.partner_repository();
+        let repo = store.ports();
         let before = partner_with(1, "Contoso", PartnerState::Enabled, now(), &[Platform::Ios]);
         let create = create_in(&repo, &before, 100, waiting).await;
         // The whole resource changes: name, state, heartbeat, and 23 assignments in an order
@@ -165,6 +164,7 @@ async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_n
         let create_row = rows_of(&store, &before).await.remove(0);
 
         let queued = repo
+            .partners
             .update_partner(&after, &update_write(&after, 200))
             .await
             .expect("update");
@@ -172,7 +172,7 @@ async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_n
         let case = format!("{waiting:?}");
         assert_eq!(queued, ChangeQueued::Folded, "{case}");
         assert_eq!(
-            repo.get_partner(after.id()).await.expect("read"),
+            repo.partners.get_partner(after.id()).await.expect("read"),
             Some(after.clone()),
             "{case}"
         );
@@ -186,7 +186,7 @@ async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_n
             "{case}: no row added; the create carries the new name and nothing else changed"
         );
         assert_eq!(
-            create.outbox_id.to_string(),
+            create.delivery.outbox_id.to_string(),
             rows_of(&store, &after).await[0].id
         );
         assert_eq!(row_counts(&store).await, [1, 23, 1, 1, 2], "{case}");
@@ -221,13 +221,14 @@ async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_gr
         CreateRow::Dead,
     ] {
         let (_dir, store) = open_store().await;
-        let repo = store.partner_repository();
+        let repo = store.ports();
         let before = rich_partner(1);
         create_in(&repo, &before, 100, create_row).await;
         let create = rows_of(&store, &before).await.remove(0);
         let after = renamed(&before, "Renamed");
 
         let queued = repo
+            .partners
             .update_partner(&after, &update_write(&after, 200))
             .await
             .expect("update");
@@ -254,7 +255,7 @@ async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_gr
             "{case}: the create row is untouched; the update is due at once"
         );
         assert_eq!(
-            repo.get_partner(after.id()).await.expect("read"),
+            repo.partners.get_partner(after.id()).await.expect("read"),
             Some(after.clone()),
             "{case}: assignments rewritten in order"
         );
@@ -266,11 +267,12 @@ async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_gr
 #[tokio::test]
 async fn a_second_update_queues_another_row_rather_than_folding_into_the_first() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     create_in(&repo, &partner, 100, CreateRow::Delivered).await;
 
     let first = repo
+        .partners
         .update_partner(
             &renamed(&partner, "Contoso 2"),
             &update_write(&partner, 200),
@@ -278,6 +280,7 @@ async fn a_second_update_queues_another_row_rather_than_folding_into_the_first()
         .await
         .expect("first update");
     let second = repo
+        .partners
         .update_partner(
             &renamed(&partner, "Contoso 3"),
             &update_write(&partner, 300),
@@ -306,7 +309,7 @@ async fn a_second_update_queues_another_row_rather_than_folding_into_the_first()
 #[tokio::test]
 async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let contoso = rich_partner(1);
     create_in(&repo, &contoso, 100, CreateRow::Delivered).await;
     let fabrikam = plain_partner(2, "Fabrikam", now());
@@ -314,7 +317,8 @@ async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
     // Deleted, its delete not yet confirmed by Graph: the name is still taken.
     let northwind = plain_partner(3, "Northwind", now());
     create_in(&repo, &northwind, 300, CreateRow::Delivered).await;
-    repo.delete_partner(northwind.id(), &delete_write(&northwind, 400))
+    repo.partners
+        .delete_partner(northwind.id(), &delete_write(&northwind, 400))
         .await
         .expect("delete");
     let counts = row_counts(&store).await;
@@ -326,6 +330,7 @@ async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
 
     for (case, name) in cases {
         let result = repo
+            .partners
             .update_partner(&renamed(&contoso, name), &update_write(&contoso, 500))
             .await;
 
@@ -342,7 +347,7 @@ async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
         );
         assert_eq!(rows_of(&store, &contoso).await, rows, "case {case}");
         assert_eq!(
-            repo.get_partner(contoso.id()).await.expect("read"),
+            repo.partners.get_partner(contoso.id()).await.expect("read"),
             Some(contoso.clone()),
             "case {case}: the partner and its assignments are unchanged"
         );
@@ -353,17 +358,18 @@ async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
 #[tokio::test]
 async fn update_partner_may_keep_its_own_name_in_another_case() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     create_in(&repo, &partner, 100, CreateRow::Delivered).await;
     let shouting = renamed(&partner, "CONTOSO");
 
-    repo.update_partner(&shouting, &update_write(&shouting, 200))
+    repo.partners
+        .update_partner(&shouting, &update_write(&shouting, 200))
         .await
         .expect("its own name is no duplicate");
 
     assert_eq!(
-        repo.get_partner(partner.id()).await.expect("read"),
+        repo.partners.get_partner(partner.id()).await.expect("read"),
         Some(shouting)
     );
     store.close().await;
@@ -373,10 +379,11 @@ async fn update_partner_may_keep_its_own_name_in_another_case() {
 async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_deleted_or_foreign_partner()
  {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let deleted = plain_partner(1, "Deleted", now());
     create_in(&repo, &deleted, 100, CreateRow::Delivered).await;
-    repo.delete_partner(deleted.id(), &delete_write(&deleted, 200))
+    repo.partners
+        .delete_partner(deleted.id(), &delete_write(&deleted, 200))
         .await
         .expect("delete");
     let foreign = plain_partner(2, "Foreign", now());
@@ -403,7 +410,7 @@ async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
     for (case, partner, tenant) in cases {
         let write = change_write(partner.id(), tenant, 400, AuditAction::Updated, at(10));
 
-        let result = repo.update_partner(&partner, &write).await;
+        let result = repo.partners.update_partner(&partner, &write).await;
 
         assert!(
             matches!(result, Err(StoreError::NotFound)),
@@ -421,12 +428,13 @@ async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
 #[tokio::test]
 async fn delete_partner_removes_a_partner_that_never_reached_graph_with_all_its_rows() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = rich_partner(1);
     // Attempt 1 was certainly not applied (back to pending with its attempt recorded).
     create_in(&repo, &partner, 100, CreateRow::Pending).await;
 
     let queued = repo
+        .partners
         .delete_partner(partner.id(), &delete_write(&partner, 200))
         .await
         .expect("delete");
@@ -445,7 +453,8 @@ async fn delete_partner_removes_a_partner_that_never_reached_graph_with_all_its_
         ]
     );
     let again = rich_partner(2);
-    repo.insert_new_partner(&again, &write_for(&again, tenant(), 300))
+    repo.partners
+        .insert_partner(&again, &write_for(&again, tenant(), 300))
         .await
         .expect("the name is free at once");
     store.close().await;
@@ -454,40 +463,44 @@ async fn delete_partner_removes_a_partner_that_never_reached_graph_with_all_its_
 #[tokio::test]
 async fn delete_partner_also_cancels_the_rows_queued_behind_a_create_that_never_reached_graph() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     let create = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &create)
+    repo.partners
+        .insert_partner(&partner, &create)
         .await
         .expect("insert");
     // Updated while attempt 1 ran (so an update row was queued), then attempt 1 turned out
     // not applied.
     let updated = renamed(&partner, "Contoso 2");
     assert_eq!(
-        repo.update_partner(&updated, &update_write(&partner, 200))
+        repo.partners
+            .update_partner(&updated, &update_write(&partner, 200))
             .await
             .expect("update"),
         ChangeQueued::Queued
     );
-    repo.finish_attempt(&AttemptFinish {
-        outbox_id: create.outbox_id,
-        partner_id: partner.id(),
-        client_request_id: create.client_request_id,
-        finished_at: at(15),
-        meta: GraphResponseMeta {
-            status: Some(429),
-            ..GraphResponseMeta::default()
-        },
-        outcome_label: "not_applied",
-        transition: OutboxTransition::Retry {
-            state: DeliveryState::Pending,
-            next_attempt_at: at(60),
-        },
-    })
-    .await
-    .expect("finish");
+    repo.outbox
+        .finish_delivery(&DeliveryEnd {
+            outbox_id: create.delivery.outbox_id,
+            partner_id: partner.id(),
+            client_request_id: create.delivery.client_request_id,
+            finished_at: at(15),
+            meta: GraphResponseMeta {
+                status: Some(429),
+                ..GraphResponseMeta::default()
+            },
+            outcome: DeliveryOutcome::NotApplied,
+            transition: Transition::Retry {
+                state: WaitingState::Pending,
+                next_attempt_at: at(60),
+            },
+        })
+        .await
+        .expect("finish");
 
     let queued = repo
+        .partners
         .delete_partner(partner.id(), &delete_write(&partner, 300))
         .await
         .expect("delete");
@@ -506,7 +519,7 @@ async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_g
         CreateRow::Dead,
     ] {
         let (_dir, store) = open_store().await;
-        let repo = store.partner_repository();
+        let repo = store.ports();
         let partner = rich_partner(1);
         create_in(&repo, &partner, 100, create_row).await;
         let bystander = plain_partner(2, "Bystander", now());
@@ -514,6 +527,7 @@ async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_g
         let create = rows_of(&store, &partner).await.remove(0);
 
         let queued = repo
+            .partners
             .delete_partner(partner.id(), &delete_write(&partner, 300))
             .await
             .expect("delete");
@@ -553,13 +567,16 @@ async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_g
             "{case}: the tombstone stays whole"
         );
         assert_eq!(
-            repo.get_partner(partner.id()).await.expect("read"),
+            repo.partners.get_partner(partner.id()).await.expect("read"),
             None,
             "{case}: gone for readers"
         );
         assert_eq!(listed(&repo).await, [bystander.id()], "{case}");
         assert_eq!(
-            repo.count_partners(tenant(), None).await.expect("count"),
+            repo.partners
+                .count_partners(tenant(), None)
+                .await
+                .expect("count"),
             1,
             "{case}"
         );
@@ -576,10 +593,11 @@ async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_g
 async fn delete_partner_returns_not_found_and_writes_nothing_for_a_missing_deleted_or_foreign_partner()
  {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let deleted = plain_partner(1, "Deleted", now());
     create_in(&repo, &deleted, 100, CreateRow::Delivered).await;
-    repo.delete_partner(deleted.id(), &delete_write(&deleted, 200))
+    repo.partners
+        .delete_partner(deleted.id(), &delete_write(&deleted, 200))
         .await
         .expect("delete");
     let foreign = plain_partner(2, "Foreign", now());
@@ -598,7 +616,7 @@ async fn delete_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
     for (case, id, tenant) in cases {
         let write = change_write(id, tenant, 400, AuditAction::Deleted, at(20));
 
-        let result = repo.delete_partner(id, &write).await;
+        let result = repo.partners.delete_partner(id, &write).await;
 
         assert!(
             matches!(result, Err(StoreError::NotFound)),
@@ -615,17 +633,13 @@ async fn delete_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
 
 /// Claims the partner's due row as `dispatcher:a` at `when`, starts its attempt and finishes it
 /// with `transition`.
-async fn attempt(
-    repo: &SqlitePartnerRepository,
-    partner: &Partner,
-    when: Timestamp,
-    transition: OutboxTransition,
-) {
+async fn attempt(repo: &Ports, partner: &Partner, when: Timestamp, transition: Transition) {
     let claimed = repo
+        .outbox
         .claim_due(
             tenant(),
             when,
-            "dispatcher:a",
+            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
             when.saturating_add(Duration::from_secs(160)),
             10,
         )
@@ -636,40 +650,45 @@ async fn attempt(
     };
     assert_eq!(row.partner.id(), partner.id());
     let client_request_id = Uuid::from_u128(u128::from(row.attempts) + 0xc000);
-    repo.start_attempt(&AttemptStart {
-        outbox_id: row.outbox_id,
-        attempt: row.attempts + 1,
-        client_request_id,
-        started_at: when,
-        lease_owner: "dispatcher:a".into(),
-        lease_expires_at: when.saturating_add(Duration::from_secs(160)),
-    })
-    .await
-    .expect("start");
-    repo.finish_attempt(&AttemptFinish {
-        outbox_id: row.outbox_id,
-        partner_id: partner.id(),
-        client_request_id,
-        finished_at: when.saturating_add(Duration::from_secs(1)),
-        meta: GraphResponseMeta {
-            status: Some(204),
-            request_id: Some("graph-request-9".into()),
-            ..GraphResponseMeta::default()
-        },
-        outcome_label: "applied",
-        transition,
-    })
-    .await
-    .expect("finish");
+    repo.outbox
+        .start_delivery(&DeliveryStart {
+            outbox_id: row.outbox_id,
+            attempt: row.attempts + 1,
+            client_request_id,
+            started_at: when,
+            lease: Lease {
+                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                expires_at: when.saturating_add(Duration::from_secs(160)),
+            },
+        })
+        .await
+        .expect("start");
+    repo.outbox
+        .finish_delivery(&DeliveryEnd {
+            outbox_id: row.outbox_id,
+            partner_id: partner.id(),
+            client_request_id,
+            finished_at: when.saturating_add(Duration::from_secs(1)),
+            meta: GraphResponseMeta {
+                status: Some(204),
+                request_id: Some("graph-request-9".into()),
+                ..GraphResponseMeta::default()
+            },
+            outcome: DeliveryOutcome::Applied,
+            transition,
+        })
+        .await
+        .expect("finish");
 }
 
 #[tokio::test]
 async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_delete() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     create_in(&repo, &partner, 100, CreateRow::Delivered).await;
-    repo.delete_partner(partner.id(), &delete_write(&partner, 200))
+    repo.partners
+        .delete_partner(partner.id(), &delete_write(&partner, 200))
         .await
         .expect("delete");
     let successor = plain_partner(2, "CONTOSO", now());
@@ -677,9 +696,11 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
     create_in(&repo, &other, 300, CreateRow::Delivered).await;
 
     let while_pending = repo
-        .insert_new_partner(&successor, &write_for(&successor, tenant(), 400))
+        .partners
+        .insert_partner(&successor, &write_for(&successor, tenant(), 400))
         .await;
     let rename_onto_it = repo
+        .partners
         .update_partner(&renamed(&other, "contoso"), &update_write(&other, 500))
         .await;
     // A failed attempt (Graph unavailable) does not release it either.
@@ -687,21 +708,22 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
         &repo,
         &partner,
         at(30),
-        OutboxTransition::Retry {
-            state: DeliveryState::Pending,
+        Transition::Retry {
+            state: WaitingState::Pending,
             next_attempt_at: at(40),
         },
     )
     .await;
     let after_a_retry = repo
-        .insert_new_partner(&successor, &write_for(&successor, tenant(), 600))
+        .partners
+        .insert_partner(&successor, &write_for(&successor, tenant(), 600))
         .await;
     attempt(
         &repo,
         &partner,
         at(50),
-        OutboxTransition::Delivered {
-            graph_id: "graph-100".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Object("graph-100".into()),
         },
     )
     .await;
@@ -725,7 +747,7 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
         "SELECT id, action, request_id, caller, at, detail FROM audit_log WHERE action = ?",
     )
     .bind(AuditAction::DeletedInGraph.as_str())
-    .fetch_one(&store.reader)
+    .fetch_one(&store.connections.reader)
     .await
     .expect("the confirmation is audited");
     assert_eq!(
@@ -750,12 +772,19 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
         "{}",
         confirmed.5
     );
-    repo.insert_new_partner(&successor, &write_for(&successor, tenant(), 700))
+    repo.partners
+        .insert_partner(&successor, &write_for(&successor, tenant(), 700))
         .await
         .expect("the name is free once Graph confirmed");
-    assert_eq!(repo.get_partner(partner.id()).await.expect("read"), None);
     assert_eq!(
-        repo.get_partner(successor.id()).await.expect("read"),
+        repo.partners.get_partner(partner.id()).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        repo.partners
+            .get_partner(successor.id())
+            .await
+            .expect("read"),
         Some(successor)
     );
     store.close().await;
@@ -764,20 +793,21 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
 #[tokio::test]
 async fn confirming_the_delete_of_a_partner_graph_never_held_keeps_the_tombstones_graph_id() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
     create_in(&repo, &partner, 100, CreateRow::Dead).await;
-    repo.delete_partner(partner.id(), &delete_write(&partner, 200))
+    repo.partners
+        .delete_partner(partner.id(), &delete_write(&partner, 200))
         .await
         .expect("delete");
 
-    // The dispatcher found nothing of that name in Graph and reports a placeholder id.
+    // The dispatcher found nothing of that name in Graph: delivered with nothing in Graph.
     attempt(
         &repo,
         &partner,
         at(30),
-        OutboxTransition::Delivered {
-            graph_id: "not-in-graph".into(),
+        Transition::Delivered {
+            in_graph: InGraph::Nothing,
         },
     )
     .await;
@@ -790,35 +820,39 @@ async fn confirming_the_delete_of_a_partner_graph_never_held_keeps_the_tombstone
 #[tokio::test]
 async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_create() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let partner = rich_partner(1);
     let create = write_for(&partner, tenant(), 100);
-    repo.insert_new_partner(&partner, &create)
+    repo.partners
+        .insert_partner(&partner, &create)
         .await
         .expect("insert");
     // While attempt 1 runs, the caller updates and then deletes the partner.
-    repo.update_partner(&renamed(&partner, "Renamed"), &update_write(&partner, 200))
+    repo.partners
+        .update_partner(&renamed(&partner, "Renamed"), &update_write(&partner, 200))
         .await
         .expect("update");
-    repo.delete_partner(partner.id(), &delete_write(&partner, 300))
+    repo.partners
+        .delete_partner(partner.id(), &delete_write(&partner, 300))
         .await
         .expect("delete");
     assert_eq!(row_counts(&store).await, [1, 23, 3, 1, 3]);
 
-    repo.undo_rejected_create(
-        partner.id(),
-        create.outbox_id,
-        &change_write(
+    repo.outbox
+        .undo_rejected_create(
             partner.id(),
-            tenant(),
-            400,
-            AuditAction::CreateRejectedByGraph,
-            at(30),
+            create.delivery.outbox_id,
+            &change_write(
+                partner.id(),
+                tenant(),
+                400,
+                AuditAction::CreateRejectedByGraph,
+                at(30),
+            )
+            .audit,
         )
-        .audit,
-    )
-    .await
-    .expect("undo");
+        .await
+        .expect("undo");
 
     assert_eq!(row_counts(&store).await, [0, 0, 0, 0, 4]);
     store.close().await;
@@ -827,7 +861,7 @@ async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_cr
 #[tokio::test]
 async fn update_partner_refuses_a_change_computed_from_a_stale_read_and_writes_nothing() {
     let (_dir, store) = open_store().await;
-    let repo = store.partner_repository();
+    let repo = store.ports();
     let stored = rich_partner(1);
     create_in(&repo, &stored, 100, CreateRow::Delivered).await;
     // Another caller renamed it after this update read it.
@@ -839,13 +873,14 @@ async fn update_partner_refuses_a_change_computed_from_a_stale_read_and_writes_n
     };
 
     let result = repo
+        .partners
         .update_partner(&renamed(&stored, "Lost Update"), &write)
         .await;
 
     assert!(matches!(result, Err(StoreError::Changed)), "{result:?}");
     assert_eq!(row_counts(&store).await, counts, "nothing written");
     assert_eq!(
-        repo.get_partner(stored.id()).await.expect("read"),
+        repo.partners.get_partner(stored.id()).await.expect("read"),
         Some(stored.clone())
     );
     let current = ChangeWrite {
@@ -853,6 +888,7 @@ async fn update_partner_refuses_a_change_computed_from_a_stale_read_and_writes_n
         ..update_write(&stored, 300)
     };
     let accepted = repo
+        .partners
         .update_partner(&renamed(&stored, "Merged On The Latest"), &current)
         .await;
     assert!(

@@ -1,0 +1,774 @@
+//! [`SqliteOutbox`]: the [`Outbox`] port over SQLite, and the enqueueing the partner store does
+//! inside its own transactions. Every statement about the `outbox` and `deliveries` tables lives
+//! here (the rules are `docs/delivery.md`).
+//!
+//! As in the partner store, every write is one `BEGIN IMMEDIATE` transaction on the single
+//! writer connection, and every multi-statement read is one transaction on a reader. The claim in
+//! particular relies on this: SQLite has no `SKIP LOCKED`, but its claim selects and updates
+//! while holding the database's only write lock, so two claims (two dispatcher tasks, or two
+//! processes) run one after the other and the second no longer sees what the first took.
+
+use anyhow::{Context, anyhow};
+use cmp_application::audit::DISPATCHER_CALLER;
+use cmp_application::{
+    AuditAction, AuditEntry, ChangeWrite, ClaimedRow, DeliveryEnd, DeliveryStart, InGraph,
+    LeaseOwner, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
+    PartnerHistory, StoreError, Transition, WaitingState,
+};
+use cmp_domain::{PartnerId, TenantId, Timestamp};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use crate::audit::{insert_audit, read_audit};
+use crate::partner_store::{Deleted, read_partner};
+use crate::rows::{ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
+use crate::store::Connections;
+
+/// The outbox in SQLite. Made by [`SqliteStore::outbox`](crate::SqliteStore::outbox); cheap to
+/// clone, since it only holds the store's pools.
+#[derive(Debug, Clone)]
+pub struct SqliteOutbox {
+    connections: Connections,
+}
+
+impl SqliteOutbox {
+    pub(crate) fn new(connections: Connections) -> Self {
+        Self { connections }
+    }
+}
+
+/// The columns of [`OutboxRow`], as a literal so that `concat!` can build `&'static str`
+/// statements from it (sqlx 0.9 takes no other kind of SQL text without a builder).
+macro_rules! outbox_row_columns {
+    () => {
+        "id, partner_id, operation, natural_key, state, attempts, next_attempt_at, last_status, \
+         last_error_code, last_client_request_id, graph_id, dead_reason, created_at, updated_at, \
+         first_attempt_at"
+    };
+}
+
+// ---- enqueueing, inside the partner store's transactions ----------------------------------
+
+/// Enqueues the create row of a new partner, born in flight and leased to the creating request
+/// (which is about to make delivery 1 inline, so no dispatcher can claim it meanwhile), with its
+/// first delivery started: committed before the HTTP call, so a crash during the call leaves
+/// evidence of it. `next_attempt_at` only matters once the row is back with the dispatcher.
+pub(crate) async fn enqueue_inline_create(
+    conn: &mut SqliteConnection,
+    partner: &PartnerRow,
+    write: &NewPartnerWrite,
+) -> anyhow::Result<()> {
+    let delivery = &write.delivery;
+    let now = write.now.unix_ticks();
+    let outbox_id = delivery.outbox_id.hyphenated().to_string();
+    let client_request_id = delivery.client_request_id.hyphenated().to_string();
+    sqlx::query(
+        "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, \
+         attempts, next_attempt_at, lease_owner, lease_expires_at, last_status, \
+         last_error_code, last_client_request_id, graph_id, created_at, updated_at, \
+         first_attempt_at) \
+         VALUES (?, ?, ?, 'create', ?, 'in_flight', 1, ?, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?)",
+    )
+    .bind(&outbox_id)
+    .bind(&partner.tenant_id)
+    .bind(&partner.id)
+    .bind(&partner.name_key)
+    .bind(now)
+    .bind(delivery.lease.owner.as_str())
+    .bind(delivery.lease.expires_at.unix_ticks())
+    .bind(&client_request_id)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context("inserting the outbox row")?;
+    sqlx::query(
+        "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at) \
+         VALUES (?, 1, ?, ?)",
+    )
+    .bind(&outbox_id)
+    .bind(&client_request_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context("inserting the first delivery row")?;
+    Ok(())
+}
+
+/// Folds an update of `partner` into its waiting create, if it has one (`pending`: never sent,
+/// or sent and certainly not applied). The create renders the partner when it is delivered;
+/// it only needs the name it will be reconciled by. Returns whether it folded.
+pub(crate) async fn fold_into_waiting_create(
+    conn: &mut SqliteConnection,
+    partner: &PartnerRow,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
+    let folded = sqlx::query(
+        "UPDATE outbox SET natural_key = ?, updated_at = ? \
+         WHERE partner_id = ? AND operation = 'create' AND state = 'pending'",
+    )
+    .bind(&partner.name_key)
+    .bind(now.unix_ticks())
+    .bind(&partner.id)
+    .execute(conn)
+    .await
+    .context("folding the update into the waiting create")?
+    .rows_affected();
+    Ok(folded > 0)
+}
+
+/// Enqueues an `operation` row for the dispatcher: `pending`, due at once, no delivery made,
+/// with id `write.outbox_id` and the partner's current natural key.
+pub(crate) async fn enqueue_change(
+    conn: &mut SqliteConnection,
+    write: &ChangeWrite,
+    partner_id: &str,
+    name_key: Option<&str>,
+    operation: Operation,
+) -> anyhow::Result<()> {
+    let now = write.now.unix_ticks();
+    // A live partner always has its name key (the schema's CHECK); only a tombstone whose
+    // delete Graph confirmed has released it, and no change is enqueued for one.
+    let name_key =
+        name_key.with_context(|| format!("live partner {partner_id} has no name key"))?;
+    sqlx::query(
+        "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, attempts, \
+         next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+    )
+    .bind(write.outbox_id.hyphenated().to_string())
+    .bind(write.tenant_id.to_string())
+    .bind(partner_id)
+    .bind(operation.as_str())
+    .bind(name_key)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await
+    .with_context(|| format!("enqueueing the {operation} row"))?;
+    Ok(())
+}
+
+/// Whether every outbox row of the partner is `pending`: none may have reached Graph. (`pending`
+/// means "not sent, or sent and certainly not applied": a 429, a connection that never opened,
+/// refused credentials; `unknown`, `in_flight`, `delivered` and `dead` may all have.)
+pub(crate) async fn all_rows_pending(
+    conn: &mut SqliteConnection,
+    partner_id: &str,
+) -> anyhow::Result<bool> {
+    let other: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM outbox WHERE partner_id = ? AND state <> 'pending'")
+            .bind(partner_id)
+            .fetch_optional(conn)
+            .await
+            .context("reading the partner's outbox rows")?;
+    Ok(other.is_none())
+}
+
+/// Removes every outbox row of the partner (their deliveries go by cascade).
+pub(crate) async fn remove_rows_of(
+    conn: &mut SqliteConnection,
+    partner_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE partner_id = ?")
+        .bind(partner_id)
+        .execute(conn)
+        .await
+        .context("deleting the partner's outbox rows")?;
+    Ok(())
+}
+
+// ---- the port -----------------------------------------------------------------------------
+
+/// The claim's selection; binds: tenant, now, limit.
+///
+/// Rows of one natural key and rows of one partner run in the order they were written (a
+/// rename, a delete and a create reusing the freed name must reach Graph in that order). So a row is claimed only when it is the oldest *live* row (`pending`, `unknown` or
+/// `in_flight`) of its natural key and of its partner, and is itself waiting and due:
+///
+/// - Only `pending` and `unknown` rows of the tenant whose time has come; among them the oldest
+///   due first (then oldest written, then insertion order, so that the order is total).
+/// - Not a row that has an older live row of the same natural key in the tenant, nor of the same
+///   partner: a younger row never jumps ahead, even when the older one is not due yet (it waits
+///   out its back-off) or is in flight. "Older" is `(created_at, rowid)`: the write time, then
+///   the insertion order for rows written at the same instant.
+/// - Not a row whose natural key or partner has a row `in_flight` at all, whatever its age: per
+///   key and per partner one delivery at a time. An inline create is born in flight and
+///   may be younger than a waiting row that held its name before.
+///
+/// Natural keys are unique per tenant only, so a row of another tenant never blocks. `dead` and
+/// `delivered` rows block nothing: a dead row waits for an operator, and holding every later
+/// change of its partner back until then would hide them all behind one failure.
+///
+/// Since only the oldest live row of a key can qualify, one claim never holds two rows of one
+/// key or of one partner either.
+///
+/// The `WHERE` walks `outbox_tenant_state_next_attempt_at` (two ranges, one per state); each
+/// `NOT EXISTS` probes an index that holds every column it tests
+/// (`outbox_tenant_natural_key_state_created_at`, `outbox_partner_id_state_created_at`), so
+/// delivered and dead rows, which accumulate, are never read.
+const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
+     candidate.natural_key, candidate.state, candidate.attempts, candidate.first_attempt_at, \
+     candidate.created_at, candidate.operation, candidate.next_attempt_at, \
+     (SELECT graph_id FROM partners WHERE partners.id = candidate.partner_id) \
+      AS partner_graph_id, \
+     (SELECT deleted_at IS NOT NULL FROM partners WHERE partners.id = candidate.partner_id) \
+      AS partner_deleted, \
+     EXISTS (SELECT 1 FROM outbox AS created WHERE created.partner_id = candidate.partner_id \
+      AND created.state = 'delivered' AND created.operation = 'create' \
+      AND created.graph_id IS NULL) AS created_nothing_in_graph, \
+     (SELECT COUNT(*) FROM deliveries AS made WHERE made.outbox_id = candidate.id \
+      AND made.started_at >= COALESCE(candidate.first_attempt_at, candidate.created_at)) \
+      AS attempts_in_window \
+     FROM outbox AS candidate \
+     WHERE candidate.tenant_id = ? AND candidate.state IN ('pending', 'unknown') \
+     AND candidate.next_attempt_at <= ? \
+     AND NOT EXISTS (\
+         SELECT 1 FROM outbox AS ahead_by_key \
+         WHERE ahead_by_key.tenant_id = candidate.tenant_id \
+         AND ahead_by_key.natural_key = candidate.natural_key \
+         AND ahead_by_key.state IN ('pending', 'unknown', 'in_flight') \
+         AND (ahead_by_key.state = 'in_flight' \
+              OR ahead_by_key.created_at < candidate.created_at \
+              OR (ahead_by_key.created_at = candidate.created_at \
+                  AND ahead_by_key.rowid < candidate.rowid))\
+     ) \
+     AND NOT EXISTS (\
+         SELECT 1 FROM outbox AS ahead_for_partner \
+         WHERE ahead_for_partner.partner_id = candidate.partner_id \
+         AND ahead_for_partner.state IN ('pending', 'unknown', 'in_flight') \
+         AND (ahead_for_partner.state = 'in_flight' \
+              OR ahead_for_partner.created_at < candidate.created_at \
+              OR (ahead_for_partner.created_at = candidate.created_at \
+                  AND ahead_for_partner.rowid < candidate.rowid))\
+     ) \
+     ORDER BY candidate.next_attempt_at, candidate.created_at, candidate.rowid \
+     LIMIT ?";
+
+#[async_trait::async_trait]
+impl Outbox for SqliteOutbox {
+    #[tracing::instrument(name = "sqlite.recover_expired_leases", skip_all)]
+    async fn recover_expired_leases(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let now = now.unix_ticks();
+        let mut tx = self.connections.begin_write().await?;
+
+        // `unknown`, never `pending`: the holder may have sent the POST before it died, so the
+        // next attempt must reconcile with Graph first.
+        let recovered = sqlx::query(
+            "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? \
+             WHERE state = 'in_flight' AND lease_expires_at <= ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("turning lapsed leases unknown")?
+        .rows_affected();
+
+        tx.commit()
+            .await
+            .context("committing the recovered leases")?;
+        Ok(recovered)
+    }
+
+    #[tracing::instrument(name = "sqlite.claim_due", skip_all, fields(tenant.id = %tenant, limit = limit))]
+    async fn claim_due(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        owner: &LeaseOwner,
+        lease_expires_at: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now.unix_ticks();
+        // The select and the updates share one write transaction: no other writer can claim
+        // (or finish) a row between them. See the module documentation. One
+        // `UPDATE ... RETURNING` would not do: RETURNING shows the row after the update, and the
+        // dispatcher needs the state before it (send, or reconcile first); under the write lock
+        // two statements are just as atomic.
+        let mut tx = self.connections.begin_write().await?;
+
+        let candidates: Vec<ClaimRow> = sqlx::query_as(CLAIM_CANDIDATES)
+            .bind(tenant.to_string())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .context("selecting the outbox rows due")?;
+
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for row in candidates {
+            // The state guard cannot fail under the write lock; it keeps the statement right
+            // on its own, should it ever run outside this transaction.
+            let leased = sqlx::query(
+                "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_expires_at = ?, \
+                 updated_at = ? WHERE id = ? AND state IN ('pending', 'unknown')",
+            )
+            .bind(owner.as_str())
+            .bind(lease_expires_at.unix_ticks())
+            .bind(now)
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await
+            .context("leasing an outbox row")?;
+            if leased.rows_affected() != 1 {
+                return Err(anyhow!("outbox row {} changed while being claimed", row.id).into());
+            }
+
+            // The partner as stored now, not as it was when the row was written: a later
+            // change folds into this delivery. Returning early drops `tx`, which rolls the
+            // whole claim back, so no row stays leased to a dispatcher that never saw it.
+            // A deleted partner too: its `delete` row renders from it.
+            let partner = read_partner(&mut tx, &row.partner_id, Deleted::Included)
+                .await
+                .with_context(|| format!("reading the partner of outbox row {}", row.id))?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "outbox row {} delivers partner {}, which does not exist",
+                        row.id,
+                        row.partner_id
+                    )
+                })?;
+            claimed.push(row.into_claimed(partner)?);
+        }
+
+        tx.commit().await.context("committing the claim")?;
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(name = "sqlite.release", skip_all, fields(outbox.id = %outbox_id, state = state.as_str()))]
+    async fn release(
+        &self,
+        outbox_id: Uuid,
+        state: WaitingState,
+        next_attempt_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let outbox_id = outbox_id.hyphenated().to_string();
+        let mut tx = self.connections.begin_write().await?;
+
+        // `updated_at` stays: the port passes no "now", and no attempt happened.
+        let released = sqlx::query(
+            "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = ? AND state = 'in_flight'",
+        )
+        .bind(state.as_str())
+        .bind(next_attempt_at.unix_ticks())
+        .bind(&outbox_id)
+        .execute(&mut *tx)
+        .await
+        .context("handing the outbox row back")?;
+        if released.rows_affected() != 1 {
+            return Err(anyhow!("outbox row {outbox_id} is not in flight").into());
+        }
+
+        tx.commit()
+            .await
+            .context("committing the handed-back row")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "sqlite.start_delivery", skip_all, fields(outbox.id = %start.outbox_id, attempt = start.attempt))]
+    async fn start_delivery(&self, start: &DeliveryStart) -> Result<(), StoreError> {
+        let outbox_id = start.outbox_id.hyphenated().to_string();
+        let client_request_id = start.client_request_id.hyphenated().to_string();
+        let started_at = start.started_at.unix_ticks();
+        let mut tx = self.connections.begin_write().await?;
+
+        // Only a row leased to the caller: a row whose lease lapsed while it waited in a batch
+        // may have been claimed by another worker, and two attempts at once could POST twice.
+        // The lease is renewed to cover the call.
+        let counted = sqlx::query(
+            "UPDATE outbox SET attempts = ?, last_client_request_id = ?, \
+             first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?, \
+             lease_expires_at = ? \
+             WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        )
+        .bind(i64::from(start.attempt))
+        .bind(&client_request_id)
+        .bind(started_at)
+        .bind(started_at)
+        .bind(start.lease.expires_at.unix_ticks())
+        .bind(&outbox_id)
+        .bind(start.lease.owner.as_str())
+        .execute(&mut *tx)
+        .await
+        .context("counting the delivery on the outbox row")?;
+        if counted.rows_affected() != 1 {
+            tx.rollback()
+                .await
+                .context("rolling back after a lost lease")?;
+            return Err(StoreError::LeaseLost);
+        }
+
+        // The primary key (outbox_id, attempt) refuses a number used before.
+        sqlx::query(
+            "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&outbox_id)
+        .bind(i64::from(start.attempt))
+        .bind(&client_request_id)
+        .bind(started_at)
+        .execute(&mut *tx)
+        .await
+        .context("inserting the delivery row")?;
+
+        // Committed before the HTTP call, so a crash during the call leaves evidence of it.
+        tx.commit()
+            .await
+            .context("committing the start of the delivery")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "sqlite.sync_state", skip_all, fields(partner.id = %partner_id))]
+    async fn sync_state(&self, partner_id: PartnerId) -> Result<Option<OutboxRecord>, StoreError> {
+        // One snapshot for the row and its attempts.
+        let mut tx = self.connections.begin_read().await?;
+
+        // The latest row by creation; insertion order breaks a tie.
+        let row: Option<OutboxRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            outbox_row_columns!(),
+            " FROM outbox WHERE partner_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ))
+        .bind(partner_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading the partner's latest outbox row")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+
+        let deliveries = read_deliveries(&mut tx, &row.id).await?;
+
+        tx.commit().await.context("ending the read transaction")?;
+        Ok(Some(row.into_record(deliveries)?))
+    }
+
+    #[tracing::instrument(name = "sqlite.history", skip_all, fields(partner.id = %partner_id))]
+    async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, StoreError> {
+        // One snapshot for the audit log, the rows and their deliveries.
+        let partner_id = partner_id.to_string();
+        let mut tx = self.connections.begin_read().await?;
+        let audit = read_audit(&mut tx, &partner_id).await?;
+        let stored: Vec<OutboxRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            outbox_row_columns!(),
+            " FROM outbox WHERE partner_id = ? ORDER BY created_at, rowid"
+        ))
+        .bind(&partner_id)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading the partner's outbox rows")?;
+        let mut rows = Vec::with_capacity(stored.len());
+        for row in stored {
+            let deliveries = read_deliveries(&mut tx, &row.id).await?;
+            rows.push(row.into_record(deliveries)?);
+        }
+        tx.commit().await.context("ending the read transaction")?;
+        Ok(PartnerHistory { audit, rows })
+    }
+
+    #[tracing::instrument(name = "sqlite.list_rows", skip_all, fields(state = state.as_ref().map(OutboxState::as_str), limit = limit))]
+    async fn list_rows(
+        &self,
+        state: Option<OutboxState>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", outbox_row_columns!(), " FROM outbox"));
+        if let Some(state) = state {
+            query.push(" WHERE state = ").push_bind(state.as_str());
+        }
+        query
+            .push(" ORDER BY created_at, rowid LIMIT ")
+            .push_bind(i64::from(limit));
+
+        let rows: Vec<OutboxRow> = query
+            .build_query_as()
+            .fetch_all(&self.connections.reader)
+            .await
+            .context("listing outbox rows")?;
+        let listed = rows
+            .into_iter()
+            .map(|row| row.into_record(Vec::new()))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(listed)
+    }
+
+    #[tracing::instrument(name = "sqlite.count_rows", skip_all)]
+    async fn count_rows(&self) -> Result<OutboxCounts, StoreError> {
+        let per_state: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+                .fetch_all(&self.connections.reader)
+                .await
+                .context("counting outbox rows per state")?;
+
+        let mut counts = OutboxCounts::default();
+        for (state, count) in per_state {
+            // COUNT(*) is never negative.
+            let count = u64::try_from(count).context("a negative row count")?;
+            let state: OutboxState = state.parse().context("a stored outbox state")?;
+            *counts.of_mut(state) = count;
+        }
+        Ok(counts)
+    }
+
+    #[tracing::instrument(name = "sqlite.requeue_dead", skip_all, fields(outbox.id = %outbox_id))]
+    async fn requeue_dead(&self, outbox_id: Uuid, now: Timestamp) -> Result<bool, StoreError> {
+        let now = now.unix_ticks();
+        let mut tx = self.connections.begin_write().await?;
+
+        // The attempt log stays: it is the row's history. The row goes to `unknown`, not
+        // `pending`: it may have died after an attempt whose outcome nobody knows, so Graph is
+        // asked before anything is sent again. A fresh `first_attempt_at` opens a new window
+        // for the give-up limits, which count only the attempts made inside it.
+        let requeued = sqlx::query(
+            "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, dead_reason = NULL, \
+             first_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'dead'",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(outbox_id.hyphenated().to_string())
+        .execute(&mut *tx)
+        .await
+        .context("re-queueing the dead outbox row")?
+        .rows_affected();
+
+        tx.commit().await.context("committing the re-queue")?;
+        Ok(requeued == 1)
+    }
+    #[tracing::instrument(name = "sqlite.finish_delivery", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = %finish.outcome))]
+    async fn finish_delivery(&self, finish: &DeliveryEnd) -> Result<(), StoreError> {
+        let outbox_id = finish.outbox_id.hyphenated().to_string();
+        let partner_id = finish.partner_id.to_string();
+        let finished_at = finish.finished_at.unix_ticks();
+        let status = finish.meta.status.map(i64::from);
+        let error_code = finish.meta.error_code.as_deref();
+        let mut tx = self.connections.begin_write().await?;
+
+        // The delivery being finished is the latest one of the row, and it must be the one
+        // started with this client-request-id: if a dispatcher took the row over after the
+        // lease lapsed, this late finish must not overwrite the newer delivery's record nor
+        // move the row it now holds.
+        let attempt = sqlx::query(
+            "UPDATE deliveries SET finished_at = ?, http_status = ?, graph_error_code = ?, \
+             graph_request_id = ?, outcome = ? \
+             WHERE outbox_id = ? AND client_request_id = ? AND attempt = \
+             (SELECT MAX(attempt) FROM deliveries WHERE outbox_id = ?)",
+        )
+        .bind(finished_at)
+        .bind(status)
+        .bind(error_code)
+        .bind(finish.meta.request_id.as_deref())
+        .bind(finish.outcome.as_str())
+        .bind(&outbox_id)
+        .bind(finish.client_request_id.hyphenated().to_string())
+        .bind(&outbox_id)
+        .execute(&mut *tx)
+        .await
+        .context("recording the end of the delivery")?;
+
+        let moved: Option<(String, String)> = match &finish.transition {
+            Transition::Delivered { in_graph } => sqlx::query_as(
+                "UPDATE outbox SET state = 'delivered', graph_id = ?, lease_owner = NULL, \
+                 lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
+                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
+            )
+            .bind(in_graph.graph_id())
+            .bind(status)
+            .bind(error_code)
+            .bind(finished_at)
+            .bind(&outbox_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("marking the outbox row delivered")?,
+            Transition::Retry {
+                state,
+                next_attempt_at,
+            } => sqlx::query_as(
+                "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
+                 lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
+                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
+            )
+            .bind(state.as_str())
+            .bind(next_attempt_at.unix_ticks())
+            .bind(status)
+            .bind(error_code)
+            .bind(finished_at)
+            .bind(&outbox_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("returning the outbox row to the dispatcher")?,
+            // `next_attempt_at` stays as it was: a dead row is never due until an operator
+            // re-queues it, which sets it afresh.
+            Transition::Dead { reason } => sqlx::query_as(
+                "UPDATE outbox SET state = 'dead', dead_reason = ?, lease_owner = NULL, \
+                 lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
+                 WHERE id = ? RETURNING partner_id, operation",
+            )
+            .bind(reason)
+            .bind(status)
+            .bind(error_code)
+            .bind(finished_at)
+            .bind(&outbox_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("dead-lettering the outbox row")?,
+        };
+        // Returning early drops `tx`, which rolls the transaction back.
+        let Some((row_partner_id, operation)) = moved else {
+            return Err(anyhow!("outbox row {outbox_id} does not exist").into());
+        };
+        if row_partner_id != partner_id {
+            return Err(anyhow!(
+                "outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}"
+            )
+            .into());
+        }
+        if attempt.rows_affected() != 1 {
+            return Err(anyhow!(
+                "the latest delivery of outbox row {outbox_id} was not started with \
+                 client-request-id {}",
+                finish.client_request_id
+            )
+            .into());
+        }
+
+        if let Transition::Delivered { in_graph } = &finish.transition {
+            let operation: Operation = operation.parse().context("a stored outbox operation")?;
+            match (operation, in_graph) {
+                (Operation::Create | Operation::Update, InGraph::Object(graph_id)) => {
+                    sqlx::query("UPDATE partners SET graph_id = ?, updated_at = ? WHERE id = ?")
+                        .bind(graph_id)
+                        .bind(finished_at)
+                        .bind(&partner_id)
+                        .execute(&mut *tx)
+                        .await
+                        .context("storing Graph's id on the partner")?;
+                }
+                // Graph rightly holds nothing for the partner: its id stays unknown (NULL),
+                // and the delivered create row says why.
+                (Operation::Create | Operation::Update, InGraph::Nothing) => {}
+                // Graph confirmed the delete: the display name is free again. The tombstone
+                // keeps the Graph id it had.
+                (Operation::Delete, _) => release_name(&mut tx, finish).await?,
+            }
+        }
+
+        tx.commit()
+            .await
+            .context("committing the end of the delivery attempt")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "sqlite.undo_rejected_create", skip_all, fields(partner.id = %partner_id, outbox.id = %outbox_id))]
+    async fn undo_rejected_create(
+        &self,
+        partner_id: PartnerId,
+        outbox_id: Uuid,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let partner_id = partner_id.to_string();
+        let mut tx = self.connections.begin_write().await?;
+
+        // The outbox row first: its foreign key forbids deleting a partner it still delivers.
+        // Its attempts go with it (ON DELETE CASCADE). Matching the partner too means a wrong
+        // pairing deletes nothing, and the partner delete below then fails on that key.
+        let undone = sqlx::query("DELETE FROM outbox WHERE id = ? AND partner_id = ?")
+            .bind(outbox_id.hyphenated().to_string())
+            .bind(&partner_id)
+            .execute(&mut *tx)
+            .await
+            .context("deleting the outbox row")?
+            .rows_affected();
+        if undone == 1 {
+            // An update or delete that arrived while the create was in flight queued a row
+            // behind it. The claim never runs a partner's younger row before its create, so
+            // those rows never reached Graph, and with the create refused they have nothing
+            // left to change there.
+            sqlx::query("DELETE FROM outbox WHERE partner_id = ? AND operation <> 'create'")
+                .bind(&partner_id)
+                .execute(&mut *tx)
+                .await
+                .context("deleting the rows queued behind the refused create")?;
+        }
+        // The assignments go with the partner (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM partners WHERE id = ?")
+            .bind(&partner_id)
+            .execute(&mut *tx)
+            .await
+            .context("deleting the partner row")?;
+        insert_audit(&mut tx, audit).await?;
+
+        tx.commit().await.context("committing the undone create")?;
+        Ok(())
+    }
+}
+
+/// The deliveries of one outbox row, oldest first.
+async fn read_deliveries(
+    conn: &mut SqliteConnection,
+    outbox_id: &str,
+) -> anyhow::Result<Vec<DeliveryRow>> {
+    sqlx::query_as(
+        "SELECT attempt, client_request_id, started_at, finished_at, http_status, \
+         graph_error_code, graph_request_id, outcome FROM deliveries \
+         WHERE outbox_id = ? ORDER BY attempt",
+    )
+    .bind(outbox_id)
+    .fetch_all(conn)
+    .await
+    .context("reading the deliveries")
+}
+
+/// Releases the display name of the partner whose `delete` row `finish` delivered, and records
+/// Graph's confirmation in the audit log, inside `finish_delivery`'s transaction.
+///
+/// The entry's id is the delete row's own id: a row is delivered once, so the id is unique, and
+/// it ties the entry to the row's attempts. The store serves no request of its own, hence the
+/// empty request id and the `dispatcher` caller.
+async fn release_name(tx: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow::Result<()> {
+    let partner_id = finish.partner_id.to_string();
+    let released: Option<String> = sqlx::query_scalar(
+        "UPDATE partners SET name_key = NULL, updated_at = ? \
+         WHERE id = ? AND deleted_at IS NOT NULL RETURNING display_name",
+    )
+    .bind(finish.finished_at.unix_ticks())
+    .bind(&partner_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("releasing the display name of the deleted partner")?;
+    let Some(display_name) = released else {
+        return Err(anyhow!(
+            "outbox row {} deletes partner {partner_id}, which is not deleted",
+            finish.outbox_id
+        ));
+    };
+    let entry = AuditEntry {
+        id: finish.outbox_id,
+        partner_id: finish.partner_id,
+        action: AuditAction::DeletedInGraph,
+        request_id: String::new(),
+        caller: DISPATCHER_CALLER.to_owned(),
+        at: finish.finished_at,
+        detail: format!(
+            "Microsoft Graph confirmed the delete ({}; graph request-id {}, client-request-id {}); \
+             the display name '{display_name}' is free again",
+            finish.outcome,
+            finish.meta.request_id.as_deref().unwrap_or("none"),
+            finish.client_request_id,
+        ),
+    };
+    insert_audit(tx, &entry).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,435 @@
+//! [`SqlitePartnerStore`]: the [`PartnerStore`] port over SQLite: the partners, their
+//! assignments, natural keys and Graph ids.
+//!
+//! Every write runs in one `BEGIN IMMEDIATE` transaction on the single writer connection (see
+//! [`Connections`]): the partner, its assignments, its outbox row (enqueued through
+//! [`crate::outbox`]) and its audit entry change together or not at all. Reads run in a plain
+//! (deferred) transaction on a reader connection, which gives them one consistent WAL snapshot
+//! across their statements.
+//!
+//! How a change is owed to Graph (the outbox rules, `docs/delivery.md`):
+//! - An update of a partner whose `create` row is `pending` (never sent, or sent and certainly
+//!   not applied) folds into it: the dispatcher renders the payload from the partner row when it
+//!   delivers, so Graph receives the updated partner in the one POST. Not so for an `unknown`
+//!   create: Graph may hold the old version under the old name, which reconciliation matches and
+//!   adopts without a PATCH. Then, and in every other case, an `update` row is enqueued; the
+//!   claim runs it after every older row of its partner and of its name.
+//! - A delete of a partner that never reached Graph (no Graph id, and every one of its rows
+//!   `pending`) removes the partner and its rows outright: Graph never hears of it. Otherwise the
+//!   partner becomes a tombstone (`deleted_at`), gone for readers but keeping its name reserved,
+//!   and a `delete` row is enqueued; the outbox releases the name when Graph confirms.
+
+use anyhow::Context;
+use cmp_application::query::{Filter, ListQuery, PartnerPage};
+use cmp_application::{
+    ChangeQueued, ChangeWrite, NewPartnerWrite, Operation, PartnerStore, StoreError,
+};
+use cmp_domain::{Partner, PartnerId, TenantId};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
+
+use crate::audit::insert_audit;
+use crate::outbox;
+use crate::rows::{AssignmentRow, PartnerRow, partner_row_columns};
+use crate::store::Connections;
+
+/// Partners in SQLite. Made by [`SqliteStore::partner_store`](crate::SqliteStore::partner_store);
+/// cheap to clone, since it only holds the store's pools.
+#[derive(Debug, Clone)]
+pub struct SqlitePartnerStore {
+    pub(crate) connections: Connections,
+}
+
+impl SqlitePartnerStore {
+    pub(crate) fn new(connections: Connections) -> Self {
+        Self { connections }
+    }
+}
+
+/// Whether a read sees partners that callers deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deleted {
+    /// Callers' view: a deleted partner is gone.
+    Hidden,
+    /// The dispatcher's view: a `delete` row still renders from its partner.
+    Included,
+}
+
+#[async_trait::async_trait]
+impl PartnerStore for SqlitePartnerStore {
+    #[tracing::instrument(name = "sqlite.insert_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.delivery.outbox_id))]
+    async fn insert_partner(
+        &self,
+        partner: &Partner,
+        write: &NewPartnerWrite,
+    ) -> Result<(), StoreError> {
+        let row = PartnerRow::from_domain(partner, write.tenant_id);
+        let now = write.now.unix_ticks();
+        let mut tx = self.connections.begin_write().await?;
+
+        let inserted = sqlx::query(
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.tenant_id)
+        .bind(&row.display_name)
+        .bind(&row.name_key)
+        .bind(&row.partner_state)
+        .bind(row.last_heartbeat)
+        .bind(row.mac_os_onboarded)
+        .bind(row.windows_onboarded)
+        .bind(row.android_onboarded)
+        .bind(row.ios_onboarded)
+        .bind(row.linux_onboarded)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        if let Err(error) = inserted {
+            let unique = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+            // Two unique constraints guard this table: the primary key and the natural key.
+            // `is_unique_violation()` cannot say which fired (SQLite reports no constraint
+            // name to sqlx), so look: only a taken natural key is the caller's duplicate; an
+            // id collision is our fault and stays Unexpected.
+            if unique && name_key_taken(&mut tx, &row, None).await? {
+                tx.rollback()
+                    .await
+                    .context("rolling back after a duplicate display name")?;
+                return Err(StoreError::DuplicateDisplayName {
+                    display_name: row.display_name,
+                });
+            }
+            return Err(anyhow::Error::new(error)
+                .context("inserting the partner row")
+                .into());
+        }
+
+        insert_assignments(&mut tx, partner).await?;
+
+        outbox::enqueue_inline_create(&mut tx, &row, write).await?;
+        insert_audit(&mut tx, &write.audit).await?;
+
+        tx.commit().await.context("committing the new partner")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
+    async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError> {
+        // One read transaction, so the partner and its assignments come from one snapshot
+        // even when an undo commits between the two statements.
+        let mut tx = self.connections.begin_read().await?;
+        let partner = read_partner(&mut tx, &id.to_string(), Deleted::Hidden).await?;
+        tx.commit().await.context("ending the read transaction")?;
+        Ok(partner)
+    }
+
+    #[tracing::instrument(name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
+    async fn list_partners(
+        &self,
+        tenant_id: TenantId,
+        query: &ListQuery,
+    ) -> Result<PartnerPage, StoreError> {
+        self.list(tenant_id, query).await
+    }
+
+    #[tracing::instrument(name = "sqlite.count_partners", skip_all, fields(tenant.id = %tenant_id))]
+    async fn count_partners(
+        &self,
+        tenant_id: TenantId,
+        filter: Option<Filter>,
+    ) -> Result<u64, StoreError> {
+        self.count(tenant_id, filter.as_ref()).await
+    }
+
+    #[tracing::instrument(name = "sqlite.update_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.outbox_id))]
+    async fn update_partner(
+        &self,
+        partner: &Partner,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError> {
+        let row = PartnerRow::from_domain(partner, write.tenant_id);
+        let now = write.now.unix_ticks();
+        let mut tx = self.connections.begin_write().await?;
+
+        // Optimistic concurrency: the change was computed from `expected`; under the write lock
+        // the stored partner either still is that, or another update won and this one must be
+        // merged again over its result.
+        if let Some(expected) = &write.expected {
+            let stored = read_partner(&mut tx, &row.id, Deleted::Hidden).await?;
+            if stored.as_ref().is_some_and(|stored| stored != expected) {
+                tx.rollback().await.context("rolling back a stale update")?;
+                return Err(StoreError::Changed);
+            }
+        }
+
+        let updated = sqlx::query(
+            "UPDATE partners SET display_name = ?, name_key = ?, partner_state = ?, \
+             last_heartbeat = ?, mac_os_onboarded = ?, windows_onboarded = ?, \
+             android_onboarded = ?, ios_onboarded = ?, linux_onboarded = ?, updated_at = ? \
+             WHERE id = ? AND tenant_id = ? AND deleted_at IS NULL",
+        )
+        .bind(&row.display_name)
+        .bind(&row.name_key)
+        .bind(&row.partner_state)
+        .bind(row.last_heartbeat)
+        .bind(row.mac_os_onboarded)
+        .bind(row.windows_onboarded)
+        .bind(row.android_onboarded)
+        .bind(row.ios_onboarded)
+        .bind(row.linux_onboarded)
+        .bind(now)
+        .bind(&row.id)
+        .bind(&row.tenant_id)
+        .execute(&mut *tx)
+        .await;
+        match updated {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => {
+                tx.rollback()
+                    .await
+                    .context("rolling back the update of a missing partner")?;
+                return Err(StoreError::NotFound);
+            }
+            Err(error) => {
+                // The same detection as the insert: only the natural key can collide here (the
+                // id is not written), but look rather than assume.
+                let unique =
+                    matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+                if unique && name_key_taken(&mut tx, &row, Some(&row.id)).await? {
+                    tx.rollback()
+                        .await
+                        .context("rolling back after a duplicate display name")?;
+                    return Err(StoreError::DuplicateDisplayName {
+                        display_name: row.display_name,
+                    });
+                }
+                return Err(anyhow::Error::new(error)
+                    .context("updating the partner row")
+                    .into());
+            }
+        }
+
+        // A collection present in the PATCH replaces the stored one: the partner carries the
+        // result, so its assignments are written afresh, in order.
+        sqlx::query("DELETE FROM partner_assignments WHERE partner_id = ?")
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await
+            .context("deleting the old assignment rows")?;
+        insert_assignments(&mut tx, partner).await?;
+
+        let queued = if outbox::fold_into_waiting_create(&mut tx, &row, write.now).await? {
+            ChangeQueued::Folded
+        } else {
+            outbox::enqueue_change(
+                &mut tx,
+                write,
+                &row.id,
+                row.name_key.as_deref(),
+                Operation::Update,
+            )
+            .await?;
+            ChangeQueued::Queued
+        };
+
+        insert_audit(&mut tx, &write.audit).await?;
+        tx.commit().await.context("committing the update")?;
+        Ok(queued)
+    }
+
+    #[tracing::instrument(name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
+    async fn delete_partner(
+        &self,
+        id: PartnerId,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError> {
+        let partner_id = id.to_string();
+        let now = write.now.unix_ticks();
+        let mut tx = self.connections.begin_write().await?;
+
+        let found: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT graph_id, name_key FROM partners \
+             WHERE id = ? AND tenant_id = ? AND deleted_at IS NULL",
+        )
+        .bind(&partner_id)
+        .bind(write.tenant_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading the partner to delete")?;
+        let Some((graph_id, name_key)) = found else {
+            tx.rollback()
+                .await
+                .context("rolling back the delete of a missing partner")?;
+            return Err(StoreError::NotFound);
+        };
+
+        let never_reached_graph =
+            graph_id.is_none() && outbox::all_rows_pending(&mut tx, &partner_id).await?;
+
+        let queued = if never_reached_graph {
+            // The rows first: their foreign key forbids deleting a partner they deliver. Their
+            // deliveries, and the partner's assignments, go by cascade.
+            outbox::remove_rows_of(&mut tx, &partner_id).await?;
+            sqlx::query("DELETE FROM partners WHERE id = ?")
+                .bind(&partner_id)
+                .execute(&mut *tx)
+                .await
+                .context("deleting the partner row")?;
+            ChangeQueued::Folded
+        } else {
+            sqlx::query("UPDATE partners SET deleted_at = ?, updated_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(now)
+                .bind(&partner_id)
+                .execute(&mut *tx)
+                .await
+                .context("marking the partner deleted")?;
+            outbox::enqueue_change(
+                &mut tx,
+                write,
+                &partner_id,
+                name_key.as_deref(),
+                Operation::Delete,
+            )
+            .await?;
+            ChangeQueued::Queued
+        };
+
+        insert_audit(&mut tx, &write.audit).await?;
+        tx.commit().await.context("committing the delete")?;
+        Ok(queued)
+    }
+
+    #[tracing::instrument(name = "sqlite.graph_id_held_by_another", skip_all)]
+    async fn graph_id_held_by_another(
+        &self,
+        graph_id: &str,
+        except: PartnerId,
+    ) -> Result<bool, StoreError> {
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM partners WHERE graph_id = ? AND id <> ? LIMIT 1")
+                .bind(graph_id)
+                .bind(except.to_string())
+                .fetch_optional(&self.connections.reader)
+                .await
+                .context("looking up who holds a Graph object")?;
+        Ok(held.is_some())
+    }
+}
+
+/// Reads the partner `id` (its row and assignments) on `conn`, inside the caller's transaction:
+/// [`PartnerStore::get_partner`] on a reader, where a deleted partner is `None`
+/// ([`Deleted::Hidden`]); the dispatcher's claim on the writer, which still reads it
+/// ([`Deleted::Included`]).
+///
+/// # Errors
+/// When a statement fails or the stored rows no longer parse into a [`Partner`].
+pub(crate) async fn read_partner(
+    conn: &mut SqliteConnection,
+    id: &str,
+    deleted: Deleted,
+) -> anyhow::Result<Option<Partner>> {
+    let statement = match deleted {
+        Deleted::Hidden => concat!(
+            "SELECT ",
+            partner_row_columns!(),
+            " FROM partners WHERE id = ? AND deleted_at IS NULL"
+        ),
+        Deleted::Included => concat!(
+            "SELECT ",
+            partner_row_columns!(),
+            " FROM partners WHERE id = ?"
+        ),
+    };
+    let row: Option<PartnerRow> = sqlx::query_as(statement)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("reading the partner row")?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+
+    let assignments: Vec<AssignmentRow> = sqlx::query_as(
+        "SELECT platform, position, target_type, filter_type, filter_id, group_id, \
+         collection_id, scope_tag_target_type, entra_object_id \
+         FROM partner_assignments WHERE partner_id = ? ORDER BY platform, position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading the assignment rows")?;
+
+    let partner = row
+        .into_domain(assignments)
+        .with_context(|| format!("stored partner {id} no longer parses"))?;
+    Ok(Some(partner))
+}
+
+/// Whether a partner of the row's tenant other than `except` (the row's own partner, on an
+/// update) already has its natural key. Runs inside the failed statement's transaction: SQLite
+/// aborts only the failing statement, not the transaction. Deleted partners count: their name
+/// stays reserved until Graph confirms the delete.
+pub(crate) async fn name_key_taken(
+    tx: &mut Transaction<'static, Sqlite>,
+    row: &PartnerRow,
+    except: Option<&str>,
+) -> anyhow::Result<bool> {
+    let taken: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM partners WHERE tenant_id = ? AND name_key = ? AND id IS NOT ?",
+    )
+    .bind(&row.tenant_id)
+    .bind(&row.name_key)
+    .bind(except)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("looking for a partner with the same natural key")?;
+    Ok(taken.is_some())
+}
+
+/// How many assignment rows one multi-row `INSERT` carries: 10 bound values each, so a batch
+/// stays far below SQLite's limit of 32,766 variables per statement.
+const ASSIGNMENTS_PER_INSERT: usize = 500;
+
+/// Inserts the assignment rows of `partner`, each platform's list numbered from 0, in a few
+/// multi-row statements rather than one per assignment.
+pub(crate) async fn insert_assignments(
+    tx: &mut Transaction<'static, Sqlite>,
+    partner: &Partner,
+) -> anyhow::Result<()> {
+    let partner_id = partner.id().to_string();
+    let rows = AssignmentRow::all_of(partner);
+    for batch in rows.chunks(ASSIGNMENTS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type, filter_id, group_id, collection_id, scope_tag_target_type, \
+             entra_object_id) ",
+        );
+        insert.push_values(batch, |mut values, assignment| {
+            values
+                .push_bind(partner_id.clone())
+                .push_bind(assignment.platform.clone())
+                .push_bind(assignment.position)
+                .push_bind(assignment.target_type.clone())
+                .push_bind(assignment.filter_type.clone())
+                .push_bind(assignment.filter_id.clone())
+                .push_bind(assignment.group_id.clone())
+                .push_bind(assignment.collection_id.clone())
+                .push_bind(assignment.scope_tag_target_type.clone())
+                .push_bind(assignment.entra_object_id.clone());
+        });
+        insert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .context("inserting assignment rows")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod change_tests;
+#[cfg(test)]
+mod tests;
