@@ -1054,3 +1054,61 @@ async fn unsupported_methods_are_405_with_the_allowed_ones() {
         assert_eq!(body["error"]["code"], "BadRequest", "{method} {uri}");
     }
 }
+
+/// Records the `http.route` field of every `http_request` span.
+#[derive(Clone, Default)]
+struct RouteRecorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteRecorder {
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Route<'a>(&'a RouteRecorder);
+        impl tracing::field::Visit for Route<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "http.route" {
+                    self.0
+                        .0
+                        .lock()
+                        .expect("no panic while recording")
+                        .push(format!("{value:?}"));
+                }
+            }
+        }
+        if attributes.metadata().name() == "http_request" {
+            attributes.record(&mut Route(self));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_request_span_names_the_route_template_not_the_raw_path() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let recorder = RouteRecorder::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+    let id = "d6d46d0d-6d0d-d6d4-0d6d-d4d60d6dd4d6";
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_get_partner()
+        .returning(|id| Err(GetPartnerError::NotFound(id)));
+
+    let (status, _, _) = send(
+        app(mock, "/beta"),
+        Request::get(format!("{COLLECTION}/{id}?$select=id"))
+            .header("authorization", "Bearer t")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let routes = recorder.0.lock().expect("no panic while recording").clone();
+    assert_eq!(
+        routes,
+        [format!("{COLLECTION}/{{id}}")],
+        "no id and no query string in the span"
+    );
+}
