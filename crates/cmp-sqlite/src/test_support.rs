@@ -2,7 +2,8 @@
 //! plain to every-feature, and the create write that stores them.
 
 use cmp_application::{
-    AuditAction, AuditEntry, ChangeWrite, InlineDelivery, Lease, LeaseOwner, NewPartnerWrite,
+    AuditAction, AuditEntry, ChangeWrite, InGraph, InlineDelivery, Lease, LeaseOwner,
+    NewPartnerWrite, Transition,
 };
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
@@ -12,6 +13,8 @@ use cmp_domain::{
 use std::time::Duration;
 use tempfile::TempDir;
 use uuid::Uuid;
+
+use cmp_application::PartnerStore;
 
 use crate::{SqliteOutbox, SqlitePartnerStore, SqliteSettings, SqliteStore};
 
@@ -36,6 +39,18 @@ const G2: &str = "6f2c1a55-0000-4000-8000-000000000002";
 const G3: &str = "A1B2C3D4-0000-4000-8000-00000000000A";
 const G4: &str = "11111111-2222-4333-8444-555555555555";
 
+/// The lease owner the tests claim as.
+pub(crate) fn dispatcher_a() -> LeaseOwner {
+    LeaseOwner::from_stored("dispatcher:a".to_owned())
+}
+
+/// A delivery's end that leaves Graph's object `graph_id`.
+pub(crate) fn delivered_as(graph_id: &str) -> Transition {
+    Transition::Delivered {
+        in_graph: InGraph::Object(graph_id.to_owned()),
+    }
+}
+
 /// A fresh store on a new file, and the directory that must outlive it.
 pub(crate) async fn open_store() -> (TempDir, SqliteStore) {
     let dir = TempDir::new().expect("temp dir");
@@ -43,6 +58,22 @@ pub(crate) async fn open_store() -> (TempDir, SqliteStore) {
         .await
         .expect("open store");
     (dir, store)
+}
+
+/// A fresh store holding `partner`, created by its [`write_for`] write (seed 100) in
+/// [`tenant`]; answers the directory, the store, its ports and the write.
+pub(crate) async fn store_with(
+    partner: &Partner,
+) -> (TempDir, SqliteStore, Ports, NewPartnerWrite) {
+    let (dir, store) = open_store().await;
+    let ports = store.ports();
+    let write = write_for(partner, tenant(), 100);
+    ports
+        .partners
+        .insert_partner(partner, &write)
+        .await
+        .expect("insert");
+    (dir, store, ports, write)
 }
 
 /// The settings of a store on `cmp.db` in `dir`.

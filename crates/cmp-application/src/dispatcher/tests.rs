@@ -358,6 +358,52 @@ fn graph_answering(
     graph
 }
 
+/// Graph's answer to a POST it created as [`GRAPH_ID`].
+fn created(meta: GraphResponseMeta) -> GraphCallResult {
+    GraphCallResult {
+        outcome: CreateOutcome::Created {
+            graph_id: GRAPH_ID.to_owned(),
+        },
+        meta,
+    }
+}
+
+/// A row delivered as Graph's object [`GRAPH_ID`].
+fn delivered() -> Transition {
+    Transition::Delivered {
+        in_graph: InGraph::Object(GRAPH_ID.to_owned()),
+    }
+}
+
+/// Expects exactly one POST of `row`'s partner with the pass's first `client-request-id`, next
+/// in `order`, answering `answer`.
+fn expect_post_in_order(
+    graph: &mut MockGraphGateway,
+    row: &ClaimedRow,
+    answer: GraphCallResult,
+    order: &mut Sequence,
+) {
+    let partner = row.partner.clone();
+    graph
+        .expect_create_partner()
+        .withf(move |posted, client_request_id| {
+            posted == &partner && *client_request_id == first_request_id()
+        })
+        .times(1)
+        .in_sequence(order)
+        .returning(move |_, _| answer.clone());
+}
+
+/// Expects exactly one delivery end equal to `end`, next in `order`.
+fn expect_finish_in_order(outbox: &mut MockOutbox, end: DeliveryEnd, order: &mut Sequence) {
+    outbox
+        .expect_finish_delivery()
+        .withf(move |recorded| recorded == &end)
+        .times(1)
+        .in_sequence(order)
+        .returning(|_| Ok(()));
+}
+
 fn expect_post(graph: &mut MockGraphGateway, row: &ClaimedRow, answer: GraphCallResult) {
     let partner = row.partner.clone();
     graph
@@ -515,36 +561,11 @@ async fn a_pending_row_is_started_before_the_post_with_the_same_client_request_i
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
     let mut graph = MockGraphGateway::new();
-    let answer = GraphCallResult {
-        outcome: CreateOutcome::Created {
-            graph_id: GRAPH_ID.to_owned(),
-        },
-        meta: meta.clone(),
-    };
-    let partner = row.partner.clone();
-    graph
-        .expect_create_partner()
-        .withf(move |posted, client_request_id| {
-            posted == &partner && *client_request_id == first_request_id()
-        })
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(move |_, _| answer.clone());
+    let answer = created(meta.clone());
+    expect_post_in_order(&mut graph, &row, answer, &mut order);
     graph.expect_list_partners().never();
-    let finish = expected_finish(
-        &row,
-        meta,
-        DeliveryOutcome::Created,
-        Transition::Delivered {
-            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
-        },
-    );
-    outbox
-        .expect_finish_delivery()
-        .withf(move |recorded| recorded == &finish)
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|_| Ok(()));
+    let finish = expected_finish(&row, meta, DeliveryOutcome::Created, delivered());
+    expect_finish_in_order(&mut outbox, finish, &mut order);
     let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
@@ -845,16 +866,9 @@ async fn an_unknown_row_found_once_in_graph_is_adopted_with_graphs_id_and_never_
         &row,
         GraphResponseMeta::default(),
         DeliveryOutcome::Adopted,
-        Transition::Delivered {
-            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
-        },
+        delivered(),
     );
-    outbox
-        .expect_finish_delivery()
-        .withf(move |recorded| recorded == &finish)
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|_| Ok(()));
+    expect_finish_in_order(&mut outbox, finish, &mut order);
     let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;
@@ -888,35 +902,10 @@ async fn an_unknown_row_absent_from_graph_is_posted_once_with_the_attempts_clien
         .times(1)
         .in_sequence(&mut order)
         .returning(|_| Ok(()));
-    let answer = GraphCallResult {
-        outcome: CreateOutcome::Created {
-            graph_id: GRAPH_ID.to_owned(),
-        },
-        meta: meta.clone(),
-    };
-    let partner = row.partner.clone();
-    graph
-        .expect_create_partner()
-        .withf(move |posted, client_request_id| {
-            posted == &partner && *client_request_id == first_request_id()
-        })
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(move |_, _| answer.clone());
-    let finish = expected_finish(
-        &row,
-        meta,
-        DeliveryOutcome::Created,
-        Transition::Delivered {
-            in_graph: InGraph::Object(GRAPH_ID.to_owned()),
-        },
-    );
-    outbox
-        .expect_finish_delivery()
-        .withf(move |recorded| recorded == &finish)
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|_| Ok(()));
+    let answer = created(meta.clone());
+    expect_post_in_order(&mut graph, &row, answer, &mut order);
+    let finish = expected_finish(&row, meta, DeliveryOutcome::Created, delivered());
+    expect_finish_in_order(&mut outbox, finish, &mut order);
     let dispatcher = dispatcher_over(outbox, graph);
 
     let pass = dispatcher.run_once().await;

@@ -449,106 +449,64 @@ async fn create_reports_unexpected_and_never_calls_graph_when_the_insert_fails()
 // ---- create: Graph did not create it, the row goes back to the dispatcher -----------------
 
 #[tokio::test]
-async fn create_queues_the_partner_pending_after_the_base_delay_when_graph_throttles_without_retry_after()
+async fn create_answers_accepted_and_hands_the_row_back_as_the_delivery_rules_say_when_graph_does_not_create_it()
  {
-    let result = create_when_graph_answers(
-        CreateOutcome::NotApplied { retry_after: None },
-        graph_meta(429, Some("TooManyRequests")),
-        DeliveryOutcome::NotApplied,
-        retry(WaitingState::Pending, 10),
-    )
-    .await;
+    let throttled = |retry_after: Option<u64>| CreateOutcome::NotApplied {
+        retry_after: retry_after.map(Duration::from_secs),
+    };
+    let cases = [
+        (
+            "429 without Retry-After: pending after the base delay",
+            throttled(None),
+            graph_meta(429, Some("TooManyRequests")),
+            DeliveryOutcome::NotApplied,
+            retry(WaitingState::Pending, 10),
+        ),
+        (
+            "429 asking for longer than the base delay: pending until Retry-After",
+            throttled(Some(300)),
+            graph_meta(429, Some("TooManyRequests")),
+            DeliveryOutcome::NotApplied,
+            retry(WaitingState::Pending, 300),
+        ),
+        (
+            "429 asking for less than the base delay: pending after the base delay",
+            throttled(Some(2)),
+            graph_meta(429, Some("TooManyRequests")),
+            DeliveryOutcome::NotApplied,
+            retry(WaitingState::Pending, 10),
+        ),
+        (
+            "our credentials fail: pending after the base delay",
+            CreateOutcome::AuthFailure,
+            graph_meta(403, Some("Forbidden")),
+            DeliveryOutcome::AuthFailure,
+            retry(WaitingState::Pending, 10),
+        ),
+        (
+            "unknown outcome: unknown after the settle delay",
+            CreateOutcome::Unknown,
+            graph_meta(503, Some("ServiceUnavailable")),
+            DeliveryOutcome::Unknown,
+            retry(WaitingState::Unknown, 130),
+        ),
+        (
+            "conflict: unknown, reconciled at once",
+            CreateOutcome::Conflict,
+            graph_meta(409, Some("Conflict")),
+            DeliveryOutcome::Conflict,
+            retry(WaitingState::Unknown, 0),
+        ),
+    ];
+    for (case, outcome, meta, recorded, transition) in cases {
+        let result = create_when_graph_answers(outcome, meta, recorded, transition).await;
 
-    assert_eq!(
-        result.expect("a throttled create is accepted"),
-        CreatePartnerOutput::Accepted(expected_partner())
-    );
-}
-
-#[tokio::test]
-async fn create_queues_the_partner_pending_until_retry_after_when_graph_asks_for_longer_than_the_base_delay()
- {
-    let result = create_when_graph_answers(
-        CreateOutcome::NotApplied {
-            retry_after: Some(Duration::from_secs(300)),
-        },
-        graph_meta(429, Some("TooManyRequests")),
-        DeliveryOutcome::NotApplied,
-        retry(WaitingState::Pending, 300),
-    )
-    .await;
-
-    assert_eq!(
-        result.expect("a throttled create is accepted"),
-        CreatePartnerOutput::Accepted(expected_partner())
-    );
-}
-
-#[tokio::test]
-async fn create_queues_the_partner_pending_after_the_base_delay_when_retry_after_is_shorter() {
-    let result = create_when_graph_answers(
-        CreateOutcome::NotApplied {
-            retry_after: Some(Duration::from_secs(2)),
-        },
-        graph_meta(429, Some("TooManyRequests")),
-        DeliveryOutcome::NotApplied,
-        retry(WaitingState::Pending, 10),
-    )
-    .await;
-
-    assert_eq!(
-        result.expect("a throttled create is accepted"),
-        CreatePartnerOutput::Accepted(expected_partner())
-    );
-}
-
-#[tokio::test]
-async fn create_queues_the_partner_pending_after_the_base_delay_when_our_credentials_fail() {
-    let result = create_when_graph_answers(
-        CreateOutcome::AuthFailure,
-        graph_meta(403, Some("Forbidden")),
-        DeliveryOutcome::AuthFailure,
-        retry(WaitingState::Pending, 10),
-    )
-    .await;
-
-    assert_eq!(
-        result.expect("a create refused for our own credentials is accepted"),
-        CreatePartnerOutput::Accepted(expected_partner())
-    );
-}
-
-#[tokio::test]
-async fn create_queues_the_partner_unknown_after_the_settle_delay_when_the_outcome_is_unknown() {
-    let result = create_when_graph_answers(
-        CreateOutcome::Unknown,
-        graph_meta(503, Some("ServiceUnavailable")),
-        DeliveryOutcome::Unknown,
-        retry(WaitingState::Unknown, 130),
-    )
-    .await;
-
-    assert_eq!(
-        result.expect("a create with an unknown outcome is accepted"),
-        CreatePartnerOutput::Accepted(expected_partner())
-    );
-}
-
-#[tokio::test]
-async fn create_queues_the_partner_unknown_for_immediate_reconciliation_when_graph_reports_a_conflict()
- {
-    let result = create_when_graph_answers(
-        CreateOutcome::Conflict,
-        graph_meta(409, Some("Conflict")),
-        DeliveryOutcome::Conflict,
-        retry(WaitingState::Unknown, 0),
-    )
-    .await;
-
-    assert_eq!(
-        result.expect("a create that met a conflict is accepted"),
-        CreatePartnerOutput::Accepted(expected_partner())
-    );
+        assert_eq!(
+            result.unwrap_or_else(|error| panic!("case {case}: {error:?}")),
+            CreatePartnerOutput::Accepted(expected_partner()),
+            "case: {case}"
+        );
+    }
 }
 
 #[tokio::test]

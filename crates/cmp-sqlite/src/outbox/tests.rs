@@ -19,8 +19,8 @@ use super::*;
 use crate::SqliteStore;
 use crate::test_support::Ports;
 use crate::test_support::{
-    change_write, now, open_store, other_tenant, plain_partner, renamed, rich_partner, settings,
-    tenant, write_for,
+    change_write, delivered_as, dispatcher_a, now, open_store, other_tenant, plain_partner,
+    renamed, rich_partner, settings, tenant, write_for,
 };
 
 /// `now()` moved by `seconds`.
@@ -176,12 +176,17 @@ fn ids(claimed: &[ClaimedRow]) -> Vec<Uuid> {
 
 /// Claims for `tenant()` at `now()`, leased to `dispatcher:a` for 160 s.
 async fn claim(repo: &Ports, limit: u32) -> Vec<ClaimedRow> {
+    claim_at(repo, now(), limit).await
+}
+
+/// Claims for `tenant()` at `when`, leased to `dispatcher:a` for 160 s.
+async fn claim_at(repo: &Ports, when: Timestamp, limit: u32) -> Vec<ClaimedRow> {
     repo.outbox
         .claim_due(
             tenant(),
-            now(),
-            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
-            at(160),
+            when,
+            &dispatcher_a(),
+            when.saturating_add(Duration::from_secs(160)),
             limit,
         )
         .await
@@ -387,14 +392,7 @@ async fn claim_due_never_takes_rows_in_flight_delivered_or_dead() {
     let repo = store.ports();
     let in_flight = create(&repo, 1, tenant(), at(-100)).await;
     let delivered = create(&repo, 2, tenant(), at(-100)).await;
-    finish_first(
-        &repo,
-        &delivered,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-2".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &delivered, delivered_as("graph-2")).await;
     let dead = create(&repo, 3, tenant(), at(-100)).await;
     finish_first(
         &repo,
@@ -432,14 +430,7 @@ async fn claim_due_never_claims_a_natural_key_that_has_a_row_in_flight() {
     // partner, whose create is done, has an older waiting row under the same key (a rename
     // that used to hold the name, say): older, but the key is busy.
     let other = create(&repo, 3, tenant(), at(-300)).await;
-    finish_first(
-        &repo,
-        &other,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-3".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &other, delivered_as("graph-3")).await;
     let created = create(&repo, 1, tenant(), at(-100)).await;
     let same_key = Uuid::from_u128(0xbeef);
     insert_pending_row(&store, same_key, &other, "partner 1", at(-250), at(-250)).await;
@@ -555,13 +546,7 @@ async fn claim_due_fails_and_claims_nothing_when_a_claimed_partner_cannot_be_rea
 
     let result = repo
         .outbox
-        .claim_due(
-            tenant(),
-            now(),
-            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
-            at(160),
-            10,
-        )
+        .claim_due(tenant(), now(), &dispatcher_a(), at(160), 10)
         .await;
 
     match result {
@@ -745,7 +730,7 @@ async fn start_delivery_records_the_attempt_and_counts_it_on_the_row() {
         client_request_id: Uuid::from_u128(0xc11e),
         started_at: at(1),
         lease: Lease {
-            owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            owner: dispatcher_a(),
             expires_at: at(161),
         },
     };
@@ -794,14 +779,7 @@ async fn start_delivery_sets_first_attempt_at_when_unset() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
-    finish_first(
-        &repo,
-        &created,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-1".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &created, delivered_as("graph-1")).await;
     // A row no attempt has started for yet.
     let never_tried = Uuid::from_u128(0xbeef);
     insert_pending_row(
@@ -822,7 +800,7 @@ async fn start_delivery_sets_first_attempt_at_when_unset() {
             client_request_id: Uuid::from_u128(0xc11e),
             started_at: at(2),
             lease: Lease {
-                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                owner: dispatcher_a(),
                 expires_at: at(162),
             },
         })
@@ -844,14 +822,7 @@ async fn start_delivery_returns_lease_lost_and_records_nothing_unless_the_row_is
     // In flight, leased to its creating request.
     let held = create(&repo, 2, tenant(), at(-100)).await;
     let delivered = create(&repo, 3, tenant(), at(-300)).await;
-    finish_first(
-        &repo,
-        &delivered,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-3".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &delivered, delivered_as("graph-3")).await;
     let rows = [waiting.outbox_id(), held.outbox_id(), delivered.outbox_id()];
     let mut before = Vec::new();
     for id in rows {
@@ -914,7 +885,7 @@ async fn start_delivery_renews_the_lease_of_its_holder_to_the_given_expiry() {
             client_request_id: Uuid::from_u128(0xc11e),
             started_at: at(100),
             lease: Lease {
-                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                owner: dispatcher_a(),
                 expires_at: at(260),
             },
         })
@@ -997,7 +968,7 @@ async fn sync_state_returns_the_row_with_its_attempts_in_order() {
             client_request_id: second,
             started_at: at(1),
             lease: Lease {
-                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                owner: dispatcher_a(),
                 expires_at: at(161),
             },
         })
@@ -1074,14 +1045,7 @@ async fn sync_state_reads_the_partners_latest_row() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
-    finish_first(
-        &repo,
-        &created,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-1".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &created, delivered_as("graph-1")).await;
     let later = Uuid::from_u128(0xbeef);
     insert_pending_row(&store, later, &created, "partner 1", at(10), at(-100)).await;
 
@@ -1282,14 +1246,7 @@ async fn requeue_dead_reports_false_and_changes_nothing_for_a_row_that_is_not_de
     let pending = queued(&repo, 2, tenant(), at(-300), WaitingState::Pending, at(10)).await;
     let unknown = queued(&repo, 3, tenant(), at(-300), WaitingState::Unknown, at(10)).await;
     let delivered = create(&repo, 4, tenant(), at(-300)).await;
-    finish_first(
-        &repo,
-        &delivered,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-4".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &delivered, delivered_as("graph-4")).await;
     let rows = [
         ("in flight", in_flight.outbox_id()),
         ("pending", pending.outbox_id()),
@@ -1405,7 +1362,7 @@ async fn attempt(repo: &Ports, claimed: &ClaimedRow, when: Timestamp, transition
             client_request_id,
             started_at: when,
             lease: Lease {
-                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                owner: dispatcher_a(),
                 expires_at: when.saturating_add(Duration::from_secs(160)),
             },
         })
@@ -1452,37 +1409,15 @@ async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
     .await;
 
     let while_create_waits = claim(&repo, 10).await;
-    let when_create_is_due = repo
-        .outbox
-        .claim_due(
-            tenant(),
-            at(100),
-            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
-            at(260),
-            10,
-        )
-        .await
-        .expect("claim");
+    let when_create_is_due = claim_at(&repo, at(100), 10).await;
     attempt(
         &repo,
         &when_create_is_due[0],
         at(101),
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-1".into()),
-        },
+        delivered_as("graph-1"),
     )
     .await;
-    let after_create = repo
-        .outbox
-        .claim_due(
-            tenant(),
-            at(110),
-            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
-            at(270),
-            10,
-        )
-        .await
-        .expect("claim");
+    let after_create = claim_at(&repo, at(110), 10).await;
 
     assert_eq!(
         while_create_waits,
@@ -1516,14 +1451,7 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let created = create(&repo, 1, tenant(), at(-300)).await;
-    finish_first(
-        &repo,
-        &created,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-1".into()),
-        },
-    )
-    .await;
+    finish_first(&repo, &created, delivered_as("graph-1")).await;
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
     repo.partners
@@ -1542,26 +1470,8 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
     );
 
     let while_update_runs = claim(&repo, 10).await;
-    attempt(
-        &repo,
-        &in_flight[0],
-        at(1),
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-1".into()),
-        },
-    )
-    .await;
-    let after_update = repo
-        .outbox
-        .claim_due(
-            tenant(),
-            at(5),
-            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
-            at(165),
-            10,
-        )
-        .await
-        .expect("claim");
+    attempt(&repo, &in_flight[0], at(1), delivered_as("graph-1")).await;
+    let after_update = claim_at(&repo, at(5), 10).await;
 
     assert_eq!(
         while_update_runs,

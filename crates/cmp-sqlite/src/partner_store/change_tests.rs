@@ -6,7 +6,7 @@
 use cmp_application::query::ListQuery;
 use cmp_application::{
     AuditAction, ChangeQueued, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphResponseMeta,
-    InGraph, Lease, LeaseOwner, NewPartnerWrite, Outbox, PartnerStore, Transition, WaitingState,
+    InGraph, Lease, NewPartnerWrite, Outbox, PartnerStore, Transition, WaitingState,
 };
 use cmp_domain::{PartnerState, Platform, Timestamp};
 use std::time::Duration;
@@ -16,8 +16,8 @@ use super::*;
 use crate::SqliteStore;
 use crate::test_support::Ports;
 use crate::test_support::{
-    change_write, now, open_store, other_tenant, partner_with, plain_partner, renamed,
-    rich_partner, row_counts, tenant, write_for,
+    change_write, delivered_as, dispatcher_a, now, open_store, other_tenant, partner_with,
+    plain_partner, renamed, rich_partner, row_counts, tenant, write_for,
 };
 
 /// `now()` moved by `seconds`.
@@ -639,7 +639,7 @@ async fn attempt(repo: &Ports, partner: &Partner, when: Timestamp, transition: T
         .claim_due(
             tenant(),
             when,
-            &LeaseOwner::from_stored("dispatcher:a".to_owned()),
+            &dispatcher_a(),
             when.saturating_add(Duration::from_secs(160)),
             10,
         )
@@ -657,7 +657,7 @@ async fn attempt(repo: &Ports, partner: &Partner, when: Timestamp, transition: T
             client_request_id,
             started_at: when,
             lease: Lease {
-                owner: LeaseOwner::from_stored("dispatcher:a".to_owned()),
+                owner: dispatcher_a(),
                 expires_at: when.saturating_add(Duration::from_secs(160)),
             },
         })
@@ -718,15 +718,7 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
         .partners
         .insert_partner(&successor, &write_for(&successor, tenant(), 600))
         .await;
-    attempt(
-        &repo,
-        &partner,
-        at(50),
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-100".into()),
-        },
-    )
-    .await;
+    attempt(&repo, &partner, at(50), delivered_as("graph-100")).await;
 
     for (case, result) in [
         ("a create while the delete waits", while_pending.err()),

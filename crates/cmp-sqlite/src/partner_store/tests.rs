@@ -5,8 +5,8 @@
 //! empty database).
 
 use cmp_application::{
-    AuditAction, AuditEntry, DeliveryEnd, DeliveryOutcome, GraphResponseMeta, InGraph,
-    NewPartnerWrite, Outbox, PartnerStore, Transition, WaitingState,
+    AuditAction, AuditEntry, DeliveryEnd, DeliveryOutcome, GraphResponseMeta, NewPartnerWrite,
+    Outbox, PartnerStore, Transition, WaitingState,
 };
 use cmp_domain::{DisplayName, NewPartner, Platform, TargetKind, Timestamp};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -19,8 +19,8 @@ use uuid::Uuid;
 use super::*;
 use crate::SqliteStore;
 use crate::test_support::{
-    now, open_store, other_tenant, plain_partner, rich_partner, row_counts, settings, tenant,
-    write_for,
+    delivered_as, now, open_store, other_tenant, plain_partner, rich_partner, row_counts, settings,
+    store_with, tenant, write_for,
 };
 
 /// The outbox columns the tests look at.
@@ -109,15 +109,8 @@ fn finish_of(partner: &Partner, write: &NewPartnerWrite, transition: Transition)
 
 #[tokio::test]
 async fn insert_partner_writes_partner_assignments_outbox_first_attempt_and_audit() {
-    let (_dir, store) = open_store().await;
-    let repo = store.ports();
     let partner = rich_partner(1);
-    let write = write_for(&partner, tenant(), 100);
-
-    repo.partners
-        .insert_partner(&partner, &write)
-        .await
-        .expect("insert");
+    let (_dir, store, _ports, write) = store_with(&partner).await;
 
     assert_eq!(row_counts(&store).await, [1, 23, 1, 1, 1]);
     let outbox = outbox_record(&store, write.delivery.outbox_id).await;
@@ -419,21 +412,9 @@ async fn get_partner_reports_a_stored_row_that_no_longer_parses_as_unexpected() 
 
 #[tokio::test]
 async fn finish_delivery_delivered_records_graph_ids_and_state() {
-    let (_dir, store) = open_store().await;
-    let repo = store.ports();
     let partner = rich_partner(1);
-    let write = write_for(&partner, tenant(), 100);
-    repo.partners
-        .insert_partner(&partner, &write)
-        .await
-        .expect("insert");
-    let finish = finish_of(
-        &partner,
-        &write,
-        Transition::Delivered {
-            in_graph: InGraph::Object("graph-partner-1".into()),
-        },
-    );
+    let (_dir, store, repo, write) = store_with(&partner).await;
+    let finish = finish_of(&partner, &write, delivered_as("graph-partner-1"));
 
     repo.outbox.finish_delivery(&finish).await.expect("finish");
 
@@ -474,14 +455,8 @@ async fn finish_delivery_delivered_records_graph_ids_and_state() {
 #[tokio::test]
 async fn finish_delivery_retry_sets_state_and_next_attempt_at() {
     for state in [WaitingState::Pending, WaitingState::Unknown] {
-        let (_dir, store) = open_store().await;
-        let repo = store.ports();
         let partner = plain_partner(1, "Contoso", now());
-        let write = write_for(&partner, tenant(), 100);
-        repo.partners
-            .insert_partner(&partner, &write)
-            .await
-            .expect("insert");
+        let (_dir, store, repo, write) = store_with(&partner).await;
         let next_attempt_at = Timestamp::from_unix_seconds(1_700_000_130, 1).expect("in range");
         let finish = DeliveryEnd {
             meta: GraphResponseMeta {
@@ -536,14 +511,8 @@ async fn finish_delivery_retry_sets_state_and_next_attempt_at() {
 
 #[tokio::test]
 async fn finish_delivery_dead_stores_the_reason_and_clears_the_lease() {
-    let (_dir, store) = open_store().await;
-    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
-    let write = write_for(&partner, tenant(), 100);
-    repo.partners
-        .insert_partner(&partner, &write)
-        .await
-        .expect("insert");
+    let (_dir, store, repo, write) = store_with(&partner).await;
     let finish = DeliveryEnd {
         meta: GraphResponseMeta {
             status: Some(400),
@@ -591,23 +560,11 @@ async fn finish_delivery_dead_stores_the_reason_and_clears_the_lease() {
 
 #[tokio::test]
 async fn finish_delivery_fails_and_changes_nothing_when_the_outbox_row_does_not_exist() {
-    let (_dir, store) = open_store().await;
-    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
-    let write = write_for(&partner, tenant(), 100);
-    repo.partners
-        .insert_partner(&partner, &write)
-        .await
-        .expect("insert");
+    let (_dir, store, repo, write) = store_with(&partner).await;
     let finish = DeliveryEnd {
         outbox_id: Uuid::from_u128(999),
-        ..finish_of(
-            &partner,
-            &write,
-            Transition::Delivered {
-                in_graph: InGraph::Object("g".into()),
-            },
-        )
+        ..finish_of(&partner, &write, delivered_as("g"))
     };
 
     let result = repo.outbox.finish_delivery(&finish).await;
@@ -628,23 +585,11 @@ async fn finish_delivery_fails_and_changes_nothing_when_the_outbox_row_does_not_
 
 #[tokio::test]
 async fn finish_delivery_refuses_and_changes_nothing_when_the_attempt_is_not_the_latest() {
-    let (_dir, store) = open_store().await;
-    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
-    let write = write_for(&partner, tenant(), 100);
-    repo.partners
-        .insert_partner(&partner, &write)
-        .await
-        .expect("insert");
+    let (_dir, store, repo, write) = store_with(&partner).await;
     let finish = DeliveryEnd {
         client_request_id: Uuid::from_u128(777),
-        ..finish_of(
-            &partner,
-            &write,
-            Transition::Delivered {
-                in_graph: InGraph::Object("g".into()),
-            },
-        )
+        ..finish_of(&partner, &write, delivered_as("g"))
     };
 
     let result = repo.outbox.finish_delivery(&finish).await;
@@ -778,14 +723,8 @@ async fn write_transactions_take_the_write_lock_at_begin() {
 
 #[tokio::test]
 async fn the_schema_refuses_rows_the_domain_cannot_hold() {
-    let (_dir, store) = open_store().await;
-    let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
-    let write = write_for(&partner, tenant(), 100);
-    repo.partners
-        .insert_partner(&partner, &write)
-        .await
-        .expect("insert");
+    let (_dir, store, _ports, _write) = store_with(&partner).await;
     let pid = "00000000-0000-0000-0000-000000000001";
     assert_eq!(partner.id().to_string(), pid);
     let cases: [(&str, &'static str); 9] = [
