@@ -3,11 +3,10 @@
 //! (creates, updates, deletes) and by the outbox (a create Graph refused, a delete Graph
 //! confirmed); they outlive the partner they name.
 
-use std::fmt;
-use std::str::FromStr;
-
 use cmp_domain::{PartnerId, Timestamp};
 use uuid::Uuid;
+
+use crate::names::stored_names;
 
 /// What an audit entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,49 +23,13 @@ pub enum AuditAction {
     DeletedInGraph,
 }
 
-impl AuditAction {
-    /// Every action, for parsing and exhaustive tests.
-    pub const ALL: [AuditAction; 5] = [
-        Self::Created,
-        Self::CreateRejectedByGraph,
-        Self::Updated,
-        Self::Deleted,
-        Self::DeletedInGraph,
-    ];
-
-    /// The name stored in the audit log and shown to operators.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::CreateRejectedByGraph => "create_rejected_by_graph",
-            Self::Updated => "updated",
-            Self::Deleted => "deleted",
-            Self::DeletedInGraph => "deleted_in_graph",
-        }
-    }
-}
-
-impl fmt::Display for AuditAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The text is not the stored name of an [`AuditAction`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an audit action")]
-pub struct UnknownAuditAction(pub String);
-
-impl FromStr for AuditAction {
-    type Err = UnknownAuditAction;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|action| action.as_str() == text)
-            .ok_or_else(|| UnknownAuditAction(text.to_owned()))
-    }
-}
+stored_names!(AuditAction, "an audit action", {
+    Created => "created",
+    CreateRejectedByGraph => "create_rejected_by_graph",
+    Updated => "updated",
+    Deleted => "deleted",
+    DeletedInGraph => "deleted_in_graph",
+});
 
 /// Who caused an entry when no caller did: the dispatcher, recording what Graph confirmed.
 pub const DISPATCHER_CALLER: &str = "dispatcher";
@@ -98,11 +61,14 @@ mod tests {
     #[test]
     fn every_action_reads_back_from_its_stored_name() {
         for action in AuditAction::ALL {
-            assert_eq!(action.as_str().parse(), Ok(action), "{action}");
+            assert_eq!(action.as_str().parse(), Ok(*action), "{action}");
         }
         assert_eq!(
             "renamed".parse::<AuditAction>(),
-            Err(UnknownAuditAction("renamed".to_owned()))
+            Err(crate::names::UnknownName {
+                text: "renamed".to_owned(),
+                what: "an audit action"
+            })
         );
     }
 }

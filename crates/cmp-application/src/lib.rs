@@ -16,6 +16,7 @@
 //! - [`policy`]: [`OutboxPolicy`], the numbers of delivery, all from configuration.
 //! - [`operations`]: [`OperatorUseCases`]: sync state, listings, history, re-queue.
 //! - [`audit`]: the audit log's entries and actions.
+//! - [`names`]: the stored names of the vocabulary's closed sets, parsed at the edges.
 //! - [`auth`]: the [`Caller`] and the [`CallerAuthenticator`] port.
 //! - [`query`]: [`query::ListQuery`], the typed form of a listing's OData options.
 //! - [`error`]: one error enum per use case.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod delivery;
 pub mod dispatcher;
 pub mod error;
+pub mod names;
 pub mod operations;
 pub mod partners;
 mod pause;
@@ -34,6 +36,8 @@ pub mod policy;
 pub mod ports;
 pub mod query;
 pub mod reconciliation;
+#[cfg(test)]
+mod test_support;
 
 pub use audit::{AuditAction, AuditEntry};
 pub use auth::{AuthenticationError, Caller, CallerAuthenticator, CallerKind};
@@ -41,6 +45,7 @@ pub use dispatcher::{DispatchError, DispatchPass, Dispatcher};
 pub use error::{
     CreatePartnerError, DeletePartnerError, GetPartnerError, ListPartnersError, UpdatePartnerError,
 };
+pub use names::UnknownName;
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use policy::OutboxPolicy;
@@ -49,8 +54,8 @@ pub use ports::{
     DeliveryRecord, DeliveryStart, GraphCallResult, GraphGateway, GraphReadError,
     GraphResponseMeta, GraphWriteResult, IdSource, InGraph, InlineDelivery, Jitter, Lease,
     LeaseOwner, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
-    PartnerHistory, PartnerStore, RemotePartner, Sleeper, StoreError, Transition, UnknownName,
-    WaitingState, WriteOutcome,
+    PartnerHistory, PartnerStore, RemotePartner, Sleeper, StoreError, Transition, WaitingState,
+    WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -18,7 +18,7 @@ pub use graph_gateway::{
 pub use outbox::{
     ClaimedRow, DeliveryEnd, DeliveryOutcome, DeliveryRecord, DeliveryStart, InGraph,
     InlineDelivery, Lease, LeaseOwner, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
-    PartnerHistory, Transition, UnknownName, WaitingState,
+    PartnerHistory, Transition, WaitingState,
 };
 pub use partner_store::{ChangeQueued, ChangeWrite, NewPartnerWrite, PartnerStore, StoreError};
 pub use system::{Clock, IdSource, Jitter, Sleeper};

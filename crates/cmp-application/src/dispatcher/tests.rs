@@ -11,9 +11,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cmp_domain::{
-    DisplayName, NaturalKey, NewPartner, Partner, PartnerId, PartnerState, Platforms,
-};
+use cmp_domain::{NaturalKey, Partner};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
@@ -21,8 +19,12 @@ use super::*;
 use crate::delivery;
 use crate::ports::{
     ClaimedRow, CreateOutcome, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphCallResult,
-    GraphReadError, GraphResponseMeta, InGraph, Lease, MockClock, MockGraphGateway, MockIdSource,
-    MockJitter, MockOutbox, MockPartnerStore, Operation, RemotePartner, WaitingState,
+    GraphReadError, GraphResponseMeta, InGraph, Lease, MockGraphGateway, MockJitter, MockOutbox,
+    MockPartnerStore, Operation, RemotePartner, WaitingState,
+};
+use crate::test_support::{
+    fixed_clock, graph_meta, now, partner_named, policy_with_batch, seconds_after_now,
+    sequential_ids, tenant_id,
 };
 use cmp_domain::Timestamp;
 use uuid::Uuid;
@@ -39,39 +41,18 @@ const GRAPH_ID: &str = "graph-partner-1";
 const ATTEMPTS_BEFORE: u32 = 2;
 const ATTEMPT: u32 = ATTEMPTS_BEFORE + 1;
 
-fn now() -> Timestamp {
-    Timestamp::from_unix_seconds(1_700_000_000, 0).expect("a 2023 instant is in range")
-}
-
 fn after(delay: Duration) -> Timestamp {
     now().saturating_add(delay)
 }
 
-fn seconds_after_now(seconds: i64) -> Timestamp {
-    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
-}
-
 /// The numbers of `config/default.toml`, but for a batch of 16 rows.
 fn policy() -> OutboxPolicy {
-    OutboxPolicy {
-        inline_deadline: Duration::from_secs(10),
-        lease: Duration::from_secs(160),
-        settle: Duration::from_secs(130),
-        retry_base: Duration::from_secs(10),
-        backoff_cap: Duration::from_secs(15 * 60),
-        max_attempts: 50,
-        max_age: Duration::from_secs(24 * 3600),
-        batch_size: 16,
-    }
+    policy_with_batch(16)
 }
 
 /// The back-off the dispatcher must choose for `attempt`, given the pinned jitter draw.
 fn backoff(attempt: u32) -> Duration {
     delivery::full_jitter(policy().retry_base, policy().backoff_cap, attempt, FRACTION)
-}
-
-fn tenant_id() -> TenantId {
-    TenantId::from_uuid(Uuid::from_u128(0x7e57_7e57))
 }
 
 /// `client-request-id` of the first attempt of a pass.
@@ -85,18 +66,6 @@ fn outbox_id() -> Uuid {
 
 fn other_outbox_id() -> Uuid {
     Uuid::from_u128(0xb1)
-}
-
-fn partner_named(id: u128, display_name: &str) -> Partner {
-    Partner::restore(
-        PartnerId::from_uuid(Uuid::from_u128(id)),
-        NewPartner {
-            display_name: DisplayName::parse(display_name).expect("a valid display name"),
-            state: PartnerState::Enabled,
-            last_heartbeat: now(),
-            platforms: Platforms::none(),
-        },
-    )
 }
 
 fn partner() -> Partner {
@@ -131,15 +100,6 @@ fn unknown_row() -> ClaimedRow {
         in_graph: None,
         previous_state: WaitingState::Unknown,
         ..pending_row()
-    }
-}
-
-fn graph_meta(status: u16, error_code: Option<&str>) -> GraphResponseMeta {
-    GraphResponseMeta {
-        status: Some(status),
-        error_code: error_code.map(str::to_owned),
-        error_message: error_code.map(|code| format!("{code}: the message of Graph")),
-        request_id: Some("graph-request-7".to_owned()),
     }
 }
 
@@ -198,12 +158,6 @@ fn expected_start(row: &ClaimedRow) -> DeliveryStart {
 
 // ---- test doubles -------------------------------------------------------------------------
 
-fn fixed_clock() -> MockClock {
-    let mut clock = MockClock::new();
-    clock.expect_now().returning(now);
-    clock
-}
-
 /// A clock the test moves on by hand; it starts at [`now`].
 struct SteppedClock {
     ticks: AtomicI64,
@@ -226,16 +180,6 @@ impl Clock for SteppedClock {
         Timestamp::from_unix_ticks(self.ticks.load(Ordering::SeqCst))
             .expect("the test only sets instants in range")
     }
-}
-
-fn sequential_ids() -> MockIdSource {
-    let mut ids = MockIdSource::new();
-    let mut last: u128 = 0;
-    ids.expect_new_uuid().returning(move || {
-        last += 1;
-        Uuid::from_u128(last)
-    });
-    ids
 }
 
 fn fixed_jitter() -> MockJitter {

@@ -14,8 +14,11 @@ use uuid::Uuid;
 
 use super::*;
 use crate::ports::{
-    CreateOutcome, GraphCallResult, GraphResponseMeta, InGraph, MockClock, MockGraphGateway,
-    MockIdSource, MockOutbox, MockPartnerStore, MockSleeper, WaitingState,
+    CreateOutcome, GraphCallResult, GraphResponseMeta, InGraph, MockGraphGateway, MockOutbox,
+    MockPartnerStore, MockSleeper, WaitingState,
+};
+use crate::test_support::{
+    fixed_clock, graph_meta, now, policy_with_batch, seconds_after_now, sequential_ids, tenant_id,
 };
 
 const REQUEST_ID: &str = "req-42";
@@ -23,14 +26,6 @@ const CALLER: &str =
     "app:7e577e57-0000-0000-0000-000000000000/0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
 const DISPLAY_NAME: &str = "Contoso";
 const GRAPH_ID: &str = "graph-partner-1";
-
-fn now() -> Timestamp {
-    Timestamp::from_unix_seconds(1_700_000_000, 0).expect("a 2023 instant is in range")
-}
-
-fn seconds_after_now(seconds: i64) -> Timestamp {
-    Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
-}
 
 fn partner_id() -> PartnerId {
     PartnerId::from_uuid(Uuid::from_u128(1))
@@ -50,10 +45,6 @@ fn created_audit_id() -> Uuid {
 
 fn rejected_audit_id() -> Uuid {
     Uuid::from_u128(5)
-}
-
-fn tenant_id() -> TenantId {
-    TenantId::from_uuid(Uuid::from_u128(0x7e57_7e57))
 }
 
 fn context() -> RequestContext {
@@ -106,15 +97,6 @@ fn expected_write() -> NewPartnerWrite {
     }
 }
 
-fn graph_meta(status: u16, error_code: Option<&str>) -> GraphResponseMeta {
-    GraphResponseMeta {
-        status: Some(status),
-        error_code: error_code.map(str::to_owned),
-        error_message: error_code.map(|code| format!("{code}: the message of Graph")),
-        request_id: Some("graph-request-7".to_owned()),
-    }
-}
-
 /// The delivery record the inline delivery must leave for `transition`.
 fn expected_finish(
     meta: GraphResponseMeta,
@@ -137,22 +119,6 @@ fn retry(state: WaitingState, seconds_later: i64) -> Transition {
         state,
         next_attempt_at: seconds_after_now(seconds_later),
     }
-}
-
-fn fixed_clock() -> MockClock {
-    let mut clock = MockClock::new();
-    clock.expect_now().returning(now);
-    clock
-}
-
-fn sequential_ids() -> MockIdSource {
-    let mut ids = MockIdSource::new();
-    let mut last: u128 = 0;
-    ids.expect_new_uuid().returning(move || {
-        last += 1;
-        Uuid::from_u128(last)
-    });
-    ids
 }
 
 /// A sleeper whose every sleep is over at once: the inline deadline is always ready.
@@ -222,16 +188,7 @@ fn stores_recording(end: DeliveryEnd) -> Stores {
 
 /// The numbers of `config/default.toml`.
 fn policy() -> OutboxPolicy {
-    OutboxPolicy {
-        inline_deadline: Duration::from_secs(10),
-        lease: Duration::from_secs(160),
-        settle: Duration::from_secs(130),
-        retry_base: Duration::from_secs(10),
-        backoff_cap: Duration::from_secs(900),
-        max_attempts: 50,
-        max_age: Duration::from_secs(86_400),
-        batch_size: 1,
-    }
+    policy_with_batch(1)
 }
 
 fn service_over(stores: Stores, graph: impl GraphGateway, sleeper: MockSleeper) -> PartnerService {

@@ -25,12 +25,12 @@
 //! [`PartnerStore`]: crate::PartnerStore
 
 use std::fmt;
-use std::str::FromStr;
 
 use cmp_domain::{NaturalKey, Partner, PartnerId, TenantId, Timestamp};
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
+use crate::names::stored_names;
 use crate::ports::graph_gateway::GraphResponseMeta;
 use crate::ports::partner_store::StoreError;
 
@@ -49,67 +49,13 @@ pub enum OutboxState {
     Dead,
 }
 
-impl OutboxState {
-    /// Every state, for parsing and exhaustive tests.
-    pub const ALL: [OutboxState; 5] = [
-        Self::Pending,
-        Self::InFlight,
-        Self::Delivered,
-        Self::Unknown,
-        Self::Dead,
-    ];
-
-    /// The name stored and shown to operators.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::InFlight => "in_flight",
-            Self::Delivered => "delivered",
-            Self::Unknown => "unknown",
-            Self::Dead => "dead",
-        }
-    }
-}
-
-impl fmt::Display for OutboxState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The text is not the stored name of a value of the outbox vocabulary.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{text}' is not {what}")]
-pub struct UnknownName {
-    /// The text given.
-    pub text: String,
-    /// What it should have named (`an outbox state`, ...).
-    pub what: &'static str,
-}
-
-/// Parses `text` as one of `all`, by their stored names.
-fn parse_name<T: Copy>(
-    text: &str,
-    all: &[T],
-    name: impl Fn(&T) -> &'static str,
-    what: &'static str,
-) -> Result<T, UnknownName> {
-    all.iter()
-        .copied()
-        .find(|value| name(value) == text)
-        .ok_or_else(|| UnknownName {
-            text: text.to_owned(),
-            what,
-        })
-}
-
-impl FromStr for OutboxState {
-    type Err = UnknownName;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse_name(text, &Self::ALL, Self::as_str, "an outbox state")
-    }
-}
+stored_names!(OutboxState, "an outbox state", {
+    Pending => "pending",
+    InFlight => "in_flight",
+    Delivered => "delivered",
+    Unknown => "unknown",
+    Dead => "dead",
+});
 
 /// The two states a row waits in for its next delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,33 +93,11 @@ pub enum Operation {
     Delete,
 }
 
-impl Operation {
-    /// Every operation, for parsing and exhaustive tests.
-    pub const ALL: [Operation; 3] = [Self::Create, Self::Update, Self::Delete];
-
-    /// The name stored in the outbox.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
-        }
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Operation {
-    type Err = UnknownName;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse_name(text, &Self::ALL, Self::as_str, "an outbox operation")
-    }
-}
+stored_names!(Operation, "an outbox operation", {
+    Create => "create",
+    Update => "update",
+    Delete => "delete",
+});
 
 /// How one delivery ended, kept on its record for operators and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -207,57 +131,21 @@ pub enum DeliveryOutcome {
     ReconcileFailed,
 }
 
-impl DeliveryOutcome {
-    /// Every outcome, for parsing and exhaustive tests.
-    pub const ALL: [DeliveryOutcome; 13] = [
-        Self::Created,
-        Self::Adopted,
-        Self::Applied,
-        Self::NotApplied,
-        Self::AuthFailure,
-        Self::Unknown,
-        Self::Conflict,
-        Self::Rejected,
-        Self::NotFound,
-        Self::DeadlinePassed,
-        Self::AbsentInGraph,
-        Self::DuplicateInGraph,
-        Self::ReconcileFailed,
-    ];
-
-    /// The name stored on the delivery record and shown to operators.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Adopted => "adopted",
-            Self::Applied => "applied",
-            Self::NotApplied => "not_applied",
-            Self::AuthFailure => "auth_failure",
-            Self::Unknown => "unknown",
-            Self::Conflict => "conflict",
-            Self::Rejected => "rejected",
-            Self::NotFound => "not_found",
-            Self::DeadlinePassed => "deadline_passed",
-            Self::AbsentInGraph => "absent_in_graph",
-            Self::DuplicateInGraph => "duplicate_in_graph",
-            Self::ReconcileFailed => "reconcile_failed",
-        }
-    }
-}
-
-impl fmt::Display for DeliveryOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DeliveryOutcome {
-    type Err = UnknownName;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse_name(text, &Self::ALL, Self::as_str, "a delivery outcome")
-    }
-}
+stored_names!(DeliveryOutcome, "a delivery outcome", {
+    Created => "created",
+    Adopted => "adopted",
+    Applied => "applied",
+    NotApplied => "not_applied",
+    AuthFailure => "auth_failure",
+    Unknown => "unknown",
+    Conflict => "conflict",
+    Rejected => "rejected",
+    NotFound => "not_found",
+    DeadlinePassed => "deadline_passed",
+    AbsentInGraph => "absent_in_graph",
+    DuplicateInGraph => "duplicate_in_graph",
+    ReconcileFailed => "reconcile_failed",
+});
 
 /// What Graph holds for a partner once a row of it was delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -638,17 +526,18 @@ pub trait Outbox: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::UnknownName;
 
     #[test]
     fn every_value_of_the_vocabulary_reads_back_from_its_stored_name() {
         for state in OutboxState::ALL {
-            assert_eq!(state.as_str().parse(), Ok(state), "{state}");
+            assert_eq!(state.as_str().parse(), Ok(*state), "{state}");
         }
         for operation in Operation::ALL {
-            assert_eq!(operation.as_str().parse(), Ok(operation), "{operation}");
+            assert_eq!(operation.as_str().parse(), Ok(*operation), "{operation}");
         }
         for outcome in DeliveryOutcome::ALL {
-            assert_eq!(outcome.as_str().parse(), Ok(outcome), "{outcome}");
+            assert_eq!(outcome.as_str().parse(), Ok(*outcome), "{outcome}");
         }
         assert_eq!(
             "sent".parse::<OutboxState>(),
