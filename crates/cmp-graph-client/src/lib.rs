@@ -7,13 +7,16 @@
 //! # Layout
 //! - [`settings`]: [`GraphClientSettings`], national-cloud presets, credentials.
 //! - [`token`]: [`TokenProvider`], the cached client-credentials flow.
-//! - [`client`]: [`HttpGraphClient`]: requests, retries, outcome classes.
+//! - [`client`]: [`HttpGraphClient`], the gateway: the reqwest client and [`connect`], the
+//!   retry engine, outcome classes, pacing, pre-seeded adoption.
 //! - `retry_after`: `Retry-After` parsing and back-off, shared by the client and the token provider.
+//! - `error_chain`: one line for an error and its sources, shared likewise.
 //! - [`simulated`]: [`SimulatedGraph`] and its [`SimulatedGraphSettings`].
 //!
 //! [`GraphGateway`]: cmp_application::GraphGateway
 
 pub mod client;
+mod error_chain;
 mod retry_after;
 pub mod settings;
 pub mod simulated;

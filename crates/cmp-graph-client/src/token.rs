@@ -518,7 +518,7 @@ impl TokenProvider {
             // The token URL is no secret, but it adds nothing to the message either.
             format!(
                 "token request failed: {}",
-                crate::client::error_chain(&error.without_url())
+                crate::error_chain::error_chain(&error.without_url())
             )
         };
         tracing::warn!(error.message = %description, "token request failed");
