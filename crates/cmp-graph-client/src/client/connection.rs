@@ -77,8 +77,8 @@ pub struct GraphConnection {
 /// ([`build_http_client`]); each token request is limited to the token timeout by the provider.
 ///
 /// # Errors
-/// When the reqwest client cannot be built, or the configured certificate or private key is
-/// unusable ([`crate::token::InvalidCredential`]).
+/// When the reqwest client cannot be built, or the configured credential is unusable
+/// ([`crate::token::InvalidCredential`]).
 pub fn connect(
     config: &ResolvedGraphClient,
     clock: Arc<dyn Clock>,
@@ -86,16 +86,8 @@ pub fn connect(
 ) -> anyhow::Result<GraphConnection> {
     let http = build_http_client(config)?;
     let tokens = Arc::new(
-        TokenProvider::new(
-            http.clone(),
-            config.token_url.clone(),
-            config.client_id.clone(),
-            config.scope.clone(),
-            config.credential.clone(),
-            Arc::clone(&clock),
-            config.token_timeout,
-        )
-        .context("building the token provider")?,
+        TokenProvider::new(http.clone(), config, Arc::clone(&clock))
+            .context("building the token provider")?,
     );
     let client = HttpGraphClient::with_http_client(
         config,

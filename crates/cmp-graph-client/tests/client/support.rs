@@ -120,10 +120,13 @@ pub fn settings(base: &str) -> GraphClientSettings {
         root: format!("{base}/beta"),
         authority: String::new(),
         client_id: "11111111-2222-3333-4444-555555555555".into(),
+        credential: None,
         client_secret: Some(SecretString::from("test-client-secret".to_owned())),
         client_secret_file: None,
         certificate_file: None,
         private_key_file: None,
+        federated_token_file: None,
+        managed_identity_endpoint: String::new(),
         connect_timeout_ms: 1_000,
         request_timeout_ms: 5_000,
         token_timeout_ms: 1_000,
@@ -132,6 +135,7 @@ pub fn settings(base: &str) -> GraphClientSettings {
         write_rate_per_second: 1_000.0,
         max_pages: 100,
         adopt_preseeded: false,
+        azure: cmp_graph_client::AzureEnvironment::default(),
     }
 }
 
