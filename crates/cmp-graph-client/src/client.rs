@@ -15,7 +15,7 @@
 mod adoption;
 mod classify;
 mod connection;
-pub(crate) mod pacing;
+mod pacing;
 mod retry_engine;
 
 use std::collections::HashSet;

@@ -8,8 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmp_domain::Timestamp;
 
-use crate::client::pacing::until;
-
 /// No wait is ever longer than this, whatever the header says: a value beyond it is more
 /// likely a bug on Graph's side than an instruction, and the outbox retries later anyway.
 pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
@@ -33,7 +31,7 @@ pub(crate) fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration>
         Some(wait) => wait,
         None => {
             let date = httpdate::parse_http_date(value).ok()?;
-            until(system_time_to_timestamp(date)?, now)
+            system_time_to_timestamp(date)?.saturating_duration_since(now)
         }
     };
     if wait.is_zero() {

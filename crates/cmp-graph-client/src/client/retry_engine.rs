@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode, Url};
 use uuid::Uuid;
 
 use super::classify::{Ending, Exchange, GraphErrorBody, challenge_claims};
-use super::pacing::{Pacing, later, until};
+use super::pacing::Pacing;
 use crate::error_chain::error_chain;
 use crate::retry_after::{backoff, parse_retry_after};
 use crate::settings::ResolvedGraphClient;
@@ -198,7 +198,8 @@ impl RetryEngine {
             let delay = exchange.retry_after.unwrap_or_else(|| backoff(retries + 1));
             if exchange.status() == Some(StatusCode::TOO_MANY_REQUESTS) {
                 // The whole tenant is throttled, not this URL: hold back every call.
-                self.pacing.pause_until(later(self.clock.now(), delay));
+                self.pacing
+                    .pause_until(self.clock.now().saturating_add(delay));
             }
             if !call.kind.retries(&exchange.ending) || retries >= self.max_retries {
                 return exchange;
@@ -251,7 +252,7 @@ impl RetryEngine {
         match error {
             TokenError::Transient { retry_at, .. } => Exchange::without_answer(
                 Ending::Unsent,
-                Some(until(*retry_at, self.clock.now())),
+                Some(retry_at.saturating_duration_since(self.clock.now())),
                 error.to_string(),
             ),
             TokenError::Configuration { .. } | TokenError::BackingOff { .. } => {

@@ -167,6 +167,16 @@ impl Harness {
             .expect("request recording is on")
     }
 
+    /// The one request the endpoint received, checked to be a POST to the token URL.
+    async fn the_one_token_post(&self) -> Request {
+        let mut requests = self.requests().await;
+        assert_eq!(requests.len(), 1, "one token request");
+        let request = requests.remove(0);
+        assert_eq!(request.method.as_str(), "POST");
+        assert_eq!(request.url.path(), token_path());
+        request
+    }
+
     async fn request_count(&self) -> usize {
         self.requests().await.len()
     }
@@ -319,11 +329,7 @@ async fn a_secret_request_posts_exactly_the_client_credentials_form() {
 
     assert_eq!(token.bearer(), "token-a");
     assert_eq!(token.expires_at(), h.after(3600));
-    let requests = h.requests().await;
-    assert_eq!(requests.len(), 1);
-    let request = &requests[0];
-    assert_eq!(request.method.as_str(), "POST");
-    assert_eq!(request.url.path(), token_path());
+    let request = &h.the_one_token_post().await;
     assert_eq!(
         request
             .headers

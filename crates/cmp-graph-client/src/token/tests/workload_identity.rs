@@ -41,12 +41,8 @@ async fn the_federated_token_is_sent_as_the_client_assertion_of_the_client_crede
 
     assert_eq!(token.bearer(), "token-a");
     assert_eq!(token.expires_at(), h.after(3600));
-    let requests = h.requests().await;
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].method.as_str(), "POST");
-    assert_eq!(requests[0].url.path(), token_path());
     assert_eq!(
-        form_of(&requests[0]),
+        form_of(&h.the_one_token_post().await),
         client_credentials_form(&[
             (
                 "client_assertion_type",
