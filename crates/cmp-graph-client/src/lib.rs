@@ -5,21 +5,24 @@
 //! on the application (the port), the domain and the Graph wire model, never on another adapter.
 //!
 //! # Layout
-//! - [`settings`]: [`GraphClientSettings`], national-cloud presets, credentials.
-//! - [`token`]: [`TokenProvider`], the cached client-credentials flow.
-//! - [`client`]: [`HttpGraphClient`]: requests, retries, outcome classes.
+//! - [`settings`]: [`GraphClientSettings`], national-cloud presets, the four credentials.
+//! - [`token`]: [`TokenProvider`]: tokens of any credential, cached, single-flight, backed off.
+//! - [`client`]: [`HttpGraphClient`], the gateway: the reqwest client and [`connect`], the
+//!   retry engine, outcome classes, pacing, pre-seeded adoption.
 //! - `retry_after`: `Retry-After` parsing and back-off, shared by the client and the token provider.
+//! - `error_chain`: one line for an error and its sources, shared likewise.
 //! - [`simulated`]: [`SimulatedGraph`] and its [`SimulatedGraphSettings`].
 //!
 //! [`GraphGateway`]: cmp_application::GraphGateway
 
 pub mod client;
+mod error_chain;
 mod retry_after;
 pub mod settings;
 pub mod simulated;
 pub mod token;
 
 pub use client::{GraphConnection, HttpGraphClient, connect};
-pub use settings::{Cloud, GraphClientSettings};
+pub use settings::{AzureEnvironment, Cloud, Credential, CredentialKind, GraphClientSettings};
 pub use simulated::{SimulatedFailure, SimulatedGraph, SimulatedGraphSettings};
 pub use token::{AccessToken, InvalidCredential, TokenError, TokenProvider, TokenSource};

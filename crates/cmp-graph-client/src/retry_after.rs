@@ -1,5 +1,5 @@
-//! How long to wait before resending (graph-client-behaviour §1.6): Graph's `Retry-After`
-//! when it gave a usable one, otherwise an exponential back-off with jitter.
+//! How long to wait before resending: Graph's `Retry-After` when it gave a usable one,
+//! otherwise an exponential back-off with jitter.
 //!
 //! Graph really sends fractional seconds (`Retry-After: 2.128`), which the HTTP grammar does not
 //! allow but which the Microsoft SDKs honour, so the parser accepts them too.
@@ -7,8 +7,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmp_domain::Timestamp;
-
-use crate::client::pacing::until;
 
 /// No wait is ever longer than this, whatever the header says: a value beyond it is more
 /// likely a bug on Graph's side than an instruction, and the outbox retries later anyway.
@@ -24,15 +22,16 @@ const BACKOFF_JITTER_MS: u64 = 1000;
 /// The wait Graph asked for in a `Retry-After` value, measured from `now` for an HTTP-date.
 ///
 /// `None` when the header is unusable: unparsable, zero, or a date that is not in the future.
-/// The caller then backs off on its own ([`backoff`]), as §1.6 says. A usable value is rounded
-/// up to the next millisecond (never come back early) and clamped to [`RETRY_AFTER_CAP`].
+/// The caller then backs off on its own ([`backoff`]), as the Microsoft SDKs do. A usable
+/// value is rounded up to the next millisecond (never come back early) and clamped to
+/// [`RETRY_AFTER_CAP`].
 pub(crate) fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     let value = value.trim();
     let wait = match parse_decimal_seconds(value) {
         Some(wait) => wait,
         None => {
             let date = httpdate::parse_http_date(value).ok()?;
-            until(system_time_to_timestamp(date)?, now)
+            system_time_to_timestamp(date)?.saturating_duration_since(now)
         }
     };
     if wait.is_zero() {

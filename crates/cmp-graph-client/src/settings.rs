@@ -3,16 +3,25 @@
 //! Secrets never come from a committed file: the client secret is read from an environment
 //! variable (`CMP__GRAPH__CLIENT__CLIENT_SECRET`) or from a file named in the settings
 //! (`client_secret_file`, e.g. a mounted Kubernetes secret); the certificate's private key from
-//! a PEM file. None of them appears in `Debug` output or logs.
+//! a PEM file; a federated token from the file the platform mounts; the App Service identity
+//! header from `IDENTITY_HEADER`. None of them appears in `Debug` output or logs.
+//!
+//! # Layout
+//! - this file: the settings, national-cloud presets, URL checks, [`ResolvedGraphClient`].
+//! - `credential`: the four credentials, the Azure environment variables, their checks.
+
+mod credential;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
+
+pub use self::credential::{AzureEnvironment, Credential, CredentialKind, ManagedIdentityEndpoint};
 
 /// A Microsoft cloud: sets the Graph root, the token authority and the token scope together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -69,8 +78,13 @@ pub struct GraphClientSettings {
     pub root: String,
     /// Overrides the cloud's token authority. Empty: the cloud's.
     pub authority: String,
-    /// The app registration's application (client) id.
+    /// The app registration's application (client) id; for a managed identity, the
+    /// user-assigned identity's client id (empty: the system-assigned identity). Empty:
+    /// `AZURE_CLIENT_ID`.
     pub client_id: String,
+    /// Which credential to use. Left out, the one credential configured decides; workload
+    /// identity and managed identity without a file or endpoint set must be named.
+    pub credential: Option<CredentialKind>,
     /// The client secret; supply it through `CMP__GRAPH__CLIENT__CLIENT_SECRET`.
     pub client_secret: Option<SecretString>,
     /// A file holding the client secret (trailing whitespace ignored).
@@ -79,6 +93,12 @@ pub struct GraphClientSettings {
     pub certificate_file: Option<PathBuf>,
     /// PEM file of that certificate's private key (PKCS#8 or PKCS#1 RSA).
     pub private_key_file: Option<PathBuf>,
+    /// The federated token file of workload identity federation. Unset:
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
+    pub federated_token_file: Option<PathBuf>,
+    /// The managed identity endpoint. Empty: `IDENTITY_ENDPOINT` on App Service, Functions and
+    /// Container Apps, the instance metadata endpoint elsewhere. Tests point it at a fake.
+    pub managed_identity_endpoint: String,
     /// Connect timeout of Graph requests.
     pub connect_timeout_ms: u64,
     /// Whole-request timeout of Graph requests (connect to last body byte).
@@ -96,6 +116,10 @@ pub struct GraphClientSettings {
     /// When Graph refuses a create with a routing error because the tenant holds pre-seeded
     /// placeholder records, adopt the record of the same display name (list, then PATCH).
     pub adopt_preseeded: bool,
+    /// The Azure environment variables credentials may come from; the binary fills it at
+    /// start. Not a configuration key.
+    #[serde(skip)]
+    pub azure: AzureEnvironment,
 }
 
 impl std::fmt::Debug for GraphClientSettings {
@@ -105,6 +129,7 @@ impl std::fmt::Debug for GraphClientSettings {
             .field("root", &self.root)
             .field("authority", &self.authority)
             .field("client_id", &self.client_id)
+            .field("credential", &self.credential)
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
@@ -112,30 +137,10 @@ impl std::fmt::Debug for GraphClientSettings {
             .field("client_secret_file", &self.client_secret_file)
             .field("certificate_file", &self.certificate_file)
             .field("private_key_file", &self.private_key_file)
+            .field("federated_token_file", &self.federated_token_file)
+            .field("managed_identity_endpoint", &self.managed_identity_endpoint)
+            .field("azure", &self.azure)
             .finish_non_exhaustive()
-    }
-}
-
-/// How the client proves who it is to Entra ID.
-#[derive(Clone)]
-pub enum Credential {
-    /// A client secret.
-    Secret(SecretString),
-    /// A certificate: the client signs an assertion with the private key.
-    Certificate {
-        /// The certificate, PEM.
-        certificate_pem: String,
-        /// Its private key, PEM.
-        private_key_pem: SecretString,
-    },
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Secret(_) => f.write_str("Credential::Secret([redacted])"),
-            Self::Certificate { .. } => f.write_str("Credential::Certificate([redacted])"),
-        }
     }
 }
 
@@ -148,9 +153,10 @@ pub struct ResolvedGraphClient {
     pub token_url: Url,
     /// The token scope.
     pub scope: String,
-    /// The tenant.
+    /// The tenant: `graph.tenant_id`, or `AZURE_TENANT_ID` when that is nil.
     pub tenant_id: Uuid,
-    /// The client id.
+    /// The app registration's client id; for a managed identity the user-assigned identity's,
+    /// empty for the system-assigned one.
     pub client_id: String,
     /// The credential.
     pub credential: Credential,
@@ -172,17 +178,33 @@ pub struct ResolvedGraphClient {
     pub adopt_preseeded: bool,
 }
 
+impl ResolvedGraphClient {
+    /// Where tokens come from: the Entra token URL, or the managed identity endpoint.
+    pub fn token_endpoint(&self) -> &Url {
+        match &self.credential {
+            Credential::ManagedIdentity(endpoint) => endpoint.url(),
+            Credential::Secret(_)
+            | Credential::Certificate { .. }
+            | Credential::WorkloadIdentity { .. } => &self.token_url,
+        }
+    }
+}
+
 impl GraphClientSettings {
-    /// Checks the settings for the tenant and reads the credential files.
+    /// Checks the settings for the tenant (`AZURE_TENANT_ID` when `tenant_id` is nil) and reads
+    /// the credential files.
     ///
     /// # Errors
     /// A message naming the key at fault, fit to stop the service at start.
     pub fn resolve(&self, tenant_id: Uuid) -> Result<ResolvedGraphClient, String> {
-        if tenant_id.is_nil() {
-            return Err("graph.tenant_id must be the tenant's GUID in graph mode".into());
-        }
-        if self.client_id.trim().is_empty() {
-            return Err("graph.client.client_id must be set in graph mode".into());
+        let tenant_id = self.effective_tenant_id(tenant_id)?;
+        let credential = self.credential()?;
+        let client_id = self.effective_client_id();
+        let needs_client_id = !matches!(credential, Credential::ManagedIdentity(_));
+        if needs_client_id && client_id.is_empty() {
+            return Err(
+                "graph.client.client_id (or AZURE_CLIENT_ID) must be set in graph mode".into(),
+            );
         }
         let root_text = if self.root.is_empty() {
             self.cloud.graph_root()
@@ -204,7 +226,6 @@ impl GraphClientSettings {
             authority.as_str().trim_end_matches('/')
         ))
         .map_err(|e| format!("graph.client.authority does not make a token URL: {e}"))?;
-        let credential = self.credential()?;
         for (key, value) in [
             ("graph.client.connect_timeout_ms", self.connect_timeout_ms),
             ("graph.client.request_timeout_ms", self.request_timeout_ms),
@@ -225,7 +246,7 @@ impl GraphClientSettings {
             token_url,
             scope: self.cloud.scope(),
             tenant_id,
-            client_id: self.client_id.trim().to_owned(),
+            client_id,
             credential,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
@@ -238,64 +259,22 @@ impl GraphClientSettings {
         })
     }
 
-    fn credential(&self) -> Result<Credential, String> {
-        let certificate = (&self.certificate_file, &self.private_key_file);
-        let given = [
-            self.client_secret.is_some(),
-            self.client_secret_file.is_some(),
-            certificate.0.is_some() || certificate.1.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err("graph.client needs exactly one credential: client_secret (from CMP__GRAPH__CLIENT__CLIENT_SECRET), client_secret_file, or certificate_file with private_key_file".into());
-        }
-        if let Some(secret) = &self.client_secret {
-            if secret.expose_secret().trim().is_empty() {
-                return Err("graph.client.client_secret is empty".into());
-            }
-            return Ok(Credential::Secret(secret.clone()));
-        }
-        if let Some(path) = &self.client_secret_file {
-            let text = read(path, "graph.client.client_secret_file")?;
-            let secret = text.trim_end();
-            if secret.is_empty() {
-                return Err(format!(
-                    "graph.client.client_secret_file {} is empty",
-                    path.display()
-                ));
-            }
-            return Ok(Credential::Secret(SecretString::from(secret.to_owned())));
-        }
-        match certificate {
-            (Some(certificate), Some(key)) => {
-                let certificate_pem = read(certificate, "graph.client.certificate_file")?;
-                if !certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(format!(
-                        "graph.client.certificate_file {} holds no PEM certificate",
-                        certificate.display()
-                    ));
-                }
-                let private_key_pem = read(key, "graph.client.private_key_file")?;
-                if !private_key_pem.contains("PRIVATE KEY-----") {
-                    return Err(format!(
-                        "graph.client.private_key_file {} holds no PEM private key",
-                        key.display()
-                    ));
-                }
-                Ok(Credential::Certificate {
-                    certificate_pem,
-                    private_key_pem: SecretString::from(private_key_pem),
-                })
-            }
-            _ => Err(
-                "graph.client.certificate_file and graph.client.private_key_file go together"
+    /// `tenant_id`, or `AZURE_TENANT_ID` when it is nil: the configuration wins.
+    fn effective_tenant_id(&self, tenant_id: Uuid) -> Result<Uuid, String> {
+        let tenant_id = match (&self.azure.tenant_id, tenant_id.is_nil()) {
+            (Some(text), true) => text
+                .parse()
+                .map_err(|_| format!("AZURE_TENANT_ID is not a GUID: '{text}'"))?,
+            _ => tenant_id,
+        };
+        if tenant_id.is_nil() {
+            return Err(
+                "graph.tenant_id (or AZURE_TENANT_ID) must be the tenant's GUID in graph mode"
                     .into(),
-            ),
+            );
         }
+        Ok(tenant_id)
     }
-}
-
-fn read(path: &Path, key: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
 }
 
 /// Parses `text` as an https URL, or an http URL whose host is loopback: a bearer token or a
@@ -322,219 +301,4 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> GraphClientSettings {
-        GraphClientSettings {
-            cloud: Cloud::Global,
-            root: String::new(),
-            authority: String::new(),
-            client_id: "11111111-2222-3333-4444-555555555555".into(),
-            client_secret: Some(SecretString::from("s3cret-value".to_owned())),
-            client_secret_file: None,
-            certificate_file: None,
-            private_key_file: None,
-            connect_timeout_ms: 30_000,
-            request_timeout_ms: 100_000,
-            token_timeout_ms: 30_000,
-            max_retries: 3,
-            retry_budget_ms: 180_000,
-            write_rate_per_second: 4.0,
-            max_pages: 100,
-            adopt_preseeded: false,
-        }
-    }
-
-    const TENANT: Uuid = Uuid::from_u128(0x72f988bf_86f1_41af_91ab_2d7cd011db47);
-
-    #[test]
-    fn each_cloud_sets_root_authority_and_scope_together() {
-        let cases = [
-            (
-                Cloud::Global,
-                "https://graph.microsoft.com/beta",
-                "https://login.microsoftonline.com/",
-                "https://graph.microsoft.com/.default",
-            ),
-            (
-                Cloud::UsGovL4,
-                "https://graph.microsoft.us/beta",
-                "https://login.microsoftonline.us/",
-                "https://graph.microsoft.us/.default",
-            ),
-            (
-                Cloud::UsGovL5,
-                "https://dod-graph.microsoft.us/beta",
-                "https://login.microsoftonline.us/",
-                "https://dod-graph.microsoft.us/.default",
-            ),
-            (
-                Cloud::China,
-                "https://microsoftgraph.chinacloudapi.cn/beta",
-                "https://login.chinacloudapi.cn/",
-                "https://microsoftgraph.chinacloudapi.cn/.default",
-            ),
-        ];
-        for (cloud, root, authority, scope) in cases {
-            let resolved = GraphClientSettings {
-                cloud,
-                ..settings()
-            }
-            .resolve(TENANT)
-            .expect("valid");
-            assert_eq!(resolved.graph_root.as_str(), root, "{cloud:?}");
-            assert!(
-                resolved.token_url.as_str().starts_with(authority),
-                "{cloud:?}"
-            );
-            assert!(
-                resolved
-                    .token_url
-                    .as_str()
-                    .ends_with(&format!("{TENANT}/oauth2/v2.0/token")),
-                "{cloud:?}"
-            );
-            assert_eq!(resolved.scope, scope, "{cloud:?}");
-        }
-    }
-
-    #[test]
-    fn plain_http_is_allowed_only_to_loopback() {
-        for root in [
-            "http://127.0.0.1:8081/beta",
-            "http://localhost:9/beta",
-            "http://[::1]:9/beta",
-            "http://127.9.9.9/beta",
-        ] {
-            assert!(
-                GraphClientSettings {
-                    root: root.into(),
-                    ..settings()
-                }
-                .resolve(TENANT)
-                .is_ok(),
-                "{root}"
-            );
-        }
-        for root in [
-            "http://graph.microsoft.com/beta",
-            "http://10.0.0.5/beta",
-            "ftp://127.0.0.1/beta",
-        ] {
-            let error = GraphClientSettings {
-                root: root.into(),
-                ..settings()
-            }
-            .resolve(TENANT)
-            .expect_err(root);
-            assert!(error.contains("graph.client.root"), "{error}");
-        }
-        let error = GraphClientSettings {
-            authority: "http://login.example.com".into(),
-            ..settings()
-        }
-        .resolve(TENANT)
-        .expect_err("clear-text authority");
-        assert!(error.contains("graph.client.authority"), "{error}");
-    }
-
-    #[test]
-    fn graph_mode_refuses_to_start_without_what_it_needs() {
-        let cases = [
-            (settings(), Uuid::nil(), "graph.tenant_id"),
-            (
-                GraphClientSettings {
-                    client_id: " ".into(),
-                    ..settings()
-                },
-                TENANT,
-                "client_id",
-            ),
-            (
-                GraphClientSettings {
-                    client_secret: None,
-                    ..settings()
-                },
-                TENANT,
-                "exactly one credential",
-            ),
-            (
-                GraphClientSettings {
-                    client_secret_file: Some("/nonexistent/secret".into()),
-                    ..settings()
-                },
-                TENANT,
-                "exactly one credential",
-            ),
-            (
-                GraphClientSettings {
-                    client_secret: None,
-                    client_secret_file: Some("/nonexistent/secret".into()),
-                    ..settings()
-                },
-                TENANT,
-                "client_secret_file",
-            ),
-            (
-                GraphClientSettings {
-                    client_secret: None,
-                    certificate_file: Some("/x.pem".into()),
-                    ..settings()
-                },
-                TENANT,
-                "go together",
-            ),
-            (
-                GraphClientSettings {
-                    write_rate_per_second: 0.0,
-                    ..settings()
-                },
-                TENANT,
-                "write_rate_per_second",
-            ),
-            (
-                GraphClientSettings {
-                    max_pages: 0,
-                    ..settings()
-                },
-                TENANT,
-                "max_pages",
-            ),
-        ];
-        for (settings, tenant, needle) in cases {
-            let error = settings.resolve(tenant).expect_err(needle);
-            assert!(error.contains(needle), "expected '{needle}' in: {error}");
-        }
-    }
-
-    #[test]
-    fn a_secret_file_is_read_and_trimmed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("secret");
-        std::fs::write(&path, "from-file\n").expect("write");
-
-        let resolved = GraphClientSettings {
-            client_secret: None,
-            client_secret_file: Some(path),
-            ..settings()
-        }
-        .resolve(TENANT)
-        .expect("valid");
-
-        let Credential::Secret(secret) = resolved.credential else {
-            panic!("a secret")
-        };
-        assert_eq!(secret.expose_secret(), "from-file");
-    }
-
-    #[test]
-    fn secrets_never_appear_in_debug_output() {
-        let text = format!(
-            "{:?} {:?}",
-            settings(),
-            settings().resolve(TENANT).expect("valid")
-        );
-        assert!(!text.contains("s3cret-value"), "{text}");
-    }
-}
+mod tests;

@@ -1,8 +1,9 @@
-//! Access tokens for Microsoft Graph: the client-credentials flow against Entra ID, cached and
-//! refreshed the way MSAL does it (graph-client-behaviour §2).
+//! Access tokens for Microsoft Graph, cached and refreshed the way MSAL does it, whichever
+//! credential gets them: Entra ID's client-credentials grant (secret, certificate, workload
+//! identity federation) or a managed identity's endpoint.
 //!
-//! [`TokenProvider`] is the real [`TokenSource`]. One provider serves one (authority, tenant,
-//! client id, scope), so its cache is a single slot. It
+//! [`TokenProvider`] is the real [`TokenSource`]. One provider serves one credential and one
+//! resource, so its cache is a single slot. For every credential alike it
 //! - serves the cached token while at least 300 s of it remain, refreshes early once Entra's
 //!   `refresh_in` has passed, and keeps serving the old token if that early refresh fails;
 //! - sends at most one token request at a time; concurrent callers wait for it and share it;
@@ -10,10 +11,19 @@
 //!   AADSTS50196): 60 s after a refusal, the `Retry-After` time after throttling or an outage.
 //!
 //! Every instant comes from the injected [`Clock`], so tests move time by hand instead of
-//! sleeping. Neither the secret, the client assertion nor the token is ever logged or put
-//! into an error.
+//! sleeping. Neither the secret, the client assertion, the federated token, the identity
+//! header nor the token is ever logged or put into an error.
+//!
+//! # Layout
+//! - this file: [`TokenProvider`]: the cache, single flight and back-off.
+//! - `client_credentials`: Entra's grant and its refusals; `assertion`: the signed assertion.
+//! - `managed_identity`: the managed identity endpoints and their refusals.
+//! - `response`: reading a token answer, the wait after a transient failure.
 
 mod assertion;
+mod client_credentials;
+mod managed_identity;
+mod response;
 #[cfg(test)]
 mod tests;
 
@@ -23,14 +33,15 @@ use std::time::Duration;
 
 use cmp_application::Clock;
 use cmp_domain::Timestamp;
-use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use url::Url;
 
-use crate::settings::Credential;
-use assertion::AssertionSigner;
+use self::assertion::AssertionSigner;
+use self::client_credentials::{ClientCredentials, Proof};
+use self::managed_identity::ManagedIdentity;
+use self::response::{DEFAULT_RETRY_AFTER, Received, parse_token_response};
+use crate::error_chain::error_chain;
+use crate::settings::{Credential, ResolvedGraphClient};
 
 /// Least lifetime a cached token must have left to be served; below it the token counts as
 /// expired. Five minutes, as MSAL, azure_identity and graph-rs-sdk use, so a token never
@@ -40,12 +51,6 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// How long a refusal (HTTP 400/401 and other configuration errors) stops token requests.
 const REFUSAL_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Wait after throttling, an outage or a transport failure when Entra gives no `Retry-After`.
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// `client_assertion_type` of a signed JWT assertion (RFC 7523).
-const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
 /// A bearer token for Graph and the instant it stops being usable. `Debug` never shows it.
 #[derive(Clone)]
 pub struct AccessToken {
@@ -54,7 +59,7 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// Wraps a token received from the token endpoint.
+    /// Wraps a token received from a token endpoint.
     pub fn new(secret: SecretString, expires_at: Timestamp) -> Self {
         Self { secret, expires_at }
     }
@@ -64,7 +69,7 @@ impl AccessToken {
         self.secret.expose_secret()
     }
 
-    /// When Entra ID said it expires.
+    /// When the token endpoint said it expires.
     pub fn expires_at(&self) -> Timestamp {
         self.expires_at
     }
@@ -82,8 +87,8 @@ impl fmt::Debug for AccessToken {
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    /// Entra ID is throttling, failing or unreachable (`temporarily_unavailable`, 429, 5xx,
-    /// timeouts): try again after `retry_at`.
+    /// The token endpoint is throttling, failing or unreachable (`temporarily_unavailable`,
+    /// 429, 5xx, timeouts): try again after `retry_at`.
     #[error("the token endpoint is unavailable: {description}")]
     Transient {
         /// Not before this instant.
@@ -92,7 +97,8 @@ pub enum TokenError {
         description: String,
     },
     /// Our configuration is wrong (`invalid_client`, `unauthorized_client`, `invalid_scope`,
-    /// `invalid_request`, ...): an operator must act; retrying soon will not help.
+    /// `invalid_request`, a managed identity not found, an unreadable federated token
+    /// file, ...): an operator must act; retrying soon will not help.
     #[error("the token endpoint refused our credentials: {error} ({})", error_codes.iter().map(|c| format!("AADSTS{c}")).collect::<Vec<_>>().join(", "))]
     Configuration {
         /// The OAuth `error` value.
@@ -132,7 +138,8 @@ pub trait TokenSource: Send + Sync + 'static {
     fn invalidate(&self);
 }
 
-/// The configured credential cannot be used: the certificate or its private key does not parse.
+/// The configured credential cannot be used: the certificate or its private key does not
+/// parse, or the App Service identity header cannot be sent.
 /// Raised when the [`TokenProvider`] is built, so a bad file stops the service at start rather
 /// than failing every token request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,9 +157,8 @@ impl InvalidCredential {
     }
 }
 
-/// Tokens from Entra ID's client-credentials grant for one (authority, tenant, client id,
-/// scope), cached, refreshed early, fetched one request at a time, and paused after failures
-/// (graph-client-behaviour §2).
+/// Tokens of one credential for one resource, cached, refreshed early, fetched one request at
+/// a time, and paused after failures.
 ///
 /// While a back-off lasts, a call that would need a request gets the failure that started it
 /// again (the same [`TokenError::Transient`], whose `retry_at` is the end of the back-off, or
@@ -162,15 +168,8 @@ pub struct TokenProvider {
     /// Shared with the Graph client; the caller built it with the connect timeout and the
     /// redirect policy.
     http: reqwest::Client,
-    /// `{authority}/{tenant}/oauth2/v2.0/token`; also the `aud` of a client assertion, which
-    /// Entra requires to be exactly this URL.
-    token_url: Url,
-    /// The app registration's client id; also `iss` and `sub` of a client assertion.
-    client_id: String,
-    /// The resource's `/.default` scope.
-    scope: String,
-    /// How the provider proves who it is; a certificate is parsed once, here.
-    credential: ClientAuth,
+    /// Where tokens come from and how a request proves who we are.
+    grant: Grant,
     /// The only source of "now": expiry, refresh and back-off arithmetic all use it.
     clock: Arc<dyn Clock>,
     /// Limit of one token request, applied per request because the shared client's own
@@ -184,20 +183,22 @@ pub struct TokenProvider {
     in_flight: tokio::sync::Mutex<()>,
 }
 
-/// The prepared credential.
-enum ClientAuth {
-    /// Sent as `client_secret`.
-    Secret(SecretString),
-    /// Signs a fresh `client_assertion` for every request.
-    Certificate(AssertionSigner),
+/// Where the provider gets its tokens, prepared from the credential once.
+enum Grant {
+    /// Entra ID's client-credentials grant: a secret, a certificate or a federated token.
+    ClientCredentials(ClientCredentials),
+    /// A managed identity's endpoint.
+    ManagedIdentity(ManagedIdentity),
 }
 
-/// What one request presents to Entra ID.
-enum Proof<'a> {
-    /// The client secret.
-    Secret(&'a SecretString),
-    /// A client assertion signed for this request.
-    Assertion(SecretString),
+impl Grant {
+    /// The credential's name, for `Debug` output.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::ClientCredentials(grant) => grant.proof.name(),
+            Self::ManagedIdentity(identity) => identity.name(),
+        }
+    }
 }
 
 /// What the provider remembers between calls.
@@ -282,42 +283,56 @@ impl CachedToken {
 }
 
 impl TokenProvider {
-    /// A provider for one app registration and scope at `token_url`
-    /// (`{authority}/{tenant}/oauth2/v2.0/token`).
+    /// A provider for the credential, token URL, client id and scope of `config`.
     ///
-    /// `http` is used as given (connect timeout, redirect policy); `timeout` limits each token
-    /// request. All expiry and back-off arithmetic reads `clock`.
+    /// `http` is used as given (connect timeout, redirect policy); `config.token_timeout`
+    /// limits each token request. All expiry and back-off arithmetic reads `clock`.
     ///
     /// # Errors
     /// [`InvalidCredential`] when a certificate credential's certificate or RSA private key
-    /// does not parse or cannot sign.
+    /// does not parse or cannot sign, or a managed identity's header cannot be sent.
     pub fn new(
         http: reqwest::Client,
-        token_url: Url,
-        client_id: impl Into<String>,
-        scope: impl Into<String>,
-        credential: Credential,
+        config: &ResolvedGraphClient,
         clock: Arc<dyn Clock>,
-        timeout: Duration,
     ) -> Result<Self, InvalidCredential> {
-        let credential = match credential {
-            Credential::Secret(secret) => ClientAuth::Secret(secret),
+        let entra = |proof| {
+            Grant::ClientCredentials(ClientCredentials {
+                token_url: config.token_url.clone(),
+                client_id: config.client_id.clone(),
+                scope: config.scope.clone(),
+                proof,
+            })
+        };
+        let grant = match &config.credential {
+            Credential::Secret(secret) => entra(Proof::Secret(secret.clone())),
             Credential::Certificate {
                 certificate_pem,
                 private_key_pem,
-            } => ClientAuth::Certificate(AssertionSigner::from_pem(
-                &certificate_pem,
-                &private_key_pem,
-            )?),
+            } => entra(Proof::Certificate(AssertionSigner::from_pem(
+                certificate_pem,
+                private_key_pem,
+            )?)),
+            Credential::WorkloadIdentity { token_file } => {
+                entra(Proof::FederatedTokenFile(token_file.clone()))
+            }
+            Credential::ManagedIdentity(endpoint) => {
+                // The v1 resource the identity endpoints take is the scope without
+                // `/.default`, as Microsoft's SDKs derive it.
+                let resource = config
+                    .scope
+                    .strip_suffix("/.default")
+                    .unwrap_or(&config.scope)
+                    .to_owned();
+                let client_id = Some(config.client_id.clone()).filter(|id| !id.is_empty());
+                Grant::ManagedIdentity(ManagedIdentity::new(endpoint, resource, client_id)?)
+            }
         };
         Ok(Self {
             http,
-            token_url,
-            client_id: client_id.into(),
-            scope: scope.into(),
-            credential,
+            grant,
             clock,
-            timeout,
+            timeout: config.token_timeout,
             state: std::sync::Mutex::new(State::default()),
             in_flight: tokio::sync::Mutex::new(()),
         })
@@ -404,15 +419,10 @@ impl TokenProvider {
         state.requests = state.requests.wrapping_add(1);
         match outcome {
             Ok(received) => {
-                let token = AccessToken::new(
-                    received.access_token,
-                    now.saturating_add(received.expires_in),
-                );
+                let token = AccessToken::new(received.access_token, received.expires_at);
                 state.cached = Some(CachedToken {
                     token: token.clone(),
-                    refresh_at: received
-                        .refresh_in
-                        .map(|lifetime| now.saturating_add(lifetime)),
+                    refresh_at: received.refresh_at,
                     claims: claims.map(str::to_owned),
                 });
                 state.backoff = None;
@@ -434,46 +444,22 @@ impl TokenProvider {
         }
     }
 
-    /// One POST to the token endpoint, classified (graph-client-behaviour §2).
-    #[tracing::instrument(name = "token.request", skip_all, fields(token.claims = claims.is_some()))]
+    /// One request to the token endpoint, classified.
+    #[tracing::instrument(
+        name = "token.request",
+        skip_all,
+        fields(token.credential = self.grant.name(), token.claims = claims.is_some())
+    )]
     async fn request(&self, claims: Option<&str>) -> Result<Received, TokenError> {
-        // Built before the form so that the form can borrow the assertion.
-        let proof = match &self.credential {
-            ClientAuth::Secret(secret) => Proof::Secret(secret),
-            ClientAuth::Certificate(signer) => Proof::Assertion(
-                signer
-                    .sign(&self.token_url, &self.client_id, self.clock.now())
-                    .map_err(|reason| TokenError::Configuration {
-                        error: "client_assertion_not_signed".into(),
-                        error_codes: Vec::new(),
-                        description: reason,
-                        trace_id: None,
-                        correlation_id: None,
-                    })?,
-            ),
-        };
-        let mut form: Vec<(&str, &str)> = vec![
-            ("client_id", &self.client_id),
-            ("scope", &self.scope),
-            ("grant_type", "client_credentials"),
-        ];
-        match &proof {
-            Proof::Secret(secret) => form.push(("client_secret", secret.expose_secret())),
-            Proof::Assertion(assertion) => {
-                form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
-                form.push(("client_assertion", assertion.expose_secret()));
+        let request = match &self.grant {
+            Grant::ClientCredentials(grant) => {
+                grant.request(&self.http, claims, self.clock.now())?
             }
-        }
-        if let Some(claims) = claims {
-            form.push(("claims", claims));
-        }
-
-        let sent = self
-            .http
-            .post(self.token_url.clone())
+            Grant::ManagedIdentity(identity) => identity.request(&self.http),
+        };
+        let sent = request
             .timeout(self.timeout)
             .header(ACCEPT, "application/json")
-            .form(&form)
             .send()
             .await;
         let response = sent.map_err(|e| self.transport_failure(e))?;
@@ -490,7 +476,7 @@ impl TokenProvider {
         let now = self.clock.now();
 
         if status.is_success() {
-            return parse_token_response(&body).map_err(|description| {
+            return parse_token_response(&body, now).map_err(|description| {
                 tracing::warn!(
                     token.status = status.as_u16(),
                     "token endpoint answered without a usable token"
@@ -504,7 +490,13 @@ impl TokenProvider {
                 }
             });
         }
-        Err(refusal(status, &body, retry_after.as_deref(), now))
+        let retry_after = retry_after.as_deref();
+        Err(match &self.grant {
+            Grant::ClientCredentials(_) => {
+                client_credentials::refusal(status, &body, retry_after, now)
+            }
+            Grant::ManagedIdentity(identity) => identity.refusal(status, &body, retry_after, now),
+        })
     }
 
     /// A request that got no complete answer: transient, retried after the default wait.
@@ -518,7 +510,7 @@ impl TokenProvider {
             // The token URL is no secret, but it adds nothing to the message either.
             format!(
                 "token request failed: {}",
-                crate::client::error_chain(&error.without_url())
+                error_chain(&error.without_url())
             )
         };
         tracing::warn!(error.message = %description, "token request failed");
@@ -531,17 +523,17 @@ impl TokenProvider {
 
 impl fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let credential = match self.credential {
-            ClientAuth::Secret(_) => "secret",
-            ClientAuth::Certificate(_) => "certificate",
-        };
-        f.debug_struct("TokenProvider")
-            .field("token_url", &self.token_url.as_str())
-            .field("client_id", &self.client_id)
-            .field("scope", &self.scope)
-            .field("credential", &credential)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("TokenProvider");
+        match &self.grant {
+            Grant::ClientCredentials(grant) => debug
+                .field("token_url", &grant.token_url.as_str())
+                .field("client_id", &grant.client_id)
+                .field("scope", &grant.scope),
+            Grant::ManagedIdentity(_) => &mut debug,
+        }
+        .field("credential", &self.grant.name())
+        .field("timeout", &self.timeout)
+        .finish_non_exhaustive()
     }
 }
 
@@ -556,120 +548,5 @@ impl TokenSource for TokenProvider {
 
     fn invalidate(&self) {
         self.state().cached = None;
-    }
-}
-
-/// A successful token response, as far as the provider uses it.
-struct Received {
-    access_token: SecretString,
-    expires_in: Duration,
-    refresh_in: Option<Duration>,
-}
-
-/// The body of a 2xx answer.
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: SecretString,
-    expires_in: Seconds,
-    refresh_in: Option<Seconds>,
-}
-
-/// A lifetime in seconds. Entra's v2 endpoint sends numbers; older endpoints and some
-/// proxies send numeric strings, so both are read.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Seconds {
-    Number(i64),
-    Text(String),
-}
-
-impl Seconds {
-    fn value(&self) -> Option<Duration> {
-        match self {
-            Self::Number(n) => u64::try_from(*n).ok(),
-            Self::Text(text) => text.trim().parse().ok(),
-        }
-        .filter(|seconds| *seconds > 0)
-        .map(Duration::from_secs)
-    }
-}
-
-/// Reads a 2xx body; the error names what is missing, never the body itself.
-fn parse_token_response(body: &[u8]) -> Result<Received, String> {
-    let response: TokenResponse = serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "the token response is not the expected JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    if response.access_token.expose_secret().is_empty() {
-        return Err("the token response has an empty access_token".into());
-    }
-    let expires_in = response
-        .expires_in
-        .value()
-        .ok_or("the token response's expires_in is not a positive number of seconds")?;
-    Ok(Received {
-        access_token: response.access_token,
-        expires_in,
-        refresh_in: response.refresh_in.as_ref().and_then(Seconds::value),
-    })
-}
-
-/// The body of an error answer (every field optional: a proxy may answer instead of Entra).
-#[derive(Default, Deserialize)]
-struct ErrorResponse {
-    error: Option<String>,
-    error_description: Option<String>,
-    #[serde(default)]
-    error_codes: Vec<u64>,
-    trace_id: Option<String>,
-    correlation_id: Option<String>,
-}
-
-/// Classifies a non-2xx answer. The OAuth `error` value decides, with the status as fallback;
-/// `error_codes` only make the alert readable.
-fn refusal(
-    status: StatusCode,
-    body: &[u8],
-    retry_after: Option<&str>,
-    now: Timestamp,
-) -> TokenError {
-    let response: ErrorResponse = serde_json::from_slice(body).unwrap_or_default();
-    tracing::warn!(
-        token.status = status.as_u16(),
-        token.error = response.error.as_deref().unwrap_or("-"),
-        token.error_codes = ?response.error_codes,
-        token.trace_id = response.trace_id.as_deref().unwrap_or("-"),
-        token.correlation_id = response.correlation_id.as_deref().unwrap_or("-"),
-        "token request refused"
-    );
-    let transient = status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-        || response.error.as_deref() == Some("temporarily_unavailable");
-    if transient {
-        // The shared parser rounds fractions up and caps the wait at an hour.
-        let wait = retry_after
-            .and_then(|value| crate::retry_after::parse_retry_after(value, now))
-            .unwrap_or(DEFAULT_RETRY_AFTER);
-        let error = response.error.as_deref().unwrap_or("no OAuth error");
-        return TokenError::Transient {
-            retry_at: now.saturating_add(wait),
-            description: format!("HTTP {}: {error}", status.as_u16()),
-        };
-    }
-    // invalid_client, unauthorized_client, invalid_scope, invalid_request, anything else
-    // refused with 400/401, and every status that should never come from a token endpoint
-    // (404 from a wrong authority, say): retrying soon will not help, an operator must act.
-    TokenError::Configuration {
-        error: response
-            .error
-            .unwrap_or_else(|| format!("HTTP {}", status.as_u16())),
-        error_codes: response.error_codes,
-        description: response.error_description.unwrap_or_default(),
-        trace_id: response.trace_id,
-        correlation_id: response.correlation_id,
     }
 }

@@ -1,7 +1,7 @@
 //! [`HttpGraphClient`] against a fake Graph (wiremock on 127.0.0.1): the request shape, each
-//! outcome class of graph-client-behaviour §1.5, the in-call retries of §1.6, paging, and the
-//! client-side scenarios of §6. Nothing sleeps: the recording sleeper returns at once, notes
-//! the requested wait and moves the test clock; only the timeout test waits for real.
+//! outcome class, the in-call retries, paging, redirects, write spacing, pre-seeded adoption
+//! and the wiring. Nothing sleeps: the recording sleeper returns at once, notes the requested
+//! wait and moves the test clock; only the timeout test waits for real.
 
 #[path = "client/support.rs"]
 mod support;
@@ -13,15 +13,14 @@ use cmp_application::{
 };
 use cmp_graph_client::TokenError;
 use cmp_graph_client::client::USER_AGENT;
-use cmp_graph_model::partner::render_partner_for_graph;
 use serde_json::json;
 use uuid::Uuid;
 use wiremock::matchers::{body_json, method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use support::{
-    COLLECTION, Harness, TOKEN, created, graph_error, header, partner, partner_named, received,
-    rendered, t0,
+    COLLECTION, FakeGraph, Harness, TENANT, TOKEN, created, graph_error, header, partner,
+    partner_named, rendered, t0,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -31,6 +30,26 @@ fn created_response(graph_id: &str) -> ResponseTemplate {
     ResponseTemplate::new(201)
         .insert_header("request-id", "graph-request-1")
         .set_body_json(created(&partner(), graph_id))
+}
+
+/// The outcome of a create Graph answered with `graph_id`.
+fn created_as(graph_id: &str) -> CreateOutcome {
+    CreateOutcome::Created {
+        graph_id: graph_id.into(),
+    }
+}
+
+/// What a read of the test partner stored under `graph_id` gives.
+fn read_as(graph_id: &str) -> RemotePartner {
+    RemotePartner {
+        graph_id: graph_id.into(),
+        display_name: Some("Contoso Compliance".into()),
+    }
+}
+
+/// A 200 with the test partner under `graph_id`, as a GET answers.
+fn found(graph_id: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(created(&partner(), graph_id))
 }
 
 fn throttled(retry_after: Option<&str>) -> ResponseTemplate {
@@ -44,14 +63,14 @@ fn throttled(retry_after: Option<&str>) -> ResponseTemplate {
     }
 }
 
-async fn mount_create(server: &MockServer, response: ResponseTemplate, times: Option<u64>) {
-    let mock = Mock::given(method("POST"))
-        .and(path(COLLECTION))
-        .respond_with(response);
-    match times {
-        Some(times) => mock.up_to_n_times(times).mount(server).await,
-        None => mock.mount(server).await,
-    }
+/// A Graph error answer with `status`.
+fn refusal(status: u16, code: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(graph_error(code, message))
+}
+
+/// Graph's 404 for an id it does not hold.
+fn not_found() -> ResponseTemplate {
+    refusal(404, "ResourceNotFound", "gone")
 }
 
 fn item_path(graph_id: &str) -> String {
@@ -69,29 +88,45 @@ fn page(items: serde_json::Value, next_link: Option<&str>) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
 
+/// What a request went out with: method, then `client-request-id` and `Retry-Attempt`.
+fn correlation(request: &wiremock::Request) -> (String, Option<&str>, Option<&str>) {
+    (
+        request.method.to_string(),
+        header(request, "client-request-id"),
+        header(request, "retry-attempt"),
+    )
+}
+
+/// Asserts that `graph` received exactly two POSTs, both under `client_request_id`, the
+/// second numbered as the first resend.
+async fn assert_one_resent_post(graph: &FakeGraph, client_request_id: Uuid) {
+    let requests = graph.received().await;
+    let id = client_request_id.to_string();
+    assert_eq!(
+        requests.iter().map(correlation).collect::<Vec<_>>(),
+        vec![
+            ("POST".to_owned(), Some(id.as_str()), None),
+            ("POST".to_owned(), Some(id.as_str()), Some("1")),
+        ],
+        "exactly two POSTs, the same id on both, the resend numbered"
+    );
+}
+
 // Request shape
 
 #[tokio::test]
 async fn a_create_posts_the_rendered_partner_with_every_required_header() {
-    let server = MockServer::start().await;
-    mount_create(&server, created_response("graph-id-1"), None).await;
-    let harness = Harness::for_server(&server);
+    let graph = FakeGraph::start().await;
+    graph.answer_creates(created_response("graph-id-1")).await;
+    let harness = graph.harness();
     let client_request_id = Uuid::new_v4();
 
-    let result = harness
-        .client
-        .create_partner(&partner(), client_request_id)
-        .await;
+    let result = harness.create_under(client_request_id).await;
 
-    assert_eq!(
-        result.outcome,
-        CreateOutcome::Created {
-            graph_id: "graph-id-1".into()
-        }
-    );
+    assert_eq!(result.outcome, created_as("graph-id-1"));
     assert_eq!(result.meta.status, Some(201));
     assert_eq!(result.meta.request_id.as_deref(), Some("graph-request-1"));
-    let requests = received(&server).await;
+    let requests = graph.received().await;
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     assert_eq!(request.method.as_str(), "POST");
@@ -120,24 +155,16 @@ async fn a_create_posts_the_rendered_partner_with_every_required_header() {
 
 #[tokio::test]
 async fn a_get_percent_encodes_the_id_and_reads_id_and_display_name() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(item_path("a%2Fb%20c")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(&partner(), "a/b c")))
-        .mount(&server)
+    let graph = FakeGraph::start().await;
+    graph
+        .answer("GET", item_path("a%2Fb%20c"), found("a/b c"))
         .await;
-    let harness = Harness::for_server(&server);
+    let harness = graph.harness();
 
-    let found = harness.client.get_partner("a/b c").await;
+    let result = harness.client.get_partner("a/b c").await;
 
-    assert_eq!(
-        found,
-        Ok(Some(RemotePartner {
-            graph_id: "a/b c".into(),
-            display_name: Some("Contoso Compliance".into()),
-        }))
-    );
-    let requests = received(&server).await;
+    assert_eq!(result, Ok(Some(read_as("a/b c"))));
+    let requests = graph.received().await;
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     let bearer = format!("Bearer {TOKEN}");
@@ -151,41 +178,21 @@ async fn a_get_percent_encodes_the_id_and_reads_id_and_display_name() {
     assert_eq!(header(request, "user-agent"), Some(USER_AGENT));
 }
 
-// Throttling and Retry-After (§1.6)
+// Throttling and Retry-After
 
 #[tokio::test]
 async fn a_429_with_retry_after_2_then_201_is_two_posts_two_seconds_apart() {
-    let server = MockServer::start().await;
-    mount_create(&server, throttled(Some("2")), Some(1)).await;
-    mount_create(&server, created_response("graph-id-2"), None).await;
-    let harness = Harness::for_server(&server);
+    let graph = FakeGraph::start().await;
+    graph.answer_creates_times(throttled(Some("2")), 1).await;
+    graph.answer_creates(created_response("graph-id-2")).await;
+    let harness = graph.harness();
     let client_request_id = Uuid::new_v4();
 
-    let result = harness
-        .client
-        .create_partner(&partner(), client_request_id)
-        .await;
+    let result = harness.create_under(client_request_id).await;
 
-    assert_eq!(
-        result.outcome,
-        CreateOutcome::Created {
-            graph_id: "graph-id-2".into()
-        }
-    );
+    assert_eq!(result.outcome, created_as("graph-id-2"));
     assert_eq!(harness.sleeper.slept(), vec![Duration::from_secs(2)]);
-    let requests = received(&server).await;
-    assert_eq!(requests.len(), 2, "exactly two POSTs");
-    let expected_id = client_request_id.to_string();
-    for request in &requests {
-        assert_eq!(request.method.as_str(), "POST");
-        assert_eq!(
-            header(request, "client-request-id"),
-            Some(expected_id.as_str()),
-            "the same id on every in-call retry"
-        );
-    }
-    assert_eq!(header(&requests[0], "retry-attempt"), None);
-    assert_eq!(header(&requests[1], "retry-attempt"), Some("1"));
+    assert_one_resent_post(&graph, client_request_id).await;
 }
 
 #[tokio::test]
@@ -206,15 +213,12 @@ async fn the_wait_before_a_retry_follows_retry_after_or_backs_off_without_it() {
         ("no header", None, 3_000 * MS, 4_000 * MS),
     ];
     for (case, retry_after, least, most) in cases {
-        let server = MockServer::start().await;
-        mount_create(&server, throttled(retry_after), Some(1)).await;
-        mount_create(&server, created_response("graph-id"), None).await;
-        let harness = Harness::for_server(&server);
+        let graph = FakeGraph::start().await;
+        graph.answer_creates_times(throttled(retry_after), 1).await;
+        graph.answer_creates(created_response("graph-id")).await;
+        let harness = graph.harness();
 
-        let result = harness
-            .client
-            .create_partner(&partner(), Uuid::new_v4())
-            .await;
+        let result = harness.create().await;
 
         assert!(
             matches!(result.outcome, CreateOutcome::Created { .. }),
@@ -227,39 +231,28 @@ async fn the_wait_before_a_retry_follows_retry_after_or_backs_off_without_it() {
             "{case}: waited {:?}, expected {least:?}..={most:?}",
             slept[0]
         );
-        assert_eq!(received(&server).await.len(), 2, "{case}");
+        assert_eq!(graph.received().await.len(), 2, "{case}");
     }
 }
 
 #[tokio::test]
 async fn a_retry_after_beyond_the_budget_ends_the_call_after_one_post_and_pauses_the_tenant() {
-    let server = MockServer::start().await;
-    mount_create(&server, throttled(Some("300")), None).await;
-    let harness = Harness::for_server(&server);
+    let graph = FakeGraph::start().await;
+    graph.answer_creates(throttled(Some("300"))).await;
+    let harness = graph.harness();
 
-    let first = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
-    let second = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
+    let first = harness.create().await;
+    let second = harness.create().await;
     let read = harness.client.get_partner("graph-id").await;
 
-    assert_eq!(
-        first.outcome,
-        CreateOutcome::NotApplied {
-            retry_after: Some(Duration::from_secs(300))
-        }
-    );
+    let paused = CreateOutcome::NotApplied {
+        retry_after: Some(Duration::from_secs(300)),
+    };
+    assert_eq!(first.outcome, paused);
     assert_eq!(first.meta.status, Some(429));
     assert_eq!(first.meta.error_code.as_deref(), Some("TooManyRequests"));
     assert_eq!(
-        second.outcome,
-        CreateOutcome::NotApplied {
-            retry_after: Some(Duration::from_secs(300))
-        },
+        second.outcome, paused,
         "the tenant stays paused: nothing is sent before the Retry-After moment"
     );
     assert_eq!(second.meta.status, None);
@@ -268,8 +261,8 @@ async fn a_retry_after_beyond_the_budget_ends_the_call_after_one_post_and_pauses
         "{read:?}"
     );
     assert_eq!(
-        received(&server).await.len(),
-        1,
+        graph.methods().await,
+        ["POST"],
         "one POST, nothing after it"
     );
     assert!(harness.sleeper.slept().is_empty());
@@ -277,19 +270,14 @@ async fn a_retry_after_beyond_the_budget_ends_the_call_after_one_post_and_pauses
 
 #[tokio::test]
 async fn a_429_holds_back_every_request_of_the_client_until_its_retry_after_moment() {
-    let server = MockServer::start().await;
-    mount_create(&server, throttled(Some("60")), None).await;
-    Mock::given(method("GET"))
-        .and(path(item_path("graph-id")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(&partner(), "graph-id")))
-        .mount(&server)
+    let graph = FakeGraph::start().await;
+    graph.answer_creates(throttled(Some("60"))).await;
+    graph
+        .answer("GET", item_path("graph-id"), found("graph-id"))
         .await;
-    let harness = Harness::new(&server.uri(), |s| s.max_retries = 0);
+    let harness = graph.harness_with(|s| s.max_retries = 0);
 
-    let create = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
+    let create = harness.create().await;
     let read = harness.client.get_partner("graph-id").await;
 
     assert_eq!(
@@ -309,30 +297,25 @@ async fn a_429_holds_back_every_request_of_the_client_until_its_retry_after_mome
         t0().saturating_add(Duration::from_secs(60)),
         "the read went out at the Retry-After moment"
     );
-    assert_eq!(received(&server).await.len(), 2);
+    assert_eq!(graph.methods().await, ["POST", "GET"]);
 }
 
-// Unknown outcomes: never a second POST (§1.5, §3.4)
+// Unknown outcomes: never a second POST
 
 #[tokio::test]
 async fn server_errors_on_a_create_are_unknown_after_exactly_one_post() {
     for status in [500u16, 502, 503, 504, 507, 509] {
-        let server = MockServer::start().await;
-        mount_create(
-            &server,
-            ResponseTemplate::new(status)
-                .insert_header("Retry-After", "1")
-                .insert_header("request-id", "graph-request-5xx")
-                .set_body_json(graph_error("serviceNotAvailable", "try later")),
-            None,
-        )
-        .await;
-        let harness = Harness::for_server(&server);
-
-        let result = harness
-            .client
-            .create_partner(&partner(), Uuid::new_v4())
+        let graph = FakeGraph::start().await;
+        graph
+            .answer_creates(
+                refusal(status, "serviceNotAvailable", "try later")
+                    .insert_header("Retry-After", "1")
+                    .insert_header("request-id", "graph-request-5xx"),
+            )
             .await;
+        let harness = graph.harness();
+
+        let result = harness.create().await;
 
         assert_eq!(result.outcome, CreateOutcome::Unknown, "{status}");
         assert_eq!(result.meta.status, Some(status), "{status}");
@@ -346,26 +329,20 @@ async fn server_errors_on_a_create_are_unknown_after_exactly_one_post() {
             Some("graph-request-5xx"),
             "{status}"
         );
-        assert_eq!(received(&server).await.len(), 1, "{status}: one POST only");
+        assert_eq!(graph.received().await.len(), 1, "{status}: one POST only");
         assert!(harness.sleeper.slept().is_empty(), "{status}");
     }
 }
 
 #[tokio::test]
 async fn a_create_answer_delayed_past_the_request_timeout_is_unknown_after_one_post() {
-    let server = MockServer::start().await;
-    mount_create(
-        &server,
-        created_response("late-id").set_delay(Duration::from_secs(3)),
-        None,
-    )
-    .await;
-    let harness = Harness::new(&server.uri(), |s| s.request_timeout_ms = 200);
-
-    let result = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
+    let graph = FakeGraph::start().await;
+    graph
+        .answer_creates(created_response("late-id").set_delay(Duration::from_secs(3)))
         .await;
+    let harness = graph.harness_with(|s| s.request_timeout_ms = 200);
+
+    let result = harness.create().await;
 
     assert_eq!(result.outcome, CreateOutcome::Unknown);
     assert_eq!(result.meta.status, None);
@@ -378,7 +355,7 @@ async fn a_create_answer_delayed_past_the_request_timeout_is_unknown_after_one_p
         "{:?}",
         result.meta
     );
-    assert_eq!(received(&server).await.len(), 1);
+    assert_eq!(graph.received().await.len(), 1);
     assert!(harness.sleeper.slept().is_empty());
 }
 
@@ -395,17 +372,14 @@ async fn a_create_answered_2xx_without_an_id_is_unknown() {
             ResponseTemplate::new(200).set_body_string("<html>ok</html>"),
         ),
     ] {
-        let server = MockServer::start().await;
-        mount_create(&server, response, None).await;
-        let harness = Harness::for_server(&server);
+        let graph = FakeGraph::start().await;
+        graph.answer_creates(response).await;
+        let harness = graph.harness();
 
-        let result = harness
-            .client
-            .create_partner(&partner(), Uuid::new_v4())
-            .await;
+        let result = harness.create().await;
 
         assert_eq!(result.outcome, CreateOutcome::Unknown, "{case}");
-        assert_eq!(received(&server).await.len(), 1, "{case}");
+        assert_eq!(graph.received().await.len(), 1, "{case}");
     }
 }
 
@@ -419,10 +393,7 @@ async fn a_refused_connection_is_not_applied_and_retried_with_backoff() {
     };
     let harness = Harness::new(&format!("http://127.0.0.1:{closed_port}"), |_| {});
 
-    let result = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
+    let result = harness.create().await;
 
     assert_eq!(
         result.outcome,
@@ -450,7 +421,7 @@ async fn a_refused_connection_is_not_applied_and_retried_with_backoff() {
     assert_eq!(harness.tokens.calls().len(), 4);
 }
 
-// Permanent refusals and auth (§1.5)
+// Permanent refusals and auth
 
 #[tokio::test]
 async fn refusals_of_a_create_end_after_one_request_and_keep_graphs_error_code() {
@@ -522,21 +493,17 @@ async fn refusals_of_a_create_end_after_one_request_and_keep_graphs_error_code()
         ),
     ];
     for (status, body, expected, code, message) in cases {
-        let server = MockServer::start().await;
-        mount_create(
-            &server,
-            ResponseTemplate::new(status)
-                .insert_header("request-id", "graph-request-4xx")
-                .set_body_json(body),
-            None,
-        )
-        .await;
-        let harness = Harness::for_server(&server);
-
-        let result = harness
-            .client
-            .create_partner(&partner(), Uuid::new_v4())
+        let graph = FakeGraph::start().await;
+        graph
+            .answer_creates(
+                ResponseTemplate::new(status)
+                    .insert_header("request-id", "graph-request-4xx")
+                    .set_body_json(body),
+            )
             .await;
+        let harness = graph.harness();
+
+        let result = harness.create().await;
 
         assert_eq!(result.outcome, expected, "{status} {code}");
         assert_eq!(result.meta.status, Some(status), "{status} {code}");
@@ -552,7 +519,7 @@ async fn refusals_of_a_create_end_after_one_request_and_keep_graphs_error_code()
             "{status}"
         );
         assert_eq!(
-            received(&server).await.len(),
+            graph.received().await.len(),
             1,
             "{status} {code}: one request"
         );
@@ -564,73 +531,49 @@ async fn refusals_of_a_create_end_after_one_request_and_keep_graphs_error_code()
 async fn a_401_with_a_claims_challenge_gets_a_token_with_those_claims_and_one_retry() {
     let claims =
         "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTYwNDEwNjY1MSJ9fX0=";
-    let server = MockServer::start().await;
-    mount_create(
-        &server,
-        ResponseTemplate::new(401)
-            .insert_header(
-                "WWW-Authenticate",
-                format!(
-                    r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="{claims}""#
-                )
-                .as_str(),
-            )
-            .set_body_json(graph_error("InvalidAuthenticationToken", "claims required")),
-        Some(1),
-    )
-    .await;
-    mount_create(&server, created_response("graph-id-401"), None).await;
-    let harness = Harness::for_server(&server);
+    let challenge = format!(
+        r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="{claims}""#
+    );
+    let graph = FakeGraph::start().await;
+    graph
+        .answer_creates_times(
+            refusal(401, "InvalidAuthenticationToken", "claims required")
+                .insert_header("WWW-Authenticate", challenge.as_str()),
+            1,
+        )
+        .await;
+    graph.answer_creates(created_response("graph-id-401")).await;
+    let harness = graph.harness();
     let client_request_id = Uuid::new_v4();
 
-    let result = harness
-        .client
-        .create_partner(&partner(), client_request_id)
-        .await;
+    let result = harness.create_under(client_request_id).await;
 
-    assert_eq!(
-        result.outcome,
-        CreateOutcome::Created {
-            graph_id: "graph-id-401".into()
-        }
-    );
+    assert_eq!(result.outcome, created_as("graph-id-401"));
     assert_eq!(
         harness.tokens.calls(),
         vec![None, Some(claims.to_owned())],
         "one new token request carrying the claims"
     );
     assert_eq!(harness.tokens.invalidations(), 1);
-    let requests = received(&server).await;
-    assert_eq!(requests.len(), 2, "exactly two POSTs");
-    let expected_id = client_request_id.to_string();
-    assert!(
-        requests
-            .iter()
-            .all(|r| header(r, "client-request-id") == Some(expected_id.as_str()))
-    );
-    assert_eq!(header(&requests[1], "retry-attempt"), Some("1"));
+    assert_one_resent_post(&graph, client_request_id).await;
 }
 
 #[tokio::test]
 async fn a_second_401_is_an_auth_failure() {
-    let server = MockServer::start().await;
-    mount_create(
-        &server,
-        ResponseTemplate::new(401)
-            .insert_header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
-            .set_body_json(graph_error(
+    let graph = FakeGraph::start().await;
+    graph
+        .answer_creates(
+            refusal(
+                401,
                 "InvalidAuthenticationToken",
                 "Access token validation failure.",
-            )),
-        None,
-    )
-    .await;
-    let harness = Harness::for_server(&server);
-
-    let result = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
+            )
+            .insert_header("WWW-Authenticate", r#"Bearer error="invalid_token""#),
+        )
         .await;
+    let harness = graph.harness();
+
+    let result = harness.create().await;
 
     assert_eq!(result.outcome, CreateOutcome::AuthFailure);
     assert_eq!(result.meta.status, Some(401));
@@ -638,7 +581,7 @@ async fn a_second_401_is_an_auth_failure() {
         result.meta.error_code.as_deref(),
         Some("InvalidAuthenticationToken")
     );
-    assert_eq!(received(&server).await.len(), 2, "one retry, then give up");
+    assert_eq!(graph.received().await.len(), 2, "one retry, then give up");
     assert_eq!(
         harness.tokens.calls(),
         vec![None, None],
@@ -648,125 +591,110 @@ async fn a_second_401_is_an_auth_failure() {
 }
 
 #[tokio::test]
-async fn token_configuration_errors_are_auth_failures_without_any_graph_request() {
-    let errors = [
-        TokenError::Configuration {
-            error: "invalid_client".into(),
-            error_codes: vec![7_000_215],
-            description: "AADSTS7000215: Invalid client secret provided.".into(),
-            trace_id: Some("trace".into()),
-            correlation_id: Some("correlation".into()),
-        },
-        TokenError::BackingOff {
-            until: t0().saturating_add(Duration::from_secs(60)),
-            reason: "invalid_client".into(),
-        },
+async fn token_failures_end_every_call_without_any_graph_request() {
+    let in_45_seconds = Duration::from_secs(45);
+    let cases = [
+        (
+            "refused credential",
+            TokenError::Configuration {
+                error: "invalid_client".into(),
+                error_codes: vec![7_000_215],
+                description: "AADSTS7000215: Invalid client secret provided.".into(),
+                trace_id: Some("trace".into()),
+                correlation_id: Some("correlation".into()),
+            },
+            CreateOutcome::AuthFailure,
+            WriteOutcome::AuthFailure,
+        ),
+        (
+            "back-off after a refusal",
+            TokenError::BackingOff {
+                until: t0().saturating_add(Duration::from_secs(60)),
+                reason: "invalid_client".into(),
+            },
+            CreateOutcome::AuthFailure,
+            WriteOutcome::AuthFailure,
+        ),
+        (
+            "token endpoint unavailable",
+            TokenError::Transient {
+                retry_at: t0().saturating_add(in_45_seconds),
+                description: "HTTP 503 from the token endpoint".into(),
+            },
+            CreateOutcome::NotApplied {
+                retry_after: Some(in_45_seconds),
+            },
+            // The update went out one write interval (1 ms) after the create.
+            WriteOutcome::NotApplied {
+                retry_after: Some(in_45_seconds - MS),
+            },
+        ),
     ];
-    for error in errors {
-        let server = MockServer::start().await;
-        mount_create(&server, created_response("never"), None).await;
-        let harness = Harness::for_server(&server);
+    for (case, error, expected_create, expected_update) in cases {
+        let graph = FakeGraph::start().await;
+        graph.answer_creates(created_response("never")).await;
+        let harness = graph.harness();
         harness.tokens.fail_with(error.clone());
 
-        let created = harness
-            .client
-            .create_partner(&partner(), Uuid::new_v4())
-            .await;
+        let created = harness.create().await;
+        let slept_for_the_create = harness.sleeper.slept();
         let updated = harness
             .client
             .update_partner("graph-id", &partner(), Uuid::new_v4())
             .await;
         let read = harness.client.list_partners().await;
 
-        assert_eq!(created.outcome, CreateOutcome::AuthFailure, "{error:?}");
-        assert_eq!(created.meta.status, None, "{error:?}");
-        assert!(created.meta.error_message.is_some(), "{error:?}");
-        assert_eq!(updated.outcome, WriteOutcome::AuthFailure, "{error:?}");
-        assert!(
-            matches!(read, Err(GraphReadError::AuthFailure(_))),
-            "{error:?}: {read:?}"
-        );
-        assert!(
-            received(&server).await.is_empty(),
-            "{error:?}: no Graph call"
-        );
+        assert_eq!(created.outcome, expected_create, "{case}");
+        assert_eq!(created.meta.status, None, "{case}");
+        assert!(created.meta.error_message.is_some(), "{case}");
+        assert_eq!(updated.outcome, expected_update, "{case}");
+        let read_matches = match &error {
+            TokenError::Transient { .. } => matches!(read, Err(GraphReadError::Transient(_))),
+            _ => matches!(read, Err(GraphReadError::AuthFailure(_))),
+        };
+        assert!(read_matches, "{case}: {read:?}");
+        assert!(graph.received().await.is_empty(), "{case}: no Graph call");
+        assert!(slept_for_the_create.is_empty(), "{case}: no waiting");
     }
 }
 
-#[tokio::test]
-async fn a_transient_token_error_is_not_applied_until_the_token_endpoint_recovers() {
-    let server = MockServer::start().await;
-    mount_create(&server, created_response("never"), None).await;
-    let harness = Harness::for_server(&server);
-    harness.tokens.fail_with(TokenError::Transient {
-        retry_at: t0().saturating_add(Duration::from_secs(45)),
-        description: "HTTP 503 from the token endpoint".into(),
-    });
-
-    let result = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
-
-    assert_eq!(
-        result.outcome,
-        CreateOutcome::NotApplied {
-            retry_after: Some(Duration::from_secs(45))
-        }
-    );
-    assert!(received(&server).await.is_empty(), "no Graph call");
-    assert!(harness.sleeper.slept().is_empty());
-}
-
-// Reads (§1.6: GETs retry 429, 503, 504 and transport errors)
+// Reads: a GET is resent after 429, 503, 504 and transport errors
 
 #[tokio::test]
 async fn a_get_retries_503s_and_then_succeeds() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(item_path("graph-id")))
-        .respond_with(
-            ResponseTemplate::new(503)
-                .insert_header("Retry-After", "1")
-                .set_body_json(graph_error("serviceNotAvailable", "busy")),
+    let graph = FakeGraph::start().await;
+    graph
+        .answer_times(
+            "GET",
+            item_path("graph-id"),
+            refusal(503, "serviceNotAvailable", "busy").insert_header("Retry-After", "1"),
+            2,
         )
-        .up_to_n_times(2)
-        .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(item_path("graph-id")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(&partner(), "graph-id")))
-        .mount(&server)
+    graph
+        .answer("GET", item_path("graph-id"), found("graph-id"))
         .await;
-    let harness = Harness::for_server(&server);
+    let harness = graph.harness();
 
-    let found = harness.client.get_partner("graph-id").await;
+    let result = harness.client.get_partner("graph-id").await;
 
-    assert_eq!(
-        found,
-        Ok(Some(RemotePartner {
-            graph_id: "graph-id".into(),
-            display_name: Some("Contoso Compliance".into()),
-        }))
-    );
+    assert_eq!(result, Ok(Some(read_as("graph-id"))));
     assert_eq!(
         harness.sleeper.slept(),
         vec![Duration::from_secs(1), Duration::from_secs(1)]
     );
-    let requests = received(&server).await;
-    assert_eq!(requests.len(), 3);
+    let requests = graph.received().await;
     let first_id = header(&requests[0], "client-request-id");
-    assert!(
-        requests
-            .iter()
-            .all(|r| header(r, "client-request-id") == first_id),
-        "one id for the logical read"
+    assert!(first_id.is_some(), "every read carries an id");
+    assert_eq!(
+        requests.iter().map(correlation).collect::<Vec<_>>(),
+        vec![
+            ("GET".to_owned(), first_id, None),
+            ("GET".to_owned(), first_id, Some("1")),
+            ("GET".to_owned(), first_id, Some("2")),
+        ],
+        "one id for the logical read, the resends numbered"
     );
-    let attempts: Vec<_> = requests
-        .iter()
-        .map(|r| header(r, "retry-attempt"))
-        .collect();
-    assert_eq!(attempts, vec![None, Some("1"), Some("2")]);
 }
 
 #[tokio::test]
@@ -778,14 +706,15 @@ async fn read_failures_map_onto_read_errors() {
         (400, 1, "refused"),
     ];
     for (status, requests, case) in cases {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .respond_with(
-                ResponseTemplate::new(status).set_body_json(graph_error("SomeCode", "message")),
+        let graph = FakeGraph::start().await;
+        graph
+            .answer(
+                "GET",
+                item_path("graph-id"),
+                refusal(status, "SomeCode", "message"),
             )
-            .mount(&server)
             .await;
-        let harness = Harness::for_server(&server);
+        let harness = graph.harness();
 
         let read = harness.client.get_partner("graph-id").await;
 
@@ -797,35 +726,30 @@ async fn read_failures_map_onto_read_errors() {
         };
         assert_eq!(meta.status, Some(status), "{case}");
         assert_eq!(meta.error_code.as_deref(), Some("SomeCode"), "{case}");
-        assert_eq!(received(&server).await.len(), requests, "{case}");
+        assert_eq!(graph.received().await.len(), requests, "{case}");
     }
 }
 
 #[tokio::test]
 async fn a_get_of_an_unknown_id_is_none() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(item_path("missing")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(graph_error("ResourceNotFound", "gone")),
-        )
-        .mount(&server)
-        .await;
-    let harness = Harness::for_server(&server);
+    let graph = FakeGraph::start().await;
+    graph.answer("GET", item_path("missing"), not_found()).await;
+    let harness = graph.harness();
 
-    let found = harness.client.get_partner("missing").await;
+    let result = harness.client.get_partner("missing").await;
 
-    assert_eq!(found, Ok(None));
-    assert_eq!(received(&server).await.len(), 1);
+    assert_eq!(result, Ok(None));
+    assert_eq!(graph.received().await.len(), 1);
 }
 
-// Paging (graph-contract §10, graph-client-behaviour §3.4)
+// Paging: every @odata.nextLink followed verbatim, on Graph's host only
 
 #[tokio::test]
 async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
-    let server = MockServer::start().await;
-    let link2 = format!("{}{COLLECTION}?$skiptoken=page%3D2", server.uri());
-    let link3 = format!("{}{COLLECTION}?$skiptoken=page%3D3&$top=1", server.uri());
+    let graph = FakeGraph::start().await;
+    let uri = graph.server.uri();
+    let link2 = format!("{uri}{COLLECTION}?$skiptoken=page%3D2");
+    let link3 = format!("{uri}{COLLECTION}?$skiptoken=page%3D3&$top=1");
     Mock::given(method("GET"))
         .and(path(COLLECTION))
         .and(query_param_is_missing("$skiptoken"))
@@ -833,7 +757,7 @@ async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
             json!([{"id": "p1", "displayName": "One"}]),
             Some(&link2),
         ))
-        .mount(&server)
+        .mount(&graph.server)
         .await;
     Mock::given(method("GET"))
         .and(path(COLLECTION))
@@ -842,15 +766,15 @@ async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
             json!([{"id": "p2", "displayName": null}, {"id": "p3", "displayName": "Three"}]),
             Some(&link3),
         ))
-        .mount(&server)
+        .mount(&graph.server)
         .await;
     Mock::given(method("GET"))
         .and(path(COLLECTION))
         .and(query_param("$skiptoken", "page=3"))
         .respond_with(page(json!([{"id": "p4", "displayName": "Four"}]), None))
-        .mount(&server)
+        .mount(&graph.server)
         .await;
-    let harness = Harness::for_server(&server);
+    let harness = graph.harness();
 
     let listed = harness.client.list_partners().await.expect("three pages");
 
@@ -867,7 +791,7 @@ async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
             remote("p4", Some("Four")),
         ]
     );
-    let requests = received(&server).await;
+    let requests = graph.received().await;
     // wiremock rebuilds the URL on a `localhost` base: compare what went on the wire, the
     // request target and the Host header.
     let targets: Vec<_> = requests
@@ -877,7 +801,6 @@ async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
             None => r.url.path().to_owned(),
         })
         .collect();
-    let uri = server.uri();
     let expected: Vec<_> = [format!("{uri}{COLLECTION}"), link2, link3]
         .iter()
         .map(|link| link.strip_prefix(&uri).expect("on the server").to_owned())
@@ -886,7 +809,7 @@ async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
         targets, expected,
         "each nextLink requested exactly as given"
     );
-    let host = server.address().to_string();
+    let host = graph.server.address().to_string();
     assert!(
         requests
             .iter()
@@ -900,38 +823,16 @@ async fn a_list_follows_three_pages_of_absolute_next_links_verbatim_in_order() {
     );
 }
 
-#[tokio::test]
-async fn a_repeating_next_link_is_a_paging_error() {
-    let server = MockServer::start().await;
-    let link2 = format!("{}{COLLECTION}?$skiptoken=2", server.uri());
-    Mock::given(method("GET"))
-        .and(path(COLLECTION))
-        .and(query_param_is_missing("$skiptoken"))
-        .respond_with(page(json!([{"id": "p1"}]), Some(&link2)))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(COLLECTION))
-        .and(query_param("$skiptoken", "2"))
-        .respond_with(page(json!([{"id": "p2"}]), Some(&link2)))
-        .mount(&server)
-        .await;
-    let harness = Harness::for_server(&server);
-
-    let listed = harness.client.list_partners().await;
-
-    assert!(
-        matches!(&listed, Err(GraphReadError::Paging(m)) if m.contains("repeats")),
-        "{listed:?}"
-    );
-    assert_eq!(received(&server).await.len(), 2);
-}
-
-#[tokio::test]
-async fn more_pages_than_max_pages_is_a_paging_error() {
-    let server = MockServer::start().await;
-    for n in 1..=3 {
-        let next = format!("{}{COLLECTION}?$skiptoken={}", server.uri(), n + 1);
+/// Mounts pages `1..=count` of the collection, each linking to the next by
+/// `$skiptoken={n + 1}`; the last page's link points at `last_link` instead when given.
+async fn mount_linked_pages(graph: &FakeGraph, count: u32, last_link: Option<u32>) {
+    for n in 1..=count {
+        let target = if n == count {
+            last_link.unwrap_or(n + 1)
+        } else {
+            n + 1
+        };
+        let next = format!("{}{COLLECTION}?$skiptoken={target}", graph.server.uri());
         let mock = Mock::given(method("GET")).and(path(COLLECTION));
         let mock = if n == 1 {
             mock.and(query_param_is_missing("$skiptoken"))
@@ -939,37 +840,62 @@ async fn more_pages_than_max_pages_is_a_paging_error() {
             mock.and(query_param("$skiptoken", n.to_string()))
         };
         mock.respond_with(page(json!([{"id": format!("p{n}")}]), Some(&next)))
-            .mount(&server)
+            .mount(&graph.server)
             .await;
     }
-    let harness = Harness::new(&server.uri(), |s| s.max_pages = 2);
+}
 
-    let listed = harness.client.list_partners().await;
+#[tokio::test]
+async fn next_links_that_never_end_are_paging_errors() {
+    let cases = [
+        (
+            "a link back to the page itself",
+            2,
+            Some(2),
+            100,
+            "repeats",
+            2,
+        ),
+        (
+            "more pages than max_pages",
+            3,
+            None,
+            2,
+            "more than 2 pages",
+            2,
+        ),
+    ];
+    for (case, pages, last_link, max_pages, needle, requests) in cases {
+        let graph = FakeGraph::start().await;
+        mount_linked_pages(&graph, pages, last_link).await;
+        let harness = graph.harness_with(|s| s.max_pages = max_pages);
 
-    assert!(
-        matches!(&listed, Err(GraphReadError::Paging(m)) if m.contains("more than 2 pages")),
-        "{listed:?}"
-    );
-    assert_eq!(
-        received(&server).await.len(),
-        2,
-        "the third page is never asked for"
-    );
+        let listed = harness.client.list_partners().await;
+
+        assert!(
+            matches!(&listed, Err(GraphReadError::Paging(m)) if m.contains(needle)),
+            "{case}: {listed:?}"
+        );
+        assert_eq!(
+            graph.received().await.len(),
+            requests,
+            "{case}: no page is asked for twice or beyond the cap"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_next_link_off_the_graph_host_is_refused_and_never_gets_the_token() {
-    let server = MockServer::start().await;
-    let elsewhere = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(page(json!([]), None))
-        .mount(&elsewhere)
+    let graph = FakeGraph::start().await;
+    let elsewhere = FakeGraph::start().await;
+    elsewhere
+        .answer("GET", COLLECTION, page(json!([]), None))
         .await;
-    let port = server.address().port();
+    let port = graph.server.address().port();
     let links = [
         (
             "another port",
-            format!("{}{COLLECTION}?$skiptoken=2", elsewhere.uri()),
+            format!("{}{COLLECTION}?$skiptoken=2", elsewhere.server.uri()),
         ),
         (
             "another host name",
@@ -982,18 +908,17 @@ async fn a_next_link_off_the_graph_host_is_refused_and_never_gets_the_token() {
         ("relative", format!("{COLLECTION}?$skiptoken=2")),
     ];
     for (case, link) in links {
-        server.reset().await;
-        Mock::given(method("GET"))
-            .and(path(COLLECTION))
-            .respond_with(page(json!([{"id": "p1"}]), Some(&link)))
-            .up_to_n_times(1)
-            .mount(&server)
+        graph.server.reset().await;
+        graph
+            .answer_times(
+                "GET",
+                COLLECTION,
+                page(json!([{"id": "p1"}]), Some(&link)),
+                1,
+            )
             .await;
-        Mock::given(method("GET"))
-            .respond_with(page(json!([]), None))
-            .mount(&server)
-            .await;
-        let harness = Harness::for_server(&server);
+        graph.answer("GET", COLLECTION, page(json!([]), None)).await;
+        let harness = graph.harness();
 
         let listed = harness.client.list_partners().await;
 
@@ -1001,61 +926,55 @@ async fn a_next_link_off_the_graph_host_is_refused_and_never_gets_the_token() {
             matches!(listed, Err(GraphReadError::Paging(_))),
             "{case}: {listed:?}"
         );
-        assert_eq!(
-            received(&server).await.len(),
-            1,
-            "{case}: link not followed"
-        );
+        assert_eq!(graph.received().await.len(), 1, "{case}: link not followed");
     }
     assert!(
-        received(&elsewhere).await.is_empty(),
+        elsewhere.received().await.is_empty(),
         "the other host never saw a request, let alone the token"
     );
 }
 
+// Redirects
+
+/// A 302 to `location`.
+fn redirect_to(location: &str) -> ResponseTemplate {
+    ResponseTemplate::new(302).insert_header("Location", location)
+}
+
 #[tokio::test]
 async fn a_redirect_to_another_host_is_followed_without_the_token() {
-    let server = MockServer::start().await;
-    let elsewhere = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(&partner(), "moved")))
-        .mount(&elsewhere)
+    let graph = FakeGraph::start().await;
+    let elsewhere = FakeGraph::start().await;
+    elsewhere.answer("GET", "/moved", found("moved")).await;
+    let moved = format!("{}/moved", elsewhere.server.uri());
+    graph
+        .answer("GET", item_path("graph-id"), redirect_to(&moved))
         .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(302)
-                .insert_header("Location", format!("{}/moved", elsewhere.uri()).as_str()),
-        )
-        .mount(&server)
-        .await;
-    let harness = Harness::for_server(&server);
 
-    let found = harness.client.get_partner("graph-id").await;
+    let result = graph.harness().client.get_partner("graph-id").await;
 
-    assert!(matches!(found, Ok(Some(_))), "{found:?}");
-    let requests = received(&elsewhere).await;
+    assert!(matches!(result, Ok(Some(_))), "{result:?}");
+    let requests = elsewhere.received().await;
     assert_eq!(requests.len(), 1);
     assert_eq!(header(&requests[0], "authorization"), None);
 }
 
 #[tokio::test]
 async fn a_redirect_loop_is_cut_after_five_redirects() {
-    let server = MockServer::start().await;
-    let here = format!("{}{}", server.uri(), item_path("graph-id"));
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(302).insert_header("Location", here.as_str()))
-        .mount(&server)
+    let graph = FakeGraph::start().await;
+    let here = format!("{}{}", graph.server.uri(), item_path("graph-id"));
+    graph
+        .answer("GET", item_path("graph-id"), redirect_to(&here))
         .await;
-    let harness = Harness::for_server(&server);
 
-    let found = harness.client.get_partner("graph-id").await;
+    let result = graph.harness().client.get_partner("graph-id").await;
 
     assert!(
-        matches!(found, Err(GraphReadError::Refused(_))),
-        "{found:?}"
+        matches!(result, Err(GraphReadError::Refused(_))),
+        "{result:?}"
     );
     assert_eq!(
-        received(&server).await.len(),
+        graph.received().await.len(),
         6,
         "the request and five redirects"
     );
@@ -1065,22 +984,18 @@ async fn a_redirect_loop_is_cut_after_five_redirects() {
 
 #[tokio::test]
 async fn an_update_patches_the_whole_rendered_partner_and_a_404_is_not_found() {
-    let server = MockServer::start().await;
+    let graph = FakeGraph::start().await;
     let partner = partner();
     Mock::given(method("PATCH"))
         .and(path(item_path("present")))
         .and(body_json(rendered(&partner)))
         .respond_with(ResponseTemplate::new(204))
-        .mount(&server)
+        .mount(&graph.server)
         .await;
-    Mock::given(method("PATCH"))
-        .and(path(item_path("missing")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(graph_error("ResourceNotFound", "gone")),
-        )
-        .mount(&server)
+    graph
+        .answer("PATCH", item_path("missing"), not_found())
         .await;
-    let harness = Harness::for_server(&server);
+    let harness = graph.harness();
     let client_request_id = Uuid::new_v4();
 
     let applied = harness
@@ -1096,7 +1011,7 @@ async fn an_update_patches_the_whole_rendered_partner_and_a_404_is_not_found() {
     assert_eq!(applied.meta.status, Some(204));
     assert_eq!(missing.outcome, WriteOutcome::NotFound);
     assert_eq!(missing.meta.error_code.as_deref(), Some("ResourceNotFound"));
-    let requests = received(&server).await;
+    let requests = graph.received().await;
     assert_eq!(requests.len(), 2);
     let expected_id = client_request_id.to_string();
     assert_eq!(
@@ -1112,23 +1027,25 @@ async fn an_update_patches_the_whole_rendered_partner_and_a_404_is_not_found() {
         requests[0]
             .body_json::<serde_json::Value>()
             .expect("JSON body"),
-        serde_json::to_value(render_partner_for_graph(&partner)).expect("renders")
+        rendered(&partner)
     );
 }
 
 #[tokio::test]
 async fn an_update_retries_a_502_because_it_is_idempotent() {
-    let server = MockServer::start().await;
-    Mock::given(method("PATCH"))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(1)
-        .mount(&server)
+    let graph = FakeGraph::start().await;
+    graph
+        .answer_times(
+            "PATCH",
+            item_path("graph-id"),
+            ResponseTemplate::new(502),
+            1,
+        )
         .await;
-    Mock::given(method("PATCH"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(&partner(), "graph-id")))
-        .mount(&server)
+    graph
+        .answer("PATCH", item_path("graph-id"), found("graph-id"))
         .await;
-    let harness = Harness::for_server(&server);
+    let harness = graph.harness();
 
     let result = harness
         .client
@@ -1136,7 +1053,7 @@ async fn an_update_retries_a_502_because_it_is_idempotent() {
         .await;
 
     assert_eq!(result.outcome, WriteOutcome::Applied);
-    assert_eq!(received(&server).await.len(), 2);
+    assert_eq!(graph.received().await.len(), 2);
     let slept = harness.sleeper.slept();
     assert_eq!(slept.len(), 1, "{slept:?}");
     assert!((3_000 * MS..=4_000 * MS).contains(&slept[0]), "{slept:?}");
@@ -1144,20 +1061,14 @@ async fn an_update_retries_a_502_because_it_is_idempotent() {
 
 #[tokio::test]
 async fn a_delete_sends_no_body_and_a_404_counts_as_applied() {
-    let server = MockServer::start().await;
-    Mock::given(method("DELETE"))
-        .and(path(item_path("present")))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&server)
+    let graph = FakeGraph::start().await;
+    graph
+        .answer("DELETE", item_path("present"), ResponseTemplate::new(204))
         .await;
-    Mock::given(method("DELETE"))
-        .and(path(item_path("missing")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(graph_error("ResourceNotFound", "gone")),
-        )
-        .mount(&server)
+    graph
+        .answer("DELETE", item_path("missing"), not_found())
         .await;
-    let harness = Harness::for_server(&server);
+    let harness = graph.harness();
     let client_request_id = Uuid::new_v4();
 
     let deleted = harness
@@ -1172,7 +1083,7 @@ async fn a_delete_sends_no_body_and_a_404_counts_as_applied() {
     assert_eq!(deleted.outcome, WriteOutcome::Applied);
     assert_eq!(gone.outcome, WriteOutcome::Applied);
     assert_eq!(gone.meta.status, Some(404));
-    let requests = received(&server).await;
+    let requests = graph.received().await;
     assert_eq!(requests.len(), 2);
     let expected_id = client_request_id.to_string();
     assert_eq!(
@@ -1183,22 +1094,16 @@ async fn a_delete_sends_no_body_and_a_404_counts_as_applied() {
     assert!(requests[0].body.is_empty());
 }
 
-// Write rate (§3.3)
+// Write rate
 
 #[tokio::test]
 async fn two_writes_back_to_back_are_spaced_by_the_write_interval() {
-    let server = MockServer::start().await;
-    mount_create(&server, created_response("graph-id"), None).await;
-    let harness = Harness::new(&server.uri(), |s| s.write_rate_per_second = 4.0);
+    let graph = FakeGraph::start().await;
+    graph.answer_creates(created_response("graph-id")).await;
+    let harness = graph.harness_with(|s| s.write_rate_per_second = 4.0);
 
-    let first = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
-    let second = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
+    let first = harness.create().await;
+    let second = harness.create().await;
 
     assert!(matches!(first.outcome, CreateOutcome::Created { .. }));
     assert!(matches!(second.outcome, CreateOutcome::Created { .. }));
@@ -1207,7 +1112,7 @@ async fn two_writes_back_to_back_are_spaced_by_the_write_interval() {
         vec![250 * MS],
         "the second write waits one interval; the first does not wait"
     );
-    assert_eq!(received(&server).await.len(), 2);
+    assert_eq!(graph.received().await.len(), 2);
 }
 
 // Pre-seeded partners
@@ -1220,48 +1125,42 @@ fn routing_refusal() -> ResponseTemplate {
     ))
 }
 
+/// A fake Graph that refuses creates with the routing error and lists `records`, and a client
+/// for it with `adopt_preseeded` as given.
+async fn preseeded_tenant(records: serde_json::Value, adopt: bool) -> (FakeGraph, Harness) {
+    let graph = FakeGraph::start().await;
+    graph.answer_creates(routing_refusal()).await;
+    graph.answer("GET", COLLECTION, page(records, None)).await;
+    let harness = graph.harness_with(|s| s.adopt_preseeded = adopt);
+    (graph, harness)
+}
+
 #[tokio::test]
 async fn a_routing_refusal_adopts_the_single_preseeded_record_of_the_same_name() {
-    let server = MockServer::start().await;
     let partner = partner_named("Contoso Compliance");
-    mount_create(&server, routing_refusal(), None).await;
-    Mock::given(method("GET"))
-        .and(path(COLLECTION))
-        .respond_with(page(
-            json!([
-                {"id": "fabrikam", "displayName": "Fabrikam"},
-                {"id": "preseeded-1", "displayName": "  contoso COMPLIANCE "},
-                {"id": "nameless", "displayName": null},
-            ]),
-            None,
-        ))
-        .mount(&server)
-        .await;
+    let (graph, harness) = preseeded_tenant(
+        json!([
+            {"id": "fabrikam", "displayName": "Fabrikam"},
+            {"id": "preseeded-1", "displayName": "  contoso COMPLIANCE "},
+            {"id": "nameless", "displayName": null},
+        ]),
+        true,
+    )
+    .await;
     Mock::given(method("PATCH"))
         .and(path(item_path("preseeded-1")))
         .and(body_json(rendered(&partner)))
         .respond_with(ResponseTemplate::new(204))
-        .mount(&server)
+        .mount(&graph.server)
         .await;
-    let harness = Harness::new(&server.uri(), |s| s.adopt_preseeded = true);
 
     let result = harness
         .client
         .create_partner(&partner, Uuid::new_v4())
         .await;
 
-    assert_eq!(
-        result.outcome,
-        CreateOutcome::Created {
-            graph_id: "preseeded-1".into()
-        }
-    );
-    let methods: Vec<_> = received(&server)
-        .await
-        .iter()
-        .map(|r| r.method.to_string())
-        .collect();
-    assert_eq!(methods, vec!["POST", "GET", "PATCH"]);
+    assert_eq!(result.outcome, created_as("preseeded-1"));
+    assert_eq!(graph.methods().await, ["POST", "GET", "PATCH"]);
 }
 
 #[tokio::test]
@@ -1281,20 +1180,10 @@ async fn a_routing_refusal_without_exactly_one_same_named_record_is_rejected() {
             "2 pre-seeded",
         ),
     ];
-    for (case, items, needle) in cases {
-        let server = MockServer::start().await;
-        mount_create(&server, routing_refusal(), None).await;
-        Mock::given(method("GET"))
-            .and(path(COLLECTION))
-            .respond_with(page(items, None))
-            .mount(&server)
-            .await;
-        let harness = Harness::new(&server.uri(), |s| s.adopt_preseeded = true);
+    for (case, records, needle) in cases {
+        let (graph, harness) = preseeded_tenant(records, true).await;
 
-        let result = harness
-            .client
-            .create_partner(&partner(), Uuid::new_v4())
-            .await;
+        let result = harness.create().await;
 
         assert_eq!(result.outcome, CreateOutcome::Rejected, "{case}");
         assert_eq!(result.meta.status, Some(400), "{case}");
@@ -1307,57 +1196,55 @@ async fn a_routing_refusal_without_exactly_one_same_named_record_is_rejected() {
             "{case}: {:?}",
             result.meta
         );
-        let methods: Vec<_> = received(&server)
-            .await
-            .iter()
-            .map(|r| r.method.to_string())
-            .collect();
-        assert_eq!(methods, vec!["POST", "GET"], "{case}: no PATCH");
+        assert_eq!(graph.methods().await, ["POST", "GET"], "{case}: no PATCH");
     }
 }
 
 #[tokio::test]
 async fn a_routing_refusal_is_a_plain_rejection_when_adoption_is_off() {
-    let server = MockServer::start().await;
-    mount_create(&server, routing_refusal(), None).await;
-    let harness = Harness::for_server(&server);
+    let (graph, harness) = preseeded_tenant(
+        json!([{"id": "preseeded-1", "displayName": "Contoso Compliance"}]),
+        false,
+    )
+    .await;
 
-    let result = harness
-        .client
-        .create_partner(&partner(), Uuid::new_v4())
-        .await;
+    let result = harness.create().await;
 
     assert_eq!(result.outcome, CreateOutcome::Rejected);
     assert_eq!(
         result.meta.error_code.as_deref(),
         Some("no method match route template")
     );
-    assert_eq!(received(&server).await.len(), 1, "no list");
+    assert_eq!(graph.methods().await, ["POST"], "no list");
 }
 
 // Wiring
 
 #[tokio::test]
 async fn connect_wires_the_token_provider_and_the_client_to_one_configuration() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!("/{}/oauth2/v2.0/token", support::TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "token_type": "Bearer",
-            "expires_in": 3599,
-            "access_token": "token-from-entra",
-        })))
-        .mount(&server)
+    let graph = FakeGraph::start().await;
+    graph
+        .answer(
+            "POST",
+            format!("/{TENANT}/oauth2/v2.0/token"),
+            ResponseTemplate::new(200).set_body_json(json!({
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "access_token": "token-from-entra",
+            })),
+        )
         .await;
-    Mock::given(method("GET"))
-        .and(path(COLLECTION))
-        .respond_with(page(json!([{"id": "p1", "displayName": "One"}]), None))
-        .mount(&server)
+    graph
+        .answer(
+            "GET",
+            COLLECTION,
+            page(json!([{"id": "p1", "displayName": "One"}]), None),
+        )
         .await;
-    let mut settings = support::settings(&server.uri());
-    settings.authority = server.uri();
-    let resolved = settings.resolve(support::TENANT).expect("valid settings");
-    let harness = Harness::for_server(&server);
+    let mut settings = support::settings(&graph.server.uri());
+    settings.authority = graph.server.uri();
+    let resolved = settings.resolve(TENANT).expect("valid settings");
+    let harness = graph.harness();
 
     let connection = cmp_graph_client::client::connect(
         &resolved,
@@ -1368,11 +1255,10 @@ async fn connect_wires_the_token_provider_and_the_client_to_one_configuration() 
     let listed = connection.client.list_partners().await;
 
     assert_eq!(listed.map(|l| l.len()), Ok(1));
-    let requests = received(&server).await;
-    let methods: Vec<_> = requests.iter().map(|r| r.method.to_string()).collect();
+    let requests = graph.received().await;
     assert_eq!(
-        methods,
-        vec!["POST", "GET"],
+        graph.methods().await,
+        ["POST", "GET"],
         "one token request, then the list"
     );
     assert_eq!(

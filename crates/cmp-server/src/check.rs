@@ -1,15 +1,16 @@
 //! `cmp-server check-graph`: can the configured credentials reach the configured tenant?
 //!
-//! It reads the configuration, asks Entra ID for a token, lists the tenant's partners through
-//! the same client the service uses, and prints a verdict an operator can act on (with the
-//! AADSTS code when the token is refused).
+//! It reads the configuration, asks for a token with the configured credential, lists the
+//! tenant's partners through the same client the service uses, and prints a verdict an
+//! operator can act on: which credential it used, and the AADSTS code (or the identity
+//! endpoint's error) when the token is refused. `docs/graph-credentials.md` shows the output.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
 use cmp_application::GraphGateway;
-use cmp_graph_client::{TokenError, TokenSource};
+use cmp_graph_client::{Credential, TokenError, TokenSource};
 
 use crate::config::{GraphMode, Settings};
 use crate::system::{SystemClock, TokioSleeper};
@@ -31,22 +32,30 @@ pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::R
         .client
         .resolve(settings.graph.tenant_id)
         .map_err(|e| anyhow::anyhow!(e))?;
-    writeln!(out, "tenant:    {}", resolved.tenant_id)?;
-    writeln!(out, "client id: {}", resolved.client_id)?;
-    writeln!(out, "token URL: {}", resolved.token_url)?;
-    writeln!(out, "Graph:     {}", resolved.graph_root)?;
+    let credential = &resolved.credential;
+    let client_id = if resolved.client_id.is_empty() {
+        "(system-assigned identity)"
+    } else {
+        &resolved.client_id
+    };
+    writeln!(out, "tenant:     {}", resolved.tenant_id)?;
+    writeln!(out, "client id:  {client_id}")?;
+    writeln!(out, "credential: {credential}")?;
+    writeln!(out, "token URL:  {}", resolved.token_endpoint())?;
+    writeln!(out, "Graph:      {}", resolved.graph_root)?;
     let connection =
         cmp_graph_client::connect(&resolved, Arc::new(SystemClock), Arc::new(TokioSleeper))
             .context("building the Graph client")?;
 
     match connection.tokens.token(None).await {
-        Ok(_) => writeln!(out, "token:     acquired")?,
+        Ok(_) => writeln!(out, "token:      acquired")?,
         Err(error) => {
-            writeln!(out, "token:     REFUSED")?;
+            writeln!(out, "token:      REFUSED")?;
             describe_token_error(&error, out)?;
             writeln!(
                 out,
-                "FAIL: no token; fix the app registration or the credential and run the check again"
+                "FAIL (credential: {credential}): no token; {}",
+                token_advice(credential)
             )?;
             return Ok(false);
         }
@@ -54,7 +63,7 @@ pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::R
 
     match connection.client.list_partners().await {
         Ok(partners) => {
-            writeln!(out, "partners:  {}", partners.len())?;
+            writeln!(out, "partners:   {}", partners.len())?;
             for partner in &partners {
                 writeln!(
                     out,
@@ -66,16 +75,34 @@ pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::R
                         .unwrap_or("(no display name)")
                 )?;
             }
-            writeln!(out, "OK: Microsoft Graph answered for this tenant")?;
+            writeln!(
+                out,
+                "OK (credential: {credential}): Microsoft Graph answered for this tenant"
+            )?;
             Ok(true)
         }
         Err(error) => {
-            writeln!(out, "list:      FAILED: {error}")?;
+            writeln!(out, "list:       FAILED: {error}")?;
             writeln!(
                 out,
-                "FAIL: Graph refused or failed the list; a 403 usually means the app lacks DeviceManagementServiceConfig.ReadWrite.All (admin consent) or the tenant has no Intune licence"
+                "FAIL (credential: {credential}): Graph refused or failed the list; a 403 usually means the app lacks DeviceManagementServiceConfig.ReadWrite.All (admin consent) or the tenant has no Intune licence"
             )?;
             Ok(false)
+        }
+    }
+}
+
+/// What to look at when `credential` got no token.
+fn token_advice(credential: &Credential) -> &'static str {
+    match credential {
+        Credential::Secret(_) | Credential::Certificate { .. } => {
+            "fix the app registration or the credential and run the check again"
+        }
+        Credential::WorkloadIdentity { .. } => {
+            "check the app's federated identity credential (issuer, subject, audience) against the service account and the token file, then run the check again"
+        }
+        Credential::ManagedIdentity(_) => {
+            "check that the managed identity is assigned to this resource (for a user-assigned one, its client id) and reachable, then run the check again"
         }
     }
 }
@@ -93,8 +120,13 @@ fn describe_token_error(error: &TokenError, out: &mut impl Write) -> std::io::Re
                 .iter()
                 .map(|code| format!("AADSTS{code}"))
                 .collect();
+            let codes = if codes.is_empty() {
+                "-".to_owned()
+            } else {
+                codes.join(", ")
+            };
             writeln!(out, "  error:          {error}")?;
-            writeln!(out, "  codes:          {}", codes.join(", "))?;
+            writeln!(out, "  codes:          {codes}")?;
             writeln!(out, "  description:    {description}")?;
             writeln!(
                 out,

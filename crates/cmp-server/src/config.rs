@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cmp_application::OutboxPolicy;
 use cmp_entra_auth::EntraAuthSettings;
-use cmp_graph_client::{GraphClientSettings, SimulatedGraphSettings};
+use cmp_graph_client::{AzureEnvironment, GraphClientSettings, SimulatedGraphSettings};
 use cmp_http_api::HttpSettings;
 use cmp_sqlite::SqliteSettings;
 use serde::Deserialize;
@@ -181,8 +181,8 @@ pub fn load() -> anyhow::Result<Settings> {
     load_from(&directory, environment)
 }
 
-/// Loads `default.toml` and `<environment>.toml` from `directory`, then `CMP__*` variables,
-/// and validates the result.
+/// Loads `default.toml` and `<environment>.toml` from `directory`, then `CMP__*` variables and
+/// the Azure credential variables, and validates the result.
 ///
 /// # Errors
 /// A message naming the file, variable or key that is wrong.
@@ -215,6 +215,10 @@ pub fn load_from(directory: &Path, environment: Environment) -> anyhow::Result<S
         .try_deserialize()
         .context("invalid configuration")?;
     settings.environment = environment;
+    // The Azure variables (AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE, IDENTITY_ENDPOINT, ...)
+    // are the platform's, not ours, so they sit outside the CMP__ namespace; read them here,
+    // with the rest of the environment.
+    settings.graph.client.azure = AzureEnvironment::from_process();
     settings
         .validate()
         .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;

@@ -53,8 +53,13 @@ impl Application {
             )
         })?;
 
-        let graph: Arc<dyn GraphGateway> = match settings.graph.mode {
-            GraphMode::Simulated => Arc::new(SimulatedGraph::new(settings.graph.simulated.clone())),
+        // In graph mode the tenant is the resolved one: `AZURE_TENANT_ID` stands in for a nil
+        // `graph.tenant_id`, and the names partners are unique in are that tenant's.
+        let (graph, tenant): (Arc<dyn GraphGateway>, _) = match settings.graph.mode {
+            GraphMode::Simulated => (
+                Arc::new(SimulatedGraph::new(settings.graph.simulated.clone())),
+                settings.graph.tenant_id,
+            ),
             GraphMode::Graph => {
                 let resolved = settings
                     .graph
@@ -67,13 +72,18 @@ impl Application {
                     Arc::new(TokioSleeper),
                 )
                 .context("building the Microsoft Graph client")?;
-                tracing::info!(graph.root = %resolved.graph_root, tenant = %resolved.tenant_id, "provisioning into Microsoft Graph");
-                Arc::new(connection.client)
+                tracing::info!(
+                    graph.root = %resolved.graph_root,
+                    tenant = %resolved.tenant_id,
+                    graph.credential = %resolved.credential,
+                    "provisioning into Microsoft Graph"
+                );
+                (Arc::new(connection.client), resolved.tenant_id)
             }
         };
         let partner_store: Arc<dyn PartnerStore> = Arc::new(store.partner_store());
         let outbox: Arc<dyn Outbox> = Arc::new(store.outbox());
-        let tenant_id = TenantId::from_uuid(settings.graph.tenant_id);
+        let tenant_id = TenantId::from_uuid(tenant);
         let policy = settings.delivery.policy();
         let partners: Arc<dyn PartnerUseCases> = Arc::new(PartnerService::new(
             partner_store.clone(),

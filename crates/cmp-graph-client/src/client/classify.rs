@@ -1,7 +1,8 @@
-//! What one exchange with Graph means: the outcome classes of graph-client-behaviour §1.5,
-//! and the parts of Graph's answers they are decided from (error bodies, `WWW-Authenticate`).
+//! What one exchange with Graph means: its outcome class, and the parts of Graph's answers the
+//! class is decided from (error bodies, `WWW-Authenticate`).
 //!
-//! Decisions are made on the status and on `error.code`, never on `error.message` (§1.3).
+//! Decisions are made on the status and on `error.code`, never on `error.message`, which
+//! Graph may word differently at any time.
 
 use std::time::Duration;
 
@@ -142,8 +143,8 @@ fn inner_error(node: &Value) -> Option<&Value> {
         .map(|(_, value)| value)
 }
 
-/// The `claims` parameter of a `WWW-Authenticate` challenge, if any (graph-client-behaviour
-/// §1.5: Continuous Access Evaluation). Parses `auth-param`s properly so that a parameter
+/// The `claims` parameter of a `WWW-Authenticate` challenge, if any (Continuous Access
+/// Evaluation). Parses `auth-param`s properly so that a parameter
 /// merely ending in `claims` does not match.
 pub(crate) fn challenge_claims(header: &str) -> Option<String> {
     let mut rest = header;

@@ -2,9 +2,8 @@
 //!
 //! Two rules share one lock, because both are about the whole tenant rather than one call:
 //! - a 429 throttles the app in the tenant, not one URL, so after it *no* request goes out
-//!   before its `Retry-After` moment (graph-client-behaviour §1.6, last line; Dev Proxy flags
-//!   early retries);
-//! - writes are spaced at least `write_interval` apart (§3.3: at most 4 writes per second per
+//!   before its `Retry-After` moment (Microsoft's Dev Proxy flags early retries);
+//! - writes are spaced at least `write_interval` apart (at most 4 writes per second per
 //!   tenant by default), well under Intune's 100 writes per 20 s per app and tenant.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -1,5 +1,5 @@
 //! The signed client assertion (a JWT) that a certificate credential sends instead of a secret
-//! (graph-client-behaviour §2; Microsoft identity platform "certificate credentials").
+//! (Microsoft identity platform "certificate credentials").
 //!
 //! Header `alg` PS256 with `x5t#S256`, the base64url SHA-256 thumbprint of the certificate's
 //! DER, by which Entra finds the registered certificate. Claims `aud` = the exact token URL,

@@ -1,7 +1,15 @@
-//! [`TokenProvider`] against a wiremock token endpoint on 127.0.0.1, with a clock moved by hand
-//! (graph-client-behaviour §2 and §6). No test sleeps: time only moves through [`TestClock`].
+//! [`TokenProvider`] against a wiremock token endpoint on 127.0.0.1, with a clock moved by hand.
+//! No test sleeps: time only moves through [`TestClock`].
+//!
+//! This file holds the shared fixtures and what the provider does for every credential
+//! (cache, refresh, single flight, back-off), exercised with a client secret, plus Entra's
+//! client-credentials form and its refusals; `workload_identity` and `managed_identity` hold
+//! what is particular to those credentials.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod managed_identity;
+mod workload_identity;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,13 +20,14 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use url::Url;
+use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::{TokenError, TokenProvider, TokenSource};
-use crate::settings::Credential;
+use crate::settings::{Credential, ResolvedGraphClient};
 
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const TENANT: Uuid = Uuid::from_u128(0x72f988bf_86f1_41af_91ab_2d7cd011db47);
 const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const SCOPE: &str = "https://graph.microsoft.com/.default";
 const SECRET: &str = "s3cret-value";
@@ -56,65 +65,94 @@ impl Clock for TestClock {
     }
 }
 
+/// The configuration a provider is built from: the token URL on `server_uri`, a 10 s token
+/// timeout, and `credential`.
+fn config(server_uri: &str, credential: Credential) -> ResolvedGraphClient {
+    let seconds = Duration::from_secs(10);
+    ResolvedGraphClient {
+        graph_root: Url::parse("https://graph.microsoft.com/beta").expect("url"),
+        token_url: Url::parse(&format!("{server_uri}{}", token_path())).expect("url"),
+        scope: SCOPE.into(),
+        tenant_id: TENANT,
+        client_id: CLIENT_ID.into(),
+        credential,
+        connect_timeout: seconds,
+        request_timeout: seconds,
+        token_timeout: seconds,
+        max_retries: 3,
+        retry_budget: seconds,
+        write_interval: Duration::from_millis(1),
+        max_pages: 100,
+        adopt_preseeded: false,
+    }
+}
+
+/// A provider for `config`, on a hand-moved clock.
+fn provider(config: &ResolvedGraphClient) -> (Arc<TokenProvider>, Arc<TestClock>) {
+    let clock = Arc::new(TestClock::new());
+    let provider = TokenProvider::new(reqwest::Client::new(), config, clock.clone())
+        .expect("usable credential");
+    (Arc::new(provider), clock)
+}
+
 /// A fake token endpoint, a hand-moved clock and a provider wired to both.
 struct Harness {
     server: MockServer,
     clock: Arc<TestClock>,
     provider: Arc<TokenProvider>,
-    token_url: Url,
+    /// The configuration the provider was built from.
+    config: ResolvedGraphClient,
+    /// The method and path token requests go to.
+    endpoint: (&'static str, String),
 }
 
 impl Harness {
     async fn with_secret() -> Self {
-        Self::new(
-            Credential::Secret(SecretString::from(SECRET)),
-            Duration::from_secs(10),
-        )
-        .await
+        Self::with(|_| Credential::Secret(SecretString::from(SECRET))).await
     }
 
     async fn with_certificate() -> Self {
-        Self::new(
-            Credential::Certificate {
-                certificate_pem: CERTIFICATE_PEM.to_owned(),
-                private_key_pem: SecretString::from(PRIVATE_KEY_PEM),
-            },
-            Duration::from_secs(10),
-        )
+        Self::with(|_| Credential::Certificate {
+            certificate_pem: CERTIFICATE_PEM.to_owned(),
+            private_key_pem: SecretString::from(PRIVATE_KEY_PEM),
+        })
         .await
     }
 
-    async fn new(credential: Credential, timeout: Duration) -> Self {
+    /// A provider with the credential `credential` makes for the fake's URI.
+    async fn with(credential: impl FnOnce(&str) -> Credential) -> Self {
+        Self::build(credential, |_| {}).await
+    }
+
+    /// A provider with the credential `credential` makes for the fake's URI, and the
+    /// configuration changed by `tweak`.
+    async fn build(
+        credential: impl FnOnce(&str) -> Credential,
+        tweak: impl FnOnce(&mut ResolvedGraphClient),
+    ) -> Self {
         let server = MockServer::start().await;
-        let clock = Arc::new(TestClock::new());
-        let token_url = Url::parse(&format!("{}{}", server.uri(), token_path())).expect("url");
-        let provider = TokenProvider::new(
-            reqwest::Client::new(),
-            token_url.clone(),
-            CLIENT_ID,
-            SCOPE,
-            credential,
-            clock.clone(),
-            timeout,
-        )
-        .expect("usable credential");
+        let mut config = config(&server.uri(), credential(&server.uri()));
+        tweak(&mut config);
+        let (provider, clock) = provider(&config);
+        let endpoint = match &config.credential {
+            Credential::ManagedIdentity(endpoint) => ("GET", endpoint.url().path().to_owned()),
+            _ => ("POST", token_path()),
+        };
         Self {
             server,
             clock,
-            provider: Arc::new(provider),
-            token_url,
+            provider,
+            config,
+            endpoint,
         }
-    }
-
-    fn now(&self) -> Timestamp {
-        self.clock.now()
     }
 
     /// Answers the next `times` token requests with `response`. Mocks mounted earlier answer
     /// first, so mounting in order scripts a sequence.
     async fn answer(&self, response: ResponseTemplate, times: u64) {
-        Mock::given(method("POST"))
-            .and(path(token_path()))
+        let (verb, endpoint_path) = &self.endpoint;
+        Mock::given(method(*verb))
+            .and(path(endpoint_path.as_str()))
             .respond_with(response)
             .up_to_n_times(times)
             .expect(times)
@@ -129,14 +167,23 @@ impl Harness {
             .expect("request recording is on")
     }
 
+    /// The one request the endpoint received, checked to be a POST to the token URL.
+    async fn the_one_token_post(&self) -> Request {
+        let mut requests = self.requests().await;
+        assert_eq!(requests.len(), 1, "one token request");
+        let request = requests.remove(0);
+        assert_eq!(request.method.as_str(), "POST");
+        assert_eq!(request.url.path(), token_path());
+        request
+    }
+
     async fn request_count(&self) -> usize {
         self.requests().await.len()
     }
 
     /// The form fields of the `index`th token request.
     async fn form(&self, index: usize) -> BTreeMap<String, String> {
-        let requests = self.requests().await;
-        form_of(&requests[index])
+        form_of(&self.requests().await[index])
     }
 
     async fn token(&self) -> Result<String, TokenError> {
@@ -144,6 +191,13 @@ impl Harness {
             .token(None)
             .await
             .map(|token| token.bearer().to_owned())
+    }
+
+    /// `seconds` from the start of the test.
+    fn after(&self, seconds: u64) -> Timestamp {
+        Timestamp::from_unix_seconds(START_SECONDS, 0)
+            .expect("in range")
+            .saturating_add(Duration::from_secs(seconds))
     }
 }
 
@@ -154,6 +208,14 @@ fn token_path() -> String {
 fn form_of(request: &Request) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(&request.body)
         .into_owned()
+        .collect()
+}
+
+/// `pairs` as an owned map, to compare with a form or a query.
+fn map_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
 
@@ -200,6 +262,64 @@ fn transient_retry_at(result: Result<String, TokenError>) -> Timestamp {
     }
 }
 
+/// The OAuth error and AADSTS codes of a configuration error.
+fn configuration_error(result: Result<String, TokenError>) -> (String, Vec<u64>) {
+    match result {
+        Err(TokenError::Configuration {
+            error, error_codes, ..
+        }) => (error, error_codes),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+/// Tokens for a first call, a call when exactly 300 s remain of a token that lives an hour,
+/// and a call one second later.
+async fn tokens_around_the_refresh_margin(h: &Harness) -> [String; 3] {
+    let first = h.token().await.expect("first");
+    h.clock.advance(3300);
+    let at_the_margin = h.token().await.expect("at 300 s left");
+    h.clock.advance(1);
+    let inside_the_margin = h.token().await.expect("at 299 s left");
+    [first, at_the_margin, inside_the_margin]
+}
+
+/// Entra's client-credentials form: client id, scope and grant type, then `proof`.
+fn client_credentials_form(proof: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut form = map_of(&[
+        ("client_id", CLIENT_ID),
+        ("scope", SCOPE),
+        ("grant_type", "client_credentials"),
+    ]);
+    form.extend(map_of(proof));
+    form
+}
+
+/// Asks for a token from `callers` concurrent tasks, with `claims`, and returns the tokens.
+async fn concurrent_tokens(
+    provider: &Arc<TokenProvider>,
+    callers: usize,
+    claims: Option<&'static str>,
+) -> Vec<String> {
+    let mut tasks = JoinSet::new();
+    for _ in 0..callers {
+        let provider = provider.clone();
+        tasks.spawn(async move {
+            provider
+                .token(claims)
+                .await
+                .map(|token| token.bearer().to_owned())
+        });
+    }
+    tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(|result| result.expect("a token"))
+        .collect()
+}
+
+// Entra's client-credentials form
+
 #[tokio::test]
 async fn a_secret_request_posts_exactly_the_client_credentials_form() {
     let h = Harness::with_secret().await;
@@ -208,15 +328,8 @@ async fn a_secret_request_posts_exactly_the_client_credentials_form() {
     let token = h.provider.token(None).await.expect("a token");
 
     assert_eq!(token.bearer(), "token-a");
-    assert_eq!(
-        token.expires_at(),
-        h.now().saturating_add(Duration::from_secs(3600))
-    );
-    let requests = h.requests().await;
-    assert_eq!(requests.len(), 1);
-    let request = &requests[0];
-    assert_eq!(request.method.as_str(), "POST");
-    assert_eq!(request.url.path(), token_path());
+    assert_eq!(token.expires_at(), h.after(3600));
+    let request = &h.the_one_token_post().await;
     assert_eq!(
         request
             .headers
@@ -224,17 +337,111 @@ async fn a_secret_request_posts_exactly_the_client_credentials_form() {
             .and_then(|v| v.to_str().ok()),
         Some("application/x-www-form-urlencoded")
     );
-    let expected: BTreeMap<String, String> = [
-        ("client_id", CLIENT_ID),
-        ("scope", SCOPE),
-        ("grant_type", "client_credentials"),
-        ("client_secret", SECRET),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    assert_eq!(form_of(request), expected);
+    assert_eq!(
+        form_of(request),
+        client_credentials_form(&[("client_secret", SECRET)])
+    );
 }
+
+#[tokio::test]
+async fn a_certificate_credential_sends_a_fresh_signed_ps256_assertion() {
+    let h = Harness::with_certificate().await;
+    h.answer(token_response("token-a", 3600), 2).await;
+
+    h.token().await.expect("first");
+    h.provider.invalidate();
+    h.token().await.expect("second");
+
+    let forms = [h.form(0).await, h.form(1).await];
+    let keys: Vec<&str> = forms[0].keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "client_assertion",
+            "client_assertion_type",
+            "client_id",
+            "grant_type",
+            "scope"
+        ]
+    );
+    assert_eq!(
+        forms[0]["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let assertion = &forms[0]["client_assertion"];
+
+    let header = jsonwebtoken::decode_header(assertion).expect("a JWT header");
+    assert_eq!(header.alg, Algorithm::PS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    assert_eq!(
+        header.x5t_s256.as_deref(),
+        Some(CERTIFICATE_X5T_S256.trim())
+    );
+
+    let key = DecodingKey::from_rsa_pem(PUBLIC_KEY_PEM.as_bytes()).expect("public key");
+    let mut validation = Validation::new(Algorithm::PS256);
+    validation.set_audience(&[h.config.token_url.as_str()]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.set_required_spec_claims(&["aud", "iss", "sub", "exp", "nbf"]);
+    // The test clock is not the wall clock; the times are compared with it below instead.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+        .expect("signature, aud and iss verify")
+        .claims;
+    assert_eq!(claims["sub"], CLIENT_ID);
+    assert_eq!(claims["nbf"], START_SECONDS);
+    assert_eq!(claims["iat"], START_SECONDS);
+    assert_eq!(claims["exp"], START_SECONDS + 600);
+    let jti = claims["jti"].as_str().expect("jti");
+    Uuid::parse_str(jti).expect("jti is a UUID");
+
+    let second = jsonwebtoken::decode::<Value>(&forms[1]["client_assertion"], &key, &validation)
+        .expect("second assertion verifies")
+        .claims;
+    assert_ne!(second["jti"], claims["jti"], "a fresh jti per request");
+    h.server.verify().await;
+}
+
+#[test]
+fn an_unusable_certificate_or_key_is_refused_when_the_provider_is_built() {
+    let cases = [
+        (
+            "no certificate",
+            "not a pem",
+            PRIVATE_KEY_PEM,
+            "certificate",
+        ),
+        (
+            "no private key",
+            CERTIFICATE_PEM,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "private key",
+        ),
+        (
+            "a certificate where the key belongs",
+            CERTIFICATE_PEM,
+            CERTIFICATE_PEM,
+            "private key",
+        ),
+    ];
+    for (case, certificate_pem, private_key_pem, needle) in cases {
+        let config = config(
+            "https://login.microsoftonline.com",
+            Credential::Certificate {
+                certificate_pem: certificate_pem.to_owned(),
+                private_key_pem: SecretString::from(private_key_pem),
+            },
+        );
+
+        let error = TokenProvider::new(reqwest::Client::new(), &config, Arc::new(TestClock::new()))
+            .expect_err(case);
+
+        assert!(error.to_string().contains(needle), "{case}: {error}");
+    }
+}
+
+// The cache and early refresh
 
 #[tokio::test]
 async fn a_cached_token_is_served_without_a_second_request() {
@@ -269,13 +476,10 @@ async fn a_cached_token_is_refreshed_once_fewer_than_300_seconds_remain() {
     let h = Harness::with_secret().await;
     h.answer(token_response("token-a", 3600), 1).await;
     h.answer(token_response("token-b", 3600), 1).await;
-    assert_eq!(h.token().await.expect("first"), "token-a");
 
-    h.clock.advance(3300);
-    let at_the_margin = h.token().await.expect("at 300 s left");
-    h.clock.advance(1);
-    let inside_the_margin = h.token().await.expect("at 299 s left");
+    let [first, at_the_margin, inside_the_margin] = tokens_around_the_refresh_margin(&h).await;
 
+    assert_eq!(first, "token-a");
     assert_eq!(
         at_the_margin, "token-a",
         "exactly 300 s left is still usable"
@@ -335,69 +539,77 @@ async fn a_failed_early_refresh_keeps_serving_the_old_token_while_it_is_valid() 
     h.server.verify().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_concurrent_callers_share_one_token_request() {
-    let h = Harness::with_secret().await;
-    // The endpoint answers slowly so that all callers arrive while the request is in flight.
-    h.answer(
-        token_response("token-a", 3600).set_delay(Duration::from_millis(300)),
-        1,
-    )
-    .await;
+#[tokio::test]
+async fn the_expiry_is_read_from_expires_in_or_expires_on() {
+    let in_an_hour = (START_SECONDS + 3600).to_string();
+    let cases = [
+        ("expires_in as a number", json!({"expires_in": 3599}), 3599),
+        (
+            "expires_in as a string",
+            json!({"expires_in": "3599"}),
+            3599,
+        ),
+        (
+            "expires_on as a string",
+            json!({"expires_on": in_an_hour}),
+            3600,
+        ),
+        (
+            "expires_on as a number",
+            json!({"expires_on": START_SECONDS + 3600}),
+            3600,
+        ),
+        (
+            "expires_on wins over expires_in",
+            json!({"expires_in": "86399", "expires_on": in_an_hour}),
+            3600,
+        ),
+    ];
+    for (case, lifetime, seconds) in cases {
+        let h = Harness::with_secret().await;
+        let mut body = lifetime;
+        body["access_token"] = json!("token-a");
+        body["token_type"] = json!("Bearer");
+        h.answer(ResponseTemplate::new(200).set_body_json(body), 1)
+            .await;
 
-    let mut callers = JoinSet::new();
-    for _ in 0..20 {
-        let provider = h.provider.clone();
-        callers.spawn(async move {
-            provider
-                .token(None)
-                .await
-                .map(|token| token.bearer().to_owned())
-        });
+        let token = h.provider.token(None).await.expect(case);
+
+        assert_eq!(token.expires_at(), h.after(seconds), "{case}");
     }
-    let tokens: Vec<String> = callers
-        .join_all()
-        .await
-        .into_iter()
-        .map(|result| result.expect("a token"))
-        .collect();
-
-    assert_eq!(tokens.len(), 20);
-    assert!(tokens.iter().all(|t| t == "token-a"), "{tokens:?}");
-    assert_eq!(h.request_count().await, 1);
-    h.server.verify().await;
 }
 
+// Single flight
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_callers_answering_the_same_claims_challenge_share_one_request() {
-    let h = Harness::with_secret().await;
-    h.answer(
-        token_response("token-c", 3600).set_delay(Duration::from_millis(300)),
-        1,
-    )
-    .await;
+async fn concurrent_callers_share_one_token_request() {
+    let cases = [
+        ("twenty plain callers", 20, None),
+        (
+            "five callers answering the same claims challenge",
+            5,
+            Some(CLAIMS),
+        ),
+    ];
+    for (case, callers, claims) in cases {
+        let h = Harness::with_secret().await;
+        // The endpoint answers slowly so that all callers arrive while the request is in flight.
+        h.answer(
+            token_response("token-a", 3600).set_delay(Duration::from_millis(300)),
+            1,
+        )
+        .await;
 
-    let mut callers = JoinSet::new();
-    for _ in 0..5 {
-        let provider = h.provider.clone();
-        callers.spawn(async move {
-            provider
-                .token(Some(CLAIMS))
-                .await
-                .map(|token| token.bearer().to_owned())
-        });
+        let tokens = concurrent_tokens(&h.provider, callers, claims).await;
+
+        assert_eq!(tokens.len(), callers, "{case}");
+        assert!(tokens.iter().all(|t| t == "token-a"), "{case}: {tokens:?}");
+        assert_eq!(h.request_count().await, 1, "{case}");
+        h.server.verify().await;
     }
-    let tokens: Vec<String> = callers
-        .join_all()
-        .await
-        .into_iter()
-        .map(|result| result.expect("a token"))
-        .collect();
-
-    assert!(tokens.iter().all(|t| t == "token-c"), "{tokens:?}");
-    assert_eq!(h.request_count().await, 1);
-    h.server.verify().await;
 }
+
+// Failures and back-off
 
 #[tokio::test]
 async fn invalid_client_is_a_configuration_error_and_stops_requests_for_60_seconds() {
@@ -442,52 +654,65 @@ async fn invalid_client_is_a_configuration_error_and_stops_requests_for_60_secon
 }
 
 #[tokio::test]
-async fn refusals_of_our_configuration_are_configuration_errors() {
+async fn answers_only_an_operator_can_fix_are_configuration_errors() {
     let cases = [
-        (401, "invalid_client", 7000222, "expired secret"),
-        (401, "invalid_client", 700027, "bad assertion"),
-        (400, "unauthorized_client", 700016, "app not in tenant"),
-        (400, "invalid_scope", 70011, "invalid scope"),
-        (400, "invalid_scope", 1002012, "scope lacks /.default"),
-        (400, "invalid_request", 90002, "unknown tenant"),
+        (
+            "expired secret",
+            error_response(401, "invalid_client", 7000222),
+            "invalid_client",
+            vec![7000222],
+        ),
+        (
+            "bad assertion",
+            error_response(401, "invalid_client", 700027),
+            "invalid_client",
+            vec![700027],
+        ),
+        (
+            "app not in tenant",
+            error_response(400, "unauthorized_client", 700016),
+            "unauthorized_client",
+            vec![700016],
+        ),
+        (
+            "invalid scope",
+            error_response(400, "invalid_scope", 70011),
+            "invalid_scope",
+            vec![70011],
+        ),
+        (
+            "scope lacks /.default",
+            error_response(400, "invalid_scope", 1002012),
+            "invalid_scope",
+            vec![1002012],
+        ),
+        (
+            "unknown tenant",
+            error_response(400, "invalid_request", 90002),
+            "invalid_request",
+            vec![90002],
+        ),
+        (
+            "a status no token endpoint should send",
+            ResponseTemplate::new(404).set_body_string("<html>not here</html>"),
+            "HTTP 404",
+            vec![],
+        ),
+        (
+            "a 2xx without a token",
+            ResponseTemplate::new(200).set_body_json(json!({ "token_type": "Bearer" })),
+            "invalid_token_response",
+            vec![],
+        ),
     ];
-    for (status, oauth_error, code, case) in cases {
+    for (case, response, expected_error, expected_codes) in cases {
         let h = Harness::with_secret().await;
-        h.answer(error_response(status, oauth_error, code), 1).await;
+        h.answer(response, 1).await;
 
-        let result = h.token().await;
+        let (error, codes) = configuration_error(h.token().await);
 
-        match result {
-            Err(TokenError::Configuration {
-                error, error_codes, ..
-            }) => {
-                assert_eq!(error, oauth_error, "{case}");
-                assert_eq!(error_codes, vec![code], "{case}");
-            }
-            other => panic!("{case}: expected a configuration error, got {other:?}"),
-        }
-    }
-}
-
-#[tokio::test]
-async fn a_status_no_token_endpoint_should_send_is_a_configuration_error() {
-    let h = Harness::with_secret().await;
-    h.answer(
-        ResponseTemplate::new(404).set_body_string("<html>not here</html>"),
-        1,
-    )
-    .await;
-
-    let result = h.token().await;
-
-    match result {
-        Err(TokenError::Configuration {
-            error, error_codes, ..
-        }) => {
-            assert_eq!(error, "HTTP 404");
-            assert!(error_codes.is_empty());
-        }
-        other => panic!("expected a configuration error, got {other:?}"),
+        assert_eq!(error, expected_error, "{case}");
+        assert_eq!(codes, expected_codes, "{case}");
     }
 }
 
@@ -500,7 +725,6 @@ async fn a_429_with_retry_after_is_transient_and_nothing_is_sent_before_that_mom
     )
     .await;
     h.answer(token_response("token-a", 3600), 1).await;
-    let expected_retry_at = h.now().saturating_add(Duration::from_secs(30));
 
     let first = transient_retry_at(h.token().await);
     h.clock.advance(29);
@@ -509,8 +733,8 @@ async fn a_429_with_retry_after_is_transient_and_nothing_is_sent_before_that_mom
     h.clock.advance(1);
     let after_waiting = h.token().await;
 
-    assert_eq!(first, expected_retry_at);
-    assert_eq!(still_waiting, expected_retry_at);
+    assert_eq!(first, h.after(30));
+    assert_eq!(still_waiting, h.after(30));
     assert_eq!(requests_while_waiting, 1);
     assert_eq!(after_waiting.expect("a token at retry_at"), "token-a");
     assert_eq!(h.request_count().await, 2);
@@ -518,45 +742,35 @@ async fn a_429_with_retry_after_is_transient_and_nothing_is_sent_before_that_mom
 }
 
 #[tokio::test]
-async fn a_503_without_retry_after_waits_60_seconds() {
-    let h = Harness::with_secret().await;
-    h.answer(ResponseTemplate::new(503), 1).await;
+async fn transient_answers_pause_requests_until_their_retry_at() {
+    let cases = [
+        ("a 503 without Retry-After", ResponseTemplate::new(503), 60),
+        (
+            "a Retry-After beyond one hour is clamped to one hour",
+            ResponseTemplate::new(429).insert_header("Retry-After", "7200"),
+            3600,
+        ),
+        (
+            "temporarily_unavailable, even with status 400",
+            error_response(400, "temporarily_unavailable", 50196),
+            60,
+        ),
+    ];
+    for (case, response, seconds) in cases {
+        let h = Harness::with_secret().await;
+        h.answer(response, 1).await;
 
-    let retry_at = transient_retry_at(h.token().await);
+        let retry_at = transient_retry_at(h.token().await);
 
-    assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(60)));
-}
-
-#[tokio::test]
-async fn a_retry_after_beyond_one_hour_is_clamped_to_one_hour() {
-    let h = Harness::with_secret().await;
-    h.answer(
-        ResponseTemplate::new(429).insert_header("Retry-After", "7200"),
-        1,
-    )
-    .await;
-
-    let retry_at = transient_retry_at(h.token().await);
-
-    assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(3600)));
-}
-
-#[tokio::test]
-async fn temporarily_unavailable_is_transient_even_with_status_400() {
-    let h = Harness::with_secret().await;
-    h.answer(error_response(400, "temporarily_unavailable", 50196), 1)
-        .await;
-
-    let retry_at = transient_retry_at(h.token().await);
-
-    assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(60)));
+        assert_eq!(retry_at, h.after(seconds), "{case}");
+    }
 }
 
 #[tokio::test]
 async fn a_timed_out_token_request_is_transient() {
-    let h = Harness::new(
-        Credential::Secret(SecretString::from(SECRET)),
-        Duration::from_millis(100),
+    let h = Harness::build(
+        |_| Credential::Secret(SecretString::from(SECRET)),
+        |config| config.token_timeout = Duration::from_millis(100),
     )
     .await;
     // Far longer than the provider's timeout; the test never waits for it.
@@ -573,7 +787,7 @@ async fn a_timed_out_token_request_is_transient() {
             retry_at,
             description,
         }) => {
-            assert_eq!(retry_at, h.now().saturating_add(Duration::from_secs(60)));
+            assert_eq!(retry_at, h.after(60));
             assert!(description.contains("timed out"), "{description}");
         }
         other => panic!("expected a transient error, got {other:?}"),
@@ -586,30 +800,21 @@ async fn an_unreachable_token_endpoint_is_transient() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address");
     drop(listener);
-    let clock = Arc::new(TestClock::new());
-    let provider = TokenProvider::new(
-        reqwest::Client::new(),
-        Url::parse(&format!("http://{address}{}", token_path())).expect("url"),
-        CLIENT_ID,
-        SCOPE,
-        Credential::Secret(SecretString::from(SECRET)),
-        clock.clone(),
-        Duration::from_secs(5),
+    let h = Harness::build(
+        |_| Credential::Secret(SecretString::from(SECRET)),
+        |config| {
+            config.token_url =
+                Url::parse(&format!("http://{address}{}", token_path())).expect("url");
+        },
     )
-    .expect("usable credential");
+    .await;
 
-    let result = provider.token(None).await;
+    let retry_at = transient_retry_at(h.token().await);
 
-    match result {
-        Err(TokenError::Transient { retry_at, .. }) => {
-            assert_eq!(
-                retry_at,
-                clock.now().saturating_add(Duration::from_secs(60))
-            );
-        }
-        other => panic!("expected a transient error, got {other:?}"),
-    }
+    assert_eq!(retry_at, h.after(60));
 }
+
+// Claims challenges and invalidation
 
 #[tokio::test]
 async fn a_claims_challenge_requests_a_token_carrying_the_claims_and_replaces_the_cache() {
@@ -654,144 +859,6 @@ async fn invalidate_makes_the_next_call_request_a_new_token() {
     assert_eq!(after_invalidate, "token-b");
     assert_eq!(h.request_count().await, 2);
     h.server.verify().await;
-}
-
-#[tokio::test]
-async fn a_certificate_credential_sends_a_fresh_signed_ps256_assertion() {
-    let h = Harness::with_certificate().await;
-    h.answer(token_response("token-a", 3600), 2).await;
-
-    h.token().await.expect("first");
-    h.provider.invalidate();
-    h.token().await.expect("second");
-
-    let forms = [h.form(0).await, h.form(1).await];
-    let keys: BTreeSet<&str> = forms[0].keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from([
-            "client_assertion",
-            "client_assertion_type",
-            "client_id",
-            "grant_type",
-            "scope"
-        ])
-    );
-    assert_eq!(
-        forms[0]["client_assertion_type"],
-        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-    );
-    let assertion = &forms[0]["client_assertion"];
-
-    let header = jsonwebtoken::decode_header(assertion).expect("a JWT header");
-    assert_eq!(header.alg, Algorithm::PS256);
-    assert_eq!(header.typ.as_deref(), Some("JWT"));
-    assert_eq!(
-        header.x5t_s256.as_deref(),
-        Some(CERTIFICATE_X5T_S256.trim())
-    );
-
-    let key = DecodingKey::from_rsa_pem(PUBLIC_KEY_PEM.as_bytes()).expect("public key");
-    let mut validation = Validation::new(Algorithm::PS256);
-    validation.set_audience(&[h.token_url.as_str()]);
-    validation.set_issuer(&[CLIENT_ID]);
-    validation.set_required_spec_claims(&["aud", "iss", "sub", "exp", "nbf"]);
-    // The test clock is not the wall clock; the times are compared with it below instead.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
-        .expect("signature, aud and iss verify")
-        .claims;
-    assert_eq!(claims["sub"], CLIENT_ID);
-    assert_eq!(claims["nbf"], START_SECONDS);
-    assert_eq!(claims["iat"], START_SECONDS);
-    assert_eq!(claims["exp"], START_SECONDS + 600);
-    let jti = claims["jti"].as_str().expect("jti");
-    uuid::Uuid::parse_str(jti).expect("jti is a UUID");
-
-    let second = jsonwebtoken::decode::<Value>(&forms[1]["client_assertion"], &key, &validation)
-        .expect("second assertion verifies")
-        .claims;
-    assert_ne!(second["jti"], claims["jti"], "a fresh jti per request");
-    h.server.verify().await;
-}
-
-#[test]
-fn an_unusable_certificate_or_key_is_refused_when_the_provider_is_built() {
-    let cases = [
-        (
-            "no certificate",
-            "not a pem",
-            PRIVATE_KEY_PEM,
-            "certificate",
-        ),
-        (
-            "no private key",
-            CERTIFICATE_PEM,
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-            "private key",
-        ),
-        (
-            "a certificate where the key belongs",
-            CERTIFICATE_PEM,
-            CERTIFICATE_PEM,
-            "private key",
-        ),
-    ];
-    for (case, certificate_pem, private_key_pem, needle) in cases {
-        let error = TokenProvider::new(
-            reqwest::Client::new(),
-            Url::parse("https://login.microsoftonline.com/t/oauth2/v2.0/token").expect("url"),
-            CLIENT_ID,
-            SCOPE,
-            Credential::Certificate {
-                certificate_pem: certificate_pem.to_owned(),
-                private_key_pem: SecretString::from(private_key_pem),
-            },
-            Arc::new(TestClock::new()),
-            Duration::from_secs(5),
-        )
-        .expect_err(case);
-        assert!(error.to_string().contains(needle), "{case}: {error}");
-    }
-}
-
-#[tokio::test]
-async fn expires_in_sent_as_a_string_is_understood() {
-    let h = Harness::with_secret().await;
-    h.answer(
-        ResponseTemplate::new(200).set_body_json(json!({
-            "token_type": "Bearer",
-            "expires_in": "3599",
-            "access_token": "token-a",
-        })),
-        1,
-    )
-    .await;
-
-    let token = h.provider.token(None).await.expect("a token");
-
-    assert_eq!(
-        token.expires_at(),
-        h.now().saturating_add(Duration::from_secs(3599))
-    );
-}
-
-#[tokio::test]
-async fn a_2xx_without_a_token_is_a_configuration_error() {
-    let h = Harness::with_secret().await;
-    h.answer(
-        ResponseTemplate::new(200).set_body_json(json!({ "token_type": "Bearer" })),
-        1,
-    )
-    .await;
-
-    let result = h.token().await;
-
-    assert!(
-        matches!(&result, Err(TokenError::Configuration { error, .. }) if error == "invalid_token_response"),
-        "{result:?}"
-    );
 }
 
 #[tokio::test]

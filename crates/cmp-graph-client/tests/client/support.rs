@@ -1,11 +1,11 @@
 //! Test doubles for the Graph client: a token source, a settable clock, a recording sleeper,
-//! and a harness wiring them to a wiremock Graph on 127.0.0.1.
+//! a fake Graph (wiremock on 127.0.0.1) and a harness wiring a client to them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmp_application::{Clock, Sleeper};
+use cmp_application::{Clock, GraphCallResult, GraphGateway, Sleeper};
 use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
 use cmp_graph_client::settings::ResolvedGraphClient;
 use cmp_graph_client::{
@@ -14,7 +14,8 @@ use cmp_graph_client::{
 use cmp_graph_model::partner::render_partner_for_graph;
 use secrecy::SecretString;
 use uuid::Uuid;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The bearer token the test source hands out.
 pub const TOKEN: &str = "test-access-token";
@@ -119,10 +120,13 @@ pub fn settings(base: &str) -> GraphClientSettings {
         root: format!("{base}/beta"),
         authority: String::new(),
         client_id: "11111111-2222-3333-4444-555555555555".into(),
+        credential: None,
         client_secret: Some(SecretString::from("test-client-secret".to_owned())),
         client_secret_file: None,
         certificate_file: None,
         private_key_file: None,
+        federated_token_file: None,
+        managed_identity_endpoint: String::new(),
         connect_timeout_ms: 1_000,
         request_timeout_ms: 5_000,
         token_timeout_ms: 1_000,
@@ -131,6 +135,7 @@ pub fn settings(base: &str) -> GraphClientSettings {
         write_rate_per_second: 1_000.0,
         max_pages: 100,
         adopt_preseeded: false,
+        azure: cmp_graph_client::AzureEnvironment::default(),
     }
 }
 
@@ -172,6 +177,92 @@ impl Harness {
     /// A client for `server` with the default test [`settings`].
     pub fn for_server(server: &MockServer) -> Self {
         Self::new(&server.uri(), |_| {})
+    }
+
+    /// Creates [`partner`] under a fresh `client-request-id`.
+    pub async fn create(&self) -> GraphCallResult {
+        self.create_under(Uuid::new_v4()).await
+    }
+
+    /// Creates [`partner`] under `client_request_id`.
+    pub async fn create_under(&self, client_request_id: Uuid) -> GraphCallResult {
+        self.client
+            .create_partner(&partner(), client_request_id)
+            .await
+    }
+}
+
+/// A fake Graph: a wiremock server on 127.0.0.1 with the answers a test scripts.
+pub struct FakeGraph {
+    pub server: MockServer,
+}
+
+impl FakeGraph {
+    /// A fake that answers nothing yet (wiremock's 404 for every request).
+    pub async fn start() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    /// Answers every `verb` request on `path` with `response`.
+    pub async fn answer(&self, verb: &str, path_: impl Into<String>, response: ResponseTemplate) {
+        Mock::given(method(verb))
+            .and(path(path_.into()))
+            .respond_with(response)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Answers the next `times` `verb` requests on `path` with `response`. Mocks mounted
+    /// earlier answer first, so mounting in order scripts a sequence.
+    pub async fn answer_times(
+        &self,
+        verb: &str,
+        path_: impl Into<String>,
+        response: ResponseTemplate,
+        times: u64,
+    ) {
+        Mock::given(method(verb))
+            .and(path(path_.into()))
+            .respond_with(response)
+            .up_to_n_times(times)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Answers every create (POST on the collection) with `response`.
+    pub async fn answer_creates(&self, response: ResponseTemplate) {
+        self.answer("POST", COLLECTION, response).await;
+    }
+
+    /// Answers the next `times` creates with `response`.
+    pub async fn answer_creates_times(&self, response: ResponseTemplate, times: u64) {
+        self.answer_times("POST", COLLECTION, response, times).await;
+    }
+
+    /// A client for this fake with the default test [`settings`].
+    pub fn harness(&self) -> Harness {
+        Harness::for_server(&self.server)
+    }
+
+    /// A client for this fake with the test [`settings`] changed by `tweak`.
+    pub fn harness_with(&self, tweak: impl FnOnce(&mut GraphClientSettings)) -> Harness {
+        Harness::new(&self.server.uri(), tweak)
+    }
+
+    /// Every request the fake received.
+    pub async fn received(&self) -> Vec<wiremock::Request> {
+        received(&self.server).await
+    }
+
+    /// The method of every request the fake received, in order.
+    pub async fn methods(&self) -> Vec<String> {
+        self.received()
+            .await
+            .iter()
+            .map(|request| request.method.to_string())
+            .collect()
     }
 }
 
