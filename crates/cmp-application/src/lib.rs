@@ -50,12 +50,12 @@ pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use policy::OutboxPolicy;
 pub use ports::{
-    ChangeQueued, ChangeWrite, ClaimedRow, Clock, CreateOutcome, DeliveryEnd, DeliveryOutcome,
-    DeliveryRecord, DeliveryStart, GraphCallResult, GraphGateway, GraphReadError,
+    ChangeQueued, ChangeWrite, ChangedPartner, ClaimedRow, Clock, CreateOutcome, DeliveryEnd,
+    DeliveryOutcome, DeliveryRecord, DeliveryStart, GraphCallResult, GraphGateway, GraphReadError,
     GraphResponseMeta, GraphWriteResult, IdSource, InGraph, InlineDelivery, Jitter, Lease,
     LeaseOwner, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
-    PartnerHistory, PartnerStore, RemotePartner, Sleeper, StoreError, Transition, WaitingState,
-    WriteOutcome,
+    PartnerChange, PartnerHistory, PartnerStore, PartnerUpdate, RemotePartner, Sleeper, StoreError,
+    Transition, UpdatedPartner, WaitingState, WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -14,9 +14,9 @@ use crate::error::{
 };
 use crate::policy::OutboxPolicy;
 use crate::ports::{
-    ChangeQueued, ChangeWrite, Clock, DeliveryEnd, DeliveryOutcome, GraphGateway, IdSource,
-    InlineDelivery, Lease, LeaseOwner, NewPartnerWrite, Outbox, PartnerStore, Sleeper, StoreError,
-    Transition,
+    ChangeQueued, ChangeWrite, ChangedPartner, Clock, DeliveryEnd, DeliveryOutcome, GraphGateway,
+    IdSource, InlineDelivery, Lease, LeaseOwner, NewPartnerWrite, Outbox, PartnerChange,
+    PartnerStore, PartnerUpdate, Sleeper, StoreError, Transition,
 };
 use crate::query::{Filter, ListQuery, PartnerPage};
 
@@ -97,10 +97,6 @@ pub trait PartnerUseCases: Send + Sync + 'static {
         context: &RequestContext,
     ) -> Result<(), DeletePartnerError>;
 }
-
-/// How many times an update is merged again after losing a race with another update before
-/// it gives up (a partner patched this often at once has a caller in a loop).
-const UPDATE_ATTEMPTS: usize = 5;
 
 /// The use cases over the driven ports.
 pub struct PartnerService {
@@ -187,7 +183,7 @@ impl PartnerUseCases for PartnerService {
                     CreatePartnerError::DuplicateDisplayName { display_name }
                 }
                 StoreError::Unexpected(e) => CreatePartnerError::Unexpected(e),
-                error @ (StoreError::NotFound | StoreError::LeaseLost | StoreError::Changed) => {
+                error @ (StoreError::NotFound | StoreError::LeaseLost | StoreError::Invalid(_)) => {
                     CreatePartnerError::Unexpected(
                         anyhow::Error::new(error).context("inserting a partner"),
                     )
@@ -284,50 +280,58 @@ impl PartnerUseCases for PartnerService {
         patch: PartnerPatch,
         context: &RequestContext,
     ) -> Result<Partner, UpdatePartnerError> {
-        let unexpected = |e: StoreError| {
-            UpdatePartnerError::Unexpected(anyhow::Error::new(e).context("updating a partner"))
-        };
-        // Read, merge, write, with the store refusing a write computed from a partner that
-        // changed meanwhile; a concurrent PATCH makes this one merge again over its result.
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self
-                .partners
-                .get_partner(id)
-                .await
-                .map_err(unexpected)?
-                .ok_or(UpdatePartnerError::NotFound(id))?;
-            let updated = current.patched(&patch, self.clock.now())?;
-            let changes = changed_properties(&current, &updated);
+        let now = self.clock.now();
+        let audit_id = self.ids.new_uuid();
+        let request_id = context.request_id.clone();
+        let caller = context.caller.clone();
+        // Applied by the store to the partner as stored when the write runs, so a concurrent
+        // PATCH of the same partner is merged over, not lost, and never refused.
+        let change: PartnerChange = Box::new(move |current: &Partner| {
+            let updated = current.patched(&patch, now)?;
+            let changes = changed_properties(current, &updated);
             let detail = if changes.is_empty() {
                 "no property changed".to_owned()
             } else {
                 changes.join("; ")
             };
-            let write = ChangeWrite {
-                tenant_id: self.tenant_id,
-                expected: Some(current),
-                outbox_id: self.ids.new_uuid(),
-                now: self.clock.now(),
-                audit: self.audit(id, AuditAction::Updated, context, detail),
-            };
-            match self.partners.update_partner(&updated, &write).await {
-                Ok(queued) => {
-                    tracing::debug!(folded = queued == ChangeQueued::Folded, "partner updated");
-                    return Ok(updated);
-                }
-                Err(StoreError::Changed) => {
-                    tracing::debug!(
-                        "the partner changed while this update was merged; merging again"
-                    );
-                }
-                Err(StoreError::NotFound) => return Err(UpdatePartnerError::NotFound(id)),
-                Err(StoreError::DuplicateDisplayName { display_name }) => {
-                    return Err(UpdatePartnerError::DuplicateDisplayName { display_name });
-                }
-                Err(other) => return Err(unexpected(other)),
+            Ok(ChangedPartner {
+                partner: updated,
+                audit: AuditEntry {
+                    id: audit_id,
+                    partner_id: id,
+                    action: AuditAction::Updated,
+                    request_id,
+                    caller,
+                    at: now,
+                    detail,
+                },
+            })
+        });
+        let update = PartnerUpdate {
+            tenant_id: self.tenant_id,
+            outbox_id: self.ids.new_uuid(),
+            now,
+            change,
+        };
+        match self.partners.update_partner(id, update).await {
+            Ok(updated) => {
+                tracing::debug!(
+                    folded = updated.queued == ChangeQueued::Folded,
+                    "partner updated"
+                );
+                Ok(updated.partner)
+            }
+            Err(StoreError::NotFound) => Err(UpdatePartnerError::NotFound(id)),
+            Err(StoreError::Invalid(error)) => Err(UpdatePartnerError::Invalid(error)),
+            Err(StoreError::DuplicateDisplayName { display_name }) => {
+                Err(UpdatePartnerError::DuplicateDisplayName { display_name })
+            }
+            Err(other @ (StoreError::LeaseLost | StoreError::Unexpected(_))) => {
+                Err(UpdatePartnerError::Unexpected(
+                    anyhow::Error::new(other).context("updating a partner"),
+                ))
             }
         }
-        Err(unexpected(StoreError::Changed))
     }
 
     #[tracing::instrument(name = "delete_partner", skip_all, fields(partner.id = %id))]
@@ -338,7 +342,6 @@ impl PartnerUseCases for PartnerService {
     ) -> Result<(), DeletePartnerError> {
         let write = ChangeWrite {
             tenant_id: self.tenant_id,
-            expected: None,
             outbox_id: self.ids.new_uuid(),
             now: self.clock.now(),
             audit: self.audit(

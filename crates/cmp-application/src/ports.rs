@@ -20,7 +20,10 @@ pub use outbox::{
     InlineDelivery, Lease, LeaseOwner, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
     PartnerHistory, Transition, WaitingState,
 };
-pub use partner_store::{ChangeQueued, ChangeWrite, NewPartnerWrite, PartnerStore, StoreError};
+pub use partner_store::{
+    ChangeQueued, ChangeWrite, ChangedPartner, NewPartnerWrite, PartnerChange, PartnerStore,
+    PartnerUpdate, StoreError, UpdatedPartner,
+};
 pub use system::{Clock, IdSource, Jitter, Sleeper};
 
 #[cfg(any(test, feature = "mocks"))]

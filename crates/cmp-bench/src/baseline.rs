@@ -38,10 +38,12 @@ pub fn serve(port: u16, database: &Path) -> anyhow::Result<()> {
             .connect_with(options)
             .await
             .context("opening the database")?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS partners (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(&pool)
-            .await
-            .context("creating the table")?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS partners (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .context("creating the table")?;
         let app = Router::new()
             .route(COLLECTION, post(create))
             .route(&format!("{COLLECTION}/{{id}}"), get(read))
@@ -67,7 +69,10 @@ async fn create(State(pool): State<SqlitePool>, body: Bytes) -> (StatusCode, Str
     }
 }
 
-async fn read(State(pool): State<SqlitePool>, UrlPath(id): UrlPath<String>) -> (StatusCode, String) {
+async fn read(
+    State(pool): State<SqlitePool>,
+    UrlPath(id): UrlPath<String>,
+) -> (StatusCode, String) {
     match sqlx::query_scalar::<_, String>("SELECT body FROM partners WHERE id = ?")
         .bind(&id)
         .fetch_optional(&pool)

@@ -190,9 +190,12 @@ end
 
 /// The Lua `headers` table every request carries.
 fn headers_table(authorization: Option<&str>) -> String {
-    let mut table = String::from("headers = {}\nheaders[\"Content-Type\"] = \"application/json\"\n");
+    let mut table =
+        String::from("headers = {}\nheaders[\"Content-Type\"] = \"application/json\"\n");
     if let Some(authorization) = authorization {
-        table.push_str(&format!("headers[\"Authorization\"] = \"{authorization}\"\n"));
+        table.push_str(&format!(
+            "headers[\"Authorization\"] = \"{authorization}\"\n"
+        ));
     }
     table
 }

@@ -66,7 +66,9 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Options> {
     };
     let mut words = arguments.iter();
     while let Some(word) = words.next() {
-        let value = words.next().with_context(|| format!("{word} needs a value"))?;
+        let value = words
+            .next()
+            .with_context(|| format!("{word} needs a value"))?;
         match word.as_str() {
             "--seconds" => options.seconds = value.parse().context("--seconds")?,
             "--runs" => options.runs = value.parse().context("--runs")?,
@@ -86,7 +88,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
         Point::Get { connections: 16 },
     ];
     for run in 1..=options.runs {
-        println!("\nrun {run} of {}, {} s per point", options.runs, options.seconds);
+        println!(
+            "\nrun {run} of {}, {} s per point",
+            options.runs, options.seconds
+        );
         let scratch = tempfile::tempdir().context("a scratch directory")?;
         let mut bare = Server::start(ServerKind::Baseline, scratch.path(), &service)?;
         let mut ours = Server::start(ServerKind::Ours, scratch.path(), &service)?;

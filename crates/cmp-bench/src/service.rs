@@ -71,7 +71,11 @@ impl Server {
     ///
     /// # Errors
     /// When it cannot be started or never answers.
-    pub fn start(kind: ServerKind, scratch: &Path, service: &ServiceBinary) -> anyhow::Result<Self> {
+    pub fn start(
+        kind: ServerKind,
+        scratch: &Path,
+        service: &ServiceBinary,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let (child, authorization) = match kind {
             ServerKind::Baseline => {
@@ -180,11 +184,15 @@ impl Server {
     }
 
     /// One HTTP/1.1 request on a fresh connection; answers the status and the body.
-    fn request(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<(u16, String)> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).context("connecting")?;
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        );
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
         if let Some(authorization) = &self.authorization {
             request.push_str(&format!("Authorization: {authorization}\r\n"));
         }
@@ -222,7 +230,10 @@ fn service_environment(data: &Path, port: u16) -> Vec<(String, String)> {
         ("CMP__SQLITE__PATH", format!("{data}/partners.db")),
         ("CMP__AUTH__DEVELOPMENT_KEY_DIR", data.clone()),
         ("CMP__GRAPH__SIMULATED__LATENCY_MS", "0".to_owned()),
-        ("CMP__HTTP__WRITES_PER_CALLER_PER_SECOND", "1000000".to_owned()),
+        (
+            "CMP__HTTP__WRITES_PER_CALLER_PER_SECOND",
+            "1000000".to_owned(),
+        ),
         ("CMP__HTTP__WRITE_BURST", "1000000".to_owned()),
         ("CMP__HTTP__MAX_CONCURRENT_REQUESTS", "1024".to_owned()),
         ("CMP__TELEMETRY__FORMAT", "json".to_owned()),

@@ -9,8 +9,8 @@
 //!
 //! The store keeps every acknowledged partner (see `docs/delivery.md`): WAL journal,
 //! `synchronous=FULL`, foreign keys on, a configurable busy timeout; a partner and its outbox
-//! row are written in one `BEGIN IMMEDIATE` transaction on a single writer connection, and reads
-//! use a separate pool.
+//! row are written in one transaction by a single writer, which commits the writes waiting
+//! together, and reads use a separate pool.
 //!
 //! # Layout
 //! - [`SqliteSettings`], [`SqliteStore`] (`store.rs`): opening the file, pragmas, the writer
@@ -22,12 +22,16 @@
 //! - [`SqliteOutbox`] (`outbox.rs`): every statement about the outbox and its deliveries: the
 //!   enqueueing the partner store calls inside its transactions, lease recovery, the
 //!   dispatcher's claim, delivery starts and ends, undo, re-queue, and the operators' views.
+//! - `writer.rs`: the one task every write goes through, committing waiting writes together
+//!   (group commit), each in a savepoint of its own.
+//! - `checkpointer.rs`: WAL checkpoints off the request path, the WAL kept bounded.
 //! - `audit.rs`: the audit log's writes and reads.
 //! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
 //! - `test_support.rs` (tests only): fixtures shared by the tests of both ports.
 //! - `migrations/sqlite/` at the workspace root: the schema, with the reasons for its choices.
 
 mod audit;
+mod checkpointer;
 mod outbox;
 mod partner_listing;
 mod partner_store;
@@ -35,6 +39,7 @@ mod rows;
 mod store;
 #[cfg(test)]
 mod test_support;
+mod writer;
 
 pub use outbox::SqliteOutbox;
 pub use partner_store::SqlitePartnerStore;

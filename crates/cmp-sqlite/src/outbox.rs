@@ -2,18 +2,19 @@
 //! inside its own transactions. Every statement about the `outbox` and `deliveries` tables lives
 //! here (the rules are `docs/delivery.md`).
 //!
-//! As in the partner store, every write is one `BEGIN IMMEDIATE` transaction on the single
-//! writer connection, and every multi-statement read is one transaction on a reader. The claim in
-//! particular relies on this: SQLite has no `SKIP LOCKED`, but its claim selects and updates
-//! while holding the database's only write lock, so two claims (two dispatcher tasks, or two
-//! processes) run one after the other and the second no longer sees what the first took.
+//! As in the partner store, every write runs through the store's writer (`writer.rs`), inside a
+//! savepoint of a group commit, and every multi-statement read is one transaction on a reader.
+//! The claim in particular relies on this: SQLite has no `SKIP LOCKED`, but its claim selects
+//! and updates while holding the database's only write lock, so two claims (two dispatcher
+//! tasks, or two processes) run one after the other and the second no longer sees what the
+//! first took.
 
 use anyhow::{Context, anyhow};
 use cmp_application::audit::DISPATCHER_CALLER;
 use cmp_application::{
-    AuditAction, AuditEntry, ChangeWrite, ClaimedRow, DeliveryEnd, DeliveryStart, InGraph,
-    LeaseOwner, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
-    PartnerHistory, StoreError, Transition, WaitingState,
+    AuditAction, AuditEntry, ClaimedRow, DeliveryEnd, DeliveryStart, InGraph, LeaseOwner,
+    NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState, PartnerHistory,
+    StoreError, Transition, WaitingState,
 };
 use cmp_domain::{PartnerId, TenantId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -23,6 +24,7 @@ use crate::audit::{insert_audit, read_audit};
 use crate::partner_store::{Deleted, read_partner};
 use crate::rows::{ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
 use crate::store::Connections;
+use crate::writer::boxed;
 
 /// The outbox in SQLite. Made by [`SqliteStore::outbox`](crate::SqliteStore::outbox); cheap to
 /// clone, since it only holds the store's pools.
@@ -119,15 +121,17 @@ pub(crate) async fn fold_into_waiting_create(
 }
 
 /// Enqueues an `operation` row for the dispatcher: `pending`, due at once, no delivery made,
-/// with id `write.outbox_id` and the partner's current natural key.
+/// with id `outbox_id` and the partner's current natural key.
 pub(crate) async fn enqueue_change(
     conn: &mut SqliteConnection,
-    write: &ChangeWrite,
+    tenant_id: TenantId,
+    outbox_id: Uuid,
+    now: Timestamp,
     partner_id: &str,
     name_key: Option<&str>,
     operation: Operation,
 ) -> anyhow::Result<()> {
-    let now = write.now.unix_ticks();
+    let now = now.unix_ticks();
     // A live partner always has its name key (the schema's CHECK); only a tombstone whose
     // delete Graph confirmed has released it, and no change is enqueued for one.
     let name_key =
@@ -136,8 +140,8 @@ pub(crate) async fn enqueue_change(
         "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, attempts, \
          next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
     )
-    .bind(write.outbox_id.hyphenated().to_string())
-    .bind(write.tenant_id.to_string())
+    .bind(outbox_id.hyphenated().to_string())
+    .bind(tenant_id.to_string())
     .bind(partner_id)
     .bind(operation.as_str())
     .bind(name_key)
@@ -251,27 +255,28 @@ impl Outbox for SqliteOutbox {
     #[tracing::instrument(name = "sqlite.recover_expired_leases", skip_all)]
     async fn recover_expired_leases(&self, now: Timestamp) -> Result<u64, StoreError> {
         let now = now.unix_ticks();
-        let mut tx = self.connections.begin_write().await?;
-
-        // `unknown`, never `pending`: the holder may have sent the POST before it died, so the
-        // next attempt must reconcile with Graph first.
-        let recovered = sqlx::query(
-            "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = ? \
-             WHERE state = 'in_flight' AND lease_expires_at <= ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .context("turning lapsed leases unknown")?
-        .rows_affected();
-
-        tx.commit()
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
+                    // `unknown`, never `pending`: the holder may have sent the POST before it died, so the
+                    // next attempt must reconcile with Graph first.
+                    let recovered = sqlx::query(
+                    "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = ? \
+                     WHERE state = 'in_flight' AND lease_expires_at <= ?",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .context("turning lapsed leases unknown")?
+                .rows_affected();
+                    Ok(recovered)
+                })
+            })
             .await
-            .context("committing the recovered leases")?;
-        Ok(recovered)
     }
 
     #[tracing::instrument(name = "sqlite.claim_due", skip_all, fields(tenant.id = %tenant, limit = limit))]
@@ -292,54 +297,59 @@ impl Outbox for SqliteOutbox {
         // `UPDATE ... RETURNING` would not do: RETURNING shows the row after the update, and the
         // dispatcher needs the state before it (send, or reconcile first); under the write lock
         // two statements are just as atomic.
-        let mut tx = self.connections.begin_write().await?;
+        let owner = owner.clone();
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
 
-        let candidates: Vec<ClaimRow> = sqlx::query_as(CLAIM_CANDIDATES)
-            .bind(tenant.to_string())
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .context("selecting the outbox rows due")?;
+                let candidates: Vec<ClaimRow> = sqlx::query_as(CLAIM_CANDIDATES)
+                    .bind(tenant.to_string())
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .context("selecting the outbox rows due")?;
 
-        let mut claimed = Vec::with_capacity(candidates.len());
-        for row in candidates {
-            // The state guard cannot fail under the write lock; it keeps the statement right
-            // on its own, should it ever run outside this transaction.
-            let leased = sqlx::query(
-                "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_expires_at = ?, \
-                 updated_at = ? WHERE id = ? AND state IN ('pending', 'unknown')",
-            )
-            .bind(owner.as_str())
-            .bind(lease_expires_at.unix_ticks())
-            .bind(now)
-            .bind(&row.id)
-            .execute(&mut *tx)
-            .await
-            .context("leasing an outbox row")?;
-            if leased.rows_affected() != 1 {
-                return Err(anyhow!("outbox row {} changed while being claimed", row.id).into());
-            }
-
-            // The partner as stored now, not as it was when the row was written: a later
-            // change folds into this delivery. Returning early drops `tx`, which rolls the
-            // whole claim back, so no row stays leased to a dispatcher that never saw it.
-            // A deleted partner too: its `delete` row renders from it.
-            let partner = read_partner(&mut tx, &row.partner_id, Deleted::Included)
-                .await
-                .with_context(|| format!("reading the partner of outbox row {}", row.id))?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "outbox row {} delivers partner {}, which does not exist",
-                        row.id,
-                        row.partner_id
+                let mut claimed = Vec::with_capacity(candidates.len());
+                for row in candidates {
+                    // The state guard cannot fail under the write lock; it keeps the statement right
+                    // on its own, should it ever run outside this transaction.
+                    let leased = sqlx::query(
+                        "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_expires_at = ?, \
+                         updated_at = ? WHERE id = ? AND state IN ('pending', 'unknown')",
                     )
-                })?;
-            claimed.push(row.into_claimed(partner)?);
-        }
+                    .bind(owner.as_str())
+                    .bind(lease_expires_at.unix_ticks())
+                    .bind(now)
+                    .bind(&row.id)
+                    .execute(&mut *conn)
+                    .await
+                    .context("leasing an outbox row")?;
+                    if leased.rows_affected() != 1 {
+                        return Err(anyhow!("outbox row {} changed while being claimed", row.id).into());
+                    }
 
-        tx.commit().await.context("committing the claim")?;
-        Ok(claimed)
+                    // The partner as stored now, not as it was when the row was written: a later
+                    // change folds into this delivery. Returning early drops `tx`, which rolls the
+                    // whole claim back, so no row stays leased to a dispatcher that never saw it.
+                    // A deleted partner too: its `delete` row renders from it.
+                    let partner = read_partner(conn, &row.partner_id, Deleted::Included)
+                        .await
+                        .with_context(|| format!("reading the partner of outbox row {}", row.id))?
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "outbox row {} delivers partner {}, which does not exist",
+                                row.id,
+                                row.partner_id
+                            )
+                        })?;
+                    claimed.push(row.into_claimed(partner)?);
+                }
+                Ok(claimed)
+                })
+            })
+            .await
     }
 
     #[tracing::instrument(name = "sqlite.release", skip_all, fields(outbox.id = %outbox_id, state = state.as_str()))]
@@ -350,27 +360,28 @@ impl Outbox for SqliteOutbox {
         next_attempt_at: Timestamp,
     ) -> Result<(), StoreError> {
         let outbox_id = outbox_id.hyphenated().to_string();
-        let mut tx = self.connections.begin_write().await?;
-
-        // `updated_at` stays: the port passes no "now", and no attempt happened.
-        let released = sqlx::query(
-            "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = ? AND state = 'in_flight'",
-        )
-        .bind(state.as_str())
-        .bind(next_attempt_at.unix_ticks())
-        .bind(&outbox_id)
-        .execute(&mut *tx)
-        .await
-        .context("handing the outbox row back")?;
-        if released.rows_affected() != 1 {
-            return Err(anyhow!("outbox row {outbox_id} is not in flight").into());
-        }
-
-        tx.commit()
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
+                    // `updated_at` stays: the port passes no "now", and no attempt happened.
+                    let released = sqlx::query(
+                        "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE id = ? AND state = 'in_flight'",
+                    )
+                    .bind(state.as_str())
+                    .bind(next_attempt_at.unix_ticks())
+                    .bind(&outbox_id)
+                    .execute(&mut *conn)
+                    .await
+                    .context("handing the outbox row back")?;
+                    if released.rows_affected() != 1 {
+                        return Err(anyhow!("outbox row {outbox_id} is not in flight").into());
+                    }
+                    Ok(())
+                })
+            })
             .await
-            .context("committing the handed-back row")?;
-        Ok(())
     }
 
     #[tracing::instrument(name = "sqlite.start_delivery", skip_all, fields(outbox.id = %start.outbox_id, attempt = start.attempt))]
@@ -378,52 +389,52 @@ impl Outbox for SqliteOutbox {
         let outbox_id = start.outbox_id.hyphenated().to_string();
         let client_request_id = start.client_request_id.hyphenated().to_string();
         let started_at = start.started_at.unix_ticks();
-        let mut tx = self.connections.begin_write().await?;
+        let start = start.clone();
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
+                    // Only a row leased to the caller: a row whose lease lapsed while it waited in a batch
+                    // may have been claimed by another worker, and two attempts at once could POST twice.
+                    // The lease is renewed to cover the call.
+                    let counted = sqlx::query(
+                        "UPDATE outbox SET attempts = ?, last_client_request_id = ?, \
+                     first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?, \
+                     lease_expires_at = ? \
+                     WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+                    )
+                    .bind(i64::from(start.attempt))
+                    .bind(&client_request_id)
+                    .bind(started_at)
+                    .bind(started_at)
+                    .bind(start.lease.expires_at.unix_ticks())
+                    .bind(&outbox_id)
+                    .bind(start.lease.owner.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .context("counting the delivery on the outbox row")?;
+                    if counted.rows_affected() != 1 {
+                        return Err(StoreError::LeaseLost);
+                    }
 
-        // Only a row leased to the caller: a row whose lease lapsed while it waited in a batch
-        // may have been claimed by another worker, and two attempts at once could POST twice.
-        // The lease is renewed to cover the call.
-        let counted = sqlx::query(
-            "UPDATE outbox SET attempts = ?, last_client_request_id = ?, \
-             first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?, \
-             lease_expires_at = ? \
-             WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
-        )
-        .bind(i64::from(start.attempt))
-        .bind(&client_request_id)
-        .bind(started_at)
-        .bind(started_at)
-        .bind(start.lease.expires_at.unix_ticks())
-        .bind(&outbox_id)
-        .bind(start.lease.owner.as_str())
-        .execute(&mut *tx)
-        .await
-        .context("counting the delivery on the outbox row")?;
-        if counted.rows_affected() != 1 {
-            tx.rollback()
+                    // The primary key (outbox_id, attempt) refuses a number used before.
+                    sqlx::query(
+                    "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(&outbox_id)
+                .bind(i64::from(start.attempt))
+                .bind(&client_request_id)
+                .bind(started_at)
+                .execute(&mut *conn)
                 .await
-                .context("rolling back after a lost lease")?;
-            return Err(StoreError::LeaseLost);
-        }
+                .context("inserting the delivery row")?;
 
-        // The primary key (outbox_id, attempt) refuses a number used before.
-        sqlx::query(
-            "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(&outbox_id)
-        .bind(i64::from(start.attempt))
-        .bind(&client_request_id)
-        .bind(started_at)
-        .execute(&mut *tx)
-        .await
-        .context("inserting the delivery row")?;
-
-        // Committed before the HTTP call, so a crash during the call leaves evidence of it.
-        tx.commit()
+                    // Committed before the HTTP call, so a crash during the call leaves evidence of it.
+                    Ok(())
+                })
+            })
             .await
-            .context("committing the start of the delivery")?;
-        Ok(())
     }
 
     #[tracing::instrument(name = "sqlite.sync_state", skip_all, fields(partner.id = %partner_id))]
@@ -523,150 +534,156 @@ impl Outbox for SqliteOutbox {
     #[tracing::instrument(name = "sqlite.requeue_dead", skip_all, fields(outbox.id = %outbox_id))]
     async fn requeue_dead(&self, outbox_id: Uuid, now: Timestamp) -> Result<bool, StoreError> {
         let now = now.unix_ticks();
-        let mut tx = self.connections.begin_write().await?;
-
-        // The attempt log stays: it is the row's history. The row goes to `unknown`, not
-        // `pending`: it may have died after an attempt whose outcome nobody knows, so Graph is
-        // asked before anything is sent again. A fresh `first_attempt_at` opens a new window
-        // for the give-up limits, which count only the attempts made inside it.
-        let requeued = sqlx::query(
-            "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, dead_reason = NULL, \
-             first_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'dead'",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(outbox_id.hyphenated().to_string())
-        .execute(&mut *tx)
-        .await
-        .context("re-queueing the dead outbox row")?
-        .rows_affected();
-
-        tx.commit().await.context("committing the re-queue")?;
-        Ok(requeued == 1)
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
+                    // The attempt log stays: it is the row's history. The row goes to `unknown`, not
+                    // `pending`: it may have died after an attempt whose outcome nobody knows, so Graph is
+                    // asked before anything is sent again. A fresh `first_attempt_at` opens a new window
+                    // for the give-up limits, which count only the attempts made inside it.
+                    let requeued = sqlx::query(
+                    "UPDATE outbox SET state = 'unknown', next_attempt_at = ?, dead_reason = NULL, \
+                     first_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'dead'",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .bind(outbox_id.hyphenated().to_string())
+                .execute(&mut *conn)
+                .await
+                .context("re-queueing the dead outbox row")?
+                .rows_affected();
+                    Ok(requeued == 1)
+                })
+            })
+            .await
     }
+
     #[tracing::instrument(name = "sqlite.finish_delivery", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = %finish.outcome))]
     async fn finish_delivery(&self, finish: &DeliveryEnd) -> Result<(), StoreError> {
         let outbox_id = finish.outbox_id.hyphenated().to_string();
         let partner_id = finish.partner_id.to_string();
         let finished_at = finish.finished_at.unix_ticks();
         let status = finish.meta.status.map(i64::from);
-        let error_code = finish.meta.error_code.as_deref();
-        let mut tx = self.connections.begin_write().await?;
+        let finish = finish.clone();
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
+                let error_code = finish.meta.error_code.as_deref();
+                // The delivery being finished is the latest one of the row, and it must be the one
+                // started with this client-request-id: if a dispatcher took the row over after the
+                // lease lapsed, this late finish must not overwrite the newer delivery's record nor
+                // move the row it now holds.
+                let attempt = sqlx::query(
+                    "UPDATE deliveries SET finished_at = ?, http_status = ?, graph_error_code = ?, \
+                     graph_request_id = ?, outcome = ? \
+                     WHERE outbox_id = ? AND client_request_id = ? AND attempt = \
+                     (SELECT MAX(attempt) FROM deliveries WHERE outbox_id = ?)",
+                )
+                .bind(finished_at)
+                .bind(status)
+                .bind(error_code)
+                .bind(finish.meta.request_id.as_deref())
+                .bind(finish.outcome.as_str())
+                .bind(&outbox_id)
+                .bind(finish.client_request_id.hyphenated().to_string())
+                .bind(&outbox_id)
+                .execute(&mut *conn)
+                .await
+                .context("recording the end of the delivery")?;
 
-        // The delivery being finished is the latest one of the row, and it must be the one
-        // started with this client-request-id: if a dispatcher took the row over after the
-        // lease lapsed, this late finish must not overwrite the newer delivery's record nor
-        // move the row it now holds.
-        let attempt = sqlx::query(
-            "UPDATE deliveries SET finished_at = ?, http_status = ?, graph_error_code = ?, \
-             graph_request_id = ?, outcome = ? \
-             WHERE outbox_id = ? AND client_request_id = ? AND attempt = \
-             (SELECT MAX(attempt) FROM deliveries WHERE outbox_id = ?)",
-        )
-        .bind(finished_at)
-        .bind(status)
-        .bind(error_code)
-        .bind(finish.meta.request_id.as_deref())
-        .bind(finish.outcome.as_str())
-        .bind(&outbox_id)
-        .bind(finish.client_request_id.hyphenated().to_string())
-        .bind(&outbox_id)
-        .execute(&mut *tx)
-        .await
-        .context("recording the end of the delivery")?;
-
-        let moved: Option<(String, String)> = match &finish.transition {
-            Transition::Delivered { in_graph } => sqlx::query_as(
-                "UPDATE outbox SET state = 'delivered', graph_id = ?, lease_owner = NULL, \
-                 lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
-                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
-            )
-            .bind(in_graph.graph_id())
-            .bind(status)
-            .bind(error_code)
-            .bind(finished_at)
-            .bind(&outbox_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .context("marking the outbox row delivered")?,
-            Transition::Retry {
-                state,
-                next_attempt_at,
-            } => sqlx::query_as(
-                "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
-                 lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
-                 last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
-            )
-            .bind(state.as_str())
-            .bind(next_attempt_at.unix_ticks())
-            .bind(status)
-            .bind(error_code)
-            .bind(finished_at)
-            .bind(&outbox_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .context("returning the outbox row to the dispatcher")?,
-            // `next_attempt_at` stays as it was: a dead row is never due until an operator
-            // re-queues it, which sets it afresh.
-            Transition::Dead { reason } => sqlx::query_as(
-                "UPDATE outbox SET state = 'dead', dead_reason = ?, lease_owner = NULL, \
-                 lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
-                 WHERE id = ? RETURNING partner_id, operation",
-            )
-            .bind(reason)
-            .bind(status)
-            .bind(error_code)
-            .bind(finished_at)
-            .bind(&outbox_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .context("dead-lettering the outbox row")?,
-        };
-        // Returning early drops `tx`, which rolls the transaction back.
-        let Some((row_partner_id, operation)) = moved else {
-            return Err(anyhow!("outbox row {outbox_id} does not exist").into());
-        };
-        if row_partner_id != partner_id {
-            return Err(anyhow!(
-                "outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}"
-            )
-            .into());
-        }
-        if attempt.rows_affected() != 1 {
-            return Err(anyhow!(
-                "the latest delivery of outbox row {outbox_id} was not started with \
-                 client-request-id {}",
-                finish.client_request_id
-            )
-            .into());
-        }
-
-        if let Transition::Delivered { in_graph } = &finish.transition {
-            let operation: Operation = operation.parse().context("a stored outbox operation")?;
-            match (operation, in_graph) {
-                (Operation::Create | Operation::Update, InGraph::Object(graph_id)) => {
-                    sqlx::query("UPDATE partners SET graph_id = ?, updated_at = ? WHERE id = ?")
-                        .bind(graph_id)
-                        .bind(finished_at)
-                        .bind(&partner_id)
-                        .execute(&mut *tx)
-                        .await
-                        .context("storing Graph's id on the partner")?;
+                let moved: Option<(String, String)> = match &finish.transition {
+                    Transition::Delivered { in_graph } => sqlx::query_as(
+                        "UPDATE outbox SET state = 'delivered', graph_id = ?, lease_owner = NULL, \
+                         lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
+                         last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
+                    )
+                    .bind(in_graph.graph_id())
+                    .bind(status)
+                    .bind(error_code)
+                    .bind(finished_at)
+                    .bind(&outbox_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .context("marking the outbox row delivered")?,
+                    Transition::Retry {
+                        state,
+                        next_attempt_at,
+                    } => sqlx::query_as(
+                        "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
+                         lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
+                         last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
+                    )
+                    .bind(state.as_str())
+                    .bind(next_attempt_at.unix_ticks())
+                    .bind(status)
+                    .bind(error_code)
+                    .bind(finished_at)
+                    .bind(&outbox_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .context("returning the outbox row to the dispatcher")?,
+                    // `next_attempt_at` stays as it was: a dead row is never due until an operator
+                    // re-queues it, which sets it afresh.
+                    Transition::Dead { reason } => sqlx::query_as(
+                        "UPDATE outbox SET state = 'dead', dead_reason = ?, lease_owner = NULL, \
+                         lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
+                         WHERE id = ? RETURNING partner_id, operation",
+                    )
+                    .bind(reason)
+                    .bind(status)
+                    .bind(error_code)
+                    .bind(finished_at)
+                    .bind(&outbox_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .context("dead-lettering the outbox row")?,
+                };
+                // Returning early fails the write, whose savepoint rolls the transaction back.
+                let Some((row_partner_id, operation)) = moved else {
+                    return Err(anyhow!("outbox row {outbox_id} does not exist").into());
+                };
+                if row_partner_id != partner_id {
+                    return Err(anyhow!(
+                        "outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}"
+                    )
+                    .into());
                 }
-                // Graph rightly holds nothing for the partner: its id stays unknown (NULL),
-                // and the delivered create row says why.
-                (Operation::Create | Operation::Update, InGraph::Nothing) => {}
-                // Graph confirmed the delete: the display name is free again. The tombstone
-                // keeps the Graph id it had.
-                (Operation::Delete, _) => release_name(&mut tx, finish).await?,
-            }
-        }
+                if attempt.rows_affected() != 1 {
+                    return Err(anyhow!(
+                        "the latest delivery of outbox row {outbox_id} was not started with \
+                         client-request-id {}",
+                        finish.client_request_id
+                    )
+                    .into());
+                }
 
-        tx.commit()
+                if let Transition::Delivered { in_graph } = &finish.transition {
+                    let operation: Operation = operation.parse().context("a stored outbox operation")?;
+                    match (operation, in_graph) {
+                        (Operation::Create | Operation::Update, InGraph::Object(graph_id)) => {
+                            sqlx::query("UPDATE partners SET graph_id = ?, updated_at = ? WHERE id = ?")
+                                .bind(graph_id)
+                                .bind(finished_at)
+                                .bind(&partner_id)
+                                .execute(&mut *conn)
+                                .await
+                                .context("storing Graph's id on the partner")?;
+                        }
+                        // Graph rightly holds nothing for the partner: its id stays unknown (NULL),
+                        // and the delivered create row says why.
+                        (Operation::Create | Operation::Update, InGraph::Nothing) => {}
+                        // Graph confirmed the delete: the display name is free again. The tombstone
+                        // keeps the Graph id it had.
+                        (Operation::Delete, _) => release_name(conn, &finish).await?,
+                    }
+                }
+                Ok(())
+                })
+            })
             .await
-            .context("committing the end of the delivery attempt")?;
-        Ok(())
     }
 
     #[tracing::instrument(name = "sqlite.undo_rejected_create", skip_all, fields(partner.id = %partner_id, outbox.id = %outbox_id))]
@@ -677,39 +694,45 @@ impl Outbox for SqliteOutbox {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let partner_id = partner_id.to_string();
-        let mut tx = self.connections.begin_write().await?;
-
-        // The outbox row first: its foreign key forbids deleting a partner it still delivers.
-        // Its attempts go with it (ON DELETE CASCADE). Matching the partner too means a wrong
-        // pairing deletes nothing, and the partner delete below then fails on that key.
-        let undone = sqlx::query("DELETE FROM outbox WHERE id = ? AND partner_id = ?")
-            .bind(outbox_id.hyphenated().to_string())
-            .bind(&partner_id)
-            .execute(&mut *tx)
+        let audit = audit.clone();
+        self.connections
+            .writer
+            .write(move |conn| {
+                boxed(async move {
+                    // The outbox row first: its foreign key forbids deleting a partner it still delivers.
+                    // Its attempts go with it (ON DELETE CASCADE). Matching the partner too means a wrong
+                    // pairing deletes nothing, and the partner delete below then fails on that key.
+                    let undone = sqlx::query("DELETE FROM outbox WHERE id = ? AND partner_id = ?")
+                        .bind(outbox_id.hyphenated().to_string())
+                        .bind(&partner_id)
+                        .execute(&mut *conn)
+                        .await
+                        .context("deleting the outbox row")?
+                        .rows_affected();
+                    if undone == 1 {
+                        // An update or delete that arrived while the create was in flight queued a row
+                        // behind it. The claim never runs a partner's younger row before its create, so
+                        // those rows never reached Graph, and with the create refused they have nothing
+                        // left to change there.
+                        sqlx::query(
+                            "DELETE FROM outbox WHERE partner_id = ? AND operation <> 'create'",
+                        )
+                        .bind(&partner_id)
+                        .execute(&mut *conn)
+                        .await
+                        .context("deleting the rows queued behind the refused create")?;
+                    }
+                    // The assignments go with the partner (ON DELETE CASCADE).
+                    sqlx::query("DELETE FROM partners WHERE id = ?")
+                        .bind(&partner_id)
+                        .execute(&mut *conn)
+                        .await
+                        .context("deleting the partner row")?;
+                    insert_audit(conn, &audit).await?;
+                    Ok(())
+                })
+            })
             .await
-            .context("deleting the outbox row")?
-            .rows_affected();
-        if undone == 1 {
-            // An update or delete that arrived while the create was in flight queued a row
-            // behind it. The claim never runs a partner's younger row before its create, so
-            // those rows never reached Graph, and with the create refused they have nothing
-            // left to change there.
-            sqlx::query("DELETE FROM outbox WHERE partner_id = ? AND operation <> 'create'")
-                .bind(&partner_id)
-                .execute(&mut *tx)
-                .await
-                .context("deleting the rows queued behind the refused create")?;
-        }
-        // The assignments go with the partner (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM partners WHERE id = ?")
-            .bind(&partner_id)
-            .execute(&mut *tx)
-            .await
-            .context("deleting the partner row")?;
-        insert_audit(&mut tx, audit).await?;
-
-        tx.commit().await.context("committing the undone create")?;
-        Ok(())
     }
 }
 
@@ -735,7 +758,7 @@ async fn read_deliveries(
 /// The entry's id is the delete row's own id: a row is delivered once, so the id is unique, and
 /// it ties the entry to the row's attempts. The store serves no request of its own, hence the
 /// empty request id and the `dispatcher` caller.
-async fn release_name(tx: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow::Result<()> {
+async fn release_name(conn: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow::Result<()> {
     let partner_id = finish.partner_id.to_string();
     let released: Option<String> = sqlx::query_scalar(
         "UPDATE partners SET name_key = NULL, updated_at = ? \
@@ -743,7 +766,7 @@ async fn release_name(tx: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow
     )
     .bind(finish.finished_at.unix_ticks())
     .bind(&partner_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await
     .context("releasing the display name of the deleted partner")?;
     let Some(display_name) = released else {
@@ -767,7 +790,7 @@ async fn release_name(tx: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow
             finish.client_request_id,
         ),
     };
-    insert_audit(tx, &entry).await
+    insert_audit(conn, &entry).await
 }
 
 #[cfg(test)]

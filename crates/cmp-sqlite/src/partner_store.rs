@@ -1,11 +1,12 @@
 //! [`SqlitePartnerStore`]: the [`PartnerStore`] port over SQLite: the partners, their
 //! assignments, natural keys and Graph ids.
 //!
-//! Every write runs in one `BEGIN IMMEDIATE` transaction on the single writer connection (see
-//! [`Connections`]): the partner, its assignments, its outbox row (enqueued through
-//! [`crate::outbox`]) and its audit entry change together or not at all. Reads run in a plain
-//! (deferred) transaction on a reader connection, which gives them one consistent WAL snapshot
-//! across their statements.
+//! Every write runs through the store's writer (`writer.rs`), inside a savepoint of a group
+//! commit: the partner, its assignments, its outbox row (enqueued through [`crate::outbox`]) and
+//! its audit entry change together or not at all. An update reads, changes and writes the
+//! partner inside that one write, so concurrent updates of one partner run one after the other.
+//! Reads run in a plain (deferred) transaction on a reader connection, which gives them one
+//! consistent WAL snapshot across their statements.
 //!
 //! How a change is owed to Graph (the outbox rules, `docs/delivery.md`):
 //! - An update of a partner whose `create` row is `pending` (never sent, or sent and certainly
@@ -22,15 +23,17 @@
 use anyhow::Context;
 use cmp_application::query::{Filter, ListQuery, PartnerPage};
 use cmp_application::{
-    ChangeQueued, ChangeWrite, NewPartnerWrite, Operation, PartnerStore, StoreError,
+    ChangeQueued, ChangeWrite, NewPartnerWrite, Operation, PartnerStore, PartnerUpdate, StoreError,
+    UpdatedPartner,
 };
 use cmp_domain::{Partner, PartnerId, TenantId};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::audit::insert_audit;
 use crate::outbox;
 use crate::rows::{AssignmentRow, PartnerRow, partner_row_columns};
 use crate::store::Connections;
+use crate::writer::boxed;
 
 /// Partners in SQLite. Made by [`SqliteStore::partner_store`](crate::SqliteStore::partner_store);
 /// cheap to clone, since it only holds the store's pools.
@@ -62,57 +65,11 @@ impl PartnerStore for SqlitePartnerStore {
         partner: &Partner,
         write: &NewPartnerWrite,
     ) -> Result<(), StoreError> {
-        let row = PartnerRow::from_domain(partner, write.tenant_id);
-        let now = write.now.unix_ticks();
-        let mut tx = self.connections.begin_write().await?;
-
-        let inserted = sqlx::query(
-            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
-             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
-             ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
-        )
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.display_name)
-        .bind(&row.name_key)
-        .bind(&row.partner_state)
-        .bind(row.last_heartbeat)
-        .bind(row.mac_os_onboarded)
-        .bind(row.windows_onboarded)
-        .bind(row.android_onboarded)
-        .bind(row.ios_onboarded)
-        .bind(row.linux_onboarded)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        if let Err(error) = inserted {
-            let unique = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
-            // Two unique constraints guard this table: the primary key and the natural key.
-            // `is_unique_violation()` cannot say which fired (SQLite reports no constraint
-            // name to sqlx), so look: only a taken natural key is the caller's duplicate; an
-            // id collision is our fault and stays Unexpected.
-            if unique && name_key_taken(&mut tx, &row, None).await? {
-                tx.rollback()
-                    .await
-                    .context("rolling back after a duplicate display name")?;
-                return Err(StoreError::DuplicateDisplayName {
-                    display_name: row.display_name,
-                });
-            }
-            return Err(anyhow::Error::new(error)
-                .context("inserting the partner row")
-                .into());
-        }
-
-        insert_assignments(&mut tx, partner).await?;
-
-        outbox::enqueue_inline_create(&mut tx, &row, write).await?;
-        insert_audit(&mut tx, &write.audit).await?;
-
-        tx.commit().await.context("committing the new partner")?;
-        Ok(())
+        let (partner, write) = (partner.clone(), write.clone());
+        self.connections
+            .writer
+            .write(move |conn| boxed(async move { insert(conn, &partner, &write).await }))
+            .await
     }
 
     #[tracing::instrument(name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
@@ -143,100 +100,16 @@ impl PartnerStore for SqlitePartnerStore {
         self.count(tenant_id, filter.as_ref()).await
     }
 
-    #[tracing::instrument(name = "sqlite.update_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.outbox_id))]
+    #[tracing::instrument(name = "sqlite.update_partner", skip_all, fields(partner.id = %id, outbox.id = %update.outbox_id))]
     async fn update_partner(
         &self,
-        partner: &Partner,
-        write: &ChangeWrite,
-    ) -> Result<ChangeQueued, StoreError> {
-        let row = PartnerRow::from_domain(partner, write.tenant_id);
-        let now = write.now.unix_ticks();
-        let mut tx = self.connections.begin_write().await?;
-
-        // Optimistic concurrency: the change was computed from `expected`; under the write lock
-        // the stored partner either still is that, or another update won and this one must be
-        // merged again over its result.
-        if let Some(expected) = &write.expected {
-            let stored = read_partner(&mut tx, &row.id, Deleted::Hidden).await?;
-            if stored.as_ref().is_some_and(|stored| stored != expected) {
-                tx.rollback().await.context("rolling back a stale update")?;
-                return Err(StoreError::Changed);
-            }
-        }
-
-        let updated = sqlx::query(
-            "UPDATE partners SET display_name = ?, name_key = ?, partner_state = ?, \
-             last_heartbeat = ?, mac_os_onboarded = ?, windows_onboarded = ?, \
-             android_onboarded = ?, ios_onboarded = ?, linux_onboarded = ?, updated_at = ? \
-             WHERE id = ? AND tenant_id = ? AND deleted_at IS NULL",
-        )
-        .bind(&row.display_name)
-        .bind(&row.name_key)
-        .bind(&row.partner_state)
-        .bind(row.last_heartbeat)
-        .bind(row.mac_os_onboarded)
-        .bind(row.windows_onboarded)
-        .bind(row.android_onboarded)
-        .bind(row.ios_onboarded)
-        .bind(row.linux_onboarded)
-        .bind(now)
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .execute(&mut *tx)
-        .await;
-        match updated {
-            Ok(done) if done.rows_affected() == 1 => {}
-            Ok(_) => {
-                tx.rollback()
-                    .await
-                    .context("rolling back the update of a missing partner")?;
-                return Err(StoreError::NotFound);
-            }
-            Err(error) => {
-                // The same detection as the insert: only the natural key can collide here (the
-                // id is not written), but look rather than assume.
-                let unique =
-                    matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
-                if unique && name_key_taken(&mut tx, &row, Some(&row.id)).await? {
-                    tx.rollback()
-                        .await
-                        .context("rolling back after a duplicate display name")?;
-                    return Err(StoreError::DuplicateDisplayName {
-                        display_name: row.display_name,
-                    });
-                }
-                return Err(anyhow::Error::new(error)
-                    .context("updating the partner row")
-                    .into());
-            }
-        }
-
-        // A collection present in the PATCH replaces the stored one: the partner carries the
-        // result, so its assignments are written afresh, in order.
-        sqlx::query("DELETE FROM partner_assignments WHERE partner_id = ?")
-            .bind(&row.id)
-            .execute(&mut *tx)
+        id: PartnerId,
+        update: PartnerUpdate,
+    ) -> Result<UpdatedPartner, StoreError> {
+        self.connections
+            .writer
+            .write(move |conn| boxed(async move { apply_update(conn, id, update).await }))
             .await
-            .context("deleting the old assignment rows")?;
-        insert_assignments(&mut tx, partner).await?;
-
-        let queued = if outbox::fold_into_waiting_create(&mut tx, &row, write.now).await? {
-            ChangeQueued::Folded
-        } else {
-            outbox::enqueue_change(
-                &mut tx,
-                write,
-                &row.id,
-                row.name_key.as_deref(),
-                Operation::Update,
-            )
-            .await?;
-            ChangeQueued::Queued
-        };
-
-        insert_audit(&mut tx, &write.audit).await?;
-        tx.commit().await.context("committing the update")?;
-        Ok(queued)
     }
 
     #[tracing::instrument(name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
@@ -245,61 +118,11 @@ impl PartnerStore for SqlitePartnerStore {
         id: PartnerId,
         write: &ChangeWrite,
     ) -> Result<ChangeQueued, StoreError> {
-        let partner_id = id.to_string();
-        let now = write.now.unix_ticks();
-        let mut tx = self.connections.begin_write().await?;
-
-        let found: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT graph_id, name_key FROM partners \
-             WHERE id = ? AND tenant_id = ? AND deleted_at IS NULL",
-        )
-        .bind(&partner_id)
-        .bind(write.tenant_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .context("reading the partner to delete")?;
-        let Some((graph_id, name_key)) = found else {
-            tx.rollback()
-                .await
-                .context("rolling back the delete of a missing partner")?;
-            return Err(StoreError::NotFound);
-        };
-
-        let never_reached_graph =
-            graph_id.is_none() && outbox::all_rows_pending(&mut tx, &partner_id).await?;
-
-        let queued = if never_reached_graph {
-            // The rows first: their foreign key forbids deleting a partner they deliver. Their
-            // deliveries, and the partner's assignments, go by cascade.
-            outbox::remove_rows_of(&mut tx, &partner_id).await?;
-            sqlx::query("DELETE FROM partners WHERE id = ?")
-                .bind(&partner_id)
-                .execute(&mut *tx)
-                .await
-                .context("deleting the partner row")?;
-            ChangeQueued::Folded
-        } else {
-            sqlx::query("UPDATE partners SET deleted_at = ?, updated_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(now)
-                .bind(&partner_id)
-                .execute(&mut *tx)
-                .await
-                .context("marking the partner deleted")?;
-            outbox::enqueue_change(
-                &mut tx,
-                write,
-                &partner_id,
-                name_key.as_deref(),
-                Operation::Delete,
-            )
-            .await?;
-            ChangeQueued::Queued
-        };
-
-        insert_audit(&mut tx, &write.audit).await?;
-        tx.commit().await.context("committing the delete")?;
-        Ok(queued)
+        let write = write.clone();
+        self.connections
+            .writer
+            .write(move |conn| boxed(async move { delete(conn, id, &write).await }))
+            .await
     }
 
     #[tracing::instrument(name = "sqlite.graph_id_held_by_another", skip_all)]
@@ -317,6 +140,217 @@ impl PartnerStore for SqlitePartnerStore {
                 .context("looking up who holds a Graph object")?;
         Ok(held.is_some())
     }
+}
+
+// ---- the writes, run by the writer inside a savepoint of its batch ---------------------------
+
+/// [`PartnerStore::insert_partner`]: the partner, its assignments, its create row with the
+/// first delivery started, and the audit entry.
+async fn insert(
+    conn: &mut SqliteConnection,
+    partner: &Partner,
+    write: &NewPartnerWrite,
+) -> Result<(), StoreError> {
+    let row = PartnerRow::from_domain(partner, write.tenant_id);
+    let now = write.now.unix_ticks();
+    let inserted = sqlx::query(
+        "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+         last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+         ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.tenant_id)
+    .bind(&row.display_name)
+    .bind(&row.name_key)
+    .bind(&row.partner_state)
+    .bind(row.last_heartbeat)
+    .bind(row.mac_os_onboarded)
+    .bind(row.windows_onboarded)
+    .bind(row.android_onboarded)
+    .bind(row.ios_onboarded)
+    .bind(row.linux_onboarded)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await;
+    if let Err(error) = inserted {
+        return Err(refused_write(conn, error, &row, None, "inserting the partner row").await);
+    }
+    insert_assignments(conn, partner).await?;
+    outbox::enqueue_inline_create(conn, &row, write).await?;
+    insert_audit(conn, &write.audit).await?;
+    Ok(())
+}
+
+/// [`PartnerStore::update_partner`]: the change applied to the partner as stored now, the result
+/// stored with its audit entry, and the change folded into the waiting create or enqueued.
+async fn apply_update(
+    conn: &mut SqliteConnection,
+    id: PartnerId,
+    update: PartnerUpdate,
+) -> Result<UpdatedPartner, StoreError> {
+    let partner_id = id.to_string();
+    // Under the writer, nothing changes the partner between this read and the write below.
+    let stored: Option<(String,)> =
+        sqlx::query_as("SELECT tenant_id FROM partners WHERE id = ? AND deleted_at IS NULL")
+            .bind(&partner_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("reading the partner's tenant")?;
+    if stored.is_none_or(|(tenant,)| tenant != update.tenant_id.to_string()) {
+        return Err(StoreError::NotFound);
+    }
+    let current = read_partner(conn, &partner_id, Deleted::Hidden)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let changed = (update.change)(&current).map_err(StoreError::Invalid)?;
+    let partner = changed.partner;
+    let row = PartnerRow::from_domain(&partner, update.tenant_id);
+    let now = update.now.unix_ticks();
+
+    let updated = sqlx::query(
+        "UPDATE partners SET display_name = ?, name_key = ?, partner_state = ?, \
+         last_heartbeat = ?, mac_os_onboarded = ?, windows_onboarded = ?, \
+         android_onboarded = ?, ios_onboarded = ?, linux_onboarded = ?, updated_at = ? \
+         WHERE id = ? AND tenant_id = ? AND deleted_at IS NULL",
+    )
+    .bind(&row.display_name)
+    .bind(&row.name_key)
+    .bind(&row.partner_state)
+    .bind(row.last_heartbeat)
+    .bind(row.mac_os_onboarded)
+    .bind(row.windows_onboarded)
+    .bind(row.android_onboarded)
+    .bind(row.ios_onboarded)
+    .bind(row.linux_onboarded)
+    .bind(now)
+    .bind(&row.id)
+    .bind(&row.tenant_id)
+    .execute(&mut *conn)
+    .await;
+    if let Err(error) = updated {
+        return Err(
+            refused_write(conn, error, &row, Some(&row.id), "updating the partner row").await,
+        );
+    }
+
+    // A collection present in the PATCH replaces the stored one: the partner carries the
+    // result, so its assignments are written afresh, in order. Unchanged assignments are left
+    // alone, so a PATCH of the name alone writes no assignment page.
+    if partner.platforms() != current.platforms() {
+        sqlx::query("DELETE FROM partner_assignments WHERE partner_id = ?")
+            .bind(&row.id)
+            .execute(&mut *conn)
+            .await
+            .context("deleting the old assignment rows")?;
+        insert_assignments(conn, &partner).await?;
+    }
+
+    let queued = if outbox::fold_into_waiting_create(conn, &row, update.now).await? {
+        ChangeQueued::Folded
+    } else {
+        outbox::enqueue_change(
+            conn,
+            update.tenant_id,
+            update.outbox_id,
+            update.now,
+            &row.id,
+            row.name_key.as_deref(),
+            Operation::Update,
+        )
+        .await?;
+        ChangeQueued::Queued
+    };
+    insert_audit(conn, &changed.audit).await?;
+    Ok(UpdatedPartner { partner, queued })
+}
+
+/// [`PartnerStore::delete_partner`]: gone outright when it never reached Graph, otherwise a
+/// tombstone with a delete row enqueued.
+async fn delete(
+    conn: &mut SqliteConnection,
+    id: PartnerId,
+    write: &ChangeWrite,
+) -> Result<ChangeQueued, StoreError> {
+    let partner_id = id.to_string();
+    let now = write.now.unix_ticks();
+    let found: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT graph_id, name_key FROM partners \
+         WHERE id = ? AND tenant_id = ? AND deleted_at IS NULL",
+    )
+    .bind(&partner_id)
+    .bind(write.tenant_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading the partner to delete")?;
+    let Some((graph_id, name_key)) = found else {
+        return Err(StoreError::NotFound);
+    };
+
+    let never_reached_graph =
+        graph_id.is_none() && outbox::all_rows_pending(conn, &partner_id).await?;
+    let queued = if never_reached_graph {
+        // The rows first: their foreign key forbids deleting a partner they deliver. Their
+        // deliveries, and the partner's assignments, go by cascade.
+        outbox::remove_rows_of(conn, &partner_id).await?;
+        sqlx::query("DELETE FROM partners WHERE id = ?")
+            .bind(&partner_id)
+            .execute(&mut *conn)
+            .await
+            .context("deleting the partner row")?;
+        ChangeQueued::Folded
+    } else {
+        sqlx::query("UPDATE partners SET deleted_at = ?, updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(now)
+            .bind(&partner_id)
+            .execute(&mut *conn)
+            .await
+            .context("marking the partner deleted")?;
+        outbox::enqueue_change(
+            conn,
+            write.tenant_id,
+            write.outbox_id,
+            write.now,
+            &partner_id,
+            name_key.as_deref(),
+            Operation::Delete,
+        )
+        .await?;
+        ChangeQueued::Queued
+    };
+    insert_audit(conn, &write.audit).await?;
+    Ok(queued)
+}
+
+/// The error of a partner write the database refused: a taken natural key is the caller's
+/// duplicate; anything else (an id collision included) is ours.
+///
+/// Two unique constraints guard the table, the primary key and the natural key, and
+/// `is_unique_violation()` cannot say which fired (SQLite reports no constraint name to sqlx),
+/// so look. The lookup runs inside the failed statement's savepoint: SQLite aborts only the
+/// statement, not the transaction.
+async fn refused_write(
+    conn: &mut SqliteConnection,
+    error: sqlx::Error,
+    row: &PartnerRow,
+    except: Option<&str>,
+    doing: &'static str,
+) -> StoreError {
+    let unique = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+    if unique {
+        match name_key_taken(conn, row, except).await {
+            Ok(true) => {
+                return StoreError::DuplicateDisplayName {
+                    display_name: row.display_name.clone(),
+                };
+            }
+            Ok(false) => {}
+            Err(lookup) => return StoreError::Unexpected(lookup),
+        }
+    }
+    StoreError::Unexpected(anyhow::Error::new(error).context(doing))
 }
 
 /// Reads the partner `id` (its row and assignments) on `conn`, inside the caller's transaction:
@@ -369,11 +403,10 @@ pub(crate) async fn read_partner(
 }
 
 /// Whether a partner of the row's tenant other than `except` (the row's own partner, on an
-/// update) already has its natural key. Runs inside the failed statement's transaction: SQLite
-/// aborts only the failing statement, not the transaction. Deleted partners count: their name
-/// stays reserved until Graph confirms the delete.
+/// update) already has its natural key. Deleted partners count: their name stays reserved until
+/// Graph confirms the delete.
 pub(crate) async fn name_key_taken(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     row: &PartnerRow,
     except: Option<&str>,
 ) -> anyhow::Result<bool> {
@@ -383,7 +416,7 @@ pub(crate) async fn name_key_taken(
     .bind(&row.tenant_id)
     .bind(&row.name_key)
     .bind(except)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await
     .context("looking for a partner with the same natural key")?;
     Ok(taken.is_some())
@@ -396,7 +429,7 @@ const ASSIGNMENTS_PER_INSERT: usize = 500;
 /// Inserts the assignment rows of `partner`, each platform's list numbered from 0, in a few
 /// multi-row statements rather than one per assignment.
 pub(crate) async fn insert_assignments(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     partner: &Partner,
 ) -> anyhow::Result<()> {
     let partner_id = partner.id().to_string();
@@ -422,7 +455,7 @@ pub(crate) async fn insert_assignments(
         });
         insert
             .build()
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .context("inserting assignment rows")?;
     }

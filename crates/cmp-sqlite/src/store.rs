@@ -2,24 +2,19 @@
 //! connection pools and the migrations.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::MIGRATOR;
+use crate::checkpointer::Checkpointer;
 use crate::outbox::SqliteOutbox;
 use crate::partner_store::SqlitePartnerStore;
-
-/// How every write transaction starts.
-///
-/// `IMMEDIATE` takes the write lock at `BEGIN`, where `busy_timeout` can wait for it. The
-/// default `DEFERRED` starts as a reader and upgrades at its first write; if another connection
-/// (another process, an operator's shell) wrote in between, that upgrade fails at once with
-/// `SQLITE_BUSY`, half-way through the transaction, and no timeout helps.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+use crate::writer::Writer;
 
 /// Where the database lives and how connections to it behave: the `[sqlite]` section of the
 /// configuration.
@@ -54,37 +49,35 @@ impl SqliteSettings {
     }
 }
 
-/// The opened database: one writer connection and a pool of reader connections to one file,
-/// shared by the [`SqlitePartnerStore`] and the [`SqliteOutbox`] it hands out.
+/// The opened database: one writer task with its connection, a pool of reader connections,
+/// and the checkpoint task, all on one file, shared by the [`SqlitePartnerStore`] and the
+/// [`SqliteOutbox`] it hands out.
 ///
-/// All writes go through the single writer. SQLite admits one writer at a time anyway; several
-/// writer connections would only queue inside SQLite's busy handler, which adds no throughput
-/// with `synchronous=FULL` but multiplies tail latency (worst cases of 300 to 750 ms were
-/// measured). Queuing in the pool instead is fair and cheap. Readers run in parallel beside the
-/// writer, which WAL mode allows.
+/// All writes go through the single writer (`writer.rs`), which commits the writes waiting
+/// together. SQLite admits one writer at a time anyway; several writer connections would only
+/// queue inside SQLite's busy handler, which adds no throughput with `synchronous=FULL` but
+/// multiplies tail latency (worst cases of 300 to 750 ms were measured). Readers run in parallel
+/// beside the writer, which WAL mode allows.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) connections: Connections,
+    /// Where the file is and how connections to it behave.
+    pub(crate) settings: SqliteSettings,
+    /// Taken out when the store closes.
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
 }
 
-/// The store's two pools, cloned into each port implementation (a clone shares the pools).
+/// The store's writer and reader pool, cloned into each port implementation (a clone shares
+/// them).
 #[derive(Debug, Clone)]
 pub(crate) struct Connections {
-    /// The one connection every write transaction runs on (`max_connections = 1`).
-    pub(crate) writer: SqlitePool,
+    /// The one task every write runs on.
+    pub(crate) writer: Writer,
     /// Connections for reads only; `query_only` makes any write on them fail.
     pub(crate) reader: SqlitePool,
 }
 
 impl Connections {
-    /// A write transaction on the single writer, holding the write lock from `BEGIN` on.
-    pub(crate) async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .context("beginning a write transaction")
-    }
-
     /// A read transaction on a reader connection: one consistent WAL snapshot for its
     /// statements.
     pub(crate) async fn begin_read(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
@@ -116,19 +109,13 @@ impl SqliteStore {
         // The writer connects first: it creates the file and switches it to WAL. The journal
         // mode is stored in the file, so the readers inherit it; they must not set it
         // themselves, because changing it needs an exclusive lock that busy_timeout cannot wait
-        // for.
+        // for. Its commits never checkpoint (the checkpointer does, off the request path).
         let writer_options = settings
             .connect_options()
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            // Keep the writer connection open: closing the last connection checkpoints and
-            // deletes the WAL file, and reopening costs a few milliseconds on a hot path.
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(writer_options)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0");
+        let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| {
                 format!(
@@ -138,7 +125,7 @@ impl SqliteStore {
             })?;
 
         MIGRATOR
-            .run(&writer)
+            .run(&mut writer)
             .await
             .context("running the SQLite migrations")?;
 
@@ -157,14 +144,29 @@ impl SqliteStore {
                 )
             })?;
 
+        let checkpoints = SqliteConnection::connect_with(&settings.connect_options())
+            .await
+            .context("opening the SQLite checkpoint connection")?;
+        let writer = Writer::start(writer);
+        let mut wal_path = settings.path.clone().into_os_string();
+        wal_path.push("-wal");
+        let checkpointer = Checkpointer::start(checkpoints, wal_path.into(), writer.clone());
+
         tracing::debug!(
             sqlite.path = %settings.path.display(),
             sqlite.max_read_connections = settings.max_read_connections,
             "SQLite store opened"
         );
         Ok(Self {
+            settings: settings.clone(),
             connections: Connections { writer, reader },
+            checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.settings.path
     }
 
     /// The partner store over this store's connections.
@@ -177,9 +179,18 @@ impl SqliteStore {
         SqliteOutbox::new(self.connections.clone())
     }
 
-    /// Closes both pools, waiting for connections in use to be returned. Closing the last
-    /// connection checkpoints the WAL into the database file.
+    /// Stops the checkpointer, closes the readers, and lets the writer finish the writes already
+    /// submitted before it closes. Closing the last connection checkpoints the WAL into the
+    /// database file.
     pub async fn close(&self) {
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop().await;
+        }
         self.connections.reader.close().await;
         self.connections.writer.close().await;
     }
@@ -210,46 +221,65 @@ mod tests {
         store.close().await;
     }
 
+    /// The pragmas a connection runs with: journal mode, synchronous, foreign keys, busy
+    /// timeout, WAL auto-checkpoint.
+    async fn pragmas(conn: &mut SqliteConnection) -> (String, i64, i64, i64, i64) {
+        let mut values = Vec::new();
+        for pragma in [
+            "PRAGMA synchronous",
+            "PRAGMA foreign_keys",
+            "PRAGMA busy_timeout",
+            "PRAGMA wal_autocheckpoint",
+        ] {
+            values.push(
+                sqlx::query_scalar::<_, i64>(pragma)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("pragma"),
+            );
+        }
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("journal_mode");
+        (journal_mode, values[0], values[1], values[2], values[3])
+    }
+
     #[tokio::test]
-    async fn opened_store_uses_wal_synchronous_full_and_foreign_keys_on_every_pool() {
+    async fn the_writer_and_the_readers_use_wal_synchronous_full_and_foreign_keys_and_only_the_checkpointer_checkpoints()
+     {
         let dir = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(&settings(&dir)).await.expect("open");
 
-        for (name, pool) in [
-            ("writer", &store.connections.writer),
-            ("reader", &store.connections.reader),
-        ] {
-            let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(pool)
-                .await
-                .expect("journal_mode");
-            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(pool)
-                .await
-                .expect("synchronous");
-            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-                .fetch_one(pool)
-                .await
-                .expect("foreign_keys");
-            let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-                .fetch_one(pool)
-                .await
-                .expect("busy_timeout");
+        let writer = store
+            .connections
+            .writer
+            .write(|conn| crate::writer::boxed(async move { Ok(pragmas(conn).await) }))
+            .await
+            .expect("the writer's pragmas");
+        let mut connection = store.connections.reader.acquire().await.expect("a reader");
+        let reader = pragmas(&mut connection).await;
+        // Back to the pool: closing the store waits for every reader to return.
+        drop(connection);
 
-            assert_eq!(journal_mode, "wal", "{name}");
-            assert_eq!(synchronous, 2, "{name}: FULL is 2");
-            assert_eq!(foreign_keys, 1, "{name}");
-            assert_eq!(busy_timeout, 5000, "{name}");
-        }
+        assert_eq!(
+            writer,
+            ("wal".to_owned(), 2, 1, 5000, 0),
+            "writer: WAL, FULL (2), foreign keys, busy timeout, no checkpoint inside a commit"
+        );
+        assert_eq!(
+            (reader.0.as_str(), reader.1, reader.2, reader.3),
+            ("wal", 2, 1, 5000),
+            "reader"
+        );
         store.close().await;
     }
 
     #[tokio::test]
-    async fn writes_use_one_connection_and_reads_several() {
+    async fn reads_use_the_configured_number_of_connections() {
         let dir = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(&settings(&dir)).await.expect("open");
 
-        assert_eq!(store.connections.writer.options().get_max_connections(), 1);
         assert_eq!(store.connections.reader.options().get_max_connections(), 4);
         store.close().await;
     }

@@ -2,8 +2,8 @@
 //! plain to every-feature, and the create write that stores them.
 
 use cmp_application::{
-    AuditAction, AuditEntry, ChangeWrite, InGraph, InlineDelivery, Lease, LeaseOwner,
-    NewPartnerWrite, Transition,
+    AuditAction, AuditEntry, ChangeQueued, ChangeWrite, ChangedPartner, InGraph, InlineDelivery,
+    Lease, LeaseOwner, NewPartnerWrite, PartnerUpdate, StoreError, Transition,
 };
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NewPartner, Partner,
@@ -22,6 +22,33 @@ use crate::{SqliteOutbox, SqlitePartnerStore, SqliteSettings, SqliteStore};
 pub(crate) struct Ports {
     pub(crate) partners: SqlitePartnerStore,
     pub(crate) outbox: SqliteOutbox,
+}
+
+impl Ports {
+    /// Updates the stored partner to `partner`, whatever it holds, as `write` says (its audit
+    /// entry included); answers how the change goes to Graph.
+    pub(crate) async fn update_to(
+        &self,
+        partner: &Partner,
+        write: &ChangeWrite,
+    ) -> Result<ChangeQueued, StoreError> {
+        let (replacement, audit) = (partner.clone(), write.audit.clone());
+        let update = PartnerUpdate {
+            tenant_id: write.tenant_id,
+            outbox_id: write.outbox_id,
+            now: write.now,
+            change: Box::new(move |_: &Partner| {
+                Ok(ChangedPartner {
+                    partner: replacement,
+                    audit,
+                })
+            }),
+        };
+        self.partners
+            .update_partner(partner.id(), update)
+            .await
+            .map(|updated| updated.queued)
+    }
 }
 
 impl SqliteStore {
@@ -74,6 +101,18 @@ pub(crate) async fn store_with(
         .await
         .expect("insert");
     (dir, store, ports, write)
+}
+
+/// A connection of its own to `store`'s file, for tests that write what the ports never would
+/// (a corrupt row, a row of another shape). It takes SQLite's write lock like any other writer.
+pub(crate) async fn side_connection(store: &SqliteStore) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    store
+        .settings
+        .connect_options()
+        .connect()
+        .await
+        .expect("a side connection")
 }
 
 /// The settings of a store on `cmp.db` in `dir`.
@@ -311,7 +350,6 @@ pub(crate) fn change_write(
 ) -> ChangeWrite {
     ChangeWrite {
         tenant_id: tenant,
-        expected: None,
         outbox_id: Uuid::from_u128(seed + 1),
         now: at,
         audit: AuditEntry {

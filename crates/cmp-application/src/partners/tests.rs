@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::*;
 use crate::ports::{
     CreateOutcome, GraphCallResult, GraphResponseMeta, InGraph, MockGraphGateway, MockOutbox,
-    MockPartnerStore, MockSleeper, WaitingState,
+    MockPartnerStore, MockSleeper, UpdatedPartner, WaitingState,
 };
 use crate::test_support::{
     fixed_clock, graph_meta, now, policy_with_batch, seconds_after_now, sequential_ids, tenant_id,
@@ -698,10 +698,30 @@ async fn get_reports_unexpected_when_the_store_fails() {
     }
 }
 
+/// A partner store that applies an update's change to `stored`, as a store does under its
+/// write lock, and answers what the change made of it (or its refusal).
+fn stores_applying_updates_to(stored: Partner) -> Stores {
+    let mut stores = Stores::default();
+    stores
+        .partners
+        .expect_update_partner()
+        .times(1)
+        .returning(move |id, update| {
+            assert_eq!(id, stored.id(), "the update names the stored partner");
+            let changed = (update.change)(&stored).map_err(StoreError::Invalid)?;
+            Ok(UpdatedPartner {
+                partner: changed.partner,
+                queued: ChangeQueued::Queued,
+            })
+        });
+    stores.partners.expect_get_partner().never();
+    stores
+}
+
 #[tokio::test]
-async fn an_update_that_lost_a_race_with_another_update_is_merged_again_over_its_result() {
-    let first_read = expected_partner();
-    let other_update = first_read
+async fn an_update_is_applied_to_the_partner_as_stored_when_the_write_runs_keeping_other_changes() {
+    // Another PATCH landed between the caller's read and this write: the store holds it.
+    let stored_now = expected_partner()
         .patched(
             &PartnerPatch {
                 state: Some(PartnerState::Terminated),
@@ -710,46 +730,87 @@ async fn an_update_that_lost_a_race_with_another_update_is_merged_again_over_its
             now(),
         )
         .expect("valid");
-    let mut stores = Stores::default();
-    let mut reads = vec![first_read.clone(), other_update.clone()].into_iter();
-    stores
-        .partners
-        .expect_get_partner()
-        .times(2)
-        .returning(move |_| Ok(reads.next()));
-    let lost = first_read.clone();
-    stores
-        .partners
-        .expect_update_partner()
-        .withf(move |_, write| write.expected.as_ref() == Some(&lost))
-        .times(1)
-        .returning(|_, _| Err(StoreError::Changed));
-    let merged_over = other_update.clone();
-    stores
-        .partners
-        .expect_update_partner()
-        .withf(move |updated, write| {
-            write.expected.as_ref() == Some(&merged_over)
-                && updated.state() == PartnerState::Terminated
-                && updated.display_name().as_str() == "Renamed"
-        })
-        .times(1)
-        .returning(|_, _| Ok(ChangeQueued::Queued));
-    let service = service_over(stores, MockGraphGateway::new(), MockSleeper::new());
+    let service = service_over(
+        stores_applying_updates_to(stored_now),
+        MockGraphGateway::new(),
+        MockSleeper::new(),
+    );
     let rename = PartnerPatch {
         display_name: Some(DisplayName::parse("Renamed").expect("valid")),
         ..PartnerPatch::default()
     };
 
     let updated = service
-        .update_partner(first_read.id(), rename, &context())
-        .await;
+        .update_partner(partner_id(), rename, &context())
+        .await
+        .expect("the update lands");
 
-    let updated = updated.expect("the update lands on the second try");
     assert_eq!(updated.display_name().as_str(), "Renamed");
     assert_eq!(
         updated.state(),
         PartnerState::Terminated,
         "the other update's change is kept"
     );
+}
+
+#[tokio::test]
+async fn an_update_records_what_changed_in_its_audit_entry_with_the_callers_ids() {
+    let mut stores = Stores::default();
+    let stored = expected_partner();
+    stores
+        .partners
+        .expect_update_partner()
+        .times(1)
+        .returning(move |_, update| {
+            let changed = (update.change)(&stored).map_err(StoreError::Invalid)?;
+            assert_eq!(changed.audit.action, AuditAction::Updated);
+            assert_eq!(changed.audit.partner_id, partner_id());
+            assert_eq!(changed.audit.request_id, REQUEST_ID);
+            assert_eq!(changed.audit.caller, CALLER);
+            assert_eq!(changed.audit.at, now());
+            assert_eq!(
+                changed.audit.detail,
+                "displayName: 'Contoso' -> 'Renamed'; partnerState: enabled -> terminated"
+            );
+            assert_eq!(update.now, now());
+            assert_eq!(update.tenant_id, tenant_id());
+            Ok(UpdatedPartner {
+                partner: changed.partner,
+                queued: ChangeQueued::Folded,
+            })
+        });
+    let service = service_over(stores, MockGraphGateway::new(), MockSleeper::new());
+    let patch = PartnerPatch {
+        display_name: Some(DisplayName::parse("Renamed").expect("valid")),
+        state: Some(PartnerState::Terminated),
+        ..PartnerPatch::default()
+    };
+
+    let updated = service
+        .update_partner(partner_id(), patch, &context())
+        .await;
+
+    assert!(updated.is_ok(), "{updated:?}");
+}
+
+#[tokio::test]
+async fn an_update_the_stored_partner_refuses_reports_the_broken_invariant() {
+    let service = service_over(
+        stores_applying_updates_to(expected_partner()),
+        MockGraphGateway::new(),
+        MockSleeper::new(),
+    );
+    let future = PartnerPatch {
+        last_heartbeat: Some(seconds_after_now(3600)),
+        ..PartnerPatch::default()
+    };
+
+    let updated = service
+        .update_partner(partner_id(), future, &context())
+        .await;
+
+    match updated {
+        Err(UpdatePartnerError::Invalid(PartnerError::HeartbeatInFuture { .. })) => {}
+        other => panic!("expected Invalid, got {other:?}"),
+    }
 }

@@ -4,7 +4,7 @@
 //! Each write enqueues its outbox row in the same transaction (see [`crate::ports::outbox`]):
 //! a partner and the Graph operation it owes are stored together or not at all.
 
-use cmp_domain::{Partner, PartnerId, TenantId, Timestamp};
+use cmp_domain::{Partner, PartnerError, PartnerId, TenantId, Timestamp};
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
@@ -17,9 +17,9 @@ pub enum StoreError {
     /// No such partner (or it is deleted).
     #[error("no such partner")]
     NotFound,
-    /// The partner changed since it was read (a concurrent update).
-    #[error("the partner changed since it was read")]
-    Changed,
+    /// The change would break an invariant of the partner as stored when it was applied.
+    #[error(transparent)]
+    Invalid(PartnerError),
     /// The outbox row is no longer leased to the caller (another worker holds it now).
     #[error("the outbox row's lease is held by someone else")]
     LeaseLost,
@@ -48,21 +48,62 @@ pub struct NewPartnerWrite {
     pub audit: AuditEntry,
 }
 
-/// What an update or delete writes besides the partner.
+/// What a delete writes besides the partner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeWrite {
     /// The tenant.
     pub tenant_id: TenantId,
-    /// For an update: the partner as it was read when the change was computed. The store
-    /// MUST refuse the update with [`StoreError::Changed`] when the stored partner differs, so
-    /// two concurrent PATCHes never silently lose one another's changes.
-    pub expected: Option<Partner>,
     /// Id of the outbox row, should one be enqueued.
     pub outbox_id: Uuid,
     /// When the change happens.
     pub now: Timestamp,
     /// The audit entry of the change.
     pub audit: AuditEntry,
+}
+
+/// How an update changes a partner: applied by the store to the partner as stored at the moment
+/// of the write, under the store's write lock, so that concurrent updates of one partner run one
+/// after the other (each over the result of the one before) instead of one of them failing.
+pub type PartnerChange = Box<dyn FnOnce(&Partner) -> Result<ChangedPartner, PartnerError> + Send>;
+
+/// A partner as a [`PartnerChange`] leaves it, with the audit entry that says what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedPartner {
+    /// The partner after the change (its id unchanged).
+    pub partner: Partner,
+    /// The audit entry of the change.
+    pub audit: AuditEntry,
+}
+
+/// An update: the change and what it writes besides the partner.
+pub struct PartnerUpdate {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Id of the outbox row, should one be enqueued.
+    pub outbox_id: Uuid,
+    /// When the change happens.
+    pub now: Timestamp,
+    /// The change, applied to the stored partner.
+    pub change: PartnerChange,
+}
+
+impl std::fmt::Debug for PartnerUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerUpdate")
+            .field("tenant_id", &self.tenant_id)
+            .field("outbox_id", &self.outbox_id)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an update ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdatedPartner {
+    /// The partner as stored now.
+    pub partner: Partner,
+    /// How the change goes to Graph.
+    pub queued: ChangeQueued,
 }
 
 /// How a change goes to Graph.
@@ -121,24 +162,26 @@ pub trait PartnerStore: Send + Sync + 'static {
         filter: Option<Filter>,
     ) -> Result<u64, StoreError>;
 
-    /// Stores `partner` (an existing, not deleted partner, already patched) in one transaction
-    /// with `write.audit`, and enqueues the change for Graph: when the partner's create is
+    /// Applies `update.change` to the stored partner `id` (existing, not deleted) and stores the
+    /// result in one transaction with the change's audit entry, and enqueues the change for
+    /// Graph: when the partner's create is
     /// `pending` (never sent, or certainly not applied), the change folds into it (the payload
     /// is rendered from the stored partner at delivery) and no row is added; otherwise (an
     /// `unknown` create included: Graph may hold the old version, which reconciliation adopts
-    /// as it is) an `update` row (`pending`, id `write.outbox_id`) is enqueued behind the
-    /// partner's earlier rows.
+    /// as it is) an `update` row (`pending`, id `update.outbox_id`) is enqueued behind the
+    /// partner's earlier rows. The change MUST be applied under the store's write lock, to the
+    /// partner as stored then: two updates of one partner never lose one another's changes.
     ///
     /// # Errors
-    /// MUST return [`StoreError::DuplicateDisplayName`] when another partner of the tenant has
-    /// the new natural key, [`StoreError::NotFound`] when the partner does not exist or is
-    /// deleted, and [`StoreError::Changed`] when it differs from `write.expected`; then nothing
-    /// is written.
+    /// MUST return [`StoreError::NotFound`] when the partner does not exist or is deleted,
+    /// [`StoreError::Invalid`] when the change refuses the stored partner, and
+    /// [`StoreError::DuplicateDisplayName`] when another partner of the tenant has the new
+    /// natural key; then nothing is written.
     async fn update_partner(
         &self,
-        partner: &Partner,
-        write: &ChangeWrite,
-    ) -> Result<ChangeQueued, StoreError>;
+        id: PartnerId,
+        update: PartnerUpdate,
+    ) -> Result<UpdatedPartner, StoreError>;
 
     /// Deletes a partner for callers, in one transaction with `write.audit`. When it never
     /// reached Graph (no graph id, and every one of its rows `pending`: never sent, or sent and

@@ -20,7 +20,7 @@ use crate::SqliteStore;
 use crate::test_support::Ports;
 use crate::test_support::{
     change_write, delivered_as, dispatcher_a, now, open_store, other_tenant, plain_partner,
-    renamed, rich_partner, settings, tenant, write_for,
+    renamed, rich_partner, settings, side_connection, tenant, write_for,
 };
 
 /// `now()` moved by `seconds`.
@@ -129,7 +129,7 @@ async fn insert_pending_row(
     .bind(next_attempt_at.unix_ticks())
     .bind(created_at.unix_ticks())
     .bind(created_at.unix_ticks())
-    .execute(&store.connections.writer)
+    .execute(&mut side_connection(store).await)
     .await
     .expect("insert an extra outbox row");
 }
@@ -536,7 +536,7 @@ async fn claim_due_fails_and_claims_nothing_when_a_claimed_partner_cannot_be_rea
     let broken = queued(&repo, 2, tenant(), at(-300), WaitingState::Pending, at(-20)).await;
     sqlx::query("UPDATE partners SET display_name = '   ' WHERE id = ?")
         .bind(broken.partner.id().to_string())
-        .execute(&store.connections.writer)
+        .execute(&mut side_connection(&store).await)
         .await
         .expect("corrupt the partner");
     let before = [
@@ -1309,7 +1309,7 @@ async fn the_schema_keeps_a_dead_reason_exactly_on_dead_rows() {
     for (case, sql, id) in cases {
         let result = sqlx::query(sql)
             .bind(id.hyphenated().to_string())
-            .execute(&store.connections.writer)
+            .execute(&mut side_connection(&store).await)
             .await;
 
         assert!(result.is_err(), "case: {case}");
@@ -1391,10 +1391,7 @@ async fn an_update_row_waits_behind_its_partners_create_even_when_due_first() {
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let write = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
     assert_eq!(
-        repo.partners
-            .update_partner(&updated, &write)
-            .await
-            .expect("update"),
+        repo.update_to(&updated, &write).await.expect("update"),
         ChangeQueued::Queued
     );
     // The create was not applied and backs off until at(100).
@@ -1454,10 +1451,7 @@ async fn a_delete_row_waits_behind_an_in_flight_update_and_is_claimed_with_its_d
     finish_first(&repo, &created, delivered_as("graph-1")).await;
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
-    repo.partners
-        .update_partner(&updated, &update)
-        .await
-        .expect("update");
+    repo.update_to(&updated, &update).await.expect("update");
     let in_flight = claim(&repo, 10).await;
     assert_eq!(ids(&in_flight), [update.outbox_id]);
     let delete = change_write(updated.id(), tenant(), 600, AuditAction::Deleted, at(-100));
@@ -1543,10 +1537,7 @@ async fn a_dead_row_holds_no_younger_row_back() {
     let created = create(&repo, 1, tenant(), at(-300)).await;
     let updated = renamed(&created.partner, "Partner 1 renamed");
     let update = change_write(updated.id(), tenant(), 500, AuditAction::Updated, at(-200));
-    repo.partners
-        .update_partner(&updated, &update)
-        .await
-        .expect("update");
+    repo.update_to(&updated, &update).await.expect("update");
     finish_first(
         &repo,
         &created,

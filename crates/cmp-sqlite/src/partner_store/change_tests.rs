@@ -5,8 +5,9 @@
 
 use cmp_application::query::ListQuery;
 use cmp_application::{
-    AuditAction, ChangeQueued, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphResponseMeta,
-    InGraph, Lease, NewPartnerWrite, Outbox, PartnerStore, Transition, WaitingState,
+    AuditAction, ChangeQueued, ChangedPartner, DeliveryEnd, DeliveryOutcome, DeliveryStart,
+    GraphResponseMeta, InGraph, Lease, NewPartnerWrite, Outbox, PartnerStore, PartnerUpdate,
+    Transition, WaitingState,
 };
 use cmp_domain::{PartnerState, Platform, Timestamp};
 use std::time::Duration;
@@ -164,8 +165,7 @@ async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_n
         let create_row = rows_of(&store, &before).await.remove(0);
 
         let queued = repo
-            .partners
-            .update_partner(&after, &update_write(&after, 200))
+            .update_to(&after, &update_write(&after, 200))
             .await
             .expect("update");
 
@@ -228,8 +228,7 @@ async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_gr
         let after = renamed(&before, "Renamed");
 
         let queued = repo
-            .partners
-            .update_partner(&after, &update_write(&after, 200))
+            .update_to(&after, &update_write(&after, 200))
             .await
             .expect("update");
 
@@ -272,16 +271,14 @@ async fn a_second_update_queues_another_row_rather_than_folding_into_the_first()
     create_in(&repo, &partner, 100, CreateRow::Delivered).await;
 
     let first = repo
-        .partners
-        .update_partner(
+        .update_to(
             &renamed(&partner, "Contoso 2"),
             &update_write(&partner, 200),
         )
         .await
         .expect("first update");
     let second = repo
-        .partners
-        .update_partner(
+        .update_to(
             &renamed(&partner, "Contoso 3"),
             &update_write(&partner, 300),
         )
@@ -330,8 +327,7 @@ async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
 
     for (case, name) in cases {
         let result = repo
-            .partners
-            .update_partner(&renamed(&contoso, name), &update_write(&contoso, 500))
+            .update_to(&renamed(&contoso, name), &update_write(&contoso, 500))
             .await;
 
         match result {
@@ -363,8 +359,7 @@ async fn update_partner_may_keep_its_own_name_in_another_case() {
     create_in(&repo, &partner, 100, CreateRow::Delivered).await;
     let shouting = renamed(&partner, "CONTOSO");
 
-    repo.partners
-        .update_partner(&shouting, &update_write(&shouting, 200))
+    repo.update_to(&shouting, &update_write(&shouting, 200))
         .await
         .expect("its own name is no duplicate");
 
@@ -410,7 +405,7 @@ async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
     for (case, partner, tenant) in cases {
         let write = change_write(partner.id(), tenant, 400, AuditAction::Updated, at(10));
 
-        let result = repo.partners.update_partner(&partner, &write).await;
+        let result = repo.update_to(&partner, &write).await;
 
         assert!(
             matches!(result, Err(StoreError::NotFound)),
@@ -474,8 +469,7 @@ async fn delete_partner_also_cancels_the_rows_queued_behind_a_create_that_never_
     // not applied.
     let updated = renamed(&partner, "Contoso 2");
     assert_eq!(
-        repo.partners
-            .update_partner(&updated, &update_write(&partner, 200))
+        repo.update_to(&updated, &update_write(&partner, 200))
             .await
             .expect("update"),
         ChangeQueued::Queued
@@ -700,8 +694,7 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
         .insert_partner(&successor, &write_for(&successor, tenant(), 400))
         .await;
     let rename_onto_it = repo
-        .partners
-        .update_partner(&renamed(&other, "contoso"), &update_write(&other, 500))
+        .update_to(&renamed(&other, "contoso"), &update_write(&other, 500))
         .await;
     // A failed attempt (Graph unavailable) does not release it either.
     attempt(
@@ -820,8 +813,7 @@ async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_cr
         .await
         .expect("insert");
     // While attempt 1 runs, the caller updates and then deletes the partner.
-    repo.partners
-        .update_partner(&renamed(&partner, "Renamed"), &update_write(&partner, 200))
+    repo.update_to(&renamed(&partner, "Renamed"), &update_write(&partner, 200))
         .await
         .expect("update");
     repo.partners
@@ -851,41 +843,76 @@ async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_cr
 }
 
 #[tokio::test]
-async fn update_partner_refuses_a_change_computed_from_a_stale_read_and_writes_nothing() {
+async fn update_partner_applies_the_change_to_the_partner_as_stored_when_the_write_runs() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let stored = rich_partner(1);
     create_in(&repo, &stored, 100, CreateRow::Delivered).await;
-    // Another caller renamed it after this update read it.
-    let stale = renamed(&stored, "Read Before The Other Update");
-    let counts = row_counts(&store).await;
-    let write = ChangeWrite {
-        expected: Some(stale),
-        ..update_write(&stored, 200)
+    let write = update_write(&stored, 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let recorded = seen.clone();
+    let update = PartnerUpdate {
+        tenant_id: write.tenant_id,
+        outbox_id: write.outbox_id,
+        now: write.now,
+        change: Box::new(move |current: &Partner| {
+            *recorded.lock().expect("no panic while recording") = Some(current.clone());
+            Ok(ChangedPartner {
+                partner: renamed(current, "Renamed In The Writer"),
+                audit: write.audit,
+            })
+        }),
     };
 
-    let result = repo
+    let updated = repo
         .partners
-        .update_partner(&renamed(&stored, "Lost Update"), &write)
-        .await;
+        .update_partner(stored.id(), update)
+        .await
+        .expect("update");
 
-    assert!(matches!(result, Err(StoreError::Changed)), "{result:?}");
+    assert_eq!(
+        seen.lock().expect("no panic while recording").as_ref(),
+        Some(&stored),
+        "the change saw the stored partner"
+    );
+    assert_eq!(updated.partner, renamed(&stored, "Renamed In The Writer"));
+    assert_eq!(
+        repo.partners.get_partner(stored.id()).await.expect("read"),
+        Some(updated.partner)
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn update_partner_writes_nothing_when_the_change_refuses_the_stored_partner() {
+    let (_dir, store) = open_store().await;
+    let repo = store.ports();
+    let stored = rich_partner(1);
+    create_in(&repo, &stored, 100, CreateRow::Delivered).await;
+    let counts = row_counts(&store).await;
+    let write = update_write(&stored, 200);
+    let refusal = cmp_domain::PartnerError::HeartbeatInFuture {
+        heartbeat: now(),
+        latest_allowed: now(),
+    };
+    let refused = refusal.clone();
+    let update = PartnerUpdate {
+        tenant_id: write.tenant_id,
+        outbox_id: write.outbox_id,
+        now: write.now,
+        change: Box::new(move |_: &Partner| Err(refused)),
+    };
+
+    let result = repo.partners.update_partner(stored.id(), update).await;
+
+    assert!(
+        matches!(&result, Err(StoreError::Invalid(error)) if *error == refusal),
+        "{result:?}"
+    );
     assert_eq!(row_counts(&store).await, counts, "nothing written");
     assert_eq!(
         repo.partners.get_partner(stored.id()).await.expect("read"),
-        Some(stored.clone())
-    );
-    let current = ChangeWrite {
-        expected: Some(stored.clone()),
-        ..update_write(&stored, 300)
-    };
-    let accepted = repo
-        .partners
-        .update_partner(&renamed(&stored, "Merged On The Latest"), &current)
-        .await;
-    assert!(
-        accepted.is_ok(),
-        "an update computed from the stored partner goes through: {accepted:?}"
+        Some(stored)
     );
     store.close().await;
 }

@@ -9,8 +9,6 @@ use cmp_application::{
     Outbox, PartnerStore, Transition, WaitingState,
 };
 use cmp_domain::{DisplayName, NewPartner, Platform, TargetKind, Timestamp};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -20,7 +18,7 @@ use super::*;
 use crate::SqliteStore;
 use crate::test_support::{
     delivered_as, now, open_store, other_tenant, plain_partner, rich_partner, row_counts, settings,
-    store_with, tenant, write_for,
+    side_connection, store_with, tenant, write_for,
 };
 
 /// The outbox columns the tests look at.
@@ -393,7 +391,7 @@ async fn get_partner_reports_a_stored_row_that_no_longer_parses_as_unexpected() 
             .await
             .expect("insert");
         sqlx::query(corruption)
-            .execute(&store.connections.writer)
+            .execute(&mut side_connection(&store).await)
             .await
             .expect("corrupt the row");
 
@@ -699,29 +697,6 @@ async fn data_survives_close_and_reopen_of_the_same_file() {
 }
 
 #[tokio::test]
-async fn write_transactions_take_the_write_lock_at_begin() {
-    let (dir, store) = open_store().await;
-    let mut other = SqliteConnectOptions::new()
-        .filename(dir.path().join("cmp.db"))
-        .busy_timeout(Duration::ZERO)
-        .connect()
-        .await
-        .expect("second connection");
-
-    let tx = store.connections.begin_write().await.expect("begin");
-    // Nothing written yet: under a deferred BEGIN the other connection would get the lock.
-    let competing = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await;
-
-    assert!(
-        competing.is_err(),
-        "the write lock is held from BEGIN on: {competing:?}"
-    );
-    tx.rollback().await.expect("rollback");
-    other.close().await.expect("close");
-    store.close().await;
-}
-
-#[tokio::test]
 async fn the_schema_refuses_rows_the_domain_cannot_hold() {
     let partner = plain_partner(1, "Contoso", now());
     let (_dir, store, _ports, _write) = store_with(&partner).await;
@@ -775,7 +750,9 @@ async fn the_schema_refuses_rows_the_domain_cannot_hold() {
     ];
 
     for (case, sql) in cases {
-        let result = sqlx::query(sql).execute(&store.connections.writer).await;
+        let result = sqlx::query(sql)
+            .execute(&mut side_connection(&store).await)
+            .await;
 
         assert!(result.is_err(), "case: {case}");
     }

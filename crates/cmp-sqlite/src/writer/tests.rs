@@ -1,0 +1,284 @@
+//! Tests of the writer's group commit on a real SQLite file: batches, savepoints, commit
+//! failures and closing. A write that holds the writer (waiting on a channel the test controls)
+//! lets the test queue the next writes first, so that they form one batch; nothing sleeps.
+
+use std::str::FromStr;
+
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// A writer on a fresh file with the tables the tests write: `items` (a key that refuses
+/// duplicates), `counter` (one row), and `parent`/`child` (a foreign key).
+async fn writer() -> (TempDir, Writer, SqliteConnectOptions) {
+    let dir = TempDir::new().expect("temp dir");
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .expect("options")
+        .filename(dir.path().join("writer.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true);
+    let mut conn = options.connect().await.expect("connect");
+    for statement in [
+        "CREATE TABLE items (key INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+        "CREATE TABLE counter (n INTEGER NOT NULL)",
+        "INSERT INTO counter (n) VALUES (0)",
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE child (parent INTEGER NOT NULL REFERENCES parent (id))",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("schema");
+    }
+    (dir, Writer::start(conn), options)
+}
+
+/// Writes that are waiting for the writer.
+fn queued(writer: &Writer) -> usize {
+    QUEUE_CAPACITY - writer.commands.capacity()
+}
+
+/// Submits a write that holds the writer until `release` fires, and waits until the writer runs
+/// it: what is submitted next queues behind it.
+async fn hold(writer: &Writer) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, released) = oneshot::channel::<()>();
+    let (running, started) = oneshot::channel::<()>();
+    let held = writer.clone();
+    let task = tokio::spawn(async move {
+        held.write(move |_conn| {
+            boxed(async move {
+                let _ = running.send(());
+                let _ = released.await;
+                Ok(())
+            })
+        })
+        .await
+        .expect("the holding write succeeds");
+    });
+    started.await.expect("the writer runs the holding write");
+    (release, task)
+}
+
+/// Submits an insert of `key` without waiting for its answer.
+fn insert(writer: &Writer, key: i64) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        writer
+            .write(move |conn| {
+                boxed(async move {
+                    sqlx::query("INSERT INTO items (key, name) VALUES (?, 'x')")
+                        .bind(key)
+                        .execute(conn)
+                        .await
+                        .map_err(|e| StoreError::Unexpected(e.into()))?;
+                    Ok(())
+                })
+            })
+            .await
+    })
+}
+
+/// Waits until `count` writes are queued (each submitted write reaches the queue when its task
+/// first runs; yielding lets them).
+async fn until_queued(writer: &Writer, count: usize) {
+    while queued(writer) < count {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn keys(options: &SqliteConnectOptions) -> Vec<i64> {
+    let mut conn = options.connect().await.expect("reader");
+    sqlx::query_scalar("SELECT key FROM items ORDER BY key")
+        .fetch_all(&mut conn)
+        .await
+        .expect("keys")
+}
+
+#[tokio::test]
+async fn the_writes_that_wait_are_committed_together_and_a_failing_one_rolls_back_alone() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+    let commits_before = writer.commits();
+
+    let first = insert(&writer, 1);
+    until_queued(&writer, 1).await;
+    let duplicate = insert(&writer, 1);
+    until_queued(&writer, 2).await;
+    let second = insert(&writer, 2);
+    until_queued(&writer, 3).await;
+    release.send(()).expect("the holding write waits");
+
+    held.await.expect("held");
+    first
+        .await
+        .expect("task")
+        .expect("the first insert commits");
+    let refused = duplicate.await.expect("task");
+    second
+        .await
+        .expect("task")
+        .expect("the insert after the failure commits");
+    assert!(
+        matches!(&refused, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("UNIQUE")),
+        "{refused:?}"
+    );
+    assert_eq!(keys(&options).await, [1, 2], "the duplicate left nothing");
+    assert_eq!(
+        writer.commits() - commits_before,
+        2,
+        "one commit for the holding write, one for the three that waited"
+    );
+}
+
+#[tokio::test]
+async fn when_a_batch_cannot_commit_every_write_of_it_fails_and_none_is_kept() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+
+    let before = insert(&writer, 1);
+    until_queued(&writer, 1).await;
+    // A foreign key checked at commit: the statement passes, the COMMIT fails.
+    let orphan = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .write(|conn| {
+                    boxed(async move {
+                        sqlx::query("PRAGMA defer_foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| StoreError::Unexpected(e.into()))?;
+                        sqlx::query("INSERT INTO child (parent) VALUES (42)")
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| StoreError::Unexpected(e.into()))?;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    };
+    until_queued(&writer, 2).await;
+    let after = insert(&writer, 2);
+    until_queued(&writer, 3).await;
+    release.send(()).expect("the holding write waits");
+
+    held.await.expect("held");
+    for (case, answer) in [
+        ("the write before", before.await.expect("task")),
+        (
+            "the write that broke the commit",
+            orphan.await.expect("task"),
+        ),
+        ("the write after", after.await.expect("task")),
+    ] {
+        assert!(
+            matches!(&answer, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("not committed")),
+            "case {case}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        keys(&options).await,
+        Vec::<i64>::new(),
+        "nothing of the batch is kept"
+    );
+    insert(&writer, 3)
+        .await
+        .expect("task")
+        .expect("the writer goes on after a failed batch");
+    assert_eq!(keys(&options).await, [3]);
+}
+
+#[tokio::test]
+async fn each_write_of_a_batch_sees_the_writes_before_it() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+    let mut increments = Vec::new();
+    for queued_so_far in 1..=3 {
+        let submitter = writer.clone();
+        increments.push(tokio::spawn(async move {
+            submitter
+                .write(|conn| {
+                    boxed(async move {
+                        sqlx::query_scalar::<_, i64>("UPDATE counter SET n = n + 1 RETURNING n")
+                            .fetch_one(conn)
+                            .await
+                            .map_err(|e| StoreError::Unexpected(e.into()))
+                    })
+                })
+                .await
+        }));
+        until_queued(&writer, queued_so_far).await;
+    }
+    release.send(()).expect("the holding write waits");
+
+    held.await.expect("held");
+    let mut seen = Vec::new();
+    for increment in increments {
+        seen.push(increment.await.expect("task").expect("increment"));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3], "no increment was lost");
+    let mut conn = options.connect().await.expect("reader");
+    let n: i64 = sqlx::query_scalar("SELECT n FROM counter")
+        .fetch_one(&mut conn)
+        .await
+        .expect("n");
+    assert_eq!(n, 3);
+}
+
+#[tokio::test]
+async fn closing_finishes_the_queued_writes_and_refuses_later_ones() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+    let queued_write = insert(&writer, 1);
+    until_queued(&writer, 1).await;
+
+    let closing = {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.close().await })
+    };
+    until_queued(&writer, 2).await;
+    release.send(()).expect("the holding write waits");
+    held.await.expect("held");
+    closing.await.expect("closed");
+
+    queued_write
+        .await
+        .expect("task")
+        .expect("a write queued before the close commits");
+    let late = insert(&writer, 2).await.expect("task");
+    assert!(
+        matches!(&late, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("closed")),
+        "{late:?}"
+    );
+    assert_eq!(keys(&options).await, [1]);
+}
+
+#[tokio::test]
+async fn the_writers_transaction_holds_the_write_lock_from_begin_on() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+    let mut other = options
+        .clone()
+        .busy_timeout(std::time::Duration::ZERO)
+        .connect()
+        .await
+        .expect("second connection");
+
+    // The holding write has written nothing yet: under a deferred BEGIN the other connection
+    // would get the lock, and the writer's first write would then fail at once.
+    let competing = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await;
+
+    assert!(
+        competing.is_err(),
+        "the write lock is held from BEGIN on: {competing:?}"
+    );
+    release.send(()).expect("the holding write waits");
+    held.await.expect("held");
+}
