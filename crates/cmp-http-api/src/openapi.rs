@@ -500,7 +500,28 @@ enum Access {
     Operator,
 }
 
-/// An operation with its id, tag, summary, access and error answers.
+/// What every request past the token check can answer, whatever it does: a refused token or
+/// permission, a timeout, a failure, load shedding.
+const GUARDED: [ErrorKind; 5] = [
+    ErrorKind::Unauthorized,
+    ErrorKind::Forbidden,
+    ErrorKind::RequestTimeout,
+    ErrorKind::InternalServerError,
+    ErrorKind::ServiceUnavailable,
+];
+
+/// [`GUARDED`] plus the per-caller write rate.
+const GUARDED_WRITE: [ErrorKind; 6] = [
+    ErrorKind::Unauthorized,
+    ErrorKind::Forbidden,
+    ErrorKind::RequestTimeout,
+    ErrorKind::InternalServerError,
+    ErrorKind::ServiceUnavailable,
+    ErrorKind::TooManyRequests,
+];
+
+/// An operation with its id, tag, summary and access; its error answers are those `access`
+/// implies (see [`GUARDED`]) plus `errors`, what its handler adds.
 fn operation(
     id: &str,
     tag: &str,
@@ -526,7 +547,12 @@ fn operation(
             builder.security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
         }
     };
-    for kind in errors {
+    let implied: &[ErrorKind] = match access {
+        Access::Public => &[],
+        Access::Read | Access::Operator => &GUARDED,
+        Access::Write => &GUARDED_WRITE,
+    };
+    for kind in implied.iter().chain(errors) {
         let answer = kind.answer();
         builder = builder.response(answer.status.as_str(), Ref::from_response_name(answer.name));
     }
@@ -584,14 +610,20 @@ fn filter_parameter() -> Parameter {
 }
 
 fn partner_id_parameter() -> Parameter {
+    path_parameter(
+        "id",
+        guid(),
+        "The partner's id, a GUID; any other text answers 404.",
+    )
+}
+
+fn path_parameter(name: &str, schema: impl Into<RefOr<Schema>>, description: &str) -> Parameter {
     Parameter::builder()
-        .name("id")
+        .name(name)
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
-        .schema(Some(guid()))
-        .description(Some(
-            "The partner's id, a GUID; any other text answers 404.",
-        ))
+        .schema(Some(schema))
+        .description(Some(description))
         .build()
 }
 
@@ -606,14 +638,7 @@ fn list_partners() -> Operation {
          of the next page (its `$skiptoken` holds the position of the last item, so partners \
          added or removed between pages are neither repeated nor skipped).",
         Access::Read,
-        &[
-            ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::RequestTimeout,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[ErrorKind::BadRequest],
     )
     .parameter(query(
         "$top",
@@ -671,14 +696,7 @@ fn count_partners() -> Operation {
         "Count partners",
         "The number of partners the `$filter` matches, as `text/plain`.",
         Access::Read,
-        &[
-            ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::RequestTimeout,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[ErrorKind::BadRequest],
     )
     .parameter(filter_parameter())
     .response(
@@ -726,16 +744,10 @@ fn create_partner() -> Operation {
         Access::Write,
         &[
             ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::RequestTimeout,
             ErrorKind::NameTaken,
             ErrorKind::PayloadTooLarge,
             ErrorKind::UnsupportedMediaType,
-            ErrorKind::TooManyRequests,
-            ErrorKind::InternalServerError,
             ErrorKind::BadGateway,
-            ErrorKind::ServiceUnavailable,
         ],
     )
     .request_body(Some(partner_body(schema::PARTNER_CREATE)))
@@ -775,15 +787,7 @@ fn get_partner() -> Operation {
         "Get a partner",
         "The partner at the JSON root.",
         Access::Read,
-        &[
-            ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::NotFound,
-            ErrorKind::RequestTimeout,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[ErrorKind::BadRequest, ErrorKind::NotFound],
     )
     .parameter(partner_id_parameter())
     .parameter(select_parameter())
@@ -810,16 +814,10 @@ fn update_partner() -> Operation {
         Access::Write,
         &[
             ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
             ErrorKind::NotFound,
-            ErrorKind::RequestTimeout,
             ErrorKind::NameTaken,
             ErrorKind::PayloadTooLarge,
             ErrorKind::UnsupportedMediaType,
-            ErrorKind::TooManyRequests,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
         ],
     )
     .parameter(partner_id_parameter())
@@ -869,16 +867,7 @@ fn delete_partner() -> Operation {
         "Gone for callers at once; Microsoft Graph is told in the background (its display name \
          stays reserved until Graph confirms).",
         Access::Write,
-        &[
-            ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::NotFound,
-            ErrorKind::RequestTimeout,
-            ErrorKind::TooManyRequests,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[ErrorKind::BadRequest, ErrorKind::NotFound],
     )
     .parameter(partner_id_parameter())
     .response(
@@ -911,27 +900,13 @@ fn operator_partner(id: &str, which: &str) -> Operation {
         summary,
         description,
         Access::Operator,
-        &[
-            ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::NotFound,
-            ErrorKind::RequestTimeout,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[ErrorKind::BadRequest, ErrorKind::NotFound],
     )
-    .parameter(
-        Parameter::builder()
-            .name("id")
-            .parameter_in(ParameterIn::Path)
-            .required(Required::True)
-            .schema(Some(string()))
-            .description(Some(
-                "The partner's id; any text that is not one answers 404.",
-            ))
-            .build(),
-    )
+    .parameter(path_parameter(
+        "id",
+        string(),
+        "The partner's id; any text that is not one answers 404.",
+    ))
     .response("200", operator_json(summary, &body))
     .build()
 }
@@ -953,14 +928,7 @@ fn list_outbox_rows() -> Operation {
         "Outbox rows in a state",
         "Rows oldest first, in one state or all.",
         Access::Operator,
-        &[
-            ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::RequestTimeout,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[ErrorKind::BadRequest],
     )
     .parameter(query(
         "state",
@@ -986,13 +954,7 @@ fn count_outbox_rows() -> Operation {
         "Outbox rows per state",
         "How many rows are in each state.",
         Access::Operator,
-        &[
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::RequestTimeout,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
-        ],
+        &[],
     )
     .response(
         "200",
@@ -1011,24 +973,15 @@ fn requeue_row() -> Operation {
         Access::Operator,
         &[
             ErrorKind::BadRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::RequestTimeout,
             ErrorKind::NotDead,
             ErrorKind::TooManyRequests,
-            ErrorKind::InternalServerError,
-            ErrorKind::ServiceUnavailable,
         ],
     )
-    .parameter(
-        Parameter::builder()
-            .name("outbox_id")
-            .parameter_in(ParameterIn::Path)
-            .required(Required::True)
-            .schema(Some(string()))
-            .description(Some("The outbox row's id."))
-            .build(),
-    )
+    .parameter(path_parameter(
+        "outbox_id",
+        string(),
+        "The outbox row's id.",
+    ))
     .response("200", operator_json("Requeued.", &RequeuedBody::name()))
     .build()
 }
@@ -1055,7 +1008,7 @@ fn get_document() -> Operation {
 }
 
 fn get_development_keys() -> Operation {
-    let mut builder = operation(
+    operation(
         "getDevelopmentKeys",
         SERVICE_TAG,
         "The development signing keys",
@@ -1063,23 +1016,18 @@ fn get_development_keys() -> Operation {
          instance accepts. In any other mode the path is not served: 401 without a token, 404 \
          with one.",
         Access::Public,
-        &[],
-    );
-    for kind in [ErrorKind::Unauthorized, ErrorKind::NotFound] {
-        let answer = kind.answer();
-        builder = builder.response(answer.status.as_str(), Ref::from_response_name(answer.name));
-    }
-    builder
-        .response(
-            "200",
-            with_request_ids(
-                ResponseBuilder::new()
-                    .description("The key set.")
-                    .content("application/json", json_content(reference("JsonWebKeySet"))),
-            )
-            .build(),
+        &[ErrorKind::Unauthorized, ErrorKind::NotFound],
+    )
+    .response(
+        "200",
+        with_request_ids(
+            ResponseBuilder::new()
+                .description("The key set.")
+                .content("application/json", json_content(reference("JsonWebKeySet"))),
         )
-        .build()
+        .build(),
+    )
+    .build()
 }
 
 /// Closes utoipa 5's gaps on the serialised `document`: marks every response header
