@@ -10,7 +10,7 @@
 #      rules that tie members together (see docs/api.md) are not JSON Schema, so data the
 #      schema allows may rightly get a 400.
 # Python packages go into a private venv under a temporary folder (or LIVE_CHECKS_VENV, kept
-# between runs). The service is stopped and the folder removed on exit, whatever happens.
+# between runs), in /dev/shm when it is there. The service is stopped and the folder removed on exit, whatever happens.
 # Runs from any folder; needs cargo, python3 (3.11+) with venv and pip, and curl.
 #
 # Knobs: SCHEMATHESIS_SEED (default 20261203), SCHEMATHESIS_MAX_EXAMPLES (per operation,
@@ -26,7 +26,13 @@ RESOURCE_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-40}
 OPERATOR_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-20}
 MIN_CASES=1000
 
-work=$(mktemp -d)
+# In memory where the machine has a tmpfs: the SDK is tens of thousands of small files, which a
+# disk takes minutes to write and to remove again. LIVE_CHECKS_TMPDIR chooses another place.
+scratch=${LIVE_CHECKS_TMPDIR:-}
+if [ -z "$scratch" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  scratch=/dev/shm
+fi
+work=$(mktemp -d ${scratch:+-p "$scratch"})
 service_pid=""
 cleanup() {
   if [ -n "$service_pid" ] && kill -0 "$service_pid" 2>/dev/null; then
@@ -50,10 +56,11 @@ fi
   "msgraph-beta-sdk==$SDK_VERSION" >"$work/pip.log" 2>&1 &
 pip_pid=$!
 
-echo "-- building cmp-server (debug)"
+echo "-- building cmp-server (debug)  [${SECONDS}s]"
 cargo build --quiet --locked -p cmp-server
 binary=target/debug/cmp-server
 
+echo "-- waiting for the Python packages  [${SECONDS}s]"
 if ! wait "$pip_pid"; then
   cat "$work/pip.log"; echo "installing the Python packages failed"; exit 1
 fi
@@ -77,7 +84,7 @@ mkdir -p "$work/data"
 write_token=$("$binary" mint-token)
 operator_token=$("$binary" mint-token --role CompliancePartners.Operate)
 
-echo "-- starting the service"
+echo "-- starting the service  [${SECONDS}s]"
 "$binary" >"$work/service.log" 2>&1 &
 service_pid=$!
 address=""
@@ -92,7 +99,7 @@ base="http://$address"
 echo "   listening on $base"
 curl --silent --show-error --fail --max-time 10 "$base/openapi.json" -o "$work/openapi.json"
 
-echo "-- openapi-spec-validator: /openapi.json is OpenAPI 3.1"
+echo "-- openapi-spec-validator: /openapi.json is OpenAPI 3.1  [${SECONDS}s]"
 "$venv/bin/python" - "$work/openapi.json" <<'PY'
 import json, sys
 from openapi_spec_validator import validate
@@ -104,14 +111,14 @@ print(f"   valid: OpenAPI {document['openapi']}, {len(document['paths'])} paths,
       f"{len(document['components']['schemas'])} component schemas")
 PY
 
-echo "-- Microsoft's Python SDK $SDK_VERSION against the service"
+echo "-- Microsoft's Python SDK $SDK_VERSION against the service  [${SECONDS}s]"
 "$venv/bin/python" tests/sdk/python_sdk_check.py "$base/beta" "$write_token"
 
 checks=(--checks all --exclude-checks positive_data_acceptance)
 total=0
 run_schemathesis() {
   local name=$1 token=$2 paths=$3 examples=$4
-  echo "-- schemathesis: $name ($examples examples per operation, seed $SEED)"
+  echo "-- schemathesis: $name ($examples examples per operation, seed $SEED)  [${SECONDS}s]"
   local log="$work/schemathesis-$name.log"
   local status=0
   "$venv/bin/schemathesis" --no-color run "$base/openapi.json" --url "$base" \
@@ -128,7 +135,7 @@ run_schemathesis() {
 run_schemathesis resource "$write_token" '^/(beta/|openapi\.json$|development/)' "$RESOURCE_EXAMPLES"
 run_schemathesis operator "$operator_token" '^/admin/' "$OPERATOR_EXAMPLES"
 
-echo "-- schemathesis summary: $total test cases generated, 0 server errors, 0 answers that break the document"
+echo "-- schemathesis summary: $total test cases generated, 0 server errors, 0 answers that break the document  [${SECONDS}s]"
 if [ "$total" -lt "$MIN_CASES" ]; then
   echo "fewer than $MIN_CASES test cases were generated"; exit 1
 fi
