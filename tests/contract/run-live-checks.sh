@@ -121,9 +121,10 @@ run_schemathesis() {
   echo "-- schemathesis: $name ($examples examples per operation, seed $SEED)  [${SECONDS}s]"
   local log="$work/schemathesis-$name.log"
   local status=0
-  "$venv/bin/schemathesis" --no-color run "$base/openapi.json" --url "$base" \
+  # From the temporary folder: schemathesis keeps its example database in the working folder.
+  (cd "$work" && "$venv/bin/schemathesis" --no-color run "$base/openapi.json" --url "$base" \
     -H "Authorization: Bearer $token" --include-path-regex "$paths" \
-    "${checks[@]}" --max-examples "$examples" --seed "$SEED" >"$log" 2>&1 || status=$?
+    "${checks[@]}" --max-examples "$examples" --seed "$SEED") >"$log" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
     cat "$log"; echo "schemathesis ($name) failed"; exit "$status"
   fi
