@@ -533,6 +533,38 @@ async fn a_read_only_token_can_get_a_created_partner() {
 }
 
 #[tokio::test]
+async fn the_development_key_set_answers_inside_the_graph_envelope() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let url = app.url_outside_root("/development/keys");
+
+    let read = client
+        .get(&url)
+        .header("client-request-id", "keys-check")
+        .send()
+        .await
+        .expect("GET reaches the service");
+    let wrong_method = client
+        .post(&url)
+        .send()
+        .await
+        .expect("POST reaches the service");
+
+    assert_eq!(read.status(), 200);
+    assert!(!header(&read, "request-id").is_empty(), "{read:?}");
+    assert_eq!(header(&read, "client-request-id"), "keys-check");
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(header(&wrong_method, "allow"), "GET");
+    let request_id = header(&wrong_method, "request-id");
+    let body = json_body(wrong_method).await;
+    assert_eq!(body["error"]["code"], "BadRequest", "{body}");
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        request_id.as_str()
+    );
+}
+
+#[tokio::test]
 async fn the_development_key_set_is_served_outside_the_root_without_authentication() {
     let app = spawn_app().await;
     let forge = Forge::new(&app);

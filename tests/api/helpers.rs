@@ -248,6 +248,21 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .to_owned()
 }
 
+/// Checks a 405 in Graph's shape: `Allow: allow`, error code `BadRequest`, and the body's
+/// request id that of the `request-id` header.
+pub async fn assert_method_not_allowed(response: reqwest::Response, allow: &str) {
+    assert_eq!(response.status(), 405);
+    assert_eq!(header(&response, "allow"), allow);
+    let request_id = header(&response, "request-id");
+    assert!(!request_id.is_empty(), "{response:?}");
+    let body = json_body(response).await;
+    assert_eq!(body["error"]["code"], "BadRequest", "{body}");
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        request_id.as_str()
+    );
+}
+
 /// The development signing key's private half (PKCS#8 PEM), for tests that forge tokens
 /// with headers and claims of their own.
 pub const DEVELOPMENT_PRIVATE_KEY: &str = DEVELOPMENT_KEY;

@@ -247,6 +247,72 @@ async fn a_body_that_never_arrives_in_full_gets_408_and_writes_nothing() {
     }
 }
 
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_gets_400_at_once_and_writes_nothing() {
+    // A body timeout far beyond the hang guard: only the end of the stream can end the wait.
+    let app = spawn_app_with(|s| s.http.body_read_timeout_ms = 600_000).await;
+    let mut stream = start_stalled_post(&app).await;
+    stream
+        .shutdown()
+        .await
+        .expect("the client closes its side early");
+
+    let response = tokio::time::timeout(HANG_GUARD, read_response(&mut stream))
+        .await
+        .expect("the service answers before the hang guard");
+
+    assert_bad_request_in_graph_shape(&response);
+    for (table, rows) in app.table_counts().await {
+        assert_eq!(rows, 0, "table {table}: a truncated body writes nothing");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_gets_400_and_writes_nothing() {
+    let app = spawn_app_with(|s| s.http.body_read_timeout_ms = 600_000).await;
+    let mut stream = TcpStream::connect(app.socket_address())
+        .await
+        .expect("connects");
+    let request = format!(
+        "POST /beta{COLLECTION} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\n{{\"dis\r\nzz\r\nplayName\r\n",
+        app.socket_address(),
+        app.token
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is sent");
+
+    let response = tokio::time::timeout(HANG_GUARD, read_response(&mut stream))
+        .await
+        .expect("the service answers before the hang guard");
+
+    assert_bad_request_in_graph_shape(&response);
+    for (table, rows) in app.table_counts().await {
+        assert_eq!(rows, 0, "table {table}: a malformed body writes nothing");
+    }
+}
+
+/// A 400 `BadRequest` in Graph's error shape whose request id is the header's.
+fn assert_bad_request_in_graph_shape(response: &RawResponse) {
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(
+        response
+            .header("content-type")
+            .starts_with("application/json"),
+        "{response:?}"
+    );
+    let body: Value = serde_json::from_slice(&response.body).expect("the body is JSON");
+    assert_eq!(body["error"]["code"], "BadRequest", "{body}");
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        Value::String(response.header("request-id")),
+        "{body}"
+    );
+}
+
 /// Opens a raw connection and sends an authorized create with `Content-Length: 100` but only
 /// the first bytes of its body, so the request stays in flight waiting for the rest.
 async fn start_stalled_post(app: &TestApp) -> TcpStream {

@@ -8,5 +8,6 @@ mod delivery;
 mod graph_mode;
 mod helpers;
 mod limits;
+mod openapi;
 mod resource;
 mod restart;

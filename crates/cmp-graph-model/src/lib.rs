@@ -12,11 +12,13 @@
 //! - [`target`]: assignment targets and their `@odata.type` names.
 //! - [`datetime`]: `Edm.DateTimeOffset` parsing and rendering.
 //! - [`odata`]: type names and annotation handling.
+//! - [`schema`]: the OpenAPI schemas of these shapes, built from the same tables.
 //! - [`wire`]: [`WireError`] and the JSON helpers the entity and its assignments share.
 
 pub mod datetime;
 pub mod odata;
 pub mod partner;
+pub mod schema;
 pub mod target;
 pub mod wire;
 

@@ -12,24 +12,56 @@ use crate::wire::{
     WireError, expect_object, expect_type, optional_string, type_mismatch, unknown_property,
 };
 
-const FILTER_ID: &str = "deviceAndAppManagementAssignmentFilterId";
-const FILTER_TYPE: &str = "deviceAndAppManagementAssignmentFilterType";
+/// The base member naming an assignment filter.
+pub(crate) const FILTER_ID: &str = "deviceAndAppManagementAssignmentFilterId";
 
-/// The target subtypes a request may name, with the properties of each beyond the base two.
-const TARGET_TYPES: [(&str, &[&str]); 7] = [
+/// The base member saying how the filter applies.
+pub(crate) const FILTER_TYPE: &str = "deviceAndAppManagementAssignmentFilterType";
+
+/// A member a target subtype declares beyond the base two, and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TargetMember {
+    /// `collectionId`: a Configuration Manager collection id (free text).
+    CollectionId,
+    /// `groupId`: an Entra ID group (GUID).
+    GroupId,
+    /// `targetType`: a `scopeTagTargetType`, `none` when absent.
+    TargetType,
+    /// `entraObjectId`: an Entra ID object (GUID).
+    EntraObjectId,
+}
+
+impl TargetMember {
+    /// The JSON member name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::CollectionId => "collectionId",
+            Self::GroupId => "groupId",
+            Self::TargetType => "targetType",
+            Self::EntraObjectId => "entraObjectId",
+        }
+    }
+}
+
+/// The target subtypes a request may name, with the members of each beyond the base two. The
+/// parser, the renderer's type names and the OpenAPI schemas all read this one table.
+pub(crate) const TARGET_TYPES: [(&str, &[TargetMember]); 7] = [
     ("allDevicesAssignmentTarget", &[]),
     ("allLicensedUsersAssignmentTarget", &[]),
     (
         "configurationManagerCollectionAssignmentTarget",
-        &["collectionId"],
+        &[TargetMember::CollectionId],
     ),
-    ("groupAssignmentTarget", &["groupId"]),
-    ("exclusionGroupAssignmentTarget", &["groupId"]),
+    ("groupAssignmentTarget", &[TargetMember::GroupId]),
+    ("exclusionGroupAssignmentTarget", &[TargetMember::GroupId]),
     (
         "scopeTagGroupAssignmentTarget",
-        &["targetType", "entraObjectId"],
+        &[TargetMember::TargetType, TargetMember::EntraObjectId],
     ),
-    ("androidFotaDeploymentAssignmentTarget", &["groupId"]),
+    (
+        "androidFotaDeploymentAssignmentTarget",
+        &[TargetMember::GroupId],
+    ),
 ];
 
 /// Parses one `complianceManagementPartnerAssignment` found at `path`.
@@ -93,7 +125,7 @@ fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError
         let known = key == "@odata.type"
             || key == FILTER_ID
             || key == FILTER_TYPE
-            || own_properties.contains(&key.as_str());
+            || own_properties.iter().any(|member| member.name() == key);
         if !known && !odata::is_ignored_annotation(key) {
             return Err(unknown_property(path, key, type_name));
         }
@@ -102,7 +134,7 @@ fn parse_target(value: &Value, path: &str) -> Result<AssignmentTarget, WireError
     let filter_type = optional_string(object, FILTER_TYPE, path)?;
     let filter_id = optional_string(object, FILTER_ID, path)?;
     let filter = AssignmentFilter::parse(filter_type, filter_id).map_err(|e| {
-        let member = if filter_type.is_some_and(|t| !["none", "include", "exclude"].contains(&t)) {
+        let member = if filter_type.is_some_and(|t| !AssignmentFilter::TYPE_NAMES.contains(&t)) {
             FILTER_TYPE
         } else {
             FILTER_ID

@@ -11,8 +11,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cmp_domain::Timestamp;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use tracing::Instrument;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, GraphError};
@@ -39,6 +40,54 @@ pub struct RequestIds {
     pub request_id: String,
     /// The caller's `client-request-id`, or `request_id` when none (or an unusable one) came.
     pub client_request_id: String,
+}
+
+/// Graph's error body, the one shape of every error answer (Graph's SDKs read it as their
+/// `ODataError`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ODataError {
+    /// The error.
+    pub error: MainError,
+}
+
+/// The error inside [`ODataError`].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MainError {
+    /// The stable code clients branch on, e.g. `BadRequest`, `nameAlreadyExists`.
+    pub code: String,
+    /// What went wrong, safe to show.
+    pub message: String,
+    /// The offending member of a request body, as a path
+    /// (`macOsEnrollmentAssignments[0].target.groupId`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub target: Option<String>,
+    /// When and for which request.
+    #[serde(rename = "innerError")]
+    pub inner_error: InnerError,
+}
+
+/// The request identification of an error, and Graph's own code when Graph refused a partner.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InnerError {
+    /// When the error was answered, in UTC without fraction or offset, as Graph writes it.
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")]
+    pub date: String,
+    /// Our id of the request, also in the `request-id` header.
+    #[serde(rename = "request-id")]
+    #[schema(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub request_id: String,
+    /// The caller's `client-request-id`, or the `request-id` when none (or an unusable one)
+    /// came.
+    #[serde(rename = "client-request-id")]
+    pub client_request_id: String,
+    /// Microsoft Graph's `error.code`, when Graph refused the partner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub code: Option<String>,
 }
 
 /// Assigns the request ids, runs the request in a span, renders any [`GraphError`] (or a bare
@@ -121,22 +170,21 @@ fn render_error(response: Response, ids: &RequestIds) -> Response {
     if let Some(cause) = &error.cause {
         tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
     }
-    let mut inner = Map::new();
-    inner.insert("date".into(), Value::String(error_date()));
-    inner.insert("request-id".into(), Value::String(ids.request_id.clone()));
-    inner.insert(
-        "client-request-id".into(),
-        Value::String(ids.client_request_id.clone()),
-    );
-    if let Some(code) = &error.inner_code {
-        inner.insert("code".into(), Value::String(code.clone()));
-    }
-    let mut body = json!({"code": error.code, "message": error.message});
-    if let Some(target) = &error.target {
-        body["target"] = Value::String(target.clone());
-    }
-    body["innerError"] = Value::Object(inner);
-    let bytes = json!({ "error": body }).to_string();
+    let body = ODataError {
+        error: MainError {
+            code: error.code.clone(),
+            message: error.message.clone(),
+            target: error.target.clone(),
+            inner_error: InnerError {
+                date: error_date(),
+                request_id: ids.request_id.clone(),
+                client_request_id: ids.client_request_id.clone(),
+                code: error.inner_code.clone(),
+            },
+        },
+    };
+    // Strings only: serialising cannot fail, and an empty body would still carry the status.
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.status = error.status;
     parts
         .headers

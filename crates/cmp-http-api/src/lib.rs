@@ -15,6 +15,8 @@
 //!   into the application's typed listing query.
 //! - [`partners`]: the resource's handlers.
 //! - [`admin`]: the operator endpoints under `/admin/`.
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the code, served at
+//!   [`openapi::OPENAPI_PATH`].
 //! - [`router`] assembles the layers; [`serve`] runs the accept loop.
 
 pub mod admin;
@@ -23,6 +25,7 @@ pub mod envelope;
 pub mod error;
 pub mod limits;
 pub mod odata;
+pub mod openapi;
 pub mod partners;
 pub mod serve;
 pub mod settings;
@@ -31,9 +34,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::{MethodRouter, get};
 use cmp_application::{CallerAuthenticator, OperatorUseCases, PartnerUseCases};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -92,10 +97,11 @@ impl RequestLimits {
     }
 }
 
-/// Builds the router: the resource under `root_path` (e.g. `/beta`), Graph-shaped errors for
-/// everything else, and the layers every request passes, outermost first: ids and error
-/// envelope, panic catcher, load shedding, whole-request timeout, body timeout, bearer token
-/// and permission, per-caller write rate, body size.
+/// Builds the router: the resource under `root_path` (e.g. `/beta`), the operator endpoints,
+/// the OpenAPI document (without authentication), Graph-shaped errors for everything else, and
+/// the layers every request passes, outermost first: ids and error envelope, panic catcher,
+/// load shedding, whole-request timeout, body timeout; then, for all but the document, bearer
+/// token and permission, per-caller write rate, body size.
 pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router {
     let item_path = format!("{COLLECTION_PATH}/{{id}}");
     // A static segment outranks the `{id}` capture, so `$count` is never read as an id.
@@ -109,7 +115,7 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
         )
         .route(
             &count_path,
-            get(partners::count_partners).fallback(partners::count_method_not_allowed),
+            get(partners::count_partners).fallback(partners::only_get_allowed),
         )
         .route(
             &item_path,
@@ -124,12 +130,13 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
     } else {
         Router::new().nest(root_path, resource)
     };
-    let routed = routed.merge(admin::routes(state.clone()));
     let write_limiter = Arc::new(limits::WriteRateLimiter::new(
         limits.writes_per_caller_per_second,
         limits.write_burst,
     ));
-    routed
+    // Unknown routes pass the token check too: without a token nothing says what exists.
+    let protected = routed
+        .merge(admin::routes(state.clone()))
         .fallback(partners::unknown_route)
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(axum::middleware::from_fn_with_state(
@@ -139,7 +146,13 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
         .layer(axum::middleware::from_fn_with_state(
             state,
             auth::authenticate,
-        ))
+        ));
+    // Built from static tables and the root path, so it always serialises; an empty document
+    // would only ever be served if that stopped being true.
+    let document = openapi::document_json(root_path).unwrap_or_default();
+    let public = Router::new().route(openapi::OPENAPI_PATH, static_json(document.into()));
+    protected
+        .merge(public)
         .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         // A request that outlives the limit is cut short; 408 is not retried by Graph SDKs, so a
         // slow create is never re-sent into a duplicate-name conflict.
@@ -159,16 +172,20 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
 pub const DEVELOPMENT_KEYS_PATH: &str = "/development/keys";
 
 /// A router serving `jwks` at [`DEVELOPMENT_KEYS_PATH`] without authentication, so tools can
-/// verify the tokens a development instance accepts. Merge it only in development mode.
+/// verify the tokens a development instance accepts. Merge it only in development mode. It
+/// carries its own envelope (it is merged beside [`router`]'s layers, not under them), so its
+/// answers have request ids and a wrong method gets Graph's error body.
 pub fn development_keys_router(jwks: serde_json::Value) -> Router {
-    let body = jwks.to_string();
-    Router::new().route(
-        DEVELOPMENT_KEYS_PATH,
-        get(move || async move {
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-        }),
-    )
+    Router::new()
+        .route(
+            DEVELOPMENT_KEYS_PATH,
+            static_json(Bytes::from(jwks.to_string())),
+        )
+        .layer(axum::middleware::from_fn(envelope::graph_envelope))
+}
+
+/// A GET-only route answering `body` as JSON; other methods get 405.
+fn static_json(body: Bytes) -> MethodRouter {
+    get(move || async move { ([(CONTENT_TYPE, "application/json")], body) })
+        .fallback(partners::only_get_allowed)
 }

@@ -397,14 +397,19 @@ pub fn parse_orderby(text: &str) -> Result<Vec<SortKey>, QueryError> {
     Ok(keys)
 }
 
+/// The properties `$orderby` accepts, with the field each sorts by.
+pub(crate) const SORT_FIELDS: [(&str, SortField); 4] = [
+    ("displayName", SortField::DisplayName),
+    ("lastHeartbeatDateTime", SortField::LastHeartbeat),
+    ("partnerState", SortField::PartnerState),
+    ("id", SortField::Id),
+];
+
 fn sort_field(name: &str) -> Option<SortField> {
-    match name {
-        "displayName" => Some(SortField::DisplayName),
-        "lastHeartbeatDateTime" => Some(SortField::LastHeartbeat),
-        "partnerState" => Some(SortField::PartnerState),
-        "id" => Some(SortField::Id),
-        _ => None,
-    }
+    SORT_FIELDS
+        .into_iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, field)| field)
 }
 
 fn sort_field_name(field: SortField) -> &'static str {

@@ -22,11 +22,15 @@ use axum::response::{IntoResponse, Response};
 use cmp_application::{Caller, CreatePartnerOutput, RequestContext};
 use cmp_domain::{Partner, PartnerId};
 use cmp_graph_model::partner::PartnerJson;
+use cmp_graph_model::schema;
 use cmp_graph_model::{
     ProjectedPartner, parse_partner_fields, render_partner, render_partner_projected,
 };
 use serde::Serialize;
 use serde_json::Value;
+use tower_http::timeout::TimeoutError;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Array;
 
 use crate::envelope::{GRAPH_JSON, RequestIds};
 use crate::error::ApiError;
@@ -191,8 +195,8 @@ pub async fn collection_method_not_allowed() -> ApiError {
     ApiError::method_not_allowed("GET, POST")
 }
 
-/// Any method but GET on `$count`.
-pub async fn count_method_not_allowed() -> ApiError {
+/// Any method but GET on a GET-only path (`$count`, the service's documents).
+pub async fn only_get_allowed() -> ApiError {
     ApiError::method_not_allowed("GET")
 }
 
@@ -208,15 +212,29 @@ pub async fn unknown_route(uri: Uri) -> ApiError {
 
 /// A collection answer: context, then the count and the next link (Graph puts annotations
 /// before `value`), then the items.
-#[derive(Serialize)]
-struct CollectionResponse {
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = complianceManagementPartnerCollectionResponse)]
+pub struct CollectionResponse {
+    /// The context URL of the collection (with the `$select` list when there is one).
     #[serde(rename = "@odata.context")]
     context: String,
+    /// How many partners match the `$filter` over all pages; only with `$count=true`.
     #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0)]
     count: Option<u64>,
+    /// The absolute URL of the next page, while more items remain; follow it as given.
     #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = "uri")]
     next_link: Option<String>,
+    /// The page's partners, each reduced to the `$select` if one was given.
+    #[schema(schema_with = projected_items)]
     value: Vec<Item>,
+}
+
+/// The schema of a page's items.
+fn projected_items() -> Array {
+    Array::new(schema::reference(schema::PARTNER_PROJECTION))
 }
 
 /// A partner as answered: whole, or reduced to a `$select`.
@@ -292,7 +310,8 @@ fn partner_id(id: Result<Path<String>, PathRejection>) -> Result<(String, Partne
 }
 
 /// A request body that must be JSON: 415 without a JSON content type, 413 over the size
-/// limit, 408 when it does not arrive, 400 when it does not parse.
+/// limit, 408 when it arrives too slowly, 400 when its framing is broken (a malformed chunk, a
+/// body shorter than its `Content-Length`) or it does not parse.
 fn json_body(
     state: &AppState,
     headers: &HeaderMap,
@@ -304,13 +323,30 @@ fn json_body(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(state.body_limit_bytes)
-        } else {
-            // The body arrived too slowly (the body timeout) or the client went away.
+        } else if timed_out(&rejection) {
             ApiError::body_not_received()
+        } else {
+            // The client sent a body HTTP cannot frame: its fault, and resending it unchanged
+            // cannot help, so not a timeout.
+            ApiError::bad_request(
+                "the request body is incomplete or its chunked framing is malformed",
+            )
         }
     })?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// Whether reading the body failed because it arrived slower than the body timeout allows.
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Whether the request declares a JSON body: media type `application/json`, any parameters.

@@ -1055,9 +1055,26 @@ async fn unsupported_methods_are_405_with_the_allowed_ones() {
     }
 }
 
-/// Records the `http.route` field of every `http_request` span.
-#[derive(Clone, Default)]
-struct RouteRecorder(Arc<std::sync::Mutex<Vec<String>>>);
+/// The `request.id` and `http.route` fields of every `http_request` span of this test binary.
+/// Installed once as the global subscriber: a per-test (thread-local) subscriber would race with
+/// the other tests of the binary over the callsite's cached interest.
+fn recorded_routes() -> &'static std::sync::Mutex<Vec<(String, String)>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ROUTES: std::sync::OnceLock<&'static std::sync::Mutex<Vec<(String, String)>>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let routes: &'static std::sync::Mutex<Vec<(String, String)>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(RouteRecorder(routes)),
+        )
+        .expect("the only global subscriber of this test binary");
+        routes
+    })
+}
+
+/// Records the `request.id` and `http.route` fields of every `http_request` span.
+struct RouteRecorder(&'static std::sync::Mutex<Vec<(String, String)>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteRecorder {
     fn on_new_span(
@@ -1066,36 +1083,40 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteRecorder {
         _id: &tracing::span::Id,
         _context: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        struct Route<'a>(&'a RouteRecorder);
-        impl tracing::field::Visit for Route<'_> {
+        #[derive(Default)]
+        struct Fields {
+            request_id: String,
+            route: String,
+        }
+        impl tracing::field::Visit for Fields {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "http.route" {
-                    self.0
-                        .0
-                        .lock()
-                        .expect("no panic while recording")
-                        .push(format!("{value:?}"));
+                match field.name() {
+                    "request.id" => self.request_id = format!("{value:?}"),
+                    "http.route" => self.route = format!("{value:?}"),
+                    _ => {}
                 }
             }
         }
         if attributes.metadata().name() == "http_request" {
-            attributes.record(&mut Route(self));
+            let mut fields = Fields::default();
+            attributes.record(&mut fields);
+            self.0
+                .lock()
+                .expect("no panic while recording")
+                .push((fields.request_id, fields.route));
         }
     }
 }
 
 #[tokio::test]
 async fn the_request_span_names_the_route_template_not_the_raw_path() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let recorder = RouteRecorder::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+    let routes = recorded_routes();
     let id = "d6d46d0d-6d0d-d6d4-0d6d-d4d60d6dd4d6";
     let mut mock = MockPartnerUseCases::new();
     mock.expect_get_partner()
         .returning(|id| Err(GetPartnerError::NotFound(id)));
 
-    let (status, _, _) = send(
+    let (status, headers, _) = send(
         app(mock, "/beta"),
         Request::get(format!("{COLLECTION}/{id}?$select=id"))
             .header("authorization", "Bearer t")
@@ -1105,9 +1126,16 @@ async fn the_request_span_names_the_route_template_not_the_raw_path() {
     .await;
 
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let routes = recorder.0.lock().expect("no panic while recording").clone();
+    let request_id = headers["request-id"].to_str().expect("ascii").to_owned();
+    let ours: Vec<String> = routes
+        .lock()
+        .expect("no panic while recording")
+        .iter()
+        .filter(|(recorded, _)| *recorded == request_id)
+        .map(|(_, route)| route.clone())
+        .collect();
     assert_eq!(
-        routes,
+        ours,
         [format!("{COLLECTION}/{{id}}")],
         "no id and no query string in the span"
     );

@@ -179,6 +179,9 @@ pub enum AssignmentFilterError {
 }
 
 impl AssignmentFilter {
+    /// Graph's filter type names (`deviceAndAppManagementAssignmentFilterType`), `none` first.
+    pub const TYPE_NAMES: [&'static str; 3] = ["none", "include", "exclude"];
+
     /// Builds the filter from Graph's two properties; an absent filter type means `none`.
     ///
     /// # Errors
@@ -334,6 +337,14 @@ pub enum ScopeTagTargetType {
 pub struct ScopeTagTargetTypeError(pub String);
 
 impl ScopeTagTargetType {
+    /// Every member in declaration order.
+    pub const ALL: [ScopeTagTargetType; 4] = [
+        Self::None,
+        Self::User,
+        Self::Device,
+        Self::UnknownFutureValue,
+    ];
+
     /// Graph's member name.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -349,15 +360,10 @@ impl FromStr for ScopeTagTargetType {
     type Err = ScopeTagTargetTypeError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [
-            Self::None,
-            Self::User,
-            Self::Device,
-            Self::UnknownFutureValue,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == text)
-        .ok_or_else(|| ScopeTagTargetTypeError(text.to_owned()))
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+            .ok_or_else(|| ScopeTagTargetTypeError(text.to_owned()))
     }
 }
 
@@ -371,6 +377,19 @@ mod tests {
 
     fn guid(s: &str) -> EntityGuid {
         EntityGuid::parse(s).expect("valid guid")
+    }
+
+    #[test]
+    fn the_type_names_are_the_names_each_filter_renders() {
+        let filters = [
+            AssignmentFilter::None,
+            AssignmentFilter::Include(text("f1")),
+            AssignmentFilter::Exclude(text("f1")),
+        ];
+
+        let names: Vec<_> = filters.iter().map(AssignmentFilter::type_name).collect();
+
+        assert_eq!(names, AssignmentFilter::TYPE_NAMES);
     }
 
     #[test]

@@ -580,3 +580,11 @@ fn the_fingerprint_hash_is_stable_across_builds() {
     assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
 }
+
+#[test]
+fn every_sortable_property_is_named_back_as_given() {
+    for (name, field) in SORT_FIELDS {
+        assert_eq!(sort_field(name), Some(field), "{name}");
+        assert_eq!(sort_field_name(field), name, "{name}");
+    }
+}
