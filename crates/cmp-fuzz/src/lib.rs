@@ -19,7 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
 use cmp_graph_model::{PartnerFields, parse_partner_fields, render_partner};
-use cmp_http_api::odata::{self, MAX_FILTER_CHARS, ListRequest};
+use cmp_http_api::odata::{self, ListRequest, MAX_FILTER_CHARS};
 use serde_json::Value;
 
 /// Runs a request body through what `POST` and `PATCH` do with it: JSON, then
@@ -74,7 +74,9 @@ fn stored_partner() -> Partner {
 }
 
 fn partner_id() -> PartnerId {
-    PartnerId::from_uuid(uuid::Uuid::from_u128(0x0b9d_3c2e_4f1a_4c6e_9a77_2f6c_1d0e_8b11))
+    PartnerId::from_uuid(uuid::Uuid::from_u128(
+        0x0b9d_3c2e_4f1a_4c6e_9a77_2f6c_1d0e_8b11,
+    ))
 }
 
 /// Asserts that `partner`, rendered as the service answers it and parsed back as a create
