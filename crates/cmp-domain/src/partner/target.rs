@@ -56,7 +56,12 @@ impl AssignmentTarget {
     /// Whether `self` and `other` target the same thing, whatever their filters say. One
     /// platform may not list the same target twice.
     pub fn same_target_as(&self, other: &AssignmentTarget) -> bool {
-        self.kind.identity() == other.kind.identity()
+        self.identity() == other.identity()
+    }
+
+    /// What makes this target the same as another: equal identities, same target.
+    pub(crate) fn identity(&self) -> TargetIdentity<'_> {
+        self.kind.identity()
     }
 }
 
@@ -97,8 +102,8 @@ pub enum TargetKind {
 }
 
 /// What makes two targets "the same" within one platform: the subtype plus its id.
-#[derive(Debug, PartialEq, Eq)]
-enum TargetIdentity<'a> {
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TargetIdentity<'a> {
     AllDevices,
     AllLicensedUsers,
     Collection(&'a str),
