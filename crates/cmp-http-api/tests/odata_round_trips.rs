@@ -39,42 +39,35 @@ fn comparisons() -> impl Strategy<Value = Comparison> {
     ])
 }
 
+/// A property that takes every comparison operator, with a literal of its type.
+fn ordered_literals() -> impl Strategy<Value = (FilterField, FilterValue)> {
+    prop_oneof![
+        texts().prop_map(|text| (FilterField::DisplayName, FilterValue::Text(text))),
+        states().prop_map(|state| (FilterField::PartnerState, FilterValue::State(state))),
+        timestamps()
+            .prop_map(|instant| (FilterField::LastHeartbeat, FilterValue::Instant(instant))),
+        partner_ids().prop_map(|id| (FilterField::Id, FilterValue::Id(id))),
+    ]
+}
+
 /// One condition: each filterable property with a literal of its type (`eq`/`ne` only for
 /// the booleans), or `startswith`.
 fn conditions() -> impl Strategy<Value = Filter> {
-    let compare = |field, op, value| Filter::Compare { field, op, value };
+    let booleans = (
+        prop::sample::select(Platform::ALL.to_vec()),
+        prop::sample::select(vec![Comparison::Eq, Comparison::Ne]),
+        any::<bool>(),
+    )
+        .prop_map(|(platform, op, flag)| Filter::Compare {
+            field: FilterField::Onboarded(platform),
+            op,
+            value: FilterValue::Bool(flag),
+        });
     prop_oneof![
-        (comparisons(), texts()).prop_map(move |(op, text)| compare(
-            FilterField::DisplayName,
-            op,
-            FilterValue::Text(text)
-        )),
-        (comparisons(), states()).prop_map(move |(op, state)| compare(
-            FilterField::PartnerState,
-            op,
-            FilterValue::State(state)
-        )),
-        (comparisons(), timestamps()).prop_map(move |(op, instant)| compare(
-            FilterField::LastHeartbeat,
-            op,
-            FilterValue::Instant(instant)
-        )),
-        (comparisons(), partner_ids()).prop_map(move |(op, id)| compare(
-            FilterField::Id,
-            op,
-            FilterValue::Id(id)
-        )),
-        (
-            prop::sample::select(Platform::ALL.to_vec()),
-            prop::sample::select(vec![Comparison::Eq, Comparison::Ne]),
-            any::<bool>()
-        )
-            .prop_map(move |(platform, op, flag)| compare(
-                FilterField::Onboarded(platform),
-                op,
-                FilterValue::Bool(flag)
-            )),
-        texts().prop_map(|prefix| Filter::StartsWith { prefix }),
+        4 => (comparisons(), ordered_literals())
+            .prop_map(|(op, (field, value))| Filter::Compare { field, op, value }),
+        1 => booleans,
+        1 => texts().prop_map(|prefix| Filter::StartsWith { prefix }),
     ]
 }
 

@@ -65,7 +65,8 @@ impl AssignmentTarget {
     }
 }
 
-/// The seven target subtypes of graph-contract §5, each with its own fields.
+/// The seven target subtypes the wire contract accepts (`docs/wire-contract.md`), each with
+/// its own fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// `allDevicesAssignmentTarget`.
