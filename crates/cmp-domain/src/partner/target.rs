@@ -56,11 +56,17 @@ impl AssignmentTarget {
     /// Whether `self` and `other` target the same thing, whatever their filters say. One
     /// platform may not list the same target twice.
     pub fn same_target_as(&self, other: &AssignmentTarget) -> bool {
-        self.kind.identity() == other.kind.identity()
+        self.identity() == other.identity()
+    }
+
+    /// What makes this target the same as another: equal identities, same target.
+    pub(crate) fn identity(&self) -> TargetIdentity<'_> {
+        self.kind.identity()
     }
 }
 
-/// The seven target subtypes of graph-contract §5, each with its own fields.
+/// The seven target subtypes the wire contract accepts (`docs/wire-contract.md`), each with
+/// its own fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// `allDevicesAssignmentTarget`.
@@ -97,8 +103,8 @@ pub enum TargetKind {
 }
 
 /// What makes two targets "the same" within one platform: the subtype plus its id.
-#[derive(Debug, PartialEq, Eq)]
-enum TargetIdentity<'a> {
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TargetIdentity<'a> {
     AllDevices,
     AllLicensedUsers,
     Collection(&'a str),

@@ -26,8 +26,10 @@
 //! decoded `$filter` value, as OData libraries report them.
 //!
 //! Chains of `and`/`or` become balanced trees (the operators are associative), so a long flat
-//! chain is shallow; parentheses and `not` are limited to [`MAX_FILTER_DEPTH`] levels and the
-//! text to [`MAX_FILTER_CHARS`] characters.
+//! chain is shallow; a parenthesised group (or an `in` list) of the same operator is spliced
+//! into the chain around it, so that `a and (b and c)` and `(a and b) and c` are one filter.
+//! Parentheses (those of `in` lists included) and `not` are limited to [`MAX_FILTER_DEPTH`]
+//! levels and the text to [`MAX_FILTER_CHARS`] characters.
 
 use cmp_application::query::{Comparison, Filter, FilterField, FilterValue};
 use cmp_domain::{PartnerId, PartnerState, Platform};
@@ -66,7 +68,10 @@ pub fn parse(text: &str) -> Result<Filter, QueryError> {
     Ok(filter)
 }
 
-/// The canonical OData text of `filter`: fully parenthesised, literals in their normal form.
+/// The canonical OData text of `filter`: literals in their normal form, `in` lists spelt out
+/// as `or` chains, and parentheses only where precedence needs them. The text of a filter
+/// [`parse`] returned parses back to that filter, and nests no deeper than the text it was
+/// parsed from (a fully parenthesised form would nest deeper and could pass the limit).
 pub fn canonical(filter: &Filter) -> String {
     match filter {
         Filter::Compare { field, op, value } => format!(
@@ -76,9 +81,24 @@ pub fn canonical(filter: &Filter) -> String {
             literal_text(value)
         ),
         Filter::StartsWith { prefix } => format!("startswith(displayName,{})", quoted(prefix)),
-        Filter::And(left, right) => format!("({} and {})", canonical(left), canonical(right)),
-        Filter::Or(left, right) => format!("({} or {})", canonical(left), canonical(right)),
-        Filter::Not(inner) => format!("(not {})", canonical(inner)),
+        Filter::And(left, right) => {
+            let operand = |f: &Filter| grouped_if(f, matches!(f, Filter::Or(..)));
+            format!("{} and {}", operand(left), operand(right))
+        }
+        Filter::Or(left, right) => format!("{} or {}", canonical(left), canonical(right)),
+        Filter::Not(inner) => format!(
+            "not {}",
+            grouped_if(inner, matches!(**inner, Filter::And(..) | Filter::Or(..)))
+        ),
+    }
+}
+
+/// The canonical text of `filter`, in parentheses when `group` says precedence needs them.
+fn grouped_if(filter: &Filter, group: bool) -> String {
+    if group {
+        format!("({})", canonical(filter))
+    } else {
+        canonical(filter)
     }
 }
 
@@ -254,7 +274,7 @@ impl Parser {
         while self.eat_word("or") {
             terms.push(self.and()?);
         }
-        Ok(balanced(terms, Filter::Or))
+        Ok(chain(terms, Junction::Or))
     }
 
     fn and(&mut self) -> Result<Filter, QueryError> {
@@ -262,7 +282,7 @@ impl Parser {
         while self.eat_word("and") {
             terms.push(self.unary()?);
         }
-        Ok(balanced(terms, Filter::And))
+        Ok(chain(terms, Junction::And))
     }
 
     fn unary(&mut self) -> Result<Filter, QueryError> {
@@ -380,8 +400,11 @@ impl Parser {
     }
 
     /// `in ( literal *( , literal ) )`, the `in` already read: `eq` to any of the literals.
+    /// Its parentheses count as a level of nesting: the list is an `or` group, which the
+    /// canonical text puts in parentheses where an `and` or a `not` holds it.
     fn in_list(&mut self, field: FilterField) -> Result<Filter, QueryError> {
-        self.expect(&Kind::Open, "'(' after in")?;
+        let open = self.expect(&Kind::Open, "'(' after in")?;
+        self.enter(open.position)?;
         let mut terms = Vec::new();
         loop {
             let value = self.literal(field)?;
@@ -397,7 +420,8 @@ impl Parser {
                 _ => return Err(unexpected(&separator, "',' or ')' in the in list")),
             }
         }
-        Ok(balanced(terms, Filter::Or))
+        self.depth -= 1;
+        Ok(chain(terms, Junction::Or))
     }
 
     /// A literal of the type `field` compares with.
@@ -472,6 +496,45 @@ fn state(text: &str, position: usize) -> Result<FilterValue, QueryError> {
                 ),
             )
         })
+}
+
+/// The two associative operators, whose chains the parser flattens.
+#[derive(Debug, Clone, Copy)]
+enum Junction {
+    And,
+    Or,
+}
+
+impl Junction {
+    fn join(self) -> fn(Box<Filter>, Box<Filter>) -> Filter {
+        match self {
+            Self::And => Filter::And,
+            Self::Or => Filter::Or,
+        }
+    }
+
+    /// Appends the operands of `filter` to `operands`: its own when it is a chain of this
+    /// operator (already balanced, so the recursion is shallow), else `filter` itself.
+    fn splice(self, filter: Filter, operands: &mut Vec<Filter>) {
+        match (self, filter) {
+            (Self::And, Filter::And(left, right)) | (Self::Or, Filter::Or(left, right)) => {
+                self.splice(*left, operands);
+                self.splice(*right, operands);
+            }
+            (_, other) => operands.push(other),
+        }
+    }
+}
+
+/// Joins `terms` with `junction` as a balanced tree of their operands, a term that is itself
+/// a chain of `junction` spliced in: grouping never changes the tree, so equal filters have
+/// one canonical text, and the canonical text needs no parentheses to rebuild the tree.
+fn chain(terms: Vec<Filter>, junction: Junction) -> Filter {
+    let mut operands = Vec::with_capacity(terms.len());
+    for term in terms {
+        junction.splice(term, &mut operands);
+    }
+    balanced(operands, junction.join())
 }
 
 /// Joins `terms` with `join` as a balanced tree: same meaning as a left-nested chain (the

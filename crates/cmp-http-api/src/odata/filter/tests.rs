@@ -543,18 +543,79 @@ fn positions_count_characters_not_bytes() {
 }
 
 #[test]
-fn the_canonical_text_is_fully_parenthesised_with_normal_literals() {
+fn the_canonical_text_has_normal_literals_and_only_the_parentheses_precedence_needs() {
     let text = format!(
-        "not displayName eq 'O''Brien' and (partnerState eq microsoft.graph.deviceManagementPartnerTenantState'enabled' or lastHeartbeatDateTime gt 2024-01-01T00:00:00+00:00) or iosOnboarded or startswith(displayName,'a') and id eq '{}'",
+        "not displayName eq 'O''Brien' and (partnerState eq microsoft.graph.deviceManagementPartnerTenantState'enabled' or lastHeartbeatDateTime gt 2024-01-01T00:00:00+00:00) or iosOnboarded or (startswith(displayName,'a') and id eq '{}') or not (macOsOnboarded and linuxOnboarded in (false))",
         ID.to_uppercase()
     );
 
     assert_eq!(
         canonical(&parsed(&text)),
         format!(
-            "((((not displayName eq 'O''Brien') and (partnerState eq 'enabled' or lastHeartbeatDateTime gt 2024-01-01T00:00:00.0000000Z)) or iosOnboarded eq true) or (startswith(displayName,'a') and id eq '{ID}'))"
+            "not displayName eq 'O''Brien' and (partnerState eq 'enabled' or lastHeartbeatDateTime gt 2024-01-01T00:00:00.0000000Z) or iosOnboarded eq true or startswith(displayName,'a') and id eq '{ID}' or not (macOsOnboarded eq true and linuxOnboarded eq false)"
         )
     );
+}
+
+#[test]
+fn grouping_of_one_operator_does_not_change_the_filter() {
+    let (a, b, c) = (name_eq("a"), name_eq("b"), name_eq("c"));
+    let chained = and(and(a.clone(), b.clone()), c.clone());
+
+    for text in [
+        "displayName eq 'a' and displayName eq 'b' and displayName eq 'c'",
+        "displayName eq 'a' and (displayName eq 'b' and displayName eq 'c')",
+        "((displayName eq 'a' and displayName eq 'b')) and displayName eq 'c'",
+    ] {
+        assert_eq!(parsed(text), chained, "{text}");
+    }
+    assert_eq!(
+        parsed("displayName in ('a', 'b') or (displayName eq 'c')"),
+        or(or(a, b), c),
+        "an in list is an or group"
+    );
+}
+
+#[test]
+fn an_in_list_is_a_level_of_nesting() {
+    let nested = |levels: usize| {
+        format!(
+            "{}displayName in ('a'){}",
+            "(".repeat(levels),
+            ")".repeat(levels)
+        )
+    };
+
+    parse(&nested(MAX_FILTER_DEPTH - 1)).expect("64 levels with the list's");
+    assert_eq!(
+        refused(&nested(MAX_FILTER_DEPTH)),
+        "$filter: nesting deeper than 64 levels of parentheses and not at position 79"
+    );
+}
+
+#[test]
+fn the_canonical_text_of_a_filter_at_the_nesting_limit_parses_back() {
+    let levels = MAX_FILTER_DEPTH / 2;
+    let cases = [
+        format!("{}iosOnboarded", "not ".repeat(MAX_FILTER_DEPTH)),
+        format!(
+            "{}iosOnboarded{}",
+            "(iosOnboarded or iosOnboarded or (iosOnboarded and iosOnboarded and "
+                .repeat(levels / 2 + 1),
+            "))".repeat(levels / 2 + 1)
+        ),
+        format!(
+            "{}iosOnboarded in (true, false){}",
+            "not (iosOnboarded or ".repeat(levels - 1),
+            ")".repeat(levels - 1)
+        ),
+    ];
+
+    for text in cases {
+        let filter = parsed(&text);
+
+        assert_eq!(parsed(&canonical(&filter)), filter, "{text}");
+    }
 }
 
 #[test]
