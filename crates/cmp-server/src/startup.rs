@@ -80,7 +80,7 @@ impl Application {
             Arc::new(RandomIds),
             Arc::new(TokioSleeper),
             tenant_id,
-            settings.delivery.policy(),
+            settings.outbox.policy(),
         ));
         let dispatcher = Arc::new(Dispatcher::new(
             repository.clone(),
@@ -90,14 +90,14 @@ impl Application {
             Arc::new(RandomIds),
             Arc::new(RandomJitter),
             tenant_id,
-            settings.delivery.dispatch_policy(),
+            settings.outbox.dispatch_policy(),
         ));
         let operations: Arc<dyn OperatorUseCases> =
             Arc::new(OutboxOperations::new(repository, Arc::new(SystemClock)));
         let dispatch = DispatchLoop {
             dispatcher,
-            workers: settings.delivery.dispatcher_workers,
-            idle_wait: Duration::from_millis(settings.delivery.dispatcher_poll_interval_ms),
+            workers: settings.outbox.dispatcher_workers,
+            idle_wait: settings.outbox.dispatcher_poll_interval,
         };
 
         let public_root = if settings.http.public_base_url.is_empty() {

@@ -1,7 +1,7 @@
 //! [`SqliteSettings`] and [`SqliteStore`]: opening the database file, its pragmas, the two
 //! connection pools and the migrations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -135,6 +135,35 @@ impl SqliteStore {
         SqlitePartnerRepository::new(self.writer.clone(), self.reader.clone())
     }
 
+    /// Writes a consistent copy of the database to `destination` while the service keeps
+    /// running, with `VACUUM INTO`: the copy is one read transaction's snapshot, compacted, with
+    /// no `-wal` file of its own, ready to be put in place as the database file.
+    ///
+    /// It runs on a reader connection, so writers are not held up; WAL mode lets them commit
+    /// while the snapshot is read.
+    ///
+    /// # Errors
+    /// When `destination` exists (it is never overwritten), its folder does not exist, or
+    /// SQLite fails to write it.
+    pub async fn backup_to(&self, destination: &Path) -> anyhow::Result<()> {
+        // SQLite itself refuses a non-empty file; an existing empty one would be overwritten,
+        // and an operator naming an existing file most likely meant another name.
+        ensure!(
+            !destination.exists(),
+            "{} already exists; a backup never overwrites a file",
+            destination.display()
+        );
+        let target = destination
+            .to_str()
+            .with_context(|| format!("{} is not a UTF-8 path", destination.display()))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.reader)
+            .await
+            .with_context(|| format!("writing the backup to {}", destination.display()))?;
+        Ok(())
+    }
+
     /// Closes both pools, waiting for connections in use to be returned. Closing the last
     /// connection checkpoints the WAL into the database file.
     pub async fn close(&self) {
@@ -242,6 +271,56 @@ mod tests {
         assert_eq!(
             applied,
             i64::try_from(MIGRATOR.iter().count()).expect("few")
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_backup_holds_every_row_and_opens_as_a_store_of_its_own() {
+        let dir = TempDir::new().expect("temp dir");
+        let store = SqliteStore::open(&settings(&dir)).await.expect("open");
+        for entry in 0..3 {
+            sqlx::query(
+                "INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) VALUES (?, 'p', 'created', 'r', 'app:t/o', 0, '{}')",
+            )
+            .bind(format!("entry-{entry}"))
+            .execute(&store.writer)
+            .await
+            .expect("insert");
+        }
+        let backup = dir.path().join("backup.db");
+
+        store.backup_to(&backup).await.expect("backup");
+        store.close().await;
+
+        let restored = SqliteStore::open(&SqliteSettings {
+            path: backup,
+            ..settings(&dir)
+        })
+        .await
+        .expect("the backup opens");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&restored.reader)
+            .await
+            .expect("count");
+        assert_eq!(rows, 3);
+        restored.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_backup_never_overwrites_an_existing_file() {
+        let dir = TempDir::new().expect("temp dir");
+        let store = SqliteStore::open(&settings(&dir)).await.expect("open");
+        let existing = dir.path().join("existing.db");
+        std::fs::write(&existing, b"").expect("an empty file");
+
+        let error = store.backup_to(&existing).await.expect_err("must refuse");
+
+        assert!(error.to_string().contains("already exists"), "{error}");
+        assert_eq!(
+            std::fs::read(&existing).expect("read").len(),
+            0,
+            "untouched"
         );
         store.close().await;
     }
