@@ -437,7 +437,7 @@ async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_
         s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
     })
     .await;
-    let graph = reqwest::Client::new();
+    let graph = cmp_fake_graph::http_client();
     let fake_collection = format!("{}{FAKE_COLLECTION}", fake.graph_root());
     let extra = graph
         .post(&fake_collection)

@@ -128,7 +128,7 @@ pub async fn spawn_app_in(
         directory,
         settings,
         token,
-        client: reqwest::Client::new(),
+        client: cmp_fake_graph::http_client(),
         shutdown: Some(shutdown),
         served: Some(served),
     }
@@ -689,6 +689,7 @@ impl RecordingProxy {
             .await
             .expect("the proxy listens on 127.0.0.1");
         let address = listener.local_addr().expect("the proxy has an address");
+        cmp_fake_graph::install_tls_provider();
         let state = Arc::new(ProxyState {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder()

@@ -80,7 +80,16 @@ pub fn build_token_http_client(config: &ResolvedGraphClient) -> anyhow::Result<r
         .context("building the HTTP client for the token endpoint")
 }
 
+/// Makes ring rustls' process-wide crypto provider. The workspace builds reqwest without a
+/// provider of its own (aws-lc-rs, a long C build), and reqwest refuses to build a client until
+/// a process has one.
+pub(crate) fn install_tls_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn http_client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(timeout)

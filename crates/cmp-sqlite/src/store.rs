@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde::Deserialize;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 
 use crate::MIGRATOR;
 use crate::partner_repository::SqlitePartnerRepository;
@@ -139,8 +139,8 @@ impl SqliteStore {
     /// running, with `VACUUM INTO`: the copy is one read transaction's snapshot, compacted, with
     /// no `-wal` file of its own, ready to be put in place as the database file.
     ///
-    /// It runs on a reader connection, so writers are not held up; WAL mode lets them commit
-    /// while the snapshot is read.
+    /// It runs on a connection of its own, so writers are not held up; WAL mode lets them
+    /// commit while the snapshot is read.
     ///
     /// # Errors
     /// When `destination` exists (it is never overwritten), its folder does not exist, or
@@ -156,12 +156,25 @@ impl SqliteStore {
         let target = destination
             .to_str()
             .with_context(|| format!("{} is not a UTF-8 path", destination.display()))?;
-        sqlx::query("VACUUM INTO ?")
-            .bind(target)
-            .execute(&self.reader)
+        // A connection of its own: the readers' `query_only` refuses `VACUUM INTO` (it writes,
+        // if not to this database), and the writer must stay free for the service's writes.
+        let options = (*self.reader.connect_options())
+            .clone()
+            .pragma("query_only", "OFF");
+        let mut connection = options
+            .connect()
             .await
-            .with_context(|| format!("writing the backup to {}", destination.display()))?;
-        Ok(())
+            .context("opening a connection for the backup")?;
+        let copied = sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&mut connection)
+            .await
+            .with_context(|| format!("writing the backup to {}", destination.display()));
+        connection
+            .close()
+            .await
+            .context("closing the backup connection")?;
+        copied.map(|_| ())
     }
 
     /// Closes both pools, waiting for connections in use to be returned. Closing the last

@@ -89,7 +89,7 @@ impl Harness {
         let clock = Arc::new(TestClock::new());
         let token_url = Url::parse(&format!("{}{}", server.uri(), token_path())).expect("url");
         let provider = TokenProvider::new(
-            reqwest::Client::new(),
+            test_http_client(),
             token_url.clone(),
             CLIENT_ID,
             SCOPE,
@@ -588,7 +588,7 @@ async fn an_unreachable_token_endpoint_is_transient() {
     drop(listener);
     let clock = Arc::new(TestClock::new());
     let provider = TokenProvider::new(
-        reqwest::Client::new(),
+        test_http_client(),
         Url::parse(&format!("http://{address}{}", token_path())).expect("url"),
         CLIENT_ID,
         SCOPE,
@@ -740,7 +740,7 @@ fn an_unusable_certificate_or_key_is_refused_when_the_provider_is_built() {
     ];
     for (case, certificate_pem, private_key_pem, needle) in cases {
         let error = TokenProvider::new(
-            reqwest::Client::new(),
+            test_http_client(),
             Url::parse("https://login.microsoftonline.com/t/oauth2/v2.0/token").expect("url"),
             CLIENT_ID,
             SCOPE,
@@ -804,4 +804,10 @@ async fn debug_output_of_the_provider_and_its_tokens_shows_no_secret() {
 
     assert!(!text.contains(SECRET), "{text}");
     assert!(!text.contains("token-a"), "{text}");
+}
+
+/// A default client, the TLS provider installed first.
+fn test_http_client() -> reqwest::Client {
+    crate::client::install_tls_provider();
+    reqwest::Client::new()
 }
