@@ -126,7 +126,7 @@ struct Service {
 
 impl Service {
     fn start(folder: &Folder) -> Self {
-        let mut child = folder
+        let child = folder
             .command(&[])
             .env("CMP__TELEMETRY__FORMAT", "json")
             .env("RUST_LOG", "warn,cmp_server=info")
@@ -134,40 +134,50 @@ impl Service {
             .stderr(Stdio::null())
             .spawn()
             .expect("cmp-server starts");
+        // Owned by the service from here on, so a failed start still kills and reaps it.
+        let mut service = Self {
+            child,
+            root: String::new(),
+            startup: Vec::new(),
+        };
         let (lines, received) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = service.child.stdout.take().expect("piped stdout");
         // Drained to the end, so the service never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = lines.send(line);
             }
         });
-        let mut startup = Vec::new();
         loop {
             let line = received
                 .recv_timeout(PATIENCE)
-                .unwrap_or_else(|e| panic!("no `serving` line ({e}): {startup:#?}"));
+                .unwrap_or_else(|e| panic!("no `serving` line ({e}): {:#?}", service.startup));
             let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            startup.push(line);
+            service.startup.push(line);
             if event["fields"]["message"] == "serving" {
-                let root = event["fields"]["root"].as_str().expect("a root").to_owned();
-                return Self {
-                    child,
-                    root,
-                    startup,
-                };
+                service.root = event["fields"]["root"].as_str().expect("a root").to_owned();
+                return service;
             }
         }
     }
 
     /// The fields of the first start-up log line with `message`.
     fn logged(&self, message: &str) -> Value {
+        self.first_event(|event| event["fields"]["message"].as_str() == Some(message))
+    }
+
+    /// The fields of the first start-up log line at `level`.
+    fn logged_at(&self, level: &str) -> Value {
+        self.first_event(|event| event["level"].as_str() == Some(level))
+    }
+
+    fn first_event(&self, wanted: impl Fn(&Value) -> bool) -> Value {
         self.startup
             .iter()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|event| event["fields"]["message"].as_str() == Some(message))
+            .find(|event| wanted(event))
             .map(|event| event["fields"].clone())
-            .unwrap_or_else(|| panic!("no '{message}' line: {:#?}", self.startup))
+            .unwrap_or_else(|| panic!("no such line: {:#?}", self.startup))
     }
 
     async fn create(&self, token: &str, display_name: &str) -> Value {
@@ -397,6 +407,10 @@ async fn a_backup_taken_while_serving_restores_every_partner_into_a_fresh_servic
     // The service runs on the built-in defaults from a folder of its own.
     let loaded = service.logged("configuration loaded");
     assert_eq!(loaded["data_dir"], folder.data().to_str().expect("UTF-8"));
+    assert_eq!(
+        loaded["database"],
+        folder.data().join("partners.db").to_str().expect("UTF-8")
+    );
     assert!(folder.data().join("dev-signing-key.pem").is_file());
     let counts = folder.json(&["outbox", "counts"]).await;
     assert_eq!(counts["delivered"], 5, "{counts}");
@@ -443,9 +457,19 @@ async fn a_dead_row_is_listed_shown_and_requeued_from_the_command_line() {
     let folder = Folder::new(
         "[graph.simulated]\nfailure = \"unavailable\"\nfailure_rate = 1.0\n\
          [outbox]\nmax_attempts = 1\nretry_base = \"1ms\"\nbackoff_cap = \"1ms\"\n\
-         settle = \"1ms\"\ndispatcher_poll_interval = \"10ms\"\n",
+         settle = \"1ms\"\n[delivery]\ndispatcher_poll_interval_ms = 10\n",
     );
     let service = Service::start(&folder);
+    // The old section still works, with a warning naming the new key.
+    let warning = service.logged_at("WARN");
+    assert_eq!(
+        warning["config.key"], "delivery.dispatcher_poll_interval_ms",
+        "{warning}"
+    );
+    assert_eq!(
+        warning["config.replacement"], "outbox.dispatcher_poll_interval",
+        "{warning}"
+    );
     let token = folder.token(&[]).await;
     let partner = service.create(&token, "Never reaches Graph").await;
     let partner_id = partner["id"].as_str().expect("an id").to_owned();
