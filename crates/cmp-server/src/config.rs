@@ -12,8 +12,8 @@
 //! `docs/configuration.md`.
 //!
 //! # Layout
-//! - [`durations`]: the duration keys and their two spellings.
-//! - [`layers`]: reading one layer and bringing it to the current spelling.
+//! - `durations`: the duration keys and their two spellings.
+//! - `layers`: reading one layer and bringing it to the current spelling.
 //! - [`effective`]: the merged configuration as `cmp-server config check` prints it, secrets
 //!   redacted.
 

@@ -367,6 +367,22 @@ async fn config_check_names_the_bad_key_and_exits_with_1_and_warns_of_old_keys()
     assert_eq!(json["outbox"]["lease"], "3m 20s");
 }
 
+#[tokio::test]
+async fn a_config_folder_that_is_not_there_leaves_the_built_in_defaults_with_a_warning() {
+    let folder =
+        Folder::new("[http]\nroot_path = \"/never-read\"\n").with("CMP_CONFIG_DIR", "nowhere");
+
+    let run = folder.run(&["config", "check", "--format", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("nowhere, which does not exist"),
+        "{run:?}"
+    );
+    let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(json["http"]["root_path"], "/beta");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_graph_says_ok_against_a_reachable_tenant_and_fail_otherwise() {
     let fake = FakeGraph::start(FakeGraphOptions::default())
