@@ -410,7 +410,7 @@ fn cases(forge: &Forge) -> Vec<Case> {
 
 /// POSTs the seed request with `authorization` as the `Authorization` header (or none).
 async fn post_seed(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
-    let request = reqwest::Client::new()
+    let request = cmp_fake_graph::http_client()
         .post(app.collection_url())
         .header("Content-Type", "application/json")
         .body(SEED_REQUEST);
@@ -521,7 +521,7 @@ async fn a_read_only_token_can_get_a_created_partner() {
     let id = created["id"].as_str().expect("id");
     let read_only = forge.token(&forge.app_claims(&[READ_PERMISSION]));
 
-    let response = reqwest::Client::new()
+    let response = cmp_fake_graph::http_client()
         .get(format!("{}/{id}", app.collection_url()))
         .bearer_auth(read_only)
         .send()
@@ -569,7 +569,7 @@ async fn the_development_key_set_is_served_outside_the_root_without_authenticati
     let app = spawn_app().await;
     let forge = Forge::new(&app);
 
-    let response = reqwest::Client::new()
+    let response = cmp_fake_graph::http_client()
         .get(app.url_outside_root("/development/keys"))
         .send()
         .await

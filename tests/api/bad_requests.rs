@@ -335,7 +335,7 @@ async fn send(app: &TestApp, case: &Case) -> reqwest::Response {
         }
         Send::Plain(method, path) => app.request(method.clone(), &format!("{}{path}", app.root)),
         Send::Authorization(value) => {
-            let request = reqwest::Client::new()
+            let request = cmp_fake_graph::http_client()
                 .get(format!("{collection}/0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11"));
             match value {
                 Some(value) => request.header("Authorization", *value),

@@ -1,5 +1,7 @@
 //! Creating a partner: the seed request end to end, the 202 path, Graph's refusal.
 
+use std::time::Duration;
+
 use cmp_graph_model::datetime;
 use cmp_server::config::Settings;
 use serde_json::{Value, json};
@@ -180,7 +182,7 @@ fn failing_graph(failure: &str) -> impl FnOnce(&mut Settings) {
         settings.graph.simulated.failure =
             serde_json::from_value(Value::String(failure)).expect("a simulated failure mode");
         settings.graph.simulated.failure_rate = 1.0;
-        settings.delivery.inline_deadline_ms = 300;
+        settings.outbox.inline_deadline = Duration::from_millis(300);
     }
 }
 

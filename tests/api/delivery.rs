@@ -316,7 +316,10 @@ async fn partners_accepted_while_graph_is_down_are_kept_and_delivered_once_it_is
 #[tokio::test]
 async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_post_deliver_it() {
     let fake = start_fake(failing(&[503], 0.0)).await;
-    let app = spawn_app_against(&fake, |s| s.delivery.settle_ms = SLOW_SETTLE_MS).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
 
     let response = app.post_partner(&partner_body("Unknown Absent")).await;
 
@@ -361,7 +364,10 @@ async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_
 #[tokio::test]
 async fn a_504_create_graph_applied_anyway_is_adopted_from_the_list_without_a_second_post() {
     let fake = start_fake(failing(&[504], 1.0)).await;
-    let app = spawn_app_against(&fake, |s| s.delivery.settle_ms = SLOW_SETTLE_MS).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
 
     let response = app.post_partner(&partner_body("Unknown Present")).await;
 
@@ -427,8 +433,11 @@ async fn a_create_graph_refuses_with_400_is_answered_400_after_one_post_and_noth
 async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_removes_one_and_requeues()
  {
     let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |s| s.delivery.settle_ms = SLOW_SETTLE_MS).await;
-    let graph = reqwest::Client::new();
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
+    let graph = cmp_fake_graph::http_client();
     let fake_collection = format!("{}{FAKE_COLLECTION}", fake.graph_root());
     let extra = graph
         .post(&fake_collection)
@@ -505,7 +514,10 @@ async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_
 #[tokio::test]
 async fn operators_see_counts_rows_by_state_and_only_with_the_operator_role() {
     let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |s| s.delivery.settle_ms = SLOW_SETTLE_MS).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
     let operator = app.operator_token();
     for name in ["Operator View A", "Operator View B", "Operator View C"] {
         assert_eq!(
@@ -593,7 +605,10 @@ async fn operators_see_counts_rows_by_state_and_only_with_the_operator_role() {
 async fn an_accepted_partners_sync_state_and_attempt_history_show_on_the_first_look_after_the_202()
 {
     let fake = start_fake(failing(&[503], 0.0)).await;
-    let app = spawn_app_against(&fake, |s| s.delivery.settle_ms = SLOW_SETTLE_MS).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
     let operator = app.operator_token();
 
     let response = app.post_partner(&partner_body("Accepted Partner")).await;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use cmp_server::config::{Environment, Settings, load_from};
 use serde_json::Value;
@@ -127,7 +128,7 @@ pub async fn spawn_app_in(
         directory,
         settings,
         token,
-        client: reqwest::Client::new(),
+        client: cmp_fake_graph::http_client(),
         shutdown: Some(shutdown),
         served: Some(served),
     }
@@ -337,7 +338,7 @@ pub const OPERATOR_ROLE: &str = "CompliancePartners.Operate";
 pub const FAKE_GRAPH_TOKEN: &str = "fake-token";
 
 /// Pause between two looks at a condition in [`wait_until`].
-const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+const POLL_INTERVAL: std::time::Duration = Duration::from_millis(20);
 
 /// Points `settings` at `fake` in `graph` mode, with delivery timings in milliseconds instead
 /// of the production minutes: the inline deadline, settle and back-off are short so a test
@@ -355,13 +356,13 @@ pub fn against_fake_graph(settings: &mut Settings, fake: &cmp_fake_graph::FakeGr
     settings.graph.client.write_rate_per_second = 1000.0;
     settings.graph.client.max_retries = 3;
     settings.graph.client.retry_budget_ms = 2000;
-    settings.delivery.inline_deadline_ms = 200;
-    settings.delivery.settle_ms = 100;
-    settings.delivery.retry_base_ms = 20;
-    settings.delivery.backoff_cap_ms = 300;
-    settings.delivery.lease_ms = 1500;
-    settings.delivery.dispatcher_workers = 4;
-    settings.delivery.dispatcher_poll_interval_ms = 10;
+    settings.outbox.inline_deadline = Duration::from_millis(200);
+    settings.outbox.settle = Duration::from_millis(100);
+    settings.outbox.retry_base = Duration::from_millis(20);
+    settings.outbox.backoff_cap = Duration::from_millis(300);
+    settings.outbox.lease = Duration::from_millis(1500);
+    settings.outbox.dispatcher_workers = 4;
+    settings.outbox.dispatcher_poll_interval = Duration::from_millis(10);
 }
 
 /// Starts the service in `graph` mode against `fake` ([`against_fake_graph`]), with `adjust`
@@ -703,6 +704,7 @@ impl RecordingProxy {
             .await
             .expect("the proxy listens on 127.0.0.1");
         let address = listener.local_addr().expect("the proxy has an address");
+        cmp_fake_graph::install_tls_provider();
         let state = Arc::new(ProxyState {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder()

@@ -105,6 +105,7 @@ async fn requests_over_the_concurrency_cap_are_shed_with_503_until_a_slot_frees_
         s.http.request_timeout_ms = 120_000;
     })
     .await;
+    cmp_fake_graph::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(HANG_GUARD)
         .build()

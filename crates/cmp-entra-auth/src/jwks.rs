@@ -208,6 +208,9 @@ impl RemoteJwks {
     /// # Errors
     /// When the HTTP client cannot be built (no TLS backend).
     pub(crate) fn new(settings: &ResolvedSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // The workspace builds reqwest without a crypto provider of its own (aws-lc-rs, a long
+        // C build); ring becomes the process's. An error means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.fetch_timeout)
             .timeout(settings.fetch_timeout)

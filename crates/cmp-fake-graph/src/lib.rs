@@ -17,6 +17,7 @@
 //!
 //! # Layout
 //! - [`FakeGraph`]: starts the server; the handle to inspect and steer it.
+//! - [`http_client`], [`install_tls_provider`]: HTTP clients for the tests that talk to it.
 //! - [`options`]: [`FakeGraphOptions`] and [`FakeGraphStats`].
 //! - `store`: objects, counters and random draws behind one mutex.
 //! - `routes`: the axum handlers.
@@ -37,6 +38,20 @@ use tokio::task::JoinHandle;
 
 pub use options::{FakeGraphOptions, FakeGraphStats};
 use routes::Shared;
+
+/// Makes ring rustls' process-wide crypto provider. The workspace builds reqwest without a
+/// provider of its own (aws-lc-rs, a long C build), and reqwest refuses to build a client
+/// until a process has one; tests call this before building a client of their own.
+pub fn install_tls_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A default reqwest client for tests, the TLS provider installed first.
+pub fn http_client() -> reqwest::Client {
+    install_tls_provider();
+    reqwest::Client::new()
+}
 
 /// A running fake Graph. It serves until [`FakeGraph::shutdown`] or until it is dropped.
 pub struct FakeGraph {

@@ -23,7 +23,7 @@ impl Harness {
         let fake = FakeGraph::start(options).await.expect("fake Graph starts");
         Self {
             fake,
-            client: Client::new(),
+            client: cmp_fake_graph::http_client(),
         }
     }
 
@@ -331,7 +331,7 @@ async fn standalone_binary_prints_its_listening_line_and_serves_stats() {
         .strip_prefix("LISTENING ")
         .expect("LISTENING line")
         .to_owned();
-    let stats = Client::new()
+    let stats = cmp_fake_graph::http_client()
         .get(format!("{uri}/_fake/stats"))
         .send()
         .await

@@ -14,7 +14,7 @@
 
 mod adoption;
 mod classify;
-mod connection;
+pub(crate) mod connection;
 mod pacing;
 mod retry_engine;
 

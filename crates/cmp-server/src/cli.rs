@@ -1,238 +1,303 @@
 //! The command line: which of the binary's jobs to do.
+//!
+//! Every job reads the configuration the same way (see [`crate::config`]). The exit status is
+//! 0 on success, 1 on a failure (the reason on standard error, or `FAIL` from `check-graph`),
+//! and 2 on a usage error, which `clap` reports before anything runs.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// What the binary was asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Run the service (the default).
-    Serve,
-    /// Read the configuration, get a Graph token and list the tenant's partners; print a verdict.
-    CheckGraph,
-    /// Print a bearer token signed with the development key (development auth mode only).
-    MintToken(MintOptions),
-    /// Inspect or act on the delivery queue.
-    Outbox(OutboxCommand),
-    /// Print the usage.
-    Help,
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cmp_domain::PartnerId;
+use uuid::Uuid;
+
+use crate::config::{Loaded, Settings};
+
+/// The crate version and, when the build knew it, the git revision (`0.0.0 (1a2b3c4)`).
+pub const VERSION: &str = env!("CMP_VERSION");
+
+/// The exit statuses, shown under every `--help`.
+const EXIT_STATUS: &str = "\
+Exit status: 0 success; 1 failure (the reason is printed on standard error); 2 usage error.";
+
+/// What `--help` says about the configuration, under the top-level usage.
+const CONFIGURATION: &str = "\
+Configuration: the built-in defaults, then config/default.toml and config/<CMP_ENV>.toml when
+present (CMP_CONFIG_DIR moves the folder; CMP_ENV is development, test or production), then
+CMP__<SECTION>__<KEY> environment variables. `cmp-server config check` prints the result.
+
+Exit status: 0 success; 1 failure (the reason is printed on standard error); 2 usage error.";
+
+/// `cmp-server`: the compliance-partner onboarding service and its operator jobs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cmp-server",
+    version = VERSION,
+    about = "The compliance-partner onboarding service and its operator jobs.",
+    after_help = CONFIGURATION
+)]
+pub struct Cli {
+    /// The job; `serve` when none is given.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
-/// `cmp-server outbox ...`: the operator interface on the command line, against the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboxCommand {
-    /// Rows per state.
-    Counts,
-    /// Rows in a state (all when `None`), oldest first.
-    List {
-        /// The state to list.
-        state: Option<String>,
-        /// At most this many rows.
-        limit: u32,
-    },
-    /// A partner's sync state and attempt history.
-    Show {
-        /// The partner's id.
-        partner_id: String,
-    },
-    /// A partner's audit entries and every delivery with its attempts.
-    History {
-        /// The partner's id.
-        partner_id: String,
-    },
-    /// Put a dead row back in the queue.
-    Requeue {
-        /// The outbox row's id.
-        outbox_id: String,
-    },
+/// What the binary was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the service (the default job).
+    #[command(after_help = EXIT_STATUS)]
+    Serve,
+    /// Check the Graph configuration: get a token, list the tenant's partners, print OK or
+    /// FAIL with the reason (exit status 1 on FAIL).
+    #[command(after_help = EXIT_STATUS)]
+    CheckGraph,
+    /// Print a bearer token signed with the development key (development auth mode only).
+    #[command(after_help = EXIT_STATUS)]
+    MintToken(MintOptions),
+    /// Inspect or act on the outbox, the queue of deliveries to Graph, in the configured
+    /// database; each prints JSON.
+    #[command(subcommand, after_help = EXIT_STATUS)]
+    Outbox(OutboxCommand),
+    /// Check the configuration.
+    #[command(subcommand, after_help = EXIT_STATUS)]
+    Config(ConfigCommand),
+    /// Write a consistent copy of the database to FILE, also while the service runs.
+    #[command(
+        after_help = "Restore: stop the service, move the copy into place as the configured database \
+file (partners.db in the data folder), remove the stale partners.db-wal and partners.db-shm \
+beside it, start the service.\n\nExit status: 0 success; 1 failure (the reason is printed on \
+standard error); 2 usage error."
+    )]
+    Backup(BackupOptions),
 }
 
 /// What `mint-token` puts in the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct MintOptions {
-    /// App roles (`roles`); the write permission when neither roles nor scopes are given.
+    /// An app role for `roles`; repeatable. DeviceManagementServiceConfig.ReadWrite.All when
+    /// neither a role nor a scope is given.
+    #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
-    /// Delegated scopes (`scp`).
+    /// A delegated scope for `scp`; repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
-    /// Lifetime in seconds.
+    /// Lifetime of the token.
+    #[arg(
+        long = "lifetime",
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub lifetime_seconds: u64,
-    /// The caller's tenant; the first allowed tenant when absent.
+    /// The caller's tenant; the first of auth.entra.allowed_tenants when absent.
+    #[arg(long = "tenant", value_name = "GUID")]
     pub tenant_id: Option<String>,
     /// The caller's object id.
+    #[arg(long = "object-id", value_name = "GUID", default_value = DEVELOPER_OBJECT_ID)]
     pub object_id: String,
 }
+
+/// The role a token gets when the command line asks for none: the write permission, which is
+/// what a developer trying the API needs.
+const DEFAULT_ROLE: &str = "DeviceManagementServiceConfig.ReadWrite.All";
 
 /// The object id minted tokens carry unless told otherwise: a fixed "developer" identity.
 pub const DEVELOPER_OBJECT_ID: &str = "de7e1095-0000-4000-8000-00000000d3e5";
 
-/// The usage text.
-pub const USAGE: &str = "\
-cmp-server: the compliance-partner onboarding service
+/// `cmp-server outbox ...`: the operator interface on the command line, against the store.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum OutboxCommand {
+    /// Rows per state.
+    #[command(after_help = EXIT_STATUS)]
+    Counts,
+    /// Rows in a state (every state when none is given), oldest first.
+    #[command(after_help = EXIT_STATUS)]
+    List {
+        /// The state to list.
+        #[arg(long, value_parser = ["pending", "in_flight", "delivered", "unknown", "dead"])]
+        state: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// A partner's sync state and attempt history.
+    #[command(after_help = EXIT_STATUS)]
+    Show {
+        /// The partner's id.
+        partner_id: PartnerId,
+    },
+    /// A partner's audit entries and every delivery with its attempts.
+    #[command(after_help = EXIT_STATUS)]
+    History {
+        /// The partner's id.
+        partner_id: PartnerId,
+    },
+    /// Put a dead row back in the queue, as `unknown`: Graph is asked before anything is sent
+    /// again.
+    #[command(after_help = EXIT_STATUS)]
+    Requeue {
+        /// The outbox row's id.
+        outbox_id: Uuid,
+    },
+}
 
-usage:
-  cmp-server [serve]      run the service (configuration: config/, CMP_ENV, CMP__* variables)
-  cmp-server check-graph  check the Graph configuration: get a token, list the tenant's partners
-  cmp-server mint-token [--role ROLE]... [--scope SCOPE]... [--lifetime SECONDS]
-                        [--tenant GUID] [--object-id GUID]
-                          print a token signed with the development key (development auth
-                          mode only); default role DeviceManagementServiceConfig.ReadWrite.All,
-                          default lifetime 3600 s
-  cmp-server outbox counts                      rows of the delivery queue per state
-  cmp-server outbox list [--state S] [--limit N] rows (pending, in_flight, delivered, unknown, dead)
-  cmp-server outbox show PARTNER_ID             a partner's sync state and attempt history
-  cmp-server outbox history PARTNER_ID          a partner's audit entries and deliveries
-  cmp-server outbox requeue OUTBOX_ID           put a dead row back in the queue
-  cmp-server help         print this text
-";
+/// `cmp-server config ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration as `serve` would, check it, and print the result with every
+    /// secret redacted; on an invalid configuration, name the key and exit with status 1.
+    #[command(after_help = EXIT_STATUS)]
+    Check {
+        /// How to print it.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Toml)]
+        format: OutputFormat,
+    },
+}
 
-/// Parses the arguments after the program name.
+/// How `config check` prints the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// TOML, usable as an overlay file.
+    Toml,
+    /// A JSON object.
+    Json,
+}
+
+/// `cmp-server backup FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct BackupOptions {
+    /// The file to write; it must not exist yet.
+    pub file: PathBuf,
+}
+
+/// Runs `cli`: loads the configuration and does the job.
 ///
 /// # Errors
-/// A message naming the argument that is not understood.
-pub fn parse(arguments: &[String]) -> Result<Command, String> {
-    match arguments
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] | ["serve"] => Ok(Command::Serve),
-        ["check-graph"] => Ok(Command::CheckGraph),
-        ["help" | "--help" | "-h"] => Ok(Command::Help),
-        ["outbox", "counts"] => Ok(Command::Outbox(OutboxCommand::Counts)),
-        ["outbox", "show", partner_id] => Ok(Command::Outbox(OutboxCommand::Show {
-            partner_id: (*partner_id).to_owned(),
-        })),
-        ["outbox", "requeue", outbox_id] => Ok(Command::Outbox(OutboxCommand::Requeue {
-            outbox_id: (*outbox_id).to_owned(),
-        })),
-        ["outbox", "list", options @ ..] => parse_list_options(options).map(Command::Outbox),
-        ["mint-token", options @ ..] => parse_mint_options(options).map(Command::MintToken),
-        other => Err(format!("unknown arguments: {}\n\n{USAGE}", other.join(" "))),
-    }
-}
-
-fn parse_list_options(options: &[&str]) -> Result<OutboxCommand, String> {
-    let (mut state, mut limit) = (None, 100);
-    let mut rest = options.iter();
-    while let Some(option) = rest.next() {
-        let value = rest
-            .next()
-            .ok_or_else(|| format!("{option} needs a value"))?;
-        match *option {
-            "--state" => state = Some((*value).to_owned()),
-            "--limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or("--limit needs a positive number")?
-            }
-            other => return Err(format!("outbox list does not know '{other}'\n\n{USAGE}")),
+/// Configuration, start-up or job failures, with the step that failed named.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = crate::config::load()?;
+    let command = cli.command.unwrap_or(Command::Serve);
+    if command != Command::Serve {
+        // The operator jobs write their result on standard output; warnings go beside it.
+        for notice in &loaded.notices {
+            eprintln!("warning: {notice}");
         }
     }
-    Ok(OutboxCommand::List { state, limit })
-}
-
-fn parse_mint_options(options: &[&str]) -> Result<MintOptions, String> {
-    let mut mint = MintOptions {
-        roles: Vec::new(),
-        scopes: Vec::new(),
-        lifetime_seconds: 3600,
-        tenant_id: None,
-        object_id: DEVELOPER_OBJECT_ID.to_owned(),
-    };
-    let mut rest = options.iter();
-    while let Some(option) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .map(|v| (*v).to_owned())
-                .ok_or_else(|| format!("{option} needs a value"))
-        };
-        match *option {
-            "--role" => mint.roles.push(value()?),
-            "--scope" => mint.scopes.push(value()?),
-            "--lifetime" => {
-                mint.lifetime_seconds = value()?
-                    .parse()
-                    .ok()
-                    .filter(|seconds| *seconds > 0)
-                    .ok_or("--lifetime needs a positive number of seconds")?;
-            }
-            "--tenant" => mint.tenant_id = Some(value()?),
-            "--object-id" => mint.object_id = value()?,
-            other => return Err(format!("mint-token does not know '{other}'\n\n{USAGE}")),
-        }
-    }
-    if mint.roles.is_empty() && mint.scopes.is_empty() {
-        mint.roles
-            .push("DeviceManagementServiceConfig.ReadWrite.All".to_owned());
-    }
-    Ok(mint)
-}
-
-/// Runs `command`: loads the configuration, sets up logging, and does the job.
-///
-/// # Errors
-/// Configuration, start-up or serving failures, with the step that failed named.
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Help => {
-            print!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
+    let healthy = match command {
         Command::Serve => {
-            let settings = crate::config::load()?;
-            crate::telemetry::init(&settings.telemetry)?;
-            let application = crate::Application::build(settings).await?;
-            application
-                .run_until_stopped(crate::shutdown_signal())
-                .await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::MintToken(options) => {
-            let settings = crate::config::load()?;
-            println!("{}", mint_token(&settings, &options)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Outbox(command) => {
-            let settings = crate::config::load()?;
-            let report = outbox(&settings, &command).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
+            serve(loaded).await?;
+            true
         }
         Command::CheckGraph => {
-            let settings = crate::config::load()?;
             let mut stdout = std::io::stdout();
-            let healthy = crate::check::check_graph(&settings, &mut stdout).await?;
-            Ok(if healthy {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            crate::check::check_graph(&loaded.settings, &mut stdout).await?
         }
+        Command::MintToken(options) => {
+            let token = mint_token(&loaded.settings, &options.with_default_role())?;
+            println!("{token}");
+            true
+        }
+        Command::Outbox(command) => {
+            let report = outbox(&loaded.settings, &command).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            true
+        }
+        Command::Config(ConfigCommand::Check { format }) => {
+            let text = match format {
+                OutputFormat::Toml => loaded.effective.to_toml()?,
+                OutputFormat::Json => loaded.effective.to_json()?,
+            };
+            println!("{}", text.trim_end());
+            true
+        }
+        Command::Backup(BackupOptions { file }) => {
+            backup(&loaded.settings, &file).await?;
+            println!("{}", file.display());
+            true
+        }
+    };
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Sets up logging, reports what loading noticed, and serves until SIGINT or SIGTERM.
+async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    let Loaded {
+        settings,
+        notices,
+        layers,
+        ..
+    } = loaded;
+    crate::telemetry::init(&settings.telemetry)?;
+    for notice in &notices {
+        notice.log();
     }
+    tracing::info!(
+        version = VERSION,
+        environment = settings.environment.as_str(),
+        config.layers = ?layers,
+        data_dir = %settings.service.data_dir.display(),
+        database = %settings.sqlite.path.display(),
+        "configuration loaded"
+    );
+    let application = crate::Application::build(settings).await?;
+    application
+        .run_until_stopped(crate::shutdown_signal())
+        .await
+}
+
+impl MintOptions {
+    /// These options, with the write permission as the role when none was asked for.
+    pub fn with_default_role(mut self) -> Self {
+        if self.roles.is_empty() && self.scopes.is_empty() {
+            self.roles.push(DEFAULT_ROLE.to_owned());
+        }
+        self
+    }
+}
+
+/// Opens the configured store, refusing to create one: every job but `serve` reads a database
+/// that already exists.
+async fn open_existing_store(settings: &Settings) -> anyhow::Result<cmp_sqlite::SqliteStore> {
+    let path = &settings.sqlite.path;
+    anyhow::ensure!(
+        path.is_file(),
+        "there is no database at {} (service.data_dir and sqlite.path say where it is)",
+        path.display()
+    );
+    cmp_sqlite::SqliteStore::open(&settings.sqlite)
+        .await
+        .with_context(|| format!("opening the SQLite store at {}", path.display()))
+}
+
+/// Writes a consistent copy of the configured database to `file`.
+///
+/// # Errors
+/// When there is no database, `file` exists, or the copy cannot be written.
+pub async fn backup(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let store = open_existing_store(settings).await?;
+    let copied = store.backup_to(file).await;
+    store.close().await;
+    copied
 }
 
 /// Runs an `outbox` command against the configured store and returns its report.
 ///
 /// # Errors
-/// When the store cannot be opened, an argument is not understood, or the row is not found.
+/// When there is no database, it cannot be opened, or the row is not found.
 pub async fn outbox(
-    settings: &crate::Settings,
+    settings: &Settings,
     command: &OutboxCommand,
 ) -> anyhow::Result<serde_json::Value> {
-    use anyhow::Context;
     use cmp_application::{OperatorUseCases, OutboxOperations};
-    use cmp_http_api::admin::{parse_state, render_counts, render_sync_state};
+    use cmp_http_api::admin::{parse_state, render_counts, render_history, render_sync_state};
 
-    let store = cmp_sqlite::SqliteStore::open(&settings.sqlite)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the SQLite store at {}",
-                settings.sqlite.path.display()
-            )
-        })?;
+    let store = open_existing_store(settings).await?;
     let operations = OutboxOperations::new(
         std::sync::Arc::new(store.outbox()),
         std::sync::Arc::new(crate::system::SystemClock),
@@ -243,43 +308,24 @@ pub async fn outbox(
             .await
             .map(|counts| render_counts(&counts)),
         OutboxCommand::List { state, limit } => {
-            let state = match state {
-                Some(text) => Some(
-                    parse_state(text).ok_or_else(|| anyhow::anyhow!("unknown state '{text}'"))?,
-                ),
-                None => None,
-            };
-            operations
-                .list_rows(state, *limit)
-                .await
-                .map(|rows| serde_json::json!({ "value": rows.iter().map(render_sync_state).collect::<Vec<_>>() }))
+            // clap offers only the states `parse_state` knows.
+            let state = state.as_deref().and_then(parse_state);
+            operations.list_rows(state, *limit).await.map(|rows| {
+                serde_json::json!({ "value": rows.iter().map(render_sync_state).collect::<Vec<_>>() })
+            })
         }
-        OutboxCommand::Show { partner_id } => {
-            let partner_id = partner_id
-                .parse()
-                .map_err(|_| anyhow::anyhow!("'{partner_id}' is not a partner id"))?;
-            operations
-                .sync_state(partner_id)
-                .await
-                .map(|sync| render_sync_state(&sync))
-        }
-        OutboxCommand::History { partner_id } => {
-            let partner_id: cmp_domain::PartnerId = partner_id
-                .parse()
-                .map_err(|_| anyhow::anyhow!("'{partner_id}' is not a partner id"))?;
-            operations
-                .history(partner_id)
-                .await
-                .map(|history| cmp_http_api::admin::render_history(partner_id, &history))
-        }
-        OutboxCommand::Requeue { outbox_id } => {
-            let id = uuid::Uuid::try_parse(outbox_id)
-                .map_err(|_| anyhow::anyhow!("'{outbox_id}' is not an outbox id"))?;
-            operations
-                .requeue(id)
-                .await
-                .map(|()| serde_json::json!({ "outboxId": id.to_string(), "state": "unknown" }))
-        }
+        OutboxCommand::Show { partner_id } => operations
+            .sync_state(*partner_id)
+            .await
+            .map(|sync| render_sync_state(&sync)),
+        OutboxCommand::History { partner_id } => operations
+            .history(*partner_id)
+            .await
+            .map(|history| render_history(*partner_id, &history)),
+        OutboxCommand::Requeue { outbox_id } => operations
+            .requeue(*outbox_id)
+            .await
+            .map(|()| serde_json::json!({ "outboxId": outbox_id.to_string(), "state": "unknown" })),
     };
     store.close().await;
     Ok(report?)
@@ -289,7 +335,7 @@ pub async fn outbox(
 ///
 /// # Errors
 /// Outside development auth mode or in production, or when the key cannot be read.
-pub fn mint_token(settings: &crate::Settings, options: &MintOptions) -> anyhow::Result<String> {
+pub fn mint_token(settings: &Settings, options: &MintOptions) -> anyhow::Result<String> {
     anyhow::ensure!(
         settings.auth.mode == crate::config::AuthMode::Development
             && settings.environment != crate::Environment::Production,
@@ -324,19 +370,47 @@ pub fn mint_token(settings: &crate::Settings, options: &MintOptions) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
 
-    fn args(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_owned).collect()
+    fn parse(line: &str) -> Result<Option<Command>, ErrorKind> {
+        Cli::try_parse_from(std::iter::once("cmp-server").chain(line.split_whitespace()))
+            .map(|cli| cli.command)
+            .map_err(|error| error.kind())
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn arguments_select_the_job() {
-        assert_eq!(parse(&args("")), Ok(Command::Serve));
-        assert_eq!(parse(&args("serve")), Ok(Command::Serve));
-        assert_eq!(parse(&args("check-graph")), Ok(Command::CheckGraph));
-        assert_eq!(parse(&args("--help")), Ok(Command::Help));
-        let Ok(Command::MintToken(mint)) =
-            parse(&args("mint-token --role A --role B --lifetime 60"))
+        let partner = "2f2c3e4a-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("serve"), Ok(Some(Command::Serve)));
+        assert_eq!(parse("check-graph"), Ok(Some(Command::CheckGraph)));
+        assert_eq!(
+            parse(&format!("outbox history {partner}")),
+            Ok(Some(Command::Outbox(OutboxCommand::History {
+                partner_id: partner.parse().expect("an id")
+            })))
+        );
+        assert_eq!(
+            parse("outbox list --state dead --limit 5"),
+            Ok(Some(Command::Outbox(OutboxCommand::List {
+                state: Some("dead".into()),
+                limit: 5
+            })))
+        );
+        assert_eq!(
+            parse("config check --format json"),
+            Ok(Some(Command::Config(ConfigCommand::Check {
+                format: OutputFormat::Json
+            })))
+        );
+        let Ok(Some(Command::MintToken(mint))) =
+            parse("mint-token --role A --role B --lifetime 60")
         else {
             panic!("mint-token parses")
         };
@@ -344,31 +418,40 @@ mod tests {
             (mint.roles, mint.lifetime_seconds),
             (vec!["A".to_owned(), "B".to_owned()], 60)
         );
-        let Ok(Command::MintToken(default)) = parse(&args("mint-token")) else {
+    }
+
+    #[test]
+    fn a_token_without_roles_or_scopes_gets_the_write_permission() {
+        let Ok(Some(Command::MintToken(bare))) = parse("mint-token") else {
             panic!("mint-token parses")
         };
+        let Ok(Some(Command::MintToken(scoped))) = parse("mint-token --scope S") else {
+            panic!("mint-token parses")
+        };
+
         assert_eq!(
-            default.roles,
-            vec!["DeviceManagementServiceConfig.ReadWrite.All".to_owned()]
+            bare.with_default_role().roles,
+            vec![DEFAULT_ROLE.to_owned()]
         );
-        assert!(parse(&args("mint-token --lifetime 0")).is_err());
-        assert!(parse(&args("mint-token --role")).is_err());
-        assert_eq!(
-            parse(&args("outbox counts")),
-            Ok(Command::Outbox(OutboxCommand::Counts))
-        );
-        assert_eq!(
-            parse(&args("outbox list --state dead --limit 5")),
-            Ok(Command::Outbox(OutboxCommand::List {
-                state: Some("dead".into()),
-                limit: 5
-            }))
-        );
-        assert!(parse(&args("outbox list --limit x")).is_err());
-        let error = parse(&args("serve --port 1")).expect_err("unknown");
-        assert!(
-            error.contains("serve --port 1") && error.contains("usage"),
-            "{error}"
-        );
+        assert!(scoped.with_default_role().roles.is_empty());
+    }
+
+    #[test]
+    fn malformed_arguments_are_usage_errors() {
+        let cases = [
+            ("mint-token --lifetime 0", ErrorKind::ValueValidation),
+            ("mint-token --role", ErrorKind::InvalidValue),
+            ("outbox list --limit x", ErrorKind::ValueValidation),
+            ("outbox list --limit 1001", ErrorKind::ValueValidation),
+            ("outbox list --state gone", ErrorKind::InvalidValue),
+            ("outbox show not-an-id", ErrorKind::ValueValidation),
+            ("outbox requeue", ErrorKind::MissingRequiredArgument),
+            ("serve --port 1", ErrorKind::UnknownArgument),
+            ("backup", ErrorKind::MissingRequiredArgument),
+            ("launch", ErrorKind::InvalidSubcommand),
+        ];
+        for (line, kind) in cases {
+            assert_eq!(parse(line).err(), Some(kind), "{line}");
+        }
     }
 }

@@ -1,8 +1,29 @@
-//! [`Settings`]: `config/default.toml`, then `config/<environment>.toml`, then `CMP__*`
-//! environment variables (`CMP__HTTP__PORT=9000`). `CMP_ENV` picks the environment and
-//! `CMP_CONFIG_DIR` the folder (default `./config`).
+//! [`Settings`]: the service's configuration, read in layers, each overriding the ones before:
+//!
+//! 1. the defaults compiled into the binary (`config/default.toml` of the source tree), so the
+//!    binary runs from any folder with no file beside it;
+//! 2. `default.toml` and then `<environment>.toml` from the configuration folder, each when
+//!    present (`CMP_CONFIG_DIR`, default `./config`; `CMP_ENV` picks the environment);
+//! 3. `CMP__<SECTION>__<KEY>` environment variables (`CMP__HTTP__PORT=9000`).
+//!
+//! Durations are written with their unit (`"30s"`, `"5m"`); the older keys with the unit in
+//! their name (`request_timeout_ms`) and the `[delivery]` section (now `[outbox]`) are still
+//! read. Relative paths are resolved against `service.data_dir`. The rules for operators are in
+//! `docs/configuration.md`.
+//!
+//! # Layout
+//! - `durations`: the duration keys and their two spellings.
+//! - `layers`: reading one layer and bringing it to the current spelling.
+//! - [`effective`]: the merged configuration as `cmp-server config check` prints it, secrets
+//!   redacted.
 
-use std::path::{Path, PathBuf};
+mod durations;
+pub mod effective;
+mod layers;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,10 +33,12 @@ use cmp_entra_auth::EntraAuthSettings;
 use cmp_graph_client::{AzureEnvironment, GraphClientSettings, SimulatedGraphSettings};
 use cmp_http_api::HttpSettings;
 use cmp_sqlite::SqliteSettings;
+use config::{File, FileFormat};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::telemetry::TelemetrySettings;
+pub use effective::EffectiveConfig;
 
 /// The deployment environment, chosen by `CMP_ENV`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,43 +124,61 @@ pub struct AuthSettings {
     pub entra: EntraAuthSettings,
 }
 
-/// `[delivery]`: timing of the delivery to Graph (graph-client-behaviour §3).
+/// `[service]`: where the service keeps its files.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeliverySettings {
+pub struct ServiceSettings {
+    /// The folder relative paths of the other sections (`sqlite.path`,
+    /// `auth.development_key_dir`) are resolved against. Relative itself, it is taken from the
+    /// working folder; once loaded it is absolute.
+    pub data_dir: PathBuf,
+}
+
+/// `[outbox]`: timing of the outbox, the deliveries to Graph and the dispatcher that makes
+/// them (`docs/delivery.md` tells what each one is for).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
     /// How long a create waits for Graph before answering 202.
-    pub inline_deadline_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub inline_deadline: Duration,
     /// How long an attempt holds its outbox row.
-    pub lease_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub lease: Duration,
     /// Wait after an unknown outcome before reconciling.
-    pub settle_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub settle: Duration,
     /// First back-off step after a failure that did not apply (the full-jitter base).
-    pub retry_base_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub retry_base: Duration,
     /// Longest back-off between two attempts of one row.
-    pub backoff_cap_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub backoff_cap: Duration,
     /// Attempts after which a transiently failing row is dead.
     pub max_attempts: u32,
-    /// Seconds after the first attempt after which a transiently failing row is dead.
-    pub max_age_seconds: u64,
+    /// Time after the first attempt after which a transiently failing row is dead.
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub max_age: Duration,
     /// Dispatcher workers; each makes one attempt at a time.
     pub dispatcher_workers: usize,
     /// Rows a worker claims per pass.
     pub dispatcher_batch_size: u32,
     /// Pause between passes that found nothing to do.
-    pub dispatcher_poll_interval_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub dispatcher_poll_interval: Duration,
 }
 
-impl DeliverySettings {
-    /// The application's outbox policy; durations are converted here and nowhere else.
+impl OutboxSettings {
+    /// The application's outbox policy.
     pub fn policy(&self) -> OutboxPolicy {
         OutboxPolicy {
-            inline_deadline: Duration::from_millis(self.inline_deadline_ms),
-            lease: Duration::from_millis(self.lease_ms),
-            settle: Duration::from_millis(self.settle_ms),
-            retry_base: Duration::from_millis(self.retry_base_ms),
-            backoff_cap: Duration::from_millis(self.backoff_cap_ms),
+            inline_deadline: self.inline_deadline,
+            lease: self.lease,
+            settle: self.settle,
+            retry_base: self.retry_base,
+            backoff_cap: self.backoff_cap,
             max_attempts: self.max_attempts,
-            max_age: Duration::from_secs(self.max_age_seconds),
+            max_age: self.max_age,
             batch_size: self.dispatcher_batch_size,
         }
     }
@@ -147,14 +188,16 @@ impl DeliverySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// `[service]`.
+    pub service: ServiceSettings,
     /// `[http]`.
     pub http: HttpSettings,
     /// `[sqlite]`.
     pub sqlite: SqliteSettings,
     /// `[graph]`.
     pub graph: GraphSettings,
-    /// `[delivery]`.
-    pub delivery: DeliverySettings,
+    /// `[outbox]` (read from `[delivery]` too, for one release).
+    pub outbox: OutboxSettings,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `[telemetry]`.
@@ -168,50 +211,160 @@ fn default_environment() -> Environment {
     Environment::Development
 }
 
+/// The defaults, compiled in: the first layer of every configuration.
+const BUILT_IN_DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+/// What loading the configuration noticed that an operator should hear about. Loading happens
+/// before logging is set up, so the caller reports these once it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A key of the previous release was read as its new name.
+    Deprecated {
+        /// The dotted key as written, e.g. `delivery.lease_ms`.
+        old: String,
+        /// The dotted key it was read as, e.g. `outbox.lease`.
+        new: String,
+    },
+    /// `CMP_CONFIG_DIR` names a folder that does not exist.
+    FolderMissing(PathBuf),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deprecated { old, new } => write!(
+                f,
+                "configuration key {old} ({}) is deprecated and will not be read after the next release; use {new} ({})",
+                variable_name(old),
+                variable_name(new)
+            ),
+            Self::FolderMissing(folder) => write!(
+                f,
+                "CMP_CONFIG_DIR names {}, which does not exist; running on the built-in defaults and CMP__* variables",
+                folder.display()
+            ),
+        }
+    }
+}
+
+impl Notice {
+    /// Logs the notice as a warning (once logging is set up).
+    pub fn log(&self) {
+        match self {
+            Self::Deprecated { old, new } => {
+                tracing::warn!(config.key = %old, config.replacement = %new, "{self}");
+            }
+            Self::FolderMissing(folder) => {
+                tracing::warn!(config.dir = %folder.display(), "{self}");
+            }
+        }
+    }
+}
+
+/// The environment variable that sets the dotted `key`.
+fn variable_name(key: &str) -> String {
+    format!("CMP__{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The outcome of loading: the settings, the merged configuration for `config check`, what an
+/// operator should be told, and where it all came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated settings, paths resolved.
+    pub settings: Settings,
+    /// The merged configuration in its current spelling, secrets redacted.
+    pub effective: EffectiveConfig,
+    /// Deprecated keys met and the like, to report once logging is set up.
+    pub notices: Vec<Notice>,
+    /// The layers read, first to last (`built-in defaults`, files, `CMP__* variables`).
+    pub layers: Vec<String>,
+}
+
 /// Loads the settings as the process environment says (`CMP_ENV`, `CMP_CONFIG_DIR`, `CMP__*`).
 ///
 /// # Errors
 /// A message naming the file, variable or key that is wrong.
-pub fn load() -> anyhow::Result<Settings> {
+pub fn load() -> anyhow::Result<Loaded> {
     let environment: Environment = std::env::var("CMP_ENV")
         .unwrap_or_else(|_| "development".into())
         .parse()?;
-    let directory =
-        std::env::var_os("CMP_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
-    load_from(&directory, environment)
+    let (directory, named) = match std::env::var_os("CMP_CONFIG_DIR") {
+        Some(directory) => (PathBuf::from(directory), true),
+        None => (PathBuf::from("config"), false),
+    };
+    let mut loaded = load_layers(&directory, environment, None)?;
+    if named && !directory.is_dir() {
+        loaded.notices.push(Notice::FolderMissing(directory));
+    }
+    Ok(loaded)
 }
 
-/// Loads `default.toml` and `<environment>.toml` from `directory`, then `CMP__*` variables and
-/// the Azure credential variables, and validates the result.
+/// Loads the built-in defaults, then `default.toml` and `<environment>.toml` from `directory`
+/// where present, then `CMP__*` variables and the Azure credential variables, and validates the
+/// result.
 ///
 /// # Errors
 /// A message naming the file, variable or key that is wrong.
 pub fn load_from(directory: &Path, environment: Environment) -> anyhow::Result<Settings> {
-    let default_file = directory.join("default.toml");
-    let overlay_file = directory.join(format!("{}.toml", environment.as_str()));
-    for file in [&default_file, &overlay_file] {
-        anyhow::ensure!(
-            file.is_file(),
-            "configuration file {} is missing",
-            file.display()
-        );
+    load_layers(directory, environment, None).map(|loaded| loaded.settings)
+}
+
+/// [`load_from`] with the `CMP__*` variables taken from `variables` instead of the process
+/// environment when given (tests).
+///
+/// # Errors
+/// A message naming the file, variable or key that is wrong.
+pub fn load_layers(
+    directory: &Path,
+    environment: Environment,
+    variables: Option<HashMap<String, String>>,
+) -> anyhow::Result<Loaded> {
+    let mut deprecations = layers::Deprecations::new();
+    let mut merged = ::config::Config::builder().add_source(layers::read(
+        File::from_str(BUILT_IN_DEFAULTS, FileFormat::Toml),
+        "the built-in defaults",
+        &mut deprecations,
+    )?);
+    let mut read = vec!["built-in defaults".to_owned()];
+    for file in [
+        directory.join("default.toml"),
+        directory.join(format!("{}.toml", environment.as_str())),
+    ] {
+        if !file.is_file() {
+            continue;
+        }
+        let origin = file.display().to_string();
+        let layer = layers::read(
+            File::from(file).format(FileFormat::Toml),
+            &origin,
+            &mut deprecations,
+        )?;
+        layers::refuse_secrets(&layer, &origin)?;
+        merged = merged.add_source(layer);
+        read.push(origin);
     }
-    refuse_secrets_in_files(&default_file, &overlay_file)?;
-    let mut settings: Settings = ::config::Config::builder()
-        .add_source(::config::File::from(default_file))
-        .add_source(::config::File::from(overlay_file))
-        .add_source(
-            ::config::Environment::with_prefix("CMP")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                // Lists come from the environment comma-separated.
-                .list_separator(",")
-                .with_list_parse_key("auth.entra.audiences")
-                .with_list_parse_key("auth.entra.allowed_tenants"),
-        )
-        .build()
-        .context("reading the configuration")?
+    let variables_source = ::config::Environment::with_prefix("CMP")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        // Lists come from the environment comma-separated.
+        .list_separator(",")
+        .with_list_parse_key("auth.entra.audiences")
+        .with_list_parse_key("auth.entra.allowed_tenants")
+        .source(variables);
+    merged = merged.add_source(layers::read(
+        variables_source,
+        "the CMP__* environment variables",
+        &mut deprecations,
+    )?);
+    read.push("CMP__* variables".to_owned());
+
+    let merged = merged.build().context("merging the configuration")?;
+    let mut for_types = merged.clone();
+    if let ::config::ValueKind::Table(tree) = &mut for_types.cache.kind {
+        durations::for_settings_types(tree).context("invalid configuration")?;
+    }
+    let mut settings: Settings = for_types
         .try_deserialize()
         .context("invalid configuration")?;
     settings.environment = environment;
@@ -220,33 +373,58 @@ pub fn load_from(directory: &Path, environment: Environment) -> anyhow::Result<S
     // with the rest of the environment.
     settings.graph.client.azure = AzureEnvironment::from_process();
     settings
-        .validate()
+        .resolve_paths()
+        .and_then(|()| settings.validate())
         .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
-    Ok(settings)
+    let effective = EffectiveConfig::new(merged.cache, &settings);
+    Ok(Loaded {
+        settings,
+        effective,
+        notices: deprecations
+            .into_iter()
+            .map(|(old, new)| Notice::Deprecated { old, new })
+            .collect(),
+        layers: read,
+    })
 }
 
-/// Keys whose values are secrets: they may come from the environment (or a file they name),
-/// never from the committed configuration files.
-const SECRET_KEYS: [&str; 1] = ["graph.client.client_secret"];
-
-fn refuse_secrets_in_files(default_file: &Path, overlay_file: &Path) -> anyhow::Result<()> {
-    let files_only = ::config::Config::builder()
-        .add_source(::config::File::from(default_file))
-        .add_source(::config::File::from(overlay_file))
-        .build()
-        .context("reading the configuration files")?;
-    for key in SECRET_KEYS {
-        if files_only.get::<::config::Value>(key).is_ok() {
-            let variable = format!("CMP__{}", key.replace('.', "__").to_uppercase());
-            anyhow::bail!(
-                "{key} must not be set in a configuration file; supply it through {variable}"
-            );
-        }
+/// `path` resolved against `base`: kept when absolute, joined otherwise, without the `.`
+/// components a join leaves (`data/./key` reads badly in a log line).
+fn resolve_against(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
     }
-    Ok(())
+    base.join(path)
+        .components()
+        .filter(|component| *component != Component::CurDir)
+        .collect()
 }
 
 impl Settings {
+    /// Makes `service.data_dir` absolute (from the working folder) and resolves the relative
+    /// paths of the other sections against it.
+    ///
+    /// # Errors
+    /// When the data folder is empty or the working folder cannot be read.
+    fn resolve_paths(&mut self) -> Result<(), String> {
+        if self.service.data_dir.as_os_str().is_empty() {
+            return Err("service.data_dir must not be empty".into());
+        }
+        let data_dir = std::path::absolute(&self.service.data_dir).map_err(|e| {
+            format!(
+                "service.data_dir {} cannot be made absolute: {e}",
+                self.service.data_dir.display()
+            )
+        })?;
+        if self.sqlite.path.as_os_str().is_empty() {
+            return Err("sqlite.path must not be empty".into());
+        }
+        self.sqlite.path = resolve_against(&data_dir, &self.sqlite.path);
+        self.auth.development_key_dir = resolve_against(&data_dir, &self.auth.development_key_dir);
+        self.service.data_dir = data_dir;
+        Ok(())
+    }
+
     /// Checks values the types cannot, naming the key at fault.
     ///
     /// # Errors
@@ -257,39 +435,30 @@ impl Settings {
         if self.sqlite.path.as_os_str().is_empty() {
             return Err("sqlite.path must not be empty".into());
         }
-        if self.delivery.inline_deadline_ms == 0 {
-            return Err("delivery.inline_deadline_ms must be greater than 0".into());
-        }
-        for (key, value) in [
+        let outbox = &self.outbox;
+        for (key, zero) in [
+            ("outbox.inline_deadline", outbox.inline_deadline.is_zero()),
+            ("outbox.max_attempts", outbox.max_attempts == 0),
+            ("outbox.dispatcher_workers", outbox.dispatcher_workers == 0),
             (
-                "delivery.max_attempts",
-                u64::from(self.delivery.max_attempts),
+                "outbox.dispatcher_batch_size",
+                outbox.dispatcher_batch_size == 0,
             ),
             (
-                "delivery.dispatcher_workers",
-                self.delivery.dispatcher_workers as u64,
-            ),
-            (
-                "delivery.dispatcher_batch_size",
-                u64::from(self.delivery.dispatcher_batch_size),
-            ),
-            (
-                "delivery.dispatcher_poll_interval_ms",
-                self.delivery.dispatcher_poll_interval_ms,
+                "outbox.dispatcher_poll_interval",
+                outbox.dispatcher_poll_interval.is_zero(),
             ),
         ] {
-            if value == 0 {
+            if zero {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
-        if self.delivery.lease_ms <= self.delivery.inline_deadline_ms {
-            return Err("delivery.lease_ms must be longer than delivery.inline_deadline_ms".into());
+        if outbox.lease <= outbox.inline_deadline {
+            return Err("outbox.lease must be longer than outbox.inline_deadline".into());
         }
-        if self.delivery.inline_deadline_ms >= self.http.request_timeout_ms {
+        if outbox.inline_deadline >= Duration::from_millis(self.http.request_timeout_ms) {
             // Otherwise the whole-request timeout could cut a create short after it committed.
-            return Err(
-                "delivery.inline_deadline_ms must be shorter than http.request_timeout_ms".into(),
-            );
+            return Err("outbox.inline_deadline must be shorter than http.request_timeout".into());
         }
         if self.graph.mode == GraphMode::Graph {
             self.graph.client.resolve(self.graph.tenant_id)?;

@@ -6,8 +6,9 @@
 //! gateway and the HTTP API around the application's use cases.
 //!
 //! # Layout
-//! - [`cli`]: the subcommands (`serve`, `check-graph`).
-//! - [`config`]: [`Settings`], loaded from `config/` and `CMP__*` environment variables.
+//! - [`cli`]: the command line (`serve`, `check-graph`, `mint-token`, `outbox`, `config check`,
+//!   `backup`).
+//! - [`config`]: [`Settings`]: built-in defaults, `config/` overlays, `CMP__*` variables.
 //! - [`check`]: the operator's Graph check.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`startup`]: [`Application`]: build, bind, serve, shut down.

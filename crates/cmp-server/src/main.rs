@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match cmp_server::cli::parse(&arguments) {
-        Ok(command) => cmp_server::cli::run(command).await,
-        Err(usage) => Err(anyhow::anyhow!(usage)),
-    };
-    outcome.unwrap_or_else(|error| {
+    // A usage error, `--help` and `--version` end here, with exit status 2, 0 and 0.
+    let cli = cmp_server::cli::Cli::parse();
+    cmp_server::cli::run(cli).await.unwrap_or_else(|error| {
         // `{:#}` prints the whole chain of context: "invalid configuration: http.port ...".
         eprintln!("error: {error:#}");
         ExitCode::FAILURE

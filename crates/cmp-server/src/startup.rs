@@ -84,7 +84,7 @@ impl Application {
         let partner_store: Arc<dyn PartnerStore> = Arc::new(store.partner_store());
         let outbox: Arc<dyn Outbox> = Arc::new(store.outbox());
         let tenant_id = TenantId::from_uuid(tenant);
-        let policy = settings.delivery.policy();
+        let policy = settings.outbox.policy();
         let partners: Arc<dyn PartnerUseCases> = Arc::new(PartnerService::new(
             partner_store.clone(),
             outbox.clone(),
@@ -109,8 +109,8 @@ impl Application {
             Arc::new(OutboxOperations::new(outbox, Arc::new(SystemClock)));
         let dispatch = DispatchLoop {
             dispatcher,
-            workers: settings.delivery.dispatcher_workers,
-            idle_wait: Duration::from_millis(settings.delivery.dispatcher_poll_interval_ms),
+            workers: settings.outbox.dispatcher_workers,
+            idle_wait: settings.outbox.dispatcher_poll_interval,
         };
 
         let public_root = if settings.http.public_base_url.is_empty() {

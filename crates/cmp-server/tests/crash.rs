@@ -308,7 +308,7 @@ async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_on
         &["DeviceManagementServiceConfig.ReadWrite.All"],
     );
     let operator = mint(&environment, &key_dir, &["CompliancePartners.Operate"]);
-    let client = reqwest::Client::new();
+    let client = cmp_fake_graph::http_client();
     let names: Vec<String> = (1..=PARTNERS)
         .map(|n| format!("Crash Partner {n:02}"))
         .collect();

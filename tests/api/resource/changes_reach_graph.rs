@@ -169,7 +169,7 @@ async fn an_update_while_graph_is_down_reaches_graph_as_one_object_carrying_the_
     let proxy = RecordingProxy::start(fake.uri()).await;
     let app = spawn_app_against(&fake, |s| {
         s.graph.client.root = proxy.graph_root();
-        s.delivery.settle_ms = SLOW_SETTLE_MS;
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS);
     })
     .await;
     let id = created_id(
@@ -287,7 +287,7 @@ async fn deleting_a_partner_created_while_graph_was_down_sends_nothing_to_graph_
     let proxy = RecordingProxy::start(fake.uri()).await;
     let app = spawn_app_against(&fake, |s| {
         s.graph.client.root = proxy.graph_root();
-        s.delivery.settle_ms = SLOW_SETTLE_MS;
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS);
     })
     .await;
     let id = created_id(
@@ -399,8 +399,8 @@ async fn create_patch_and_delete_of_one_partner_reach_a_slow_graph_in_order() {
     let app = spawn_app_against(&fake, |s| {
         s.graph.client.root = proxy.graph_root();
         // Long enough that the create is confirmed inline (201), so the PATCH cannot fold.
-        s.delivery.inline_deadline_ms = 3000;
-        s.delivery.lease_ms = 6000;
+        s.outbox.inline_deadline = Duration::from_millis(3000);
+        s.outbox.lease = Duration::from_millis(6000);
         s.graph.client.request_timeout_ms = 2000;
     })
     .await;
@@ -460,7 +460,10 @@ async fn a_rename_folded_into_a_create_of_unknown_outcome_leaves_no_object_under
         ..FakeGraphOptions::default()
     })
     .await;
-    let app = spawn_app_against(&fake, |s| s.delivery.settle_ms = SLOW_SETTLE_MS).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
     let id = created_id(
         app.post_partner(r#"{"displayName":"Fold Unknown Before"}"#)
             .await,

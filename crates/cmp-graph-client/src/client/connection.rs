@@ -25,6 +25,7 @@ const MAX_REDIRECTS: usize = 5;
 /// # Errors
 /// When reqwest cannot build the client (its TLS backend fails to initialise).
 pub fn build_http_client(config: &ResolvedGraphClient) -> anyhow::Result<reqwest::Client> {
+    install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
         .timeout(config.request_timeout)
@@ -97,4 +98,12 @@ pub fn connect(
         sleeper,
     );
     Ok(GraphConnection { tokens, client })
+}
+
+/// Makes ring rustls' process-wide crypto provider. The workspace builds reqwest without a
+/// provider of its own (aws-lc-rs, a long C build), and reqwest refuses to build a client until
+/// a process has one.
+pub(crate) fn install_tls_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -90,8 +90,8 @@ fn config(server_uri: &str, credential: Credential) -> ResolvedGraphClient {
 /// A provider for `config`, on a hand-moved clock.
 fn provider(config: &ResolvedGraphClient) -> (Arc<TokenProvider>, Arc<TestClock>) {
     let clock = Arc::new(TestClock::new());
-    let provider = TokenProvider::new(reqwest::Client::new(), config, clock.clone())
-        .expect("usable credential");
+    let provider =
+        TokenProvider::new(test_http_client(), config, clock.clone()).expect("usable credential");
     (Arc::new(provider), clock)
 }
 
@@ -434,7 +434,7 @@ fn an_unusable_certificate_or_key_is_refused_when_the_provider_is_built() {
             },
         );
 
-        let error = TokenProvider::new(reqwest::Client::new(), &config, Arc::new(TestClock::new()))
+        let error = TokenProvider::new(test_http_client(), &config, Arc::new(TestClock::new()))
             .expect_err(case);
 
         assert!(error.to_string().contains(needle), "{case}: {error}");
@@ -871,4 +871,10 @@ async fn debug_output_of_the_provider_and_its_tokens_shows_no_secret() {
 
     assert!(!text.contains(SECRET), "{text}");
     assert!(!text.contains("token-a"), "{text}");
+}
+
+/// A plain HTTP client for the fakes, with the process's TLS provider installed.
+fn test_http_client() -> reqwest::Client {
+    crate::client::connection::install_tls_provider();
+    reqwest::Client::new()
 }
