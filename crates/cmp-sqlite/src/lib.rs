@@ -23,6 +23,7 @@
 //!   enqueueing the partner store calls inside its transactions, lease recovery, the
 //!   dispatcher's claim, delivery starts and ends, undo, re-queue, and the operators' views.
 //! - `audit.rs`: the audit log's writes and reads.
+//! - `readiness.rs`: [`SqliteStore::check_ready`], the store's part of the readiness probe.
 //! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
 //! - `test_support.rs` (tests only): fixtures shared by the tests of both ports.
 //! - `migrations/sqlite/` at the workspace root: the schema, with the reasons for its choices.
@@ -31,6 +32,7 @@ mod audit;
 mod outbox;
 mod partner_listing;
 mod partner_store;
+mod readiness;
 mod rows;
 mod store;
 #[cfg(test)]
@@ -38,6 +40,7 @@ mod test_support;
 
 pub use outbox::SqliteOutbox;
 pub use partner_store::SqlitePartnerStore;
+pub use readiness::StoreReadiness;
 pub use store::{SqliteSettings, SqliteStore};
 
 /// The schema migrations in the workspace's `migrations/sqlite/` folder, embedded at compile
