@@ -26,10 +26,7 @@ pub const OLDEST_WAITING_AGE_SECONDS: &str = "cmp_outbox_oldest_waiting_age_seco
 
 /// Describes this module's metrics to the installed recorder (Prometheus' `# HELP` lines).
 pub fn describe() {
-    metrics::describe_counter!(
-        DELIVERIES_TOTAL,
-        "Outbox deliveries recorded, by outcome."
-    );
+    metrics::describe_counter!(DELIVERIES_TOTAL, "Outbox deliveries recorded, by outcome.");
     metrics::describe_counter!(
         DEAD_LETTERS_TOTAL,
         "Outbox rows given up (dead-lettered); each waits for an operator."

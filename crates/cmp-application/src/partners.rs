@@ -9,10 +9,10 @@ use cmp_domain::{NewPartner, Partner, PartnerId, PartnerPatch, Platform, TenantI
 
 use crate::audit::{AuditAction, AuditEntry};
 use crate::delivery::{self, Verdict};
-use crate::outbox_metrics;
 use crate::error::{
     CreatePartnerError, DeletePartnerError, GetPartnerError, ListPartnersError, UpdatePartnerError,
 };
+use crate::outbox_metrics;
 use crate::policy::OutboxPolicy;
 use crate::ports::{
     ChangeQueued, ChangeWrite, Clock, DeliveryEnd, DeliveryOutcome, GraphGateway, IdSource,

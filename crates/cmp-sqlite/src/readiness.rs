@@ -83,8 +83,8 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{ConnectOptions, Connection};
     use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
     use tempfile::TempDir;
 
     use super::*;

@@ -1201,7 +1201,15 @@ async fn oldest_waiting_created_at_is_that_of_the_oldest_pending_or_unknown_row(
     )
     .await;
     queued(&repo, 3, tenant(), at(-100), WaitingState::Pending, at(10)).await;
-    queued(&repo, 4, other_tenant(), at(-300), WaitingState::Unknown, at(10)).await;
+    queued(
+        &repo,
+        4,
+        other_tenant(),
+        at(-300),
+        WaitingState::Unknown,
+        at(10),
+    )
+    .await;
 
     let oldest = repo.outbox.oldest_waiting_created_at().await.expect("read");
 
