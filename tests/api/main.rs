@@ -8,5 +8,6 @@ mod delivery;
 mod graph_mode;
 mod helpers;
 mod limits;
+mod operations;
 mod resource;
 mod restart;

@@ -15,6 +15,8 @@ use cmp_sqlite::SqliteSettings;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::prometheus::MetricsSettings;
+use crate::readiness::ReadinessSettings;
 use crate::telemetry::TelemetrySettings;
 
 /// The deployment environment, chosen by `CMP_ENV`.
@@ -159,6 +161,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[telemetry]`.
     pub telemetry: TelemetrySettings,
+    /// `[metrics]`.
+    pub metrics: MetricsSettings,
+    /// `[readiness]`.
+    pub readiness: ReadinessSettings,
     /// The environment the settings were loaded for (not a config key).
     #[serde(skip, default = "default_environment")]
     pub environment: Environment,
@@ -294,6 +300,9 @@ impl Settings {
         if self.graph.mode == GraphMode::Graph {
             self.graph.client.resolve(self.graph.tenant_id)?;
         }
+        self.metrics.validate()?;
+        self.readiness
+            .validate(self.delivery.dispatcher_poll_interval_ms)?;
         self.auth
             .entra
             .validate()
