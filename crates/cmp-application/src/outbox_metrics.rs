@@ -89,3 +89,108 @@ impl OutboxGauges {
         Ok(())
     }
 }
+
+/// A Prometheus recorder local to one test's thread, and the means to read it. Use cases run
+/// on the test's own thread under `#[tokio::test]`, so the recorder sees every count they make
+/// and no other test's.
+#[cfg(test)]
+pub(crate) struct Recording {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+}
+
+#[cfg(test)]
+impl Recording {
+    /// A fresh recorder; nothing is recorded into it until [`Recording::install`].
+    pub(crate) fn new() -> Self {
+        Self {
+            recorder: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        }
+    }
+
+    /// Records this thread's metrics here while the guard lives.
+    pub(crate) fn install(&self) -> metrics::LocalRecorderGuard<'_> {
+        metrics::set_default_local_recorder(&self.recorder)
+    }
+
+    /// The value of `series` (a name with its labels, as rendered), if recorded.
+    pub(crate) fn sample(&self, series: &str) -> Option<f64> {
+        self.recorder
+            .handle()
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ports::{MockClock, MockOutbox, OutboxCounts};
+    use crate::test_support::{now, seconds_after_now};
+
+    #[tokio::test]
+    async fn a_refresh_sets_the_rows_of_every_state_and_the_oldest_waiting_rows_age() {
+        let recording = Recording::new();
+        let _recording = recording.install();
+        let mut outbox = MockOutbox::new();
+        outbox.expect_count_rows().times(1).returning(|| {
+            Ok(OutboxCounts {
+                pending: 2,
+                in_flight: 1,
+                delivered: 7,
+                unknown: 1,
+                dead: 0,
+            })
+        });
+        outbox
+            .expect_oldest_waiting_created_at()
+            .times(1)
+            .returning(|| Ok(Some(seconds_after_now(-90))));
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(now());
+        let gauges = OutboxGauges::new(Arc::new(outbox), Arc::new(clock));
+
+        gauges.refresh().await.expect("the store answers");
+
+        for (series, expected) in [
+            (r#"cmp_outbox_rows{state="pending"}"#, 2.0),
+            (r#"cmp_outbox_rows{state="in_flight"}"#, 1.0),
+            (r#"cmp_outbox_rows{state="delivered"}"#, 7.0),
+            (r#"cmp_outbox_rows{state="unknown"}"#, 1.0),
+            (r#"cmp_outbox_rows{state="dead"}"#, 0.0),
+            (
+                "cmp_outbox_oldest_waiting_age_seconds",
+                Duration::from_secs(90).as_secs_f64(),
+            ),
+        ] {
+            assert_eq!(recording.sample(series), Some(expected), "{series}");
+        }
+    }
+
+    #[tokio::test]
+    async fn with_nothing_waiting_the_oldest_waiting_age_is_zero() {
+        let recording = Recording::new();
+        let _recording = recording.install();
+        let mut outbox = MockOutbox::new();
+        outbox
+            .expect_count_rows()
+            .returning(|| Ok(OutboxCounts::default()));
+        outbox
+            .expect_oldest_waiting_created_at()
+            .returning(|| Ok(None));
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(now());
+
+        OutboxGauges::new(Arc::new(outbox), Arc::new(clock))
+            .refresh()
+            .await
+            .expect("the store answers");
+
+        assert_eq!(
+            recording.sample("cmp_outbox_oldest_waiting_age_seconds"),
+            Some(0.0)
+        );
+    }
+}
