@@ -40,7 +40,9 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener, opens (and migrates) the store, and wires the adapters around the
-    /// use cases. Port 0 binds a port the OS picks; [`Application::local_addr`] tells which.
+    /// use cases, with the probes beside the API; when metrics are on, also installs the
+    /// recorder and binds the metrics listener. Port 0 binds a port the OS picks;
+    /// [`Application::local_addr`] and [`Application::metrics_addr`] tell which.
     ///
     /// # Errors
     /// When binding, opening the database or wiring fails; the message says which step.
