@@ -1088,6 +1088,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteRecorder {
 async fn the_request_span_names_the_route_template_not_the_raw_path() {
     use tracing_subscriber::layer::SubscriberExt;
     let recorder = RouteRecorder::default();
+    // Tracing decides once per callsite whether anyone listens. While a single subscriber is
+    // registered, it asks only the thread that first reaches the callsite, and another test's
+    // thread, with no subscriber, would decide "no one" for good. A second one, kept registered
+    // for the test, makes every decision ask all of them, this test's included.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
     let id = "d6d46d0d-6d0d-d6d4-0d6d-d4d60d6dd4d6";
