@@ -73,6 +73,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// A token with the write permission, signed with the instance's development key.
     pub token: String,
+    /// `http://127.0.0.1:PORT/metrics` on the metrics listener, when metrics are on.
+    pub metrics_url: Option<String>,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<anyhow::Result<()>>>,
@@ -118,6 +120,9 @@ pub async fn spawn_app_in(
         .expect("the service builds");
     let token = mint(&settings, &["DeviceManagementServiceConfig.ReadWrite.All"]);
     let root = application.public_root().to_owned();
+    let metrics_url = application
+        .metrics_addr()
+        .map(|address| format!("http://{address}/metrics"));
     let (shutdown, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
@@ -128,6 +133,7 @@ pub async fn spawn_app_in(
         directory,
         settings,
         token,
+        metrics_url,
         client: cmp_fake_graph::http_client(),
         shutdown: Some(shutdown),
         served: Some(served),

@@ -9,5 +9,6 @@ mod graph_mode;
 mod helpers;
 mod limits;
 mod openapi;
+mod operations;
 mod resource;
 mod restart;

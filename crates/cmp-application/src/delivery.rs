@@ -9,6 +9,7 @@ use std::time::Duration;
 use cmp_domain::Timestamp;
 use uuid::Uuid;
 
+use crate::outbox_metrics;
 use crate::pause::TenantPause;
 use crate::policy::OutboxPolicy;
 use crate::ports::{
@@ -553,17 +554,18 @@ impl Deliverer {
         client_request_id: Uuid,
         ending: Ending,
     ) -> Result<(), StoreError> {
-        self.outbox
-            .finish_delivery(&DeliveryEnd {
-                outbox_id: row.outbox_id,
-                partner_id: row.partner.id(),
-                client_request_id,
-                finished_at: self.clock.now(),
-                meta: ending.meta,
-                outcome: ending.outcome,
-                transition: ending.transition,
-            })
-            .await
+        let end = DeliveryEnd {
+            outbox_id: row.outbox_id,
+            partner_id: row.partner.id(),
+            client_request_id,
+            finished_at: self.clock.now(),
+            meta: ending.meta,
+            outcome: ending.outcome,
+            transition: ending.transition,
+        };
+        self.outbox.finish_delivery(&end).await?;
+        outbox_metrics::count_end(&end);
+        Ok(())
     }
 
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {

@@ -15,6 +15,7 @@
 //! - [`reconciliation`]: matching a partner with Graph's objects by natural key.
 //! - [`policy`]: [`OutboxPolicy`], the numbers of delivery, all from configuration.
 //! - [`operations`]: [`OperatorUseCases`]: sync state, listings, history, re-queue.
+//! - [`outbox_metrics`]: deliveries and dead letters counted, the queue's gauges refreshed.
 //! - [`audit`]: the audit log's entries and actions.
 //! - [`names`]: the stored names of the vocabulary's closed sets, parsed at the edges.
 //! - [`auth`]: the [`Caller`] and the [`CallerAuthenticator`] port.
@@ -30,6 +31,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod names;
 pub mod operations;
+pub mod outbox_metrics;
 pub mod partners;
 mod pause;
 pub mod policy;
@@ -47,6 +49,7 @@ pub use error::{
 };
 pub use names::UnknownName;
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
+pub use outbox_metrics::OutboxGauges;
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use policy::OutboxPolicy;
 pub use ports::{

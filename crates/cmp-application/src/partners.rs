@@ -12,6 +12,7 @@ use crate::delivery::{self, Verdict};
 use crate::error::{
     CreatePartnerError, DeletePartnerError, GetPartnerError, ListPartnersError, UpdatePartnerError,
 };
+use crate::outbox_metrics;
 use crate::policy::OutboxPolicy;
 use crate::ports::{
     ChangeQueued, ChangeWrite, ChangedPartner, Clock, DeliveryEnd, DeliveryOutcome, GraphGateway,
@@ -223,6 +224,7 @@ impl PartnerUseCases for PartnerService {
                     tracing::warn!(error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
                     return Ok(CreatePartnerOutput::Accepted(partner));
                 }
+                outbox_metrics::count_end(&end);
                 Ok(if delivered {
                     CreatePartnerOutput::Created(partner)
                 } else {
@@ -254,6 +256,8 @@ impl PartnerUseCases for PartnerService {
                             anyhow::Error::new(e).context("undoing a create Graph refused"),
                         )
                     })?;
+                // The row went with its partner: a delivery refused, but no dead letter.
+                outbox_metrics::count_delivery(DeliveryOutcome::Rejected);
                 Err(CreatePartnerError::GraphRejected {
                     status: meta.status.unwrap_or(400),
                     code: meta.error_code,

@@ -221,12 +221,14 @@ impl Server {
 }
 
 /// The environment our service runs with: its own files, the port, simulated Graph without
-/// latency, no per-caller write limit, and the production log level and format.
+/// latency, no per-caller write limit, metrics on, and the production log level and format.
 fn service_environment(data: &Path, port: u16) -> Vec<(String, String)> {
     let data = data.display().to_string();
     [
         ("CMP_ENV", "development".to_owned()),
         ("CMP__HTTP__PORT", port.to_string()),
+        // Metrics stay on, as in production, on a port of their own the OS picks.
+        ("CMP__METRICS__PORT", "0".to_owned()),
         ("CMP__SQLITE__PATH", format!("{data}/partners.db")),
         ("CMP__AUTH__DEVELOPMENT_KEY_DIR", data.clone()),
         ("CMP__GRAPH__SIMULATED__LATENCY_MS", "0".to_owned()),

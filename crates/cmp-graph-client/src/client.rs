@@ -36,6 +36,7 @@ use self::adoption::adopt_preseeded;
 use self::classify::{Exchange, Read, WriteKind, create_outcome, read_result, write_outcome};
 pub use self::connection::{GraphConnection, USER_AGENT, build_http_client, connect};
 use self::retry_engine::{Call, CallKind, RetryBudget, RetryEngine};
+use crate::graph_metrics::{self, GraphOperation};
 use crate::settings::ResolvedGraphClient;
 use crate::token::TokenSource;
 
@@ -134,6 +135,14 @@ impl HttpGraphClient {
         }
     }
 
+    /// Sets the tenant-pause gauge to what is left of the current `Retry-After` pause. The
+    /// binary calls it whenever metrics are scraped, so the gauge counts down between 429s
+    /// instead of keeping the length the pause had when it began.
+    pub fn report_tenant_pause(&self) {
+        metrics::gauge!(graph_metrics::TENANT_PAUSE_SECONDS)
+            .set(self.engine.pause_left().as_secs_f64());
+    }
+
     /// `{collection}/{id}`, the id percent-encoded as one path segment.
     fn item_url(&self, graph_id: &str) -> Url {
         let mut url = self.collection.clone();
@@ -146,12 +155,14 @@ impl HttpGraphClient {
     /// GETs `url` as one logical call.
     async fn read(
         &self,
+        operation: GraphOperation,
         url: &Url,
         client_request_id: Uuid,
         budget: &mut RetryBudget,
     ) -> Result<Read, GraphReadError> {
         let call = Call {
             kind: CallKind::Read,
+            operation,
             method: Method::GET,
             url,
             body: None,
@@ -183,6 +194,7 @@ impl HttpGraphClient {
     /// PATCHes or DELETEs as one logical call.
     async fn write(
         &self,
+        operation: GraphOperation,
         method: Method,
         graph_id: &str,
         body: Option<&[u8]>,
@@ -191,6 +203,7 @@ impl HttpGraphClient {
         let url = self.item_url(graph_id);
         let call = Call {
             kind: CallKind::Write,
+            operation,
             method,
             url: &url,
             body,
@@ -219,6 +232,7 @@ impl GraphGateway for HttpGraphClient {
         };
         let call = Call {
             kind: CallKind::Create,
+            operation: GraphOperation::Create,
             method: Method::POST,
             url: &self.collection,
             body: Some(&body),
@@ -239,7 +253,12 @@ impl GraphGateway for HttpGraphClient {
         let url = self.item_url(graph_id);
         // A fresh id per logical read; its retries share it.
         match self
-            .read(&url, Uuid::new_v4(), &mut self.engine.budget())
+            .read(
+                GraphOperation::Get,
+                &url,
+                Uuid::new_v4(),
+                &mut self.engine.budget(),
+            )
             .await?
         {
             Read::Found(body) => serde_json::from_slice::<Entity>(&body)
@@ -259,7 +278,10 @@ impl GraphGateway for HttpGraphClient {
         let mut seen = HashSet::from([url.as_str().to_owned()]);
         let mut partners = Vec::new();
         for page_number in 1..=self.max_pages {
-            let body = match self.read(&url, client_request_id, &mut budget).await? {
+            let body = match self
+                .read(GraphOperation::List, &url, client_request_id, &mut budget)
+                .await?
+            {
                 Read::Found(body) => body,
                 // A collection does not vanish: a 404 here is a refusal (wrong root, say).
                 Read::NotFound(meta) => return Err(GraphReadError::Refused(meta)),
@@ -306,7 +328,13 @@ impl GraphGateway for HttpGraphClient {
             }
         };
         let exchange = self
-            .write(Method::PATCH, graph_id, Some(&body), client_request_id)
+            .write(
+                GraphOperation::Update,
+                Method::PATCH,
+                graph_id,
+                Some(&body),
+                client_request_id,
+            )
             .await;
         GraphWriteResult {
             outcome: write_outcome(&exchange, WriteKind::Update),
@@ -321,7 +349,13 @@ impl GraphGateway for HttpGraphClient {
     )]
     async fn delete_partner(&self, graph_id: &str, client_request_id: Uuid) -> GraphWriteResult {
         let exchange = self
-            .write(Method::DELETE, graph_id, None, client_request_id)
+            .write(
+                GraphOperation::Delete,
+                Method::DELETE,
+                graph_id,
+                None,
+                client_request_id,
+            )
             .await;
         GraphWriteResult {
             outcome: write_outcome(&exchange, WriteKind::Delete),

@@ -11,12 +11,14 @@
 //!   retry engine, outcome classes, pacing, pre-seeded adoption.
 //! - `retry_after`: `Retry-After` parsing and back-off, shared by the client and the token provider.
 //! - `error_chain`: one line for an error and its sources, shared likewise.
+//! - [`graph_metrics`]: requests, throttling, the tenant's pause and token requests, counted.
 //! - [`simulated`]: [`SimulatedGraph`] and its [`SimulatedGraphSettings`].
 //!
 //! [`GraphGateway`]: cmp_application::GraphGateway
 
 pub mod client;
 mod error_chain;
+pub mod graph_metrics;
 mod retry_after;
 pub mod settings;
 pub mod simulated;
@@ -25,4 +27,6 @@ pub mod token;
 pub use client::{GraphConnection, HttpGraphClient, connect};
 pub use settings::{AzureEnvironment, Cloud, Credential, CredentialKind, GraphClientSettings};
 pub use simulated::{SimulatedFailure, SimulatedGraph, SimulatedGraphSettings};
-pub use token::{AccessToken, InvalidCredential, TokenError, TokenProvider, TokenSource};
+pub use token::{
+    AccessToken, InvalidCredential, TokenError, TokenProvider, TokenSource, TokenStatus,
+};

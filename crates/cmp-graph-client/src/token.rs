@@ -41,6 +41,7 @@ use self::client_credentials::{ClientCredentials, Proof};
 use self::managed_identity::ManagedIdentity;
 use self::response::{DEFAULT_RETRY_AFTER, Received, parse_token_response};
 use crate::error_chain::error_chain;
+use crate::graph_metrics;
 use crate::settings::{Credential, ResolvedGraphClient};
 
 /// Least lifetime a cached token must have left to be served; below it the token counts as
@@ -120,6 +121,18 @@ pub enum TokenError {
         /// The failure that caused it.
         reason: String,
     },
+}
+
+/// How the latest token request went, as the readiness probe reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStatus {
+    /// No token has been requested yet: nothing has called Graph.
+    NotRequested,
+    /// The latest request got a token.
+    Obtained,
+    /// The latest request failed; the provider is backing off, or waits for the next call to
+    /// try again.
+    Failing,
 }
 
 /// Where the Graph client gets its tokens from. The real one is [`TokenProvider`]; tests may
@@ -344,6 +357,21 @@ impl TokenProvider {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How the latest token request went. Sends nothing: the readiness probe asks often, and a
+    /// probe must never add to Entra's load or wait on it.
+    pub fn status(&self) -> TokenStatus {
+        let state = self.state();
+        // A failure sets the back-off and only a success clears it, so a back-off on record
+        // means the latest request failed.
+        if state.backoff.is_some() {
+            TokenStatus::Failing
+        } else if state.requests == 0 {
+            TokenStatus::NotRequested
+        } else {
+            TokenStatus::Obtained
+        }
+    }
+
     /// A call without claims: the cached token, or a fresh one.
     async fn cached_or_requested(&self) -> Result<AccessToken, TokenError> {
         // Fast path: most calls are answered by the cache without touching the async lock.
@@ -414,6 +442,7 @@ impl TokenProvider {
     /// one, a failure starts a back-off. Call only while holding `in_flight`.
     async fn request_and_remember(&self, claims: Option<&str>) -> Result<AccessToken, TokenError> {
         let outcome = self.request(claims).await;
+        graph_metrics::count_token_request(&outcome);
         let now = self.clock.now();
         let mut state = self.state();
         state.requests = state.requests.wrapping_add(1);

@@ -1267,3 +1267,63 @@ async fn connect_wires_the_token_provider_and_the_client_to_one_configuration() 
     );
     assert_eq!(header(&requests[0], "user-agent"), Some(USER_AGENT));
 }
+
+// Metrics
+
+/// The value of `series` (a name with its labels, as rendered) in a Prometheus exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_operation_and_status_and_the_tenant_pause_counts_down() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let exposition = recorder.handle();
+    // The test runs on one thread, so a thread-local recorder sees every count it causes.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let graph = FakeGraph::start().await;
+    graph
+        .answer("GET", item_path("graph-id"), found("graph-id"))
+        .await;
+    graph.answer("GET", COLLECTION, page(json!([]), None)).await;
+    graph.answer_creates(throttled(Some("300"))).await;
+    let harness = graph.harness();
+
+    harness.client.get_partner("graph-id").await.expect("read");
+    harness.client.list_partners().await.expect("listed");
+    harness.create().await;
+    harness.client.report_tenant_pause();
+    let at_the_429 = exposition.render();
+    harness.clock.advance(Duration::from_secs(100));
+    harness.client.report_tenant_pause();
+    let later = exposition.render();
+
+    for (series, expected) in [
+        (
+            r#"cmp_graph_requests_total{operation="get",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"cmp_graph_requests_total{operation="list",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"cmp_graph_requests_total{operation="create",status="429"}"#,
+            1.0,
+        ),
+        ("cmp_graph_throttled_total", 1.0),
+        ("cmp_graph_tenant_pause_seconds", 300.0),
+    ] {
+        assert_eq!(
+            sample(&at_the_429, series),
+            Some(expected),
+            "{series} in\n{at_the_429}"
+        );
+    }
+    assert_eq!(
+        sample(&later, "cmp_graph_tenant_pause_seconds"),
+        Some(200.0)
+    );
+}

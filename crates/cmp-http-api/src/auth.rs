@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::request_metrics::{RefusalReason, count_refusal};
 
 /// Permissions that allow writing partners, as Graph's create/update/delete pages list them.
 pub const WRITE_PERMISSIONS: [&str; 2] = [
@@ -43,16 +44,25 @@ pub async fn authenticate(
 ) -> Response {
     let token = match bearer_token(&request) {
         Ok(token) => token.to_owned(),
-        Err(error) => return error.into_response(),
+        Err(error) => {
+            count_refusal(if request.headers().contains_key(AUTHORIZATION) {
+                RefusalReason::MalformedHeader
+            } else {
+                RefusalReason::MissingToken
+            });
+            return error.into_response();
+        }
     };
     let caller = match state.authenticator.authenticate(&token).await {
         Ok(caller) => caller,
         Err(error) if error.keys_unavailable => {
             tracing::warn!(auth.reason = %error.reason, "bearer token could not be checked");
+            count_refusal(RefusalReason::KeysUnavailable);
             return ApiError::overloaded(30).into_response();
         }
         Err(error) => {
             tracing::info!(auth.reason = %error.reason, "bearer token refused");
+            count_refusal(RefusalReason::InvalidToken);
             return ApiError::invalid_token(format!(
                 "Access token validation failure: {}.",
                 error.reason
@@ -63,6 +73,7 @@ pub async fn authenticate(
     let (needed, name) = needed_permissions(request.method(), request.uri().path());
     if !caller.has_any(needed) {
         tracing::info!(caller = %caller, needed = name, "permission missing");
+        count_refusal(RefusalReason::MissingPermission);
         return ApiError::insufficient_scope(name).into_response();
     }
     request.extensions_mut().insert(caller);

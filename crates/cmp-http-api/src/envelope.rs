@@ -107,13 +107,7 @@ pub async fn graph_envelope(mut request: Request, next: Next) -> Response {
     };
     request.extensions_mut().insert(ids.clone());
 
-    // The route template (`/beta/deviceManagement/complianceManagementPartners/{id}`), not the
-    // raw path: ids and query strings stay out of the logs, and lines group by route.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
+    let route = route_template(&request).to_owned();
     let span = tracing::info_span!(
         "http_request",
         http.method = %request.method(),
@@ -135,6 +129,16 @@ pub async fn graph_envelope(mut request: Request, next: Next) -> Response {
     span.record("http.status", response.status().as_u16());
     tracing::info!(parent: &span, latency_ms = started.elapsed().as_millis() as u64, "request served");
     response
+}
+
+/// The route template a request matched (`/beta/deviceManagement/complianceManagementPartners/{id}`),
+/// never the raw path: ids and query strings stay out of logs and metric labels, and both group
+/// by route.
+pub(crate) fn route_template(request: &Request) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
 }
 
 /// Turns a panic inside a handler into a plain 500 in Graph's shape; the payload is logged,

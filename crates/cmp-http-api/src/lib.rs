@@ -17,6 +17,8 @@
 //! - [`admin`]: the operator endpoints under `/admin/`.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the code, served at
 //!   [`openapi::OPENAPI_PATH`].
+//! - [`probes`]: `/healthz` and `/readyz`, outside every layer, over the [`ReadinessCheck`] port.
+//! - [`request_metrics`]: requests counted and timed, refusals counted.
 //! - [`router`] assembles the layers; [`serve`] runs the accept loop.
 
 pub mod admin;
@@ -27,6 +29,8 @@ pub mod limits;
 pub mod odata;
 pub mod openapi;
 pub mod partners;
+pub mod probes;
+pub mod request_metrics;
 pub mod serve;
 pub mod settings;
 
@@ -44,6 +48,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub use error::ApiError;
+pub use probes::{CheckStatus, Readiness, ReadinessCheck, probes_router};
 pub use serve::{ConnectionLimits, serve};
 pub use settings::HttpSettings;
 
@@ -99,8 +104,9 @@ impl RequestLimits {
 
 /// Builds the router: the resource under `root_path` (e.g. `/beta`), the operator endpoints,
 /// the OpenAPI document (without authentication), Graph-shaped errors for everything else, and
-/// the layers every request passes, outermost first: ids and error envelope, panic catcher,
-/// load shedding, whole-request timeout, body timeout; then, for all but the document, bearer
+/// the layers every request passes, outermost first: metrics, ids and error envelope, panic
+/// catcher, load shedding, whole-request timeout, body timeout; then, for all but the document,
+/// bearer
 /// token and permission, per-caller write rate, body size.
 pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router {
     let item_path = format!("{COLLECTION_PATH}/{{id}}");
@@ -166,6 +172,8 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
         ))
         .layer(CatchPanicLayer::custom(envelope::panic_response))
         .layer(axum::middleware::from_fn(envelope::graph_envelope))
+        // Outermost, so that it sees the status every other layer finally answered with.
+        .layer(axum::middleware::from_fn(request_metrics::record))
 }
 
 /// The path the development signing key set is served at (development mode only).

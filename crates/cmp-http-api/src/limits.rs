@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::request_metrics;
 
 /// Requests over the cap are refused at once rather than queued: a queue only adds latency
 /// to work the client will retry anyway.
@@ -44,7 +45,10 @@ pub async fn shed_load(
             drop(permit);
             response
         }
-        Err(_) => ApiError::overloaded(1).into_response(),
+        Err(_) => {
+            request_metrics::count_load_shed();
+            ApiError::overloaded(1).into_response()
+        }
     }
 }
 
@@ -130,6 +134,7 @@ pub async fn limit_writes(
             .unwrap_or_default();
         if let Err(wait) = limiter.take(&caller, Instant::now()) {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            request_metrics::count_rate_limited();
             return ApiError::too_many_requests(seconds.max(1)).into_response();
         }
     }

@@ -1140,3 +1140,163 @@ async fn the_request_span_names_the_route_template_not_the_raw_path() {
         "no id and no query string in the span"
     );
 }
+
+// Metrics
+
+/// A Prometheus recorder local to the test's thread, and the means to read it. The tests run
+/// on one thread, so the recorder sees every count they cause and no other test's.
+struct Recording {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+}
+
+impl Recording {
+    fn new() -> Self {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&cmp_http_api::request_metrics::REQUEST_DURATION_BUCKETS)
+            .expect("buckets")
+            .build_recorder();
+        Self { recorder }
+    }
+
+    /// The value of `series` (a name with its labels, as rendered), if recorded.
+    fn sample(&self, series: &str) -> Option<f64> {
+        self.recorder
+            .handle()
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_route_template_method_and_status_and_timed() {
+    let recording = Recording::new();
+    let _local = metrics::set_default_local_recorder(&recording.recorder);
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner()
+        .times(1)
+        .returning(|_, _| Ok(CreatePartnerOutput::Created(partner())));
+    mock.expect_get_partner()
+        .returning(|id| Err(GetPartnerError::NotFound(id)));
+    let app = app(mock, "/beta");
+
+    send_raw(app.clone(), post(COLLECTION)).await;
+    send_raw(app.clone(), get(&item_path())).await;
+    send_raw(app.clone(), get("/beta/somewhere/else")).await;
+    send_raw(
+        app,
+        Request::builder()
+            .method("BREW")
+            .uri(COLLECTION)
+            .header("authorization", "Bearer t")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+
+    let item = format!("{COLLECTION}/{{id}}");
+    for (series, expected) in [
+        (
+            format!(
+                r#"cmp_http_requests_total{{route="{COLLECTION}",method="POST",status="201"}}"#
+            ),
+            1.0,
+        ),
+        (
+            format!(r#"cmp_http_requests_total{{route="{item}",method="GET",status="404"}}"#),
+            1.0,
+        ),
+        (
+            r#"cmp_http_requests_total{route="(unmatched)",method="GET",status="404"}"#.to_owned(),
+            1.0,
+        ),
+        (
+            format!(
+                r#"cmp_http_requests_total{{route="{COLLECTION}",method="other",status="405"}}"#
+            ),
+            1.0,
+        ),
+        (
+            format!(r#"cmp_http_request_duration_seconds_count{{route="{item}",method="GET"}}"#),
+            1.0,
+        ),
+        (
+            format!(
+                r#"cmp_http_request_duration_seconds_bucket{{route="{item}",method="GET",le="+Inf"}}"#
+            ),
+            1.0,
+        ),
+    ] {
+        assert_eq!(recording.sample(&series), Some(expected), "{series}");
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_counted_by_reason_rate_and_load() {
+    let recording = Recording::new();
+    let _local = metrics::set_default_local_recorder(&recording.recorder);
+    let read_only = || {
+        app_with(
+            MockPartnerUseCases::new(),
+            "/beta",
+            &["DeviceManagementServiceConfig.Read.All"],
+        )
+    };
+    let with_authorization = |value: &str| {
+        Request::get(COLLECTION)
+            .header("authorization", value)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let limited = |limits: RequestLimits| {
+        let mut mock = MockPartnerUseCases::new();
+        mock.expect_delete_partner().returning(|_, _| Ok(()));
+        let state = AppState {
+            partners: Arc::new(mock),
+            operations: Arc::new(MockOperatorUseCases::new()),
+            authenticator: Arc::new(authenticator(&[
+                "DeviceManagementServiceConfig.ReadWrite.All",
+            ])),
+            public_root: ROOT.into(),
+            body_limit_bytes: 1024,
+        };
+        router(state, "/beta", limits)
+    };
+    let one_write = limited(RequestLimits {
+        writes_per_caller_per_second: 0.001,
+        write_burst: 1,
+        ..limits()
+    });
+    let shedding = limited(RequestLimits {
+        max_concurrent_requests: 0,
+        ..limits()
+    });
+
+    let no_header = Request::get(COLLECTION)
+        .body(Body::empty())
+        .expect("request");
+    send_raw(read_only(), no_header).await;
+    send_raw(read_only(), with_authorization("Basic dXNlcjpwYXNz")).await;
+    send_raw(read_only(), with_authorization("Bearer not-t")).await;
+    send_raw(read_only(), post(COLLECTION)).await;
+    let (first_write, _, _) = send_raw(one_write.clone(), delete(&item_path())).await;
+    let (second_write, _, _) = send_raw(one_write, delete(&item_path())).await;
+    let (shed, _, _) = send_raw(shedding, get(COLLECTION)).await;
+
+    assert_eq!(first_write, StatusCode::NO_CONTENT);
+    assert_eq!(second_write, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(shed, StatusCode::SERVICE_UNAVAILABLE);
+    for (series, expected) in [
+        (r#"cmp_auth_refusals_total{reason="missing_token"}"#, 1.0),
+        (r#"cmp_auth_refusals_total{reason="malformed_header"}"#, 1.0),
+        (r#"cmp_auth_refusals_total{reason="invalid_token"}"#, 1.0),
+        (
+            r#"cmp_auth_refusals_total{reason="missing_permission"}"#,
+            1.0,
+        ),
+        ("cmp_http_rate_limited_total", 1.0),
+        ("cmp_http_load_shed_total", 1.0),
+    ] {
+        assert_eq!(recording.sample(series), Some(expected), "{series}");
+    }
+}

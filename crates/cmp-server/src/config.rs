@@ -37,6 +37,8 @@ use config::{File, FileFormat};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::prometheus::MetricsSettings;
+use crate::readiness::ReadinessSettings;
 use crate::telemetry::TelemetrySettings;
 pub use effective::EffectiveConfig;
 
@@ -202,6 +204,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[telemetry]`.
     pub telemetry: TelemetrySettings,
+    /// `[metrics]`.
+    pub metrics: MetricsSettings,
+    /// `[readiness]`.
+    pub readiness: ReadinessSettings,
     /// The environment the settings were loaded for (not a config key).
     #[serde(skip, default = "default_environment")]
     pub environment: Environment,
@@ -463,6 +469,9 @@ impl Settings {
         if self.graph.mode == GraphMode::Graph {
             self.graph.client.resolve(self.graph.tenant_id)?;
         }
+        self.metrics.validate()?;
+        self.readiness
+            .validate(self.outbox.dispatcher_poll_interval)?;
         self.auth
             .entra
             .validate()

@@ -12,11 +12,15 @@
 //! - [`check`]: the operator's Graph check.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`startup`]: [`Application`]: build, bind, serve, shut down.
+//! - [`prometheus`]: the metrics recorder, `/metrics` on its own listener, the gauges task.
+//! - [`readiness`]: what `/readyz` checks, and the dispatcher's heartbeat.
 //! - [`system`]: the clock, id source and sleeper the use cases run on.
 
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod prometheus;
+pub mod readiness;
 pub mod startup;
 pub mod system;
 pub mod telemetry;

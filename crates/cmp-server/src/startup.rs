@@ -3,12 +3,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cmp_application::{
-    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, Outbox, OutboxOperations,
-    PartnerService, PartnerStore, PartnerUseCases,
+    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, Outbox, OutboxGauges,
+    OutboxOperations, PartnerService, PartnerStore, PartnerUseCases,
 };
 use cmp_domain::TenantId;
 use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AuthMode, GraphMode, Settings};
+use crate::prometheus::MetricsEndpoint;
+use crate::readiness::{DispatcherHeartbeat, ServiceReadiness};
 use crate::system::{RandomIds, RandomJitter, SystemClock, TokioSleeper};
 
 /// The running service's parts, between [`Application::build`] and
@@ -32,11 +34,15 @@ pub struct Application {
     dispatch: DispatchLoop,
     store: SqliteStore,
     public_root: String,
+    /// `/metrics` and the gauges task; `None` when metrics are off.
+    metrics: Option<MetricsEndpoint>,
 }
 
 impl Application {
     /// Binds the listener, opens (and migrates) the store, and wires the adapters around the
-    /// use cases. Port 0 binds a port the OS picks; [`Application::local_addr`] tells which.
+    /// use cases, with the probes beside the API; when metrics are on, also installs the
+    /// recorder and binds the metrics listener. Port 0 binds a port the OS picks;
+    /// [`Application::local_addr`] and [`Application::metrics_addr`] tell which.
     ///
     /// # Errors
     /// When binding, opening the database or wiring fails; the message says which step.
@@ -55,10 +61,12 @@ impl Application {
 
         // In graph mode the tenant is the resolved one: `AZURE_TENANT_ID` stands in for a nil
         // `graph.tenant_id`, and the names partners are unique in are that tenant's.
-        let (graph, tenant): (Arc<dyn GraphGateway>, _) = match settings.graph.mode {
+        let (graph, tenant, graph_client) = match settings.graph.mode {
             GraphMode::Simulated => (
-                Arc::new(SimulatedGraph::new(settings.graph.simulated.clone())),
+                Arc::new(SimulatedGraph::new(settings.graph.simulated.clone()))
+                    as Arc<dyn GraphGateway>,
                 settings.graph.tenant_id,
+                None,
             ),
             GraphMode::Graph => {
                 let resolved = settings
@@ -78,7 +86,12 @@ impl Application {
                     graph.credential = %resolved.credential,
                     "provisioning into Microsoft Graph"
                 );
-                (Arc::new(connection.client), resolved.tenant_id)
+                let client = Arc::new(connection.client);
+                (
+                    client.clone() as Arc<dyn GraphGateway>,
+                    resolved.tenant_id,
+                    Some((client, connection.tokens)),
+                )
             }
         };
         let partner_store: Arc<dyn PartnerStore> = Arc::new(store.partner_store());
@@ -106,11 +119,30 @@ impl Application {
             policy,
         ));
         let operations: Arc<dyn OperatorUseCases> =
-            Arc::new(OutboxOperations::new(outbox, Arc::new(SystemClock)));
+            Arc::new(OutboxOperations::new(outbox.clone(), Arc::new(SystemClock)));
+        let workers = settings.outbox.dispatcher_workers;
+        let heartbeat = Arc::new(DispatcherHeartbeat::new(workers, Instant::now()));
         let dispatch = DispatchLoop {
             dispatcher,
-            workers: settings.outbox.dispatcher_workers,
+            workers,
             idle_wait: settings.outbox.dispatcher_poll_interval,
+            heartbeat: heartbeat.clone(),
+        };
+        let metrics = if settings.metrics.enabled {
+            let gauges = OutboxGauges::new(outbox, Arc::new(SystemClock));
+            let pause = graph_client.as_ref().map(|(client, _)| client.clone());
+            Some(MetricsEndpoint::bind(&settings.metrics, gauges, pause).await?)
+        } else {
+            None
+        };
+        let readiness = ServiceReadiness {
+            store: store.clone(),
+            heartbeat,
+            dispatcher_stale_after: Duration::from_millis(
+                settings.readiness.dispatcher_stale_after_ms,
+            ),
+            store_timeout: Duration::from_millis(settings.readiness.store_timeout_ms),
+            tokens: graph_client.map(|(_, tokens)| tokens),
         };
 
         let public_root = if settings.http.public_base_url.is_empty() {
@@ -127,7 +159,8 @@ impl Application {
             body_limit_bytes: settings.http.body_limit_bytes,
         };
         let limits = RequestLimits::from_settings(&settings.http);
-        let mut router = cmp_http_api::router(state, &settings.http.root_path, limits);
+        let mut router = cmp_http_api::router(state, &settings.http.root_path, limits)
+            .merge(cmp_http_api::probes_router(Arc::new(readiness)));
         if let Some(jwks) = development_keys {
             router = router.merge(cmp_http_api::development_keys_router(jwks));
         }
@@ -143,12 +176,18 @@ impl Application {
             dispatch,
             store,
             public_root,
+            metrics,
         })
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the metrics listener is bound to; `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsEndpoint::local_addr)
     }
 
     /// The root URL of the Graph-shaped API, e.g. `http://127.0.0.1:8080/beta`.
@@ -172,6 +211,10 @@ impl Application {
             let _ = stop.send(true);
         });
         let workers = self.dispatch.spawn(&stopping);
+        let metrics = self.metrics.map(|endpoint| {
+            tracing::info!(address = %endpoint.local_addr(), "serving metrics");
+            tokio::spawn(endpoint.run(self.connection_limits, stopping.clone()))
+        });
         let mut http_stopping = stopping.clone();
         let http_shutdown = async move {
             let _ = http_stopping.wait_for(|stopped| *stopped).await;
@@ -197,6 +240,17 @@ impl Application {
         if drained.is_err() {
             tracing::warn!("dispatcher workers did not finish within the shutdown grace period");
         }
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(error.message = %error, "serving metrics failed");
+                }
+                Err(error) => {
+                    tracing::error!(error.message = %error, "the metrics task ended abnormally");
+                }
+            }
+        }
         self.store.close().await;
         tracing::info!("stopped");
         served.context("serving HTTP")
@@ -210,18 +264,22 @@ struct DispatchLoop {
     /// Pause after a pass that found nothing to do (rows become due over time, so polling is
     /// the simplest correct wake-up; a pass that did work is followed at once by the next).
     idle_wait: Duration,
+    /// Each worker's last finished pass, for the readiness probe.
+    heartbeat: Arc<DispatcherHeartbeat>,
 }
 
 impl DispatchLoop {
     /// Starts the workers; each stops at its next pass boundary once `stopping` turns true.
     fn spawn(&self, stopping: &watch::Receiver<bool>) -> JoinSet<()> {
         let mut workers = JoinSet::new();
-        for _ in 0..self.workers {
+        for worker in 0..self.workers {
             // Each worker leases rows under its own name, so a row that lapses in one worker's
             // batch can be taken by another without both attempting it.
             let dispatcher = Arc::new(self.dispatcher.worker());
             let mut stopping = stopping.clone();
             let idle_wait = self.idle_wait;
+            let heartbeat = self.heartbeat.clone();
+            heartbeat.beat(worker, Instant::now());
             workers.spawn(async move {
                 while !*stopping.borrow() {
                     let busy = match dispatcher.run_once().await {
@@ -231,6 +289,9 @@ impl DispatchLoop {
                             false
                         }
                     };
+                    // A failed pass still shows the loop alive; the store's own check reports
+                    // the failure.
+                    heartbeat.beat(worker, Instant::now());
                     if !busy {
                         tokio::select! {
                             () = tokio::time::sleep(idle_wait) => {}

@@ -63,6 +63,7 @@ impl Folder {
             .env("CMP_CONFIG_DIR", "config")
             // The built-in default is 8080; tests bind a port the OS picks.
             .env("CMP__HTTP__PORT", "0")
+            .env("CMP__METRICS__PORT", "0")
             .envs(self.variables.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command

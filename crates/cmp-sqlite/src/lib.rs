@@ -26,6 +26,7 @@
 //!   (group commit), each in a savepoint of its own.
 //! - `checkpointer.rs`: WAL checkpoints off the request path, the WAL kept bounded.
 //! - `audit.rs`: the audit log's writes and reads.
+//! - `readiness.rs`: [`SqliteStore::check_ready`], the store's part of the readiness probe.
 //! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
 //! - `test_support.rs` (tests only): fixtures shared by the tests of both ports.
 //! - `migrations/sqlite/` at the workspace root: the schema, with the reasons for its choices.
@@ -35,6 +36,7 @@ mod checkpointer;
 mod outbox;
 mod partner_listing;
 mod partner_store;
+mod readiness;
 mod rows;
 mod store;
 #[cfg(test)]
@@ -43,6 +45,7 @@ mod writer;
 
 pub use outbox::SqliteOutbox;
 pub use partner_store::SqlitePartnerStore;
+pub use readiness::StoreReadiness;
 pub use store::{SqliteSettings, SqliteStore};
 
 /// The schema migrations in the workspace's `migrations/sqlite/` folder, embedded at compile

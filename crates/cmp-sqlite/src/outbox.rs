@@ -531,6 +531,22 @@ impl Outbox for SqliteOutbox {
         Ok(counts)
     }
 
+    #[tracing::instrument(name = "sqlite.oldest_waiting_created_at", skip_all)]
+    async fn oldest_waiting_created_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        // Reads only the waiting rows' entries of the (state, created_at) index, never the table.
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(created_at) FROM outbox WHERE state IN ('pending', 'unknown')",
+        )
+        .fetch_one(&self.connections.reader)
+        .await
+        .context("reading the oldest waiting outbox row")?;
+        let oldest = oldest
+            .map(Timestamp::from_unix_ticks)
+            .transpose()
+            .context("a stored creation time")?;
+        Ok(oldest)
+    }
+
     #[tracing::instrument(name = "sqlite.requeue_dead", skip_all, fields(outbox.id = %outbox_id))]
     async fn requeue_dead(&self, outbox_id: Uuid, now: Timestamp) -> Result<bool, StoreError> {
         let now = now.unix_ticks();

@@ -782,6 +782,46 @@ async fn a_rejection_dead_letters_the_row_with_a_reason_naming_graphs_status_and
     );
 }
 
+#[tokio::test]
+async fn a_recorded_dead_letter_is_counted_with_its_outcome_and_an_unrecorded_end_is_not() {
+    let recording = crate::outbox_metrics::Recording::new();
+    let _recording = recording.install();
+    let row = pending_row();
+    let meta = graph_meta(422, Some("ModelValidationFailure"));
+    let mut recorded = outbox_attempting(&row);
+    expect_dead_finish(
+        &mut recorded,
+        expected_finish(&row, meta.clone(), DeliveryOutcome::Rejected, dead()),
+        &["422"],
+    );
+    let mut unrecorded = outbox_attempting(&row);
+    unrecorded
+        .expect_finish_delivery()
+        .times(1)
+        .returning(|_| Err(store_failure()));
+
+    dispatcher_over(
+        recorded,
+        graph_answering(&row, CreateOutcome::Rejected, meta.clone()),
+    )
+    .run_once()
+    .await
+    .expect("a rejected row makes a successful pass");
+    dispatcher_over(
+        unrecorded,
+        graph_answering(&row, CreateOutcome::Rejected, meta),
+    )
+    .run_once()
+    .await
+    .expect_err("a store failure fails the pass");
+
+    assert_eq!(
+        recording.sample(r#"cmp_outbox_deliveries_total{outcome="rejected"}"#),
+        Some(1.0)
+    );
+    assert_eq!(recording.sample("cmp_outbox_dead_letters_total"), Some(1.0));
+}
+
 // ---- an unknown row: reconcile before any resend -------------------------------------------
 
 #[tokio::test]

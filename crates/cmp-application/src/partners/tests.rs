@@ -590,6 +590,48 @@ async fn create_undoes_the_write_and_reports_graphs_error_when_graph_rejects_the
 }
 
 #[tokio::test]
+async fn the_inline_delivery_is_counted_by_its_outcome_and_a_rejected_create_is_no_dead_letter() {
+    let recording = crate::outbox_metrics::Recording::new();
+    let _recording = recording.install();
+    let rejected = service_over(
+        stores_undoing("ModelValidationFailure", || Ok(())),
+        graph_answering(
+            CreateOutcome::Rejected,
+            graph_meta(422, Some("ModelValidationFailure")),
+        ),
+        instant_sleeper(),
+    );
+
+    let unknown = create_when_graph_answers(
+        CreateOutcome::Unknown,
+        graph_meta(503, None),
+        DeliveryOutcome::Unknown,
+        retry(WaitingState::Unknown, 130),
+    )
+    .await;
+    let refused = rejected.create_partner(command(), &context()).await;
+
+    assert!(matches!(unknown, Ok(CreatePartnerOutput::Accepted(_))));
+    assert!(matches!(
+        refused,
+        Err(CreatePartnerError::GraphRejected { .. })
+    ));
+    for (series, expected) in [
+        (
+            r#"cmp_outbox_deliveries_total{outcome="unknown"}"#,
+            Some(1.0),
+        ),
+        (
+            r#"cmp_outbox_deliveries_total{outcome="rejected"}"#,
+            Some(1.0),
+        ),
+        ("cmp_outbox_dead_letters_total", None),
+    ] {
+        assert_eq!(recording.sample(series), expected, "{series}");
+    }
+}
+
+#[tokio::test]
 async fn create_reports_status_400_when_graph_rejects_the_partner_without_a_status() {
     let meta = GraphResponseMeta {
         status: None,

@@ -20,7 +20,7 @@
 //! 4. *Undo*: [`Outbox::undo_rejected_create`] when Graph refuses a create for good.
 //! 5. *Requeue*: [`Outbox::requeue_dead`], an operator's decision.
 //! 6. Operator reads: [`Outbox::sync_state`], [`Outbox::list_rows`], [`Outbox::count_rows`],
-//!    [`Outbox::history`].
+//!    [`Outbox::history`]; and for the metrics, [`Outbox::oldest_waiting_created_at`].
 //!
 //! [`PartnerStore`]: crate::PartnerStore
 
@@ -514,6 +514,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Unexpected`] when the store fails.
     async fn count_rows(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// When the oldest row waiting for a delivery (`pending` or `unknown`) was written; `None`
+    /// when no row waits. What the queue's age gauge reports.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when the store fails.
+    async fn oldest_waiting_created_at(&self) -> Result<Option<Timestamp>, StoreError>;
 
     /// The partner's history: its audit entries and every outbox row with its deliveries,
     /// oldest first. Deleted partners included.

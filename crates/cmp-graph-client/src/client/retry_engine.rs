@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::classify::{Ending, Exchange, GraphErrorBody, challenge_claims};
 use super::pacing::Pacing;
 use crate::error_chain::error_chain;
+use crate::graph_metrics::{self, GraphOperation};
 use crate::retry_after::{backoff, parse_retry_after};
 use crate::settings::ResolvedGraphClient;
 use crate::token::{AccessToken, TokenError, TokenSource};
@@ -75,6 +76,8 @@ impl CallKind {
 pub(super) struct Call<'a> {
     /// What may be resent.
     pub(super) kind: CallKind,
+    /// What the call does, as its requests are counted.
+    pub(super) operation: GraphOperation,
     /// The HTTP method.
     pub(super) method: Method,
     /// Where to.
@@ -144,6 +147,19 @@ impl RetryEngine {
     /// The waiting budget of one call.
     pub(super) fn retry_budget(&self) -> Duration {
         self.retry_budget
+    }
+
+    /// What is left of the tenant's `Retry-After` pause now.
+    pub(super) fn pause_left(&self) -> Duration {
+        // A read's turn reserves nothing, and with no limit on the pause it never fails: taking
+        // one only measures the pause.
+        match self
+            .pacing
+            .take_turn(self.clock.now(), false, Duration::MAX)
+        {
+            Ok(turn) => turn.paused,
+            Err(paused) => paused,
+        }
     }
 
     /// A fresh budget for one call (or for the pages of one listing, which share it).
@@ -345,6 +361,7 @@ impl RetryEngine {
             None
         };
         log_answer(call, attempt, &meta);
+        graph_metrics::count_answer(call.operation, status.as_u16());
         Exchange {
             ending: Ending::Answered { status, body },
             meta,
@@ -368,6 +385,7 @@ fn transport_failure(error: &reqwest::Error, call: &Call<'_>, attempt: u32) -> E
         (Ending::Lost, "connection lost mid-exchange")
     };
     let description = format!("{kind}: {}", error_chain(error));
+    graph_metrics::count_transport_failure(call.operation);
     tracing::info!(
         http.method = %call.method,
         graph.client_request_id = %call.client_request_id,

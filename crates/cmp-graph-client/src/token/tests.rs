@@ -24,7 +24,7 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use super::{TokenError, TokenProvider, TokenSource};
+use super::{TokenError, TokenProvider, TokenSource, TokenStatus};
 use crate::settings::{Credential, ResolvedGraphClient};
 
 const TENANT: Uuid = Uuid::from_u128(0x72f988bf_86f1_41af_91ab_2d7cd011db47);
@@ -316,6 +316,42 @@ async fn concurrent_tokens(
         .into_iter()
         .map(|result| result.expect("a token"))
         .collect()
+}
+
+// What the readiness probe is told
+
+#[tokio::test]
+async fn the_status_and_the_counters_follow_token_requests_and_the_status_sends_nothing() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let exposition = recorder.handle();
+    // The test runs on one thread, so a thread-local recorder sees every count it causes.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let h = Harness::with_secret().await;
+    h.answer(error_response(401, "invalid_client", 7_000_215), 1)
+        .await;
+    h.answer(token_response("token-a", 3600), 1).await;
+
+    let before_any = h.provider.status();
+    configuration_error(h.token().await);
+    let after_a_refusal = h.provider.status();
+    h.clock.advance(61);
+    h.token().await.expect("a token once the back-off is over");
+    let after_a_token = h.provider.status();
+
+    assert_eq!(before_any, TokenStatus::NotRequested);
+    assert_eq!(after_a_refusal, TokenStatus::Failing);
+    assert_eq!(after_a_token, TokenStatus::Obtained);
+    assert_eq!(h.request_count().await, 2, "the status itself asks nothing");
+    let counted = exposition.render();
+    for series in [
+        "cmp_graph_token_refreshes_total 1",
+        r#"cmp_graph_token_failures_total{kind="configuration"} 1"#,
+    ] {
+        assert!(
+            counted.lines().any(|line| line == series),
+            "{series} in\n{counted}"
+        );
+    }
 }
 
 // Entra's client-credentials form

@@ -15,10 +15,17 @@ fn every_shipped_environment_but_production_loads() {
     }
     let test = load_from(&config_dir(), Environment::Test).expect("loads");
     assert_eq!(test.http.port, 0);
+    assert_eq!(test.metrics.port, 0, "each test instance binds its own");
     let development = load_from(&config_dir(), Environment::Development).expect("loads");
     assert_eq!(
         (development.http.host.as_str(), development.http.port),
         ("127.0.0.1", 8080)
+    );
+    assert!(development.metrics.enabled);
+    assert_eq!(
+        (development.metrics.host.as_str(), development.metrics.port),
+        ("127.0.0.1", 9464),
+        "metrics on loopback unless an operator exposes them"
     );
 }
 
@@ -114,6 +121,19 @@ fn a_bad_value_is_refused_with_its_key_named() {
         ("[graph]\ntenant_id = \"not-a-guid\"\n", "tenant_id"),
         ("[graph]\nmode = \"magic\"\n", "mode"),
         ("[http]\ncolour = \"red\"\n", "colour"),
+        (
+            "[readiness]\ndispatcher_stale_after_ms = 1500\n",
+            "readiness.dispatcher_stale_after_ms",
+        ),
+        (
+            "[readiness]\nstore_timeout_ms = 0\n",
+            "readiness.store_timeout_ms",
+        ),
+        ("[metrics]\nhost = \"\"\n", "metrics.host"),
+        (
+            "[metrics]\nrefresh_interval_ms = 0\n",
+            "metrics.refresh_interval_ms",
+        ),
     ];
     for (overlay, key) in cases {
         let dir = config_with_overlay(overlay);

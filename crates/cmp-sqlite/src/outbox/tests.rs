@@ -1185,6 +1185,40 @@ async fn count_rows_counts_every_state_including_empty_ones() {
 }
 
 #[tokio::test]
+async fn oldest_waiting_created_at_is_that_of_the_oldest_pending_or_unknown_row() {
+    let (_dir, store) = open_store().await;
+    let repo = store.ports();
+    let nothing_waits = repo.outbox.oldest_waiting_created_at().await.expect("read");
+    // Older rows that do not wait: one in flight, one dead.
+    create(&repo, 1, tenant(), at(-500)).await;
+    let dead = create(&repo, 2, tenant(), at(-400)).await;
+    finish_first(
+        &repo,
+        &dead,
+        Transition::Dead {
+            reason: "refused".into(),
+        },
+    )
+    .await;
+    queued(&repo, 3, tenant(), at(-100), WaitingState::Pending, at(10)).await;
+    queued(
+        &repo,
+        4,
+        other_tenant(),
+        at(-300),
+        WaitingState::Unknown,
+        at(10),
+    )
+    .await;
+
+    let oldest = repo.outbox.oldest_waiting_created_at().await.expect("read");
+
+    assert_eq!(nothing_waits, None);
+    assert_eq!(oldest, Some(at(-300)), "the unknown row, of any tenant");
+    store.close().await;
+}
+
+#[tokio::test]
 async fn requeue_dead_moves_a_dead_row_to_unknown_due_now_with_a_new_window_and_keeps_its_history()
 {
     let (_dir, store) = open_store().await;
