@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_requests;
+mod client_gone;
 mod create;
 mod delivery;
 mod graph_mode;

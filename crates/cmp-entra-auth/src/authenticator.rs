@@ -35,14 +35,21 @@
 //! The caller is then `tid` + `oid` (or `sub`) (§5.10), never a name or e-mail claim. Permissions
 //! are returned as granted; whether they suffice is for the use case or HTTP layer to decide.
 //!
+//! A token that passed every check is remembered (by the SHA-256 of the whole token) until
+//! shortly before it expires, so the same token presented again skips the checks above; see
+//! `verified_tokens` for what a remembered token proves and for the bounds.
+//!
 //! Refusal reasons are short fixed phrases ("token expired", "unknown signing key", ...):
 //! they never contain the token or any value taken from it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cmp_application::{AuthenticationError, Caller, CallerAuthenticator, CallerKind, Clock};
+use cmp_domain::Timestamp;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use uuid::Uuid;
@@ -53,6 +60,7 @@ use crate::settings::{
     EntraAuthSettings, ResolvedSettings, TokenVersion, is_graph_audience, parse_guid,
     personal_account_tenant,
 };
+use crate::verified_tokens::{self, TokenKey, VerifiedTokens};
 
 /// The only signing algorithm accepted; Entra ID signs access tokens with it.
 const ACCEPTED_ALGORITHM: &str = "RS256";
@@ -94,6 +102,17 @@ pub struct EntraAuthenticator {
     validation: Validation,
     /// The signing keys.
     keys: KeySource,
+    /// Callers of the tokens that passed every check, until shortly before they expire.
+    verified: VerifiedTokens,
+    /// Signatures checked so far (tokens served from `verified` are not checked again).
+    signature_checks: AtomicU64,
+}
+
+/// A token that passed every check: who it identifies and when it expires.
+struct Verified {
+    caller: Caller,
+    /// The verified `exp`, in seconds since the Unix epoch.
+    expires: u64,
 }
 
 /// A refusal, with its fixed, safe reason.
@@ -172,15 +191,16 @@ impl EntraAuthenticator {
     /// HTTP client cannot be built.
     pub fn new(settings: &EntraAuthSettings, clock: Arc<dyn Clock>) -> Result<Self, SetupError> {
         let settings = settings.resolve().map_err(SetupError::InvalidSettings)?;
-        let keys = KeySource::Remote(RemoteJwks::new(&settings, clock)?);
-        Ok(Self::build(settings, keys))
+        let keys = KeySource::Remote(RemoteJwks::new(&settings, Arc::clone(&clock))?);
+        Ok(Self::build(settings, keys, clock))
     }
 
     /// An authenticator whose keys are the fixed set `jwks` (a JWKS document such as
     /// [`DevelopmentSigner::jwks`](crate::DevelopmentSigner::jwks)) for every tenant, for
     /// local development. Every other check is the same as with [`EntraAuthenticator::new`],
     /// so minted tokens must match `settings` (v2, an allowed tenant, an accepted audience,
-    /// the issuer `{authority}/{tid}/v2.0`). A fixed set has no refresh schedule, so no clock.
+    /// the issuer `{authority}/{tid}/v2.0`). `clock` decides when a verified token stops being
+    /// served from memory.
     ///
     /// # Errors
     /// [`SetupError::InvalidSettings`] naming the bad key; [`SetupError::InvalidKeySet`] when
@@ -188,13 +208,20 @@ impl EntraAuthenticator {
     pub fn with_static_keys(
         settings: &EntraAuthSettings,
         jwks: &serde_json::Value,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, SetupError> {
         let settings = settings.resolve().map_err(SetupError::InvalidSettings)?;
         let keys = KeySet::from_jwks(jwks).map_err(SetupError::InvalidKeySet)?;
-        Ok(Self::build(settings, KeySource::Static(keys)))
+        Ok(Self::build(settings, KeySource::Static(keys), clock))
     }
 
-    fn build(settings: ResolvedSettings, keys: KeySource) -> Self {
+    /// How many token signatures this authenticator has checked. A token presented again
+    /// while it is remembered as verified is not checked again and not counted.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
+    }
+
+    fn build(settings: ResolvedSettings, keys: KeySource, clock: Arc<dyn Clock>) -> Self {
         // Only RS256, as the header check in `verify` demands (§5 item 2).
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = settings.leeway_seconds;
@@ -208,10 +235,27 @@ impl EntraAuthenticator {
             settings,
             validation,
             keys,
+            verified: VerifiedTokens::new(verified_tokens::DEFAULT_CAPACITY, clock),
+            signature_checks: AtomicU64::new(0),
         }
     }
 
-    async fn verify(&self, bearer_token: &str) -> Result<Caller, Refusal> {
+    /// The generation of the key sets; a static set never changes.
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            KeySource::Remote(remote) => remote.generation(),
+            KeySource::Static(_) => 0,
+        }
+    }
+
+    /// Until when a token verified now with this `exp` may be served from memory: the leeway
+    /// before `exp`, so never past `exp` itself. `None` when `exp` is beyond any timestamp.
+    fn remember_until(&self, expires: u64) -> Option<Timestamp> {
+        let expires = Timestamp::from_unix_seconds(i64::try_from(expires).ok()?, 0).ok()?;
+        Some(expires.saturating_sub(Duration::from_secs(self.settings.leeway_seconds)))
+    }
+
+    async fn verify(&self, bearer_token: &str) -> Result<Verified, Refusal> {
         if bearer_token.is_empty() {
             return Err(Refusal::MissingToken);
         }
@@ -239,6 +283,7 @@ impl EntraAuthenticator {
 
         let mut validation = self.validation.clone();
         validation.set_issuer(&[self.expected_issuer(tid)]);
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         if let Err(e) =
             jsonwebtoken::decode::<serde::de::IgnoredAny>(bearer_token, &key, &validation)
         {
@@ -248,7 +293,16 @@ impl EntraAuthenticator {
         // From here on `claims` is verified: the signature covers the very payload they were
         // read from.
         self.check_claims(&claims)?;
-        self.caller(&claims, tenant)
+        // jsonwebtoken has required `exp` as a whole number of seconds.
+        let expires = claims
+            .exp
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(Refusal::MissingExp)?;
+        Ok(Verified {
+            caller: self.caller(&claims, tenant)?,
+            expires,
+        })
     }
 
     /// §5 item 8 (run early on the unverified `tid`, again on the verified one).
@@ -383,8 +437,20 @@ impl EntraAuthenticator {
 impl CallerAuthenticator for EntraAuthenticator {
     #[tracing::instrument(name = "entra_auth.authenticate", skip_all)]
     async fn authenticate(&self, bearer_token: &str) -> Result<Caller, AuthenticationError> {
+        let key = TokenKey::of(bearer_token);
+        // Read before any key is looked up: see `RemoteJwks::generation`.
+        let key_generation = self.key_generation();
+        if let Some(caller) = self.verified.get(key, key_generation) {
+            return Ok(caller);
+        }
         match self.verify(bearer_token).await {
-            Ok(caller) => Ok(caller),
+            Ok(Verified { caller, expires }) => {
+                if let Some(until) = self.remember_until(expires) {
+                    self.verified
+                        .insert(key, caller.clone(), until, key_generation);
+                }
+                Ok(caller)
+            }
             Err(refusal) => {
                 tracing::debug!(auth.reason = refusal.reason(), "bearer token refused");
                 Err(refusal.into())

@@ -34,12 +34,16 @@ pub(crate) enum Audience {
 }
 
 /// The claims of an Entra ID access token that decide acceptance and identity. `exp`, `nbf`
-/// are checked by jsonwebtoken; name and e-mail claims (`name`, `preferred_username`, `upn`,
+/// are checked by jsonwebtoken (`exp` is read here too, for how long a verified token is
+/// remembered); name and e-mail claims (`name`, `preferred_username`, `upn`,
 /// `email`, `unique_name`) are never read, so they cannot identify a caller.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct EntraClaims {
     /// The tenant the token was issued in.
     pub(crate) tid: Option<String>,
+    /// Expiry, seconds since the Unix epoch. Read as any JSON value so that an odd one is
+    /// refused by jsonwebtoken's check, with its reason, rather than here as malformed.
+    pub(crate) exp: Option<serde_json::Value>,
     /// Who the token is for.
     pub(crate) aud: Option<Audience>,
     /// Who issued the token.

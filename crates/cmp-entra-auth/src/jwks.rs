@@ -13,11 +13,15 @@
 //!   [`FAILED_FETCH_BACKOFF`], so an outage at Entra ID costs one outbound request
 //!   per tenant per period, not one per inbound request.
 //! - Time comes from the injected [`Clock`], so tests move it instead of sleeping.
+//! - A fetch that drops a key some tenant's set held starts a new key generation
+//!   ([`RemoteJwks::generation`]): tokens verified under an older one are verified again
+//!   (see `verified_tokens`), so a withdrawn key stops being honoured for cached tokens too.
 //!
 //! The cache holds one entry per allowed tenant at most: tenants outside the allow-list are
 //! refused before a key is looked up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -98,6 +102,12 @@ impl KeySet {
     /// The key with this `kid`, if the set has it.
     pub(crate) fn get(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.keys.get(kid).cloned()
+    }
+
+    /// Whether this set lacks a `kid` that `older` held: a key was withdrawn. Entra ID names
+    /// its keys by thumbprint, so a key is never replaced under the same `kid`.
+    fn withdraws_a_key_of(&self, older: &KeySet) -> bool {
+        older.keys.keys().any(|kid| !self.keys.contains_key(kid))
     }
 }
 
@@ -189,6 +199,10 @@ pub(crate) struct RemoteJwks {
     /// that concurrent tokens of a tenant whose keys are being fetched wait for that one
     /// fetch instead of starting their own. The outer lock is never held across an await.
     tenants: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<TenantKeys>>>>,
+    /// Bumped after a fetch withdrew a key, inside the tenant's lock and after the new set is
+    /// in place: a token whose key was looked up before the change was verified under the
+    /// older generation.
+    generation: AtomicU64,
     /// Where "now" comes from.
     clock: Arc<dyn Clock>,
 }
@@ -225,8 +239,16 @@ impl RemoteJwks {
             refresh: settings.jwks_refresh,
             unknown_kid_refetch: settings.unknown_kid_refetch,
             tenants: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             clock,
         })
+    }
+
+    /// The key generation: it changes whenever a fetch withdrew a key from a tenant's set. Read
+    /// it before looking a key up, so that a withdrawal during a verification marks the result
+    /// as of the older generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The key `kid` of `tenant`, fetching the tenant's keys when the rules in the module
@@ -288,9 +310,20 @@ impl RemoteJwks {
         match self.fetch(tenant).await {
             Ok(keys) => {
                 tracing::debug!(entra.tenant_id = %tenant, "fetched the tenant's signing keys");
+                let withdrawn = state
+                    .keys
+                    .as_ref()
+                    .is_some_and(|older| keys.withdraws_a_key_of(older));
                 state.keys = Some(keys);
                 state.fetched_at = Some(now);
                 state.failed_at = None;
+                if withdrawn {
+                    tracing::info!(
+                        entra.tenant_id = %tenant,
+                        "a signing key was withdrawn; tokens it signed are verified again"
+                    );
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                }
             }
             Err(e) => {
                 tracing::warn!(
@@ -397,6 +430,22 @@ mod tests {
         for skipped in ["encryption", "other-alg", "ec", "1024-bit"] {
             assert!(set.get(skipped).is_none(), "{skipped}");
         }
+    }
+
+    #[test]
+    fn a_set_withdraws_a_key_when_it_lacks_a_kid_the_older_set_held() {
+        let n = modulus();
+        let set = |kids: &[&str]| {
+            let keys: Vec<_> = kids
+                .iter()
+                .map(|kid| serde_json::json!({"kty": "RSA", "kid": kid, "n": n, "e": "AQAB"}))
+                .collect();
+            KeySet::from_jwks(&serde_json::json!({ "keys": keys })).expect("usable keys")
+        };
+
+        assert!(set(&["b"]).withdraws_a_key_of(&set(&["a", "b"])));
+        assert!(!set(&["a", "b", "c"]).withdraws_a_key_of(&set(&["a", "b"])));
+        assert!(!set(&["a"]).withdraws_a_key_of(&set(&["a"])));
     }
 
     #[test]

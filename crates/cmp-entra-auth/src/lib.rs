@@ -17,6 +17,7 @@
 //! - [`authenticator`]: [`EntraAuthenticator`], the checks in order, and [`SetupError`].
 //! - `jwks` (private): key sets and the per-tenant key cache with its refresh rules.
 //! - `claims` (private): reading the header and claims of a token before verification.
+//! - `verified_tokens` (private): the bounded memory of tokens that passed every check.
 //! - [`development`]: [`DevelopmentSigner`] and [`MintRequest`]: a local key, its JWKS, and
 //!   minted tokens that [`EntraAuthenticator::with_static_keys`] verifies.
 //!
@@ -30,6 +31,7 @@ mod claims;
 pub mod development;
 mod jwks;
 pub mod settings;
+mod verified_tokens;
 
 pub use authenticator::{EntraAuthenticator, SetupError};
 pub use development::{DevelopmentSigner, MintRequest};

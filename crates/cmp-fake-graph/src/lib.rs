@@ -158,11 +158,26 @@ impl FakeGraph {
         self.shared.store().set_options(options);
     }
 
-    /// Stops accepting connections and waits for the calls in progress to finish.
+    /// From now on, POSTs to the collection are counted in [`FakeGraph::stats`] and then held,
+    /// unanswered and not applied, until [`FakeGraph::release_creates`]: a test can act while
+    /// a create is known to be in flight at Graph.
+    pub fn hold_creates(&self) {
+        self.shared.hold_creates(true);
+    }
+
+    /// Lets the held POSTs, and every later one, proceed as the options say.
+    pub fn release_creates(&self) {
+        self.shared.hold_creates(false);
+    }
+
+    /// Stops accepting connections, releases held POSTs and waits for the calls in progress
+    /// to finish.
     ///
     /// # Errors
     /// The server failed while serving.
     pub async fn shutdown(self) -> io::Result<()> {
+        // Held POSTs would keep the graceful shutdown waiting for ever.
+        self.release_creates();
         drop(self.stop);
         self.server.await.map_err(io::Error::other)?
     }

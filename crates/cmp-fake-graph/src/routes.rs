@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::options::FakeGraphOptions;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     /// `http://127.0.0.1:PORT/beta`, for `@odata.context` and the absolute `@odata.nextLink`.
     graph_root: String,
+    /// True while POSTs are held: they are counted, then wait until it turns false.
+    holding_creates: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -41,7 +44,13 @@ impl Shared {
         Self {
             store: Mutex::new(Store::new(options)),
             graph_root,
+            holding_creates: watch::Sender::new(false),
         }
+    }
+
+    /// Holds (`true`) or releases (`false`) the POSTs.
+    pub(crate) fn hold_creates(&self, hold: bool) {
+        self.holding_creates.send_replace(hold);
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
@@ -82,6 +91,12 @@ async fn create(
 ) -> Result<Response, Response> {
     let ctx = Ctx::new(&headers);
     admit(&app, &ctx, &headers, Call::Create).await?;
+    // The sender lives in `app`, so the wait can only end by a release.
+    let _ = app
+        .holding_creates
+        .subscribe()
+        .wait_for(|holding| !holding)
+        .await;
     let object = json_object(&body)
         .filter(|object| object.get("displayName").is_some_and(Value::is_string))
         .ok_or_else(|| {

@@ -344,3 +344,25 @@ async fn standalone_binary_prints_its_listening_line_and_serves_stats() {
         FakeGraphStats::default()
     );
 }
+
+#[tokio::test]
+async fn a_held_create_is_counted_but_neither_applied_nor_answered_until_released() {
+    let harness = std::sync::Arc::new(Harness::start(FakeGraphOptions::default()).await);
+    harness.fake.hold_creates();
+    let creating = tokio::spawn({
+        let harness = std::sync::Arc::clone(&harness);
+        async move { harness.create(json!({"displayName": "Held"})).await }
+    });
+    // The single-threaded test runtime runs the server while this task yields.
+    while harness.fake.stats().posts == 0 {
+        tokio::task::yield_now().await;
+    }
+
+    assert!(harness.fake.objects().is_empty());
+    assert!(!creating.is_finished());
+
+    harness.fake.release_creates();
+    let response = creating.await.expect("the create task ends");
+    assert_eq!(response.status(), 201);
+    assert_eq!(harness.fake.objects().len(), 1);
+}

@@ -5,8 +5,15 @@
 //! kept. Operators can make its writes slow or failing from configuration to watch the
 //! service's `202 Accepted` path in development; reads always answer, so reconciliation can
 //! always see what was created. Its objects live in memory and are gone on restart.
+//!
+//! It keeps at most `max_objects` objects (`graph.simulated.max_objects`): beyond that the
+//! oldest, by creation, are evicted and read as absent from then on, as if someone had deleted
+//! them in Graph: an update of one ends its outbox row dead ("no object to update"), a delete
+//! succeeds. The simulation serves development and benchmarks, where a long run must measure
+//! the service and not a simulator that grows with every partner; the cap is what a
+//! development box needs, not a copy of a tenant.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -47,6 +54,8 @@ pub struct SimulatedGraphSettings {
     pub failure: SimulatedFailure,
     /// Share of creates that fail, from 0.0 (none) to 1.0 (all).
     pub failure_rate: f64,
+    /// Objects kept at most; the oldest are evicted beyond it. At least 1.
+    pub max_objects: usize,
 }
 
 impl SimulatedGraphSettings {
@@ -61,15 +70,71 @@ impl SimulatedGraphSettings {
                 self.failure_rate
             ));
         }
+        if self.max_objects == 0 {
+            return Err("graph.simulated.max_objects must be at least 1".to_owned());
+        }
         Ok(())
+    }
+}
+
+/// The simulated collection: objects by Graph id, and their creation order for eviction.
+#[derive(Debug, Default)]
+struct Objects {
+    /// Each object with its place in `order`.
+    by_id: HashMap<String, (u64, Value)>,
+    /// Graph ids, oldest first.
+    order: BTreeMap<u64, String>,
+    next_place: u64,
+}
+
+impl Objects {
+    /// Keeps `object` under `graph_id` as the newest, then evicts the oldest objects beyond
+    /// `max_objects`.
+    fn insert(&mut self, graph_id: String, object: Value, max_objects: usize) {
+        let place = self.next_place;
+        self.next_place += 1;
+        self.order.insert(place, graph_id.clone());
+        self.by_id.insert(graph_id, (place, object));
+        while self.by_id.len() > max_objects {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.by_id.remove(&oldest);
+        }
+    }
+
+    fn get(&self, graph_id: &str) -> Option<&Value> {
+        self.by_id.get(graph_id).map(|(_, object)| object)
+    }
+
+    fn get_mut(&mut self, graph_id: &str) -> Option<&mut Value> {
+        self.by_id.get_mut(graph_id).map(|(_, object)| object)
+    }
+
+    /// Removes the object; answers whether there was one.
+    fn remove(&mut self, graph_id: &str) -> bool {
+        match self.by_id.remove(graph_id) {
+            Some((place, _)) => {
+                self.order.remove(&place);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The objects, oldest first.
+    fn values(&self) -> impl Iterator<Item = &Value> {
+        self.order
+            .values()
+            .filter_map(|graph_id| self.get(graph_id))
     }
 }
 
 /// An in-memory Graph partner collection.
 pub struct SimulatedGraph {
     settings: SimulatedGraphSettings,
-    /// Created objects by Graph id, as Graph would return them.
-    objects: Mutex<BTreeMap<String, Value>>,
+    /// Created objects, as Graph would return them.
+    objects: Mutex<Objects>,
 }
 
 impl SimulatedGraph {
@@ -77,18 +142,19 @@ impl SimulatedGraph {
     pub fn new(settings: SimulatedGraphSettings) -> Self {
         Self {
             settings,
-            objects: Mutex::new(BTreeMap::new()),
+            objects: Mutex::new(Objects::default()),
         }
     }
 
-    /// The objects created so far, as Graph would list them.
+    /// The objects kept (created and neither deleted nor evicted), oldest first, as Graph
+    /// would list them.
     pub fn objects(&self) -> Vec<Value> {
         self.lock().values().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Value>> {
-        // A panic while holding the lock cannot leave the map half-updated (one insert), so a
-        // poisoned lock is still consistent.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
+        // Nothing under the lock panics between the two maps' updates (map operations and
+        // moves only), so a poisoned lock is still consistent.
         self.objects
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -205,7 +271,8 @@ impl GraphGateway for SimulatedGraph {
         };
         let graph_id = Uuid::new_v4().to_string();
         object["id"] = Value::String(graph_id.clone());
-        self.lock().insert(graph_id.clone(), object);
+        self.lock()
+            .insert(graph_id.clone(), object, self.settings.max_objects);
         GraphCallResult {
             outcome: CreateOutcome::Created { graph_id },
             meta: meta(201, None, None),
@@ -259,7 +326,7 @@ impl GraphGateway for SimulatedGraph {
             return Self::write_failure(failure, meta);
         }
         // Gone either way: Graph's 404 on a delete means the work is done.
-        let status = if self.lock().remove(graph_id).is_some() {
+        let status = if self.lock().remove(graph_id) {
             204
         } else {
             404
@@ -294,7 +361,33 @@ mod tests {
             latency_ms: 0,
             failure,
             failure_rate,
+            max_objects: 10,
         })
+    }
+
+    fn bounded_graph(max_objects: usize) -> SimulatedGraph {
+        SimulatedGraph::new(SimulatedGraphSettings {
+            max_objects,
+            ..graph(SimulatedFailure::None, 0.0).settings
+        })
+    }
+
+    async fn create(graph: &SimulatedGraph) -> String {
+        match graph
+            .create_partner(&partner(), Uuid::new_v4())
+            .await
+            .outcome
+        {
+            CreateOutcome::Created { graph_id } => graph_id,
+            other => panic!("a healthy simulated Graph creates, got {other:?}"),
+        }
+    }
+
+    fn ids(objects: &[Value]) -> Vec<&str> {
+        objects
+            .iter()
+            .filter_map(|object| object["id"].as_str())
+            .collect()
     }
 
     #[tokio::test]
@@ -396,9 +489,71 @@ mod tests {
             latency_ms: 0,
             failure: SimulatedFailure::Throttle,
             failure_rate,
+            max_objects: 10,
         };
         assert!(settings(1.5).validate().is_err());
         assert!(settings(-0.1).validate().is_err());
         assert!(settings(0.5).validate().is_ok());
+    }
+
+    #[test]
+    fn a_cap_of_no_objects_is_refused() {
+        let settings = |max_objects| SimulatedGraphSettings {
+            max_objects,
+            ..graph(SimulatedFailure::None, 0.0).settings
+        };
+
+        let refused = settings(0).validate().expect_err("refused");
+
+        assert!(refused.contains("graph.simulated.max_objects"), "{refused}");
+        assert!(settings(1).validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_the_oldest_objects_are_evicted_and_read_as_absent() {
+        let graph = bounded_graph(3);
+        let mut created = Vec::new();
+        for _ in 0..5 {
+            created.push(create(&graph).await);
+        }
+
+        let kept = graph.objects();
+        assert_eq!(ids(&kept), vec![&created[2], &created[3], &created[4]]);
+        let listed: Vec<String> = graph
+            .list_partners()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|remote| remote.graph_id)
+            .collect();
+        assert_eq!(listed, created[2..].to_vec());
+        for evicted in &created[..2] {
+            assert_eq!(graph.get_partner(evicted).await.expect("get"), None);
+            let update = graph
+                .update_partner(evicted, &partner(), Uuid::new_v4())
+                .await;
+            assert_eq!(update.outcome, WriteOutcome::NotFound);
+        }
+    }
+
+    #[tokio::test]
+    async fn eviction_follows_creation_order_through_updates_and_deletes() {
+        let graph = bounded_graph(3);
+        let (first, second, third) = (
+            create(&graph).await,
+            create(&graph).await,
+            create(&graph).await,
+        );
+        // An update does not make an object younger; a delete frees its place.
+        graph
+            .update_partner(&first, &partner(), Uuid::new_v4())
+            .await;
+        graph.delete_partner(&second, Uuid::new_v4()).await;
+
+        let fourth = create(&graph).await;
+        assert_eq!(ids(&graph.objects()), vec![&first, &third, &fourth]);
+
+        let fifth = create(&graph).await;
+        assert_eq!(ids(&graph.objects()), vec![&third, &fourth, &fifth]);
     }
 }

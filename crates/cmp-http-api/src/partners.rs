@@ -12,6 +12,8 @@
 //! built from the configured public root. With `$select`, the `@odata.context` carries the
 //! select list, as OData's projected context URLs do (`…/complianceManagementPartners(displayName)`).
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -29,6 +31,7 @@ use cmp_graph_model::{
 use serde::Serialize;
 use serde_json::Value;
 use tower_http::timeout::TimeoutError;
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::Array;
 
@@ -103,7 +106,18 @@ pub async fn create_partner(
     let command = parse_partner_fields(&json)?.into_new_partner()?;
 
     let context = request_context(&ids, &caller);
-    let (status, partner) = match state.partners.create_partner(command, &context).await? {
+    let partners = Arc::clone(&state.partners);
+    // Hyper drops this handler when the client goes away, and the timeout layer when the
+    // request outlives its limit. Once the create has committed, its inline delivery and the
+    // recording of the attempt's end must still run, or the outbox row stays leased to this
+    // request until the lease lapses and is then reconciled minutes later
+    // (docs/delivery.md). A spawned task is not dropped with the handler: it runs to the end,
+    // and only the answer is lost. It runs in the request's span, so its logs keep the ids.
+    let create = tokio::spawn(
+        async move { partners.create_partner(command, &context).await }
+            .instrument(tracing::Span::current()),
+    );
+    let (status, partner) = match create.await.map_err(ApiError::internal)?? {
         CreatePartnerOutput::Created(partner) => (StatusCode::CREATED, partner),
         CreatePartnerOutput::Accepted(partner) => (StatusCode::ACCEPTED, partner),
     };
@@ -154,6 +168,9 @@ pub async fn update_partner(
     }
 
     let context = request_context(&ids, &caller);
+    // Not spawned like the create: the store commits the update, its audit entry and its
+    // outbox row in one write that runs to the end in the store's writer once submitted, and
+    // nothing follows it here but the answer. A client gone earlier simply changed nothing.
     let partner = state
         .partners
         .update_partner(id, fields.into_patch(), &context)
@@ -186,6 +203,7 @@ pub async fn delete_partner(
     odata::refuse_all(uri.query())?;
     let (_, id) = partner_id(id)?;
     let context = request_context(&ids, &caller);
+    // Not spawned, for the reason given at the update: one write, whole or not at all.
     state.partners.delete_partner(id, &context).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -143,6 +143,28 @@ async fn an_unexpected_failure_is_an_opaque_500() {
 }
 
 #[tokio::test]
+async fn a_create_that_panics_in_its_own_task_is_an_opaque_500_in_graphs_shape() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner()
+        .times(1)
+        .returning(|_, _| panic!("create panicked near the secret"));
+
+    let (status, headers, body) = send(
+        app(mock, "/beta"),
+        post("/beta/deviceManagement/complianceManagementPartners"),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "InternalServerError");
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        header(&headers, "request-id")
+    );
+    assert!(!body.to_string().contains("secret"), "{body}");
+}
+
+#[tokio::test]
 async fn a_refusal_by_graph_maps_to_400_for_payloads_and_502_otherwise() {
     for (graph_status, expected_status, expected_code) in [
         (400, StatusCode::BAD_REQUEST, "BadRequest"),

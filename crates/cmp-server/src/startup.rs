@@ -320,8 +320,9 @@ fn authenticator(
         AuthMode::Development => {
             let signer = development_signer(settings)?;
             let jwks = signer.jwks();
-            let authenticator = EntraAuthenticator::with_static_keys(entra, &jwks)
-                .context("setting up development token verification")?;
+            let authenticator =
+                EntraAuthenticator::with_static_keys(entra, &jwks, Arc::new(SystemClock))
+                    .context("setting up development token verification")?;
             tracing::warn!(key = %signer.key_path().display(), "development auth mode: tokens signed with the local key are accepted");
             Ok((Arc::new(authenticator), Some(jwks)))
         }

@@ -24,8 +24,12 @@ fn request(roles: &[&str], scopes: &[&str]) -> MintRequest {
 }
 
 fn dev_authenticator(signer: &DevelopmentSigner) -> EntraAuthenticator {
-    EntraAuthenticator::with_static_keys(&settings(DEV_AUTHORITY), &signer.jwks())
-        .expect("valid settings and key set")
+    EntraAuthenticator::with_static_keys(
+        &settings(DEV_AUTHORITY),
+        &signer.jwks(),
+        TestClock::at_system_time(),
+    )
+    .expect("valid settings and key set")
 }
 
 #[tokio::test]

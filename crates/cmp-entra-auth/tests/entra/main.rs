@@ -2,9 +2,10 @@
 //!
 //! One test binary made of modules (zero2prod's layout): `support` holds the fixtures,
 //! `battery` the forged-token cases, `jwks` the key-cache behaviour, `development` the local
-//! signer.
+//! signer, `verified` the memory of verified tokens.
 
 mod battery;
 mod development;
 mod jwks;
 mod support;
+mod verified;

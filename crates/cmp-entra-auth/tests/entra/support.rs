@@ -40,9 +40,17 @@ pub const ROLE: &str = "DeviceManagementServiceConfig.ReadWrite.All";
 pub struct TestClock(AtomicI64);
 
 impl TestClock {
-    /// Starts at 2027-01-15T08:00:00Z; the value does not matter, only its movements.
+    /// Starts at 2096-10-02T07:06:40Z, after the `exp` of every token the tests sign, so that
+    /// no token is remembered as verified and every call runs every check; beyond that only
+    /// its movements matter.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self(AtomicI64::new(1_800_000_000)))
+        Arc::new(Self(AtomicI64::new(4_000_000_000)))
+    }
+
+    /// Starts at the system clock's current second, which `exp`/`nbf` are checked against:
+    /// for tests where the remembered tokens' expiry and the clock must agree.
+    pub fn at_system_time() -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(now())))
     }
 
     /// Moves the clock forward.

@@ -100,6 +100,10 @@ fn a_bad_value_is_refused_with_its_key_named() {
             "graph.simulated.failure_rate",
         ),
         (
+            "[graph.simulated]\nmax_objects = 0\n",
+            "graph.simulated.max_objects",
+        ),
+        (
             "[outbox]\ninline_deadline = \"0s\"\n",
             "outbox.inline_deadline",
         ),

@@ -1,0 +1,89 @@
+//! A client that goes away in the middle of a create: the create, once committed, still runs
+//! its inline delivery to the end and records it, so its outbox row is not left leased.
+
+use std::time::Duration;
+
+use cmp_fake_graph::{FakeGraph, FakeGraphOptions};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::helpers::{COLLECTION, spawn_app_against, wait_until};
+
+/// Longest wait for something the service does at once.
+const BOUND: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered() {
+    let fake = FakeGraph::start(FakeGraphOptions::default())
+        .await
+        .expect("the fake Graph starts");
+    fake.hold_creates();
+    let app = spawn_app_against(&fake, |settings| {
+        // Only the create itself may move its row out of `in_flight` during the test: no
+        // deadline or timeout ends the inline delivery first, and the lease (after which the
+        // dispatcher would reconcile the row) outlasts the test.
+        settings.outbox.inline_deadline = Duration::from_secs(600);
+        settings.outbox.lease = Duration::from_secs(900);
+        settings.http.request_timeout_ms = 700_000;
+        settings.graph.client.request_timeout_ms = 600_000;
+    })
+    .await;
+
+    let body = r#"{"displayName": "Client gone"}"#;
+    let mut client = TcpStream::connect(app.socket_address())
+        .await
+        .expect("the service accepts");
+    let request = format!(
+        "POST /beta{COLLECTION} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        app.socket_address(),
+        app.token,
+        body.len()
+    );
+    client
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is sent");
+    // Graph is called only after the create's transaction has committed.
+    wait_until(BOUND, "the create's POST to reach Graph", || async {
+        match fake.stats().posts {
+            1 => Ok(()),
+            posts => Err(format!("{posts} POSTs")),
+        }
+    })
+    .await;
+
+    // The client goes away. The service notices the closed connection and drops the request's
+    // handler: the connection ends without an answer.
+    client.shutdown().await.expect("the client closes its side");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(BOUND, client.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "the service kept the connection of a client that went away"
+    );
+    assert!(
+        answer.is_empty(),
+        "answered before Graph did: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(app.outbox_rows().await[0].state, "in_flight");
+
+    fake.release_creates();
+
+    let row = wait_until(BOUND, "the create row to be delivered", || async {
+        let rows = app.outbox_rows().await;
+        match rows.as_slice() {
+            [row] if row.state == "delivered" => Ok(row.clone()),
+            _ => Err(format!("{rows:?}")),
+        }
+    })
+    .await;
+    assert_eq!(row.display_name, "Client gone");
+    assert_eq!(row.attempts, 1);
+    let objects = fake.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(row.graph_id.as_deref(), objects[0]["id"].as_str());
+    assert_eq!(fake.stats().posts, 1, "no second POST");
+    app.stop().await;
+}
