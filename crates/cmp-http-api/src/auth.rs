@@ -1,6 +1,6 @@
 //! Who may call: the bearer token is verified through the [`CallerAuthenticator`] port, then the
 //! caller's permissions are checked against what the request needs, as Graph does
-//! (graph-client-behaviour §5).
+//! (`docs/auth.md`: the checks, then "Permissions").
 //!
 //! [`CallerAuthenticator`]: cmp_application::CallerAuthenticator
 
