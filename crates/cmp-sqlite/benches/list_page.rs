@@ -3,7 +3,7 @@
 //! measures it. Not a test: it asserts nothing about time, it prints figures.
 //!
 //! Run it with `cargo bench -p cmp-sqlite --bench list_page` (release build). For each size it
-//! seeds a fresh database file in a temporary directory, then times, through the repository
+//! seeds a fresh database file in a temporary directory, then times, through the store
 //! port exactly as the HTTP adapter calls it:
 //!
 //! - the first page of 100 in the default order (by id);
