@@ -22,7 +22,7 @@
 //!   [`openapi::OPENAPI_PATH`].
 //! - [`probes`]: `/healthz` and `/readyz`, outside every layer, over the [`ReadinessCheck`] port.
 //! - [`request_metrics`]: requests counted and timed, refusals counted.
-//! - [`router`] assembles the layers; [`serve`] runs the accept loop.
+//! - [`router`] assembles the layers; [`serve()`] runs the accept loop.
 
 pub mod admin;
 pub mod auth;
