@@ -1,5 +1,6 @@
-//! Forged bearer tokens (graph-client-behaviour §5): each is refused with its status, Graph
-//! error code and `WWW-Authenticate` challenge, none is echoed back, and none writes anything.
+//! Forged bearer tokens (`docs/auth.md`, "The checks, in order"): each is refused with its
+//! status, Graph error code and `WWW-Authenticate` challenge, none is echoed back, and none
+//! writes anything.
 //! Then the positive controls: well-formed tokens of each caller kind get through, and the
 //! development key set is published.
 //!
@@ -134,7 +135,7 @@ fn hand_built(header: &Value, claims: &Value, signature: &str) -> String {
     )
 }
 
-/// Base64url without padding (RFC 7515 §2); the root package has no base64 dependency.
+/// Base64url without padding (RFC 7515, section 2); the root package has no base64 dependency.
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);

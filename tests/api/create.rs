@@ -132,8 +132,8 @@ async fn a_display_name_taken_in_another_case_or_spacing_is_a_conflict_and_write
 #[tokio::test]
 async fn the_sdks_own_create_body_is_accepted() {
     let app = spawn_app().await;
-    // What msgraph-beta-sdk sends for a model built in code (graph-contract §11.3), with the
-    // platforms that carry assignments onboarded.
+    // What msgraph-beta-sdk sends for a model built in code (`docs/wire-contract.md`, "SDK
+    // compatibility"), with the platforms that carry assignments onboarded.
     let body = json!({
         "androidEnrollmentAssignments": [
             {"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}},

@@ -1,5 +1,5 @@
-//! Delivery to Microsoft Graph end to end (issue 4; graph-client-behaviour §3 and the delivery
-//! rows of §6): the service in `graph` mode against the stateful fake Graph of
+//! Delivery to Microsoft Graph end to end (`docs/delivery.md`, with the outcome classes of its
+//! "Outcomes" table): the service in `graph` mode against the stateful fake Graph of
 //! `cmp-fake-graph`, whose failures each test shapes at run time. Every partner the API
 //! accepted must end in Graph exactly once; tests wait for that by bounded polling only.
 

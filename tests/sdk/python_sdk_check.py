@@ -1,9 +1,10 @@
 """Drives a running service with Microsoft's official Python Graph SDK, unchanged.
 
-The contract says an official Graph SDK pointed at our base URL must work without changing a
-line; this script is that check. It is not part of `cargo test` (it needs the SDK from PyPI and
-a running service); `tests/contract/run-live-checks.sh`, which `.ci/run` calls, runs it against
-a fresh service on every CI run. By hand:
+An official Graph SDK pointed at our base URL must work without changing a line
+(docs/wire-contract.md, "SDK compatibility"); this script is that check. It is not part of
+`cargo test` (it needs the SDK from PyPI and a running service);
+`tests/contract/run-live-checks.sh`, which `.ci/run` calls, runs it against a fresh service on
+every CI run. By hand:
 
     pip install msgraph-beta-sdk==1.66.0
     cargo run -p cmp-server &                              # the service on 127.0.0.1:8080

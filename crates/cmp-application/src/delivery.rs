@@ -1,5 +1,5 @@
 //! The delivery rules: how one delivery of one outbox row is made, and how its outcome moves
-//! the row on. The inline delivery of a create ([`judge`]) and the dispatcher ([`Deliverer`])
+//! the row on. The inline delivery of a create ([`judge`]) and the dispatcher (`Deliverer`)
 //! apply the same rules, so a row behaves the same whoever made the delivery. The rules are
 //! written down for people in `docs/delivery.md`.
 

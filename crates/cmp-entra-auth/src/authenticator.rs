@@ -2,38 +2,41 @@
 //! issued for our API, and nothing else.
 //!
 //! # The checks, in order
-//! Graph-client-behaviour §5 items 2 to 8, each marked with its item number.
+//! Numbered as in `docs/auth.md` ("The checks, in order"); the code below refers to them by
+//! these numbers.
 //! 1. The token reads as a compact JWS of at most 16 KiB.
-//! 2. (§5.2) Header `alg` is exactly `RS256` (never `none`, `HS*` or another RSA or EC
+//! 2. Header `alg` is exactly `RS256` (never `none`, `HS*` or another RSA or EC
 //!    variant) and `kid` is present.
-//! 3. (§5.8, early) Pre-check of `tid` alone, on the UNVERIFIED payload: a GUID, not the
+//! 3. Pre-check of `tid` alone, on the UNVERIFIED payload: a GUID, not the
 //!    personal-account tenant, in `allowed_tenants`. It runs before any key is looked up, so
 //!    a token naming a tenant we do not serve causes no outbound request. It is repeated on
 //!    the verified claims (step 9).
-//! 4. (§5.3) The key: `kid` in that tenant's key set. The set is found through the tenant's
+//! 4. The key: `kid` in that tenant's key set. The set is found through the tenant's
 //!    OpenID metadata (`{authority}/{tid}/v2.0/.well-known/openid-configuration`, v1 without
 //!    `/v2.0`) and its `jwks_uri`, cached per tenant, fetched again every
 //!    `jwks_refresh_seconds`, and at most once per `unknown_kid_refetch_seconds` for an
 //!    unknown `kid`. A failed fetch keeps the last good set and is retried no sooner than
 //!    30 s later.
-//! 5. (§5.4) The signature (jsonwebtoken, RS256 only).
-//! 6. (§5.5) `exp` and `nbf`, both required, with `leeway_seconds`; `nbf` validation is
+//! 5. The signature (jsonwebtoken, RS256 only).
+//! 6. `exp` and `nbf`, both required, with `leeway_seconds`; `nbf` validation is
 //!    switched on explicitly because jsonwebtoken leaves it off. These two use the system
 //!    clock, as jsonwebtoken does; the injected [`Clock`] drives the key cache only.
-//! 7. (§5.6) `aud` is one string, not Microsoft Graph's, and in `audiences`.
-//! 8. (§5.7) `ver` is the pinned version, and `iss` is exactly `{authority}/{tid}/v2.0` (v2)
+//! 7. `aud` is one string, not Microsoft Graph's, and in `audiences`.
+//! 8. `ver` is the pinned version, and `iss` is exactly `{authority}/{tid}/v2.0` (v2)
 //!    or `https://sts.windows.net/{tid}/` (v1), with the token's own `tid`. The v2 issuer is
 //!    built from the configured authority (in the public cloud, Entra's v2 issuer host is the
 //!    authority's, `login.microsoftonline.com`), which also lets tests use a local authority.
 //!    The v1 issuer host is fixed: `sts.windows.net` is the public cloud's; sovereign clouds
 //!    use other hosts and are not supported for v1 tokens.
-//! 9. (§5.8) `tid` again, now verified.
+//! 9. `tid` again, now verified.
 //!
 //! jsonwebtoken also checks `aud` and `iss` itself; when it refuses one of them, the reason is
-//! taken from the checks above so that it follows the spec's order.
+//! taken from the checks above so that the reason follows their order (the order callers and
+//! tests see in `docs/auth.md`).
 //!
-//! The caller is then `tid` + `oid` (or `sub`) (§5.10), never a name or e-mail claim. Permissions
-//! are returned as granted; whether they suffice is for the use case or HTTP layer to decide.
+//! The caller is then `tid` + `oid` (or `sub`), never a name or e-mail claim, which can change
+//! and be reused (`docs/auth.md`, "The caller"). Permissions are returned as granted; whether
+//! they suffice is for the use case or HTTP layer to decide.
 //!
 //! A token that passed every check is remembered (by the SHA-256 of the whole token) until
 //! shortly before it expires, so the same token presented again skips the checks above; see
@@ -222,11 +225,11 @@ impl EntraAuthenticator {
     }
 
     fn build(settings: ResolvedSettings, keys: KeySource, clock: Arc<dyn Clock>) -> Self {
-        // Only RS256, as the header check in `verify` demands (§5 item 2).
+        // Only RS256, as the header check in `verify` demands (check 2).
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = settings.leeway_seconds;
         validation.validate_exp = true;
-        // jsonwebtoken leaves `nbf` unchecked by default (§5 item 5).
+        // jsonwebtoken leaves `nbf` unchecked by default (check 6).
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss"]);
         validation.validate_aud = true;
@@ -264,7 +267,7 @@ impl EntraAuthenticator {
             ParseError::Malformed => Refusal::Malformed,
         })?;
 
-        // §5 item 2: the algorithm allow-list is {RS256}, compared as a string so that `none`,
+        // Check 2: the algorithm allow-list is {RS256}, compared as a string so that `none`,
         // `HS256` and anything jsonwebtoken does not know get the same clear refusal.
         if token.header.alg.as_deref() != Some(ACCEPTED_ALGORITHM) {
             return Err(Refusal::Algorithm);
@@ -305,7 +308,7 @@ impl EntraAuthenticator {
         })
     }
 
-    /// §5 item 8 (run early on the unverified `tid`, again on the verified one).
+    /// Checks 3 and 9: the tenant (run early on the unverified `tid`, again on the verified one).
     fn check_tenant(&self, tid: Option<&str>) -> Result<Uuid, Refusal> {
         let tid = tid.ok_or(Refusal::MissingTenant)?;
         let tenant = parse_guid(tid).ok_or(Refusal::TenantNotGuid)?;
@@ -329,7 +332,7 @@ impl EntraAuthenticator {
         })
     }
 
-    /// The issuer a token of tenant `tid` must carry (§5 item 7).
+    /// The issuer a token of tenant `tid` must carry (check 8).
     fn expected_issuer(&self, tid: &str) -> String {
         match self.settings.token_version {
             TokenVersion::V2 => format!("{}/{tid}/v2.0", self.settings.authority),
@@ -339,7 +342,7 @@ impl EntraAuthenticator {
 
     /// Maps a jsonwebtoken refusal. Signature and lifetime errors map directly; an `aud` or
     /// `iss` refusal is re-derived from [`Self::check_claims`] so that its reason follows the
-    /// spec's order (jsonwebtoken checks `iss` before `aud`).
+    /// order of the checks above (jsonwebtoken checks `iss` before `aud`).
     fn refusal_for(&self, error: &jsonwebtoken::errors::Error, claims: &EntraClaims) -> Refusal {
         match error.kind() {
             ErrorKind::InvalidSignature => Refusal::Signature,
@@ -361,9 +364,9 @@ impl EntraAuthenticator {
         }
     }
 
-    /// §5 items 6 to 8 on claims whose signature has been verified.
+    /// Checks 7 to 9 on claims whose signature has been verified.
     fn check_claims(&self, claims: &EntraClaims) -> Result<(), Refusal> {
-        // Item 6. Entra ID always sends one audience; a list is refused rather than searched,
+        // Check 7. Entra ID always sends one audience; a list is refused rather than searched,
         // so a token cannot be for us "among others".
         let audience = match &claims.aud {
             None => return Err(Refusal::MissingAudience),
@@ -380,7 +383,7 @@ impl EntraAuthenticator {
             return Err(Refusal::Audience);
         }
 
-        // Item 7: the pinned version, by `ver` and by the issuer's form.
+        // Check 8: the pinned version, by `ver` and by the issuer's form.
         if claims.ver.as_deref() != Some(self.settings.token_version.ver_claim()) {
             return Err(Refusal::Version);
         }
@@ -389,11 +392,11 @@ impl EntraAuthenticator {
             return Err(Refusal::Issuer);
         }
 
-        // Item 8, now on verified claims.
+        // Check 9: the tenant, now on verified claims.
         self.check_tenant(Some(tid)).map(|_| ())
     }
 
-    /// §5 item 10: who is calling, by `tid` + `oid` (or `sub`).
+    /// Who is calling, by `tid` + `oid` (or `sub`) (`docs/auth.md`, "The caller").
     fn caller(&self, claims: &EntraClaims, tenant: Uuid) -> Result<Caller, Refusal> {
         let object_id = [&claims.oid, &claims.sub]
             .into_iter()

@@ -1,5 +1,5 @@
 //! Signing keys: a parsed JSON Web Key Set ([`KeySet`]) and the per-tenant cache of the keys
-//! Entra ID publishes ([`RemoteJwks`]), following graph-client-behaviour §5 item 3.
+//! Entra ID publishes ([`RemoteJwks`]): check 4 of `docs/auth.md` ("The checks, in order").
 //!
 //! # Cache rules, per tenant
 //! - The first token of a tenant fetches its keys: the OpenID metadata

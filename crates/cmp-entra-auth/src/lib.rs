@@ -3,9 +3,10 @@
 //! issues such tokens itself.
 //!
 //! Like Microsoft Graph, the service takes `Authorization: Bearer <token>`; the HTTP adapter
-//! extracts the token (graph-client-behaviour §5 item 1) and asks the port, which runs §5
-//! items 2 to 8 here and returns the [`Caller`] of item 10. Authorisation (item 9) is not done
-//! here: permissions are returned as the token grants them.
+//! extracts the token (check 1 of `docs/auth.md`, "The checks, in order") and asks the port,
+//! which runs checks 2 to 9 here and returns the [`Caller`] (`docs/auth.md`, "The caller").
+//! Authorisation is not done here: permissions are returned as the token grants them, and the
+//! use case or HTTP layer decides whether they suffice (`docs/auth.md`, "Permissions").
 //!
 //! It depends on the application (the port and [`Clock`]) and the domain ([`Timestamp`]);
 //! externally on jsonwebtoken (all signature cryptography), reqwest (metadata and key sets),

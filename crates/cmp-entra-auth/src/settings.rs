@@ -1,8 +1,9 @@
 //! [`EntraAuthSettings`]: which Entra ID access tokens the service accepts, and how it fetches
 //! the keys that sign them.
 //!
-//! The checks themselves follow graph-client-behaviour §5; every number there (24 h refresh,
-//! 5 min unknown-`kid` refetch, 10 s fetch timeout, 60 s leeway) is a default here.
+//! The checks themselves are described in `docs/auth.md`; every number they use (24 h refresh,
+//! 5 min unknown-`kid` refetch, 10 s fetch timeout, 60 s leeway) is a default here, and
+//! `docs/configuration.md` lists the keys.
 
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -1,9 +1,10 @@
 //! The HTTP side: Graph's partner collection under `/beta`, Entra ID's token endpoint, and the
 //! `/_fake/*` inspection endpoints.
 //!
-//! Graph behaviour follows `graph-contract.md` §7, §8 and §10: 201 + entity on create, list
-//! pages with an absolute `@odata.nextLink`, Graph's error shape, `request-id` and
-//! `client-request-id` on every Graph response.
+//! It answers as Graph does, because the service's Graph client is tested against it: 201 and
+//! the entity on create, list pages with an absolute `@odata.nextLink`, Graph's error shape,
+//! `request-id` and `client-request-id` on every Graph response (what the service itself
+//! answers in the same shape is in `docs/wire-contract.md`).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -125,8 +126,9 @@ async fn list(
 ) -> Result<Response, Response> {
     let ctx = Ctx::new(&headers);
     admit(&app, &ctx, &headers, Call::Read).await?;
-    // The service must send no query options (graph-client-behaviour §3.4): refuse any but
-    // our own skiptoken instead of ignoring them.
+    // The service's client lists with no query options and follows `@odata.nextLink` as
+    // returned (`docs/graph-client.md`, "Paging"): refuse any option but our own skiptoken
+    // instead of ignoring it, so a test sees the client add one.
     let after = match query.as_deref() {
         None | Some("") => None,
         Some(query) => Some(

@@ -1,4 +1,4 @@
-//! `Edm.DateTimeOffset` on the wire (graph-contract §9).
+//! `Edm.DateTimeOffset` on the wire (`docs/wire-contract.md`, "Dates").
 //!
 //! Input: RFC 3339 with a mandatory offset (`Z` or `±hh:mm`) and any number of fractional
 //! digits; digits past the seventh (100 ns) are dropped. Output: always UTC with exactly seven
@@ -126,7 +126,7 @@ pub fn format(instant: Timestamp) -> String {
 }
 
 /// Renders an instant in the style of Graph's `innerError.date`: `YYYY-MM-DDTHH:MM:SS`, UTC,
-/// no fraction and no offset (graph-contract §8).
+/// no fraction and no offset (`docs/wire-contract.md`, "Errors").
 pub fn format_error_date(instant: Timestamp) -> String {
     let mut text = format(instant);
     text.truncate("YYYY-MM-DDTHH:MM:SS".len());

@@ -3,7 +3,8 @@
 //!
 //! The HTTP API (inbound) and the Graph client (outbound) both speak this shape, so the
 //! mapping exists once, here. Pure code: it depends on the domain, `serde` and `serde_json`,
-//! and does no I/O. The rules are written down in `docs/wire-contract.md`.
+//! `thiserror`, and `utoipa` (only to describe the shapes for the OpenAPI document), and does no
+//! I/O. The rules are written down in `docs/wire-contract.md`.
 //!
 //! # Layout
 //! - [`partner`]: [`parse_partner_fields`] (request bodies into [`PartnerFields`]) and

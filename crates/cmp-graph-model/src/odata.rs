@@ -10,7 +10,8 @@ pub const PARTNER_TYPE: &str = "complianceManagementPartner";
 pub const ASSIGNMENT_TYPE: &str = "complianceManagementPartnerAssignment";
 
 /// The `@odata.type` value Graph emits for `name`: always `#microsoft.graph.<name>`. SDKs
-/// match target types against exactly that form (graph-contract §6), so no other is sent.
+/// match target types against exactly that form (`docs/wire-contract.md`, "@odata.type"), so
+/// no other is sent.
 pub fn qualified(name: &str) -> String {
     format!("#{NAMESPACE}{name}")
 }

@@ -33,7 +33,8 @@ pub struct PartnerFields {
 
 impl PartnerFields {
     /// Completes the fields into a create command: the display name is required, everything
-    /// else defaults as Graph does (graph-contract §2), and each platform's invariants are checked.
+    /// else defaults as Graph does (`docs/wire-contract.md`, "Properties"), and each platform's
+    /// invariants are checked.
     ///
     /// # Errors
     /// [`WireError`] when the display name is missing or a platform breaks an invariant.
@@ -203,7 +204,7 @@ pub struct PartnerJson {
 }
 
 /// Every declared property of the entity, `id` first, in the order the service renders them:
-/// what `$select` may name (graph-contract §2).
+/// what `$select` may name (`docs/wire-contract.md`, "Properties").
 pub const PARTNER_PROPERTIES: [&str; 14] = [
     "id",
     "displayName",

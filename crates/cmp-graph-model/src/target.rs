@@ -1,4 +1,4 @@
-//! Assignments and their targets on the wire (graph-contract §4–§5).
+//! Assignments and their targets on the wire (`docs/wire-contract.md`, "Assignments").
 
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, EntityGuid, ScopeTagTargetType, TargetKind,

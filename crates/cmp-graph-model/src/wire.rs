@@ -5,8 +5,9 @@ use serde_json::{Map, Value};
 
 use crate::odata;
 
-/// A request body that does not fit the contract. `target` names the offending member as a
-/// path (`macOsEnrollmentAssignments[0].target.groupId`); the message says what is wrong.
+/// A request body that does not fit the wire contract (`docs/wire-contract.md`). `target`
+/// names the offending member as a path (`macOsEnrollmentAssignments[0].target.groupId`); the
+/// message says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{target}: {message}")]
 pub struct WireError {

@@ -1,6 +1,6 @@
 //! Who may call: the bearer token is verified through the [`CallerAuthenticator`] port, then the
 //! caller's permissions are checked against what the request needs, as Graph does
-//! (graph-client-behaviour §5).
+//! (`docs/auth.md`: the checks, then "Permissions").
 //!
 //! [`CallerAuthenticator`]: cmp_application::CallerAuthenticator
 
@@ -37,6 +37,8 @@ pub const OPERATOR_PATH_PREFIX: &str = "/admin/";
 /// Verifies the bearer token, checks the permission the request needs, and puts the [`Caller`]
 /// into the request's extensions. Refuses with 401 (bad or missing token) or 403 (missing
 /// permission) before any handler runs, so a refused request writes nothing.
+///
+/// [`Caller`]: cmp_application::Caller
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,

@@ -131,8 +131,9 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message)
     }
 
-    /// 405 with the `Allow` header. Graph documents no code for it; `BadRequest` is what
-    /// graph-contract §8 settles on.
+    /// 405 with the `Allow` header. Intune documents no code for it, so the code is our choice:
+    /// `BadRequest`, as the request is wrong and repeating it cannot help
+    /// (`docs/wire-contract.md`, "Errors").
     pub fn method_not_allowed(allow: &'static str) -> Self {
         let message = format!("the method is not allowed here; allowed: {allow}");
         let mut api = Self::new(StatusCode::METHOD_NOT_ALLOWED, "BadRequest", message);

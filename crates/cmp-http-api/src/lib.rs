@@ -1,8 +1,11 @@
 //! The driving HTTP adapter: Microsoft Graph's beta `complianceManagementPartners` resource,
 //! served with axum so that an official Graph SDK pointed at our base URL works unchanged.
 //!
-//! It depends on the application (through [`PartnerUseCases`]), the domain and the Graph wire
-//! model; it knows no SQL and no outbound HTTP. Every error leaves through [`ApiError`] in
+//! It depends on the application (its driving ports [`PartnerUseCases`] and
+//! [`OperatorUseCases`], and the [`CallerAuthenticator`] port), the domain and the Graph wire
+//! model; it knows no SQL and no outbound HTTP. The wire rules it serves are in
+//! `docs/wire-contract.md`, the token checks in `docs/auth.md`, the API document in
+//! `docs/api.md`. Every error leaves through [`ApiError`] in
 //! Graph's error shape, with `request-id` and `client-request-id` on every response.
 //!
 //! # Layout
@@ -19,7 +22,7 @@
 //!   [`openapi::OPENAPI_PATH`].
 //! - [`probes`]: `/healthz` and `/readyz`, outside every layer, over the [`ReadinessCheck`] port.
 //! - [`request_metrics`]: requests counted and timed, refusals counted.
-//! - [`router`] assembles the layers; [`serve`] runs the accept loop.
+//! - [`router`] assembles the layers; [`serve()`] runs the accept loop.
 
 pub mod admin;
 pub mod auth;

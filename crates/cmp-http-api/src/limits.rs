@@ -1,6 +1,6 @@
 //! Limits that hold under abuse: a cap on requests in flight (load shedding with 503) and a
 //! per-caller write rate (429). Both answer with an integer `Retry-After`, the only form Graph
-//! SDKs understand (graph-client-behaviour §4).
+//! SDKs understand (`docs/wire-contract.md`, "Errors"; `docs/auth.md`, "Limits on callers").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
-//! OData system query options (graph-contract §10): the raw query string in, a typed
-//! [`ListQuery`] (plus the `$select` projection) out. Pure functions; the handlers turn a
-//! [`QueryError`] into a Graph-shaped 400.
+//! OData system query options (`docs/wire-contract.md`, "Queries"): the raw query string in,
+//! a typed [`ListQuery`] (plus the `$select` projection) out. Pure functions; the handlers turn
+//! a [`QueryError`] into a Graph-shaped 400.
 //!
 //! Rules shared by every request:
 //! - The query string is split on `&`, each name and value on its first `=`, and each part is

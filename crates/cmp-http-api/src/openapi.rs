@@ -9,7 +9,7 @@
 //! answer, from one table of error answers. The root path is configuration, so the document is
 //! built when the router is, once, and every request gets the same bytes.
 //!
-//! Two gaps of utoipa 5 are closed on the finished document ([`finish`]): a response header has
+//! Two gaps of utoipa 5 are closed on the finished document (`finish`): a response header has
 //! no `required` flag (every header the document declares is one the service always sends with
 //! that response, so all are marked required), and a link's `operationId` is serialised as
 //! `operation_id` (renamed).

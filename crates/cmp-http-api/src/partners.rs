@@ -140,10 +140,10 @@ pub async fn get_partner(
     entity_response(&state, StatusCode::OK, &partner, &select)
 }
 
-/// `PATCH /deviceManagement/complianceManagementPartners/{id}`: Graph's merge (graph-contract
-/// §7): properties present replace the stored ones, a collection wholesale; an `id` in the
-/// body must be the key; annotations are ignored. Answers 200 with the whole entity, or 204
-/// when the client prefers `return=minimal`.
+/// `PATCH /deviceManagement/complianceManagementPartners/{id}`: Graph's merge
+/// (`docs/wire-contract.md`, "Operations"): properties present replace the stored ones, a
+/// collection wholesale; an `id` in the body must be the key; annotations are ignored. Answers
+/// 200 with the whole entity, or 204 when the client prefers `return=minimal`.
 pub async fn update_partner(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,

@@ -343,7 +343,7 @@ async fn a_read_only_caller_may_read_but_not_write() {
 
 const COLLECTION: &str = "/beta/deviceManagement/complianceManagementPartners";
 
-/// What the Python SDK sends for a list (graph-contract §10).
+/// What the Python SDK sends for a list (`docs/wire-contract.md`, "Queries").
 const SDK_QUERY: &str = "$count=true&$filter=displayName%20eq%20%27A%20B%27&$orderby=displayName%20desc,id&$select=id,displayName&$skip=20&$top=10";
 
 /// A case of a use-case error mapping: name, error, expected status and `error.code`.

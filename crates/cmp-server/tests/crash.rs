@@ -1,4 +1,4 @@
-//! Crash test (issue 4, graph-client-behaviour §3.2 and §3.5): the real `cmp-server` binary,
+//! Crash test (`docs/delivery.md`, "Leases" and "Durability"): the real `cmp-server` binary,
 //! configured through `CMP__*` environment variables, is killed with SIGKILL while its
 //! deliveries to a slow, failing fake Graph are in flight, then started again on the same
 //! database. Every partner it accepted before the kill must end delivered, in Graph exactly

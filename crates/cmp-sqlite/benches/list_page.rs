@@ -1,8 +1,9 @@
-//! How long one page of the partner listing takes at 1,000 and at 100,000 partners (issue 5,
-//! item 10). Not a test: it asserts nothing about time, it prints figures.
+//! How long one page of the partner listing takes at 1,000 and at 100,000 partners: keyset
+//! paging (`docs/wire-contract.md`, "Queries") promises the same cost at any depth, and this
+//! measures it. Not a test: it asserts nothing about time, it prints figures.
 //!
 //! Run it with `cargo bench -p cmp-sqlite --bench list_page` (release build). For each size it
-//! seeds a fresh database file in a temporary directory, then times, through the repository
+//! seeds a fresh database file in a temporary directory, then times, through the store
 //! port exactly as the HTTP adapter calls it:
 //!
 //! - the first page of 100 in the default order (by id);

@@ -6,7 +6,7 @@
 //!
 //! | property | column | compared as |
 //! |---|---|---|
-//! | `displayName` | `name_key` | the trimmed, lower-cased name: case-insensitive, as uniqueness is |
+//! | `displayName` | `name_key` | its `NaturalKey`: case-insensitive, as uniqueness is |
 //! | `partnerState` | `partner_state_order` | the enum's declared order, `unknown` 0 to `unresponsive` 5 |
 //! | `lastHeartbeatDateTime` | `last_heartbeat` | ticks |
 //! | `<platform>Onboarded` | `<platform>_onboarded` | 0 / 1 |

@@ -1,5 +1,5 @@
-//! The forged-token battery (graph-client-behaviour §5 items 2 to 8 and §6 last row) and the
-//! callers that valid tokens become.
+//! The forged-token battery, one case per way a token can fail the checks of `docs/auth.md`
+//! ("The checks, in order", numbered as there), and the callers that valid tokens become.
 
 use cmp_application::{CallerAuthenticator, CallerKind};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -59,7 +59,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
     let claims = |patch: serde_json::Value| key.sign(&patched(&valid, patch));
 
     let cases: Vec<(&str, String, Result<(), &str>)> = vec![
-        // Item 1 leftovers and unreadable tokens.
+        // Check 1 leftovers and unreadable tokens.
         ("no token", String::new(), Err("missing bearer token")),
         ("whitespace", " ".into(), Err("token malformed")),
         ("garbage", "not-a-jwt".into(), Err("token malformed")),
@@ -83,7 +83,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             format!("{valid_token}{}", "A".repeat(20_000)),
             Err("token too large"),
         ),
-        // Item 2: algorithm and kid.
+        // Check 2: algorithm and kid.
         ("alg none", alg_none, Err("algorithm not accepted")),
         (
             "HS256 signed with the public key",
@@ -106,7 +106,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             key.sign_with(Algorithm::RS256, Some(""), &valid),
             Err("missing key id"),
         ),
-        // Item 8, pre-checked on the unverified tid before any key lookup.
+        // Check 3: the tenant, on the unverified tid before any key lookup.
         (
             "tenant not allowed",
             claims(
@@ -136,7 +136,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             claims(json!({"tid": null})),
             Err("missing tenant id"),
         ),
-        // Items 3 and 4: key and signature.
+        // Checks 4 and 5: key and signature.
         (
             "unknown kid",
             other_key.sign_with(Algorithm::RS256, Some("key-unknown"), &valid),
@@ -153,7 +153,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             signature_removed,
             Err("invalid signature"),
         ),
-        // Item 5: lifetime, with 60 s leeway.
+        // Check 6: lifetime, with 60 s leeway.
         (
             "expired beyond the leeway",
             claims(json!({"iat": now - 4000, "nbf": now - 4000, "exp": now - 600})),
@@ -184,7 +184,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             claims(json!({"nbf": null})),
             Err("missing not-before"),
         ),
-        // Item 6: audience.
+        // Check 7: audience.
         (
             "wrong audience",
             claims(json!({"aud": "11111111-2222-4333-8444-555555555555"})),
@@ -210,7 +210,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             claims(json!({"aud": null})),
             Err("missing audience"),
         ),
-        // Item 7: version and issuer.
+        // Check 8: version and issuer.
         (
             "wrong issuer",
             claims(json!({"iss": format!("https://login.evil.example/{TENANT}/v2.0")})),
@@ -246,7 +246,7 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
             claims(json!({"iss": null})),
             Err("missing issuer"),
         ),
-        // Item 10: who is calling.
+        // Who is calling (`docs/auth.md`, "The caller").
         (
             "neither oid nor sub",
             claims(json!({"oid": null, "sub": null})),

@@ -1,4 +1,4 @@
-//! Key fetching and caching (graph-client-behaviour §5 item 3): discovery, the 24 h refresh,
+//! Key fetching and caching (check 4 of `docs/auth.md`): discovery, the 24 h refresh,
 //! the throttled unknown-`kid` refetch, keeping the last good set, the fetch timeout, and no
 //! traffic for tenants we do not serve.
 

@@ -29,7 +29,7 @@ pub(super) struct AssertionSigner {
     thumbprint: String,
 }
 
-/// The assertion's claims (RFC 7523 §3).
+/// The assertion's claims (RFC 7523, section 3).
 #[derive(Serialize)]
 struct AssertionClaims<'a> {
     aud: &'a str,

@@ -379,8 +379,8 @@ fn a_projection_without_context_selecting_only_id_has_type_and_id() {
 
 #[test]
 fn a_read_modify_write_body_is_accepted_as_a_patch_of_every_property() {
-    // What the SDK sends back after a GET (graph-contract §11.4): id, context and type echoed,
-    // date-times re-formatted with six digits and +00:00.
+    // What the SDK sends back after a GET (`docs/wire-contract.md`, "SDK compatibility"): id,
+    // context and type echoed, date-times re-formatted with six digits and +00:00.
     let body: Value = serde_json::from_str(SEED_REQUEST).expect("seed is JSON");
     let partner = partner_from(body);
     let mut echoed = rendered(&partner);

@@ -9,7 +9,8 @@ use super::*;
 const COLLECTION: &str = "http://service.test/beta/deviceManagement/complianceManagementPartners";
 
 /// What the Python SDK sends for a list with every option it models but `$expand` and
-/// `$search` (graph-contract §10): `$` literal, values percent-encoded, lists comma-joined.
+/// `$search` (`docs/wire-contract.md`, "Queries"): `$` literal, values percent-encoded, lists
+/// comma-joined.
 const SDK_QUERY: &str = "$count=true&$filter=displayName%20eq%20%27A%20B%27&$orderby=displayName%20desc,id&$select=id,displayName&$skip=20&$top=10";
 
 fn list(query: &str) -> ListRequest {
