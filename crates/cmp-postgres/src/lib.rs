@@ -35,6 +35,8 @@ mod partner_store;
 #[path = "../../cmp-sqlite/src/rows.rs"]
 mod rows;
 mod store;
+#[cfg(test)]
+mod test_support;
 
 pub use outbox::PostgresOutbox;
 pub use partner_store::PostgresPartnerStore;

@@ -95,6 +95,7 @@ pub struct TestStore {
     ports: Ports,
     another_replica: Opener<Ports>,
     inspection: Inspection,
+    lease_prefix: String,
     close: Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>,
     _keep: Box<dyn Send + Sync>,
 }
@@ -114,9 +115,22 @@ impl TestStore {
             ports,
             another_replica: Box::new(another_replica),
             inspection,
+            lease_prefix: String::new(),
             close: Box::new(close),
             _keep: Box::new(keep),
         }
+    }
+
+    /// The store writes lease owners with `prefix` before them (PostgreSQL: the replica id).
+    #[must_use]
+    pub fn with_lease_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.lease_prefix);
+        self
+    }
+
+    /// A lease owner as the store writes it.
+    pub fn stored_owner(&self, owner: &str) -> String {
+        format!("{}{owner}", self.lease_prefix)
     }
 
     /// Both ports.
@@ -399,7 +413,7 @@ pub fn run<F: Future<Output = ()>>(backend: fn() -> Backend, test: fn() -> F) {
             // Straight to the terminal: the test harness captures print!, and a skip must show.
             let _ = writeln!(
                 std::io::stderr(),
-                "skipped: no PostgreSQL: the {} contract tests pass without running ({reason})",
+                "\nskipped: no PostgreSQL: the {} contract tests pass without running ({reason})",
                 backend.name
             );
         });

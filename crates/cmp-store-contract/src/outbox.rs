@@ -502,7 +502,7 @@ pub async fn claim_due_leases_the_rows_to_the_owner_until_the_given_expiry() {
         record(&store, created.outbox_id()).await,
         QueueRecord {
             state: "in_flight".into(),
-            lease_owner: Some("dispatcher:7".into()),
+            lease_owner: Some(store.stored_owner("dispatcher:7")),
             lease_expires_at: Some(at(170).unix_ticks()),
             updated_at: now().unix_ticks(),
             ..before
@@ -874,8 +874,8 @@ pub async fn start_delivery_renews_the_lease_of_its_holder_to_the_given_expiry()
     let row = record(&store, created.outbox_id()).await;
     assert_eq!(row.state, "in_flight");
     assert_eq!(
-        row.lease_owner.as_deref(),
-        Some("dispatcher:a"),
+        row.lease_owner,
+        Some(store.stored_owner("dispatcher:a")),
         "same holder"
     );
     assert_eq!(row.lease_expires_at, Some(at(260).unix_ticks()), "renewed");

@@ -119,7 +119,10 @@ pub async fn insert_partner_writes_partner_assignments_outbox_first_attempt_and_
     assert_eq!(outbox.state, "in_flight");
     assert_eq!(outbox.attempts, 1);
     assert_eq!(outbox.next_attempt_at, now().unix_ticks());
-    assert_eq!(outbox.lease_owner.as_deref(), Some("request:req-100"));
+    assert_eq!(
+        outbox.lease_owner,
+        Some(store.stored_owner("request:req-100"))
+    );
     assert_eq!(
         outbox.lease_expires_at,
         Some(write.delivery.lease.expires_at.unix_ticks())
