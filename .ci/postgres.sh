@@ -59,7 +59,7 @@ start_test_postgres() {
     start >/dev/null || { cat "$CMP_TEST_PG_DIR/server.log"; return 1; }
   export CMP_TEST_POSTGRES_URL="postgres://cmp@127.0.0.1:$port/postgres"
   export CMP_TEST_PG_BIN="$bin"
-  echo "   PostgreSQL $("$bin/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port (cluster in $CMP_TEST_PG_DIR)"
+  echo "   PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (cluster in $CMP_TEST_PG_DIR)"
 }
 
 stop_test_postgres() {
