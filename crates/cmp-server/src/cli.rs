@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cmp_domain::PartnerId;
 use uuid::Uuid;
@@ -71,6 +70,42 @@ beside it, start the service.\n\nExit status: 0 success; 1 failure (the reason i
 standard error); 2 usage error."
     )]
     Backup(BackupOptions),
+    /// Copy a SQLite database into PostgreSQL (migrating it first), for moving one box to
+    /// several replicas; a rerun copies nothing twice. Checks the row counts at the end. Stop
+    /// the service first.
+    #[command(after_help = EXIT_STATUS)]
+    MigrateStore(MigrateStoreOptions),
+}
+
+/// `cmp-server migrate-store --from sqlite:PATH --to postgres:URL`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct MigrateStoreOptions {
+    /// The SQLite database: `sqlite:PATH`.
+    #[arg(long, value_name = "sqlite:PATH", value_parser = parse_sqlite_source)]
+    pub from: PathBuf,
+    /// The PostgreSQL database: `postgres:URL` (`postgres:postgres://user@host/db`), or
+    /// `postgres:env` to read the URL from CMP__STORE__POSTGRES__URL so that it stays out of
+    /// the process list.
+    #[arg(long, value_name = "postgres:URL", value_parser = parse_postgres_target)]
+    pub to: String,
+}
+
+fn parse_sqlite_source(text: &str) -> Result<PathBuf, String> {
+    text.strip_prefix("sqlite:")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| "expected sqlite:PATH".to_owned())
+}
+
+fn parse_postgres_target(text: &str) -> Result<String, String> {
+    match text.strip_prefix("postgres:") {
+        Some("env") => std::env::var("CMP__STORE__POSTGRES__URL")
+            .map_err(|_| "postgres:env but CMP__STORE__POSTGRES__URL is not set".to_owned()),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(url.to_owned())
+        }
+        _ => Err("expected postgres:URL (postgres:postgres://...) or postgres:env".to_owned()),
+    }
 }
 
 /// What `mint-token` puts in the token.
@@ -212,6 +247,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", text.trim_end());
             true
         }
+        Command::MigrateStore(MigrateStoreOptions { from, to }) => {
+            let report = crate::migrate_store::migrate_store(&from, &to).await?;
+            for table in report {
+                println!(
+                    "{}: {} rows in SQLite, {} copied, {} in PostgreSQL",
+                    table.table, table.source_rows, table.copied, table.target_rows
+                );
+            }
+            println!("OK");
+            true
+        }
         Command::Backup(BackupOptions { file }) => {
             backup(&loaded.settings, &file).await?;
             println!("{}", file.display());
@@ -242,6 +288,8 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         environment = settings.environment.as_str(),
         config.layers = ?layers,
         data_dir = %settings.service.data_dir.display(),
+        store.kind = ?settings.store.kind,
+        store.replica_id = %settings.store.replica_id,
         database = %settings.sqlite.path.display(),
         "configuration loaded"
     );
@@ -261,18 +309,19 @@ impl MintOptions {
     }
 }
 
-/// Opens the configured store, refusing to create one: every job but `serve` reads a database
-/// that already exists.
-async fn open_existing_store(settings: &Settings) -> anyhow::Result<cmp_sqlite::SqliteStore> {
+/// Opens the configured store, refusing to create a SQLite file: every job but `serve` reads a
+/// database that already exists.
+async fn open_existing_store(settings: &Settings) -> anyhow::Result<crate::store::Store> {
+    if settings.store.kind == crate::config::StoreKind::Postgres {
+        return crate::store::Store::open(settings).await;
+    }
     let path = &settings.sqlite.path;
     anyhow::ensure!(
         path.is_file(),
         "there is no database at {} (service.data_dir and sqlite.path say where it is)",
         path.display()
     );
-    cmp_sqlite::SqliteStore::open(&settings.sqlite)
-        .await
-        .with_context(|| format!("opening the SQLite store at {}", path.display()))
+    crate::store::Store::open(settings).await
 }
 
 /// Writes a consistent copy of the configured database to `file`.
@@ -280,7 +329,11 @@ async fn open_existing_store(settings: &Settings) -> anyhow::Result<cmp_sqlite::
 /// # Errors
 /// When there is no database, `file` exists, or the copy cannot be written.
 pub async fn backup(settings: &Settings, file: &Path) -> anyhow::Result<()> {
-    let store = open_existing_store(settings).await?;
+    let crate::store::Store::Sqlite(store) = open_existing_store(settings).await? else {
+        anyhow::bail!(
+            "backup copies a SQLite database; with store.kind = \"postgres\" use PostgreSQL's own tools (pg_dump, base backups)"
+        );
+    };
     let copied = store.backup_to(file).await;
     store.close().await;
     copied
@@ -299,7 +352,7 @@ pub async fn outbox(
 
     let store = open_existing_store(settings).await?;
     let operations = OutboxOperations::new(
-        std::sync::Arc::new(store.outbox()),
+        store.outbox(),
         std::sync::Arc::new(crate::system::SystemClock),
     );
     let report = match command {

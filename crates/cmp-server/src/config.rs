@@ -186,6 +186,134 @@ impl OutboxSettings {
     }
 }
 
+/// Which store holds the partners and the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file (`[sqlite]`): one box, the embedded default.
+    Sqlite,
+    /// One PostgreSQL database (`[store.postgres]`) shared by several replicas.
+    Postgres,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite` or `postgres`.
+    pub kind: StoreKind,
+    /// This replica's id on the leases it writes; empty in the file means host name and
+    /// process id, filled in at load.
+    pub replica_id: String,
+    /// `[store.postgres]`.
+    pub postgres: PostgresConfig,
+}
+
+/// `[store.postgres]`, as configured; [`PostgresConfig::settings`] reads the URL.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The connection URL, from `CMP__STORE__POSTGRES__URL` only (refused in files).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the connection URL (a mounted secret); empty for none.
+    #[serde(default)]
+    pub url_file: PathBuf,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// How long connecting may take, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL's `statement_timeout`, in milliseconds.
+    pub statement_timeout_ms: u64,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("url_file", &self.url_file)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// The adapter's settings, the URL read from the variable or the file.
+    ///
+    /// # Errors
+    /// When the URL file cannot be read or is empty; the message names the file, never its
+    /// content.
+    pub fn settings(&self, replica_id: &str) -> anyhow::Result<cmp_postgres::PostgresSettings> {
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => {
+                let url = std::fs::read_to_string(&self.url_file).with_context(|| {
+                    format!(
+                        "reading store.postgres.url_file {}",
+                        self.url_file.display()
+                    )
+                })?;
+                let url = url.trim().to_owned();
+                anyhow::ensure!(
+                    !url.is_empty(),
+                    "store.postgres.url_file {} is empty",
+                    self.url_file.display()
+                );
+                url
+            }
+        };
+        Ok(cmp_postgres::PostgresSettings {
+            url,
+            pool_size: self.pool_size,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            replica_id: replica_id.to_owned(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let has_url = self.url.as_deref().is_some_and(|url| !url.is_empty());
+        let has_file = !self.url_file.as_os_str().is_empty();
+        match (has_url, has_file) {
+            (false, false) => {
+                return Err("store.kind = \"postgres\" needs store.postgres.url (CMP__STORE__POSTGRES__URL) or store.postgres.url_file".into());
+            }
+            (true, true) => {
+                return Err(
+                    "store.postgres.url and store.postgres.url_file are both set; set one".into(),
+                );
+            }
+            _ => {}
+        }
+        if self.pool_size == 0 {
+            return Err("store.postgres.pool_size must be greater than 0".into());
+        }
+        if self.connect_timeout_ms == 0 {
+            return Err("store.postgres.connect_timeout must be greater than 0".into());
+        }
+        if self.statement_timeout_ms == 0 {
+            return Err("store.postgres.statement_timeout must be greater than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// This process's default replica id: the host name and the process id, which tell an operator
+/// where to look; a random id when the host name cannot be read.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().replace('/', "-"))
+        .filter(|host| !host.is_empty());
+    match host {
+        Some(host) => format!("{host}-{}", std::process::id()),
+        None => Uuid::new_v4().to_string(),
+    }
+}
+
 /// Every setting of the service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +322,8 @@ pub struct Settings {
     pub service: ServiceSettings,
     /// `[http]`.
     pub http: HttpSettings,
+    /// `[store]`: which store, and PostgreSQL's settings.
+    pub store: StoreSettings,
     /// `[sqlite]`.
     pub sqlite: SqliteSettings,
     /// `[graph]`.
@@ -426,6 +556,13 @@ impl Settings {
             return Err("sqlite.path must not be empty".into());
         }
         self.sqlite.path = resolve_against(&data_dir, &self.sqlite.path);
+        if !self.store.postgres.url_file.as_os_str().is_empty() {
+            self.store.postgres.url_file =
+                resolve_against(&data_dir, &self.store.postgres.url_file);
+        }
+        if self.store.replica_id.is_empty() {
+            self.store.replica_id = default_replica_id();
+        }
         self.auth.development_key_dir = resolve_against(&data_dir, &self.auth.development_key_dir);
         self.service.data_dir = data_dir;
         Ok(())
@@ -440,6 +577,12 @@ impl Settings {
         self.graph.simulated.validate()?;
         if self.sqlite.path.as_os_str().is_empty() {
             return Err("sqlite.path must not be empty".into());
+        }
+        if self.store.replica_id.contains('/') {
+            return Err("store.replica_id must not contain '/'".into());
+        }
+        if self.store.kind == StoreKind::Postgres {
+            self.store.postgres.validate()?;
         }
         let outbox = &self.outbox;
         for (key, zero) in [

@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::store::Store;
 use cmp_graph_client::{TokenProvider, TokenStatus};
 use cmp_http_api::{CheckStatus, Readiness, ReadinessCheck};
-use cmp_sqlite::SqliteStore;
 use serde::Deserialize;
 
 /// `[readiness]`: the bounds of the readiness checks.
@@ -88,7 +88,7 @@ impl DispatcherHeartbeat {
 /// The service's [`ReadinessCheck`].
 pub struct ServiceReadiness {
     /// The store whose writability and migrations are checked.
-    pub store: SqliteStore,
+    pub store: Store,
     /// The dispatcher workers' last passes.
     pub heartbeat: Arc<DispatcherHeartbeat>,
     /// Older than this, a worker's last pass makes the dispatcher failing.

@@ -14,7 +14,6 @@ use cmp_domain::TenantId;
 use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
 use cmp_graph_client::SimulatedGraph;
 use cmp_http_api::{AppState, ConnectionLimits, RequestLimits};
-use cmp_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -22,6 +21,7 @@ use tokio::task::JoinSet;
 use crate::config::{AuthMode, GraphMode, Settings};
 use crate::prometheus::MetricsEndpoint;
 use crate::readiness::{DispatcherHeartbeat, ServiceReadiness};
+use crate::store::Store;
 use crate::system::{RandomIds, RandomJitter, SystemClock, TokioSleeper};
 
 /// The running service's parts, between [`Application::build`] and
@@ -32,7 +32,7 @@ pub struct Application {
     router: axum::Router,
     connection_limits: ConnectionLimits,
     dispatch: DispatchLoop,
-    store: SqliteStore,
+    store: Store,
     public_root: String,
     /// `/metrics` and the gauges task; `None` when metrics are off.
     metrics: Option<MetricsEndpoint>,
@@ -52,12 +52,7 @@ impl Application {
             .await
             .with_context(|| format!("binding the HTTP listener to {address}"))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
-        let store = SqliteStore::open(&settings.sqlite).await.with_context(|| {
-            format!(
-                "opening the SQLite store at {}",
-                settings.sqlite.path.display()
-            )
-        })?;
+        let store = Store::open(&settings).await?;
 
         // In graph mode the tenant is the resolved one: `AZURE_TENANT_ID` stands in for a nil
         // `graph.tenant_id`, and the names partners are unique in are that tenant's.
@@ -94,8 +89,8 @@ impl Application {
                 )
             }
         };
-        let partner_store: Arc<dyn PartnerStore> = Arc::new(store.partner_store());
-        let outbox: Arc<dyn Outbox> = Arc::new(store.outbox());
+        let partner_store: Arc<dyn PartnerStore> = store.partner_store();
+        let outbox: Arc<dyn Outbox> = store.outbox();
         let tenant_id = TenantId::from_uuid(tenant);
         let policy = settings.outbox.policy();
         let partners: Arc<dyn PartnerUseCases> = Arc::new(PartnerService::new(

@@ -463,6 +463,4 @@ pub(crate) async fn insert_assignments(
 }
 
 #[cfg(test)]
-mod change_tests;
-#[cfg(test)]
 mod tests;

@@ -94,12 +94,14 @@ use Unit::{Milliseconds as Ms, Seconds as S};
 
 /// Every duration key of every section.
 #[rustfmt::skip]
-pub(crate) const DURATION_KEYS: [DurationKey; 21] = [
+pub(crate) const DURATION_KEYS: [DurationKey; 23] = [
     key("http", "request_timeout", "request_timeout_ms", Ms, Suffixed),
     key("http", "header_read_timeout", "header_read_timeout_ms", Ms, Suffixed),
     key("http", "body_read_timeout", "body_read_timeout_ms", Ms, Suffixed),
     key("http", "shutdown_grace", "shutdown_grace_ms", Ms, Suffixed),
     key("sqlite", "busy_timeout", "busy_timeout_ms", Ms, Suffixed),
+    key("store.postgres", "connect_timeout", "connect_timeout_ms", Ms, Suffixed),
+    key("store.postgres", "statement_timeout", "statement_timeout_ms", Ms, Suffixed),
     key("graph.simulated", "latency", "latency_ms", Ms, Suffixed),
     key("graph.client", "connect_timeout", "connect_timeout_ms", Ms, Suffixed),
     key("graph.client", "request_timeout", "request_timeout_ms", Ms, Suffixed),

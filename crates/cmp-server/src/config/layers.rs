@@ -25,7 +25,7 @@ const OUTBOX_COUNTS: [&str; 3] = [
 
 /// Keys whose values are secrets: they may come from the environment (or a file they name),
 /// never from a configuration file.
-const SECRET_KEYS: [&str; 1] = ["graph.client.client_secret"];
+const SECRET_KEYS: [&str; 2] = ["graph.client.client_secret", "store.postgres.url"];
 
 /// Deprecated keys met while reading, each old dotted key with the key it is read as.
 pub(crate) type Deprecations = BTreeMap<String, String>;

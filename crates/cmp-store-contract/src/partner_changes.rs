@@ -6,29 +6,23 @@
 use cmp_application::query::ListQuery;
 use cmp_application::{
     AuditAction, ChangeQueued, ChangedPartner, DeliveryEnd, DeliveryOutcome, DeliveryStart,
-    GraphResponseMeta, InGraph, Lease, NewPartnerWrite, Outbox, PartnerStore, PartnerUpdate,
-    Transition, WaitingState,
+    GraphResponseMeta, InGraph, Lease, NewPartnerWrite, PartnerUpdate, Transition, WaitingState,
 };
 use cmp_domain::{PartnerState, Platform, Timestamp};
 use std::time::Duration;
 use uuid::Uuid;
 
-use super::*;
-use crate::SqliteStore;
-use crate::test_support::Ports;
-use crate::test_support::{
-    change_write, delivered_as, dispatcher_a, now, open_store, other_tenant, partner_with,
-    plain_partner, renamed, rich_partner, row_counts, tenant, write_for,
-};
+use crate::*;
+use cmp_domain::PartnerId;
 
 /// `now()` moved by `seconds`.
-fn at(seconds: i64) -> Timestamp {
+pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_unix_seconds(now().unix_seconds() + seconds, 0).expect("in range")
 }
 
 /// Where a partner's create row is left by [`create_in`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CreateRow {
+pub enum CreateRow {
     /// Attempt 1 still running (the creating request holds the lease).
     InFlight,
     /// Attempt 1 certainly not applied (a 429): back with the dispatcher.
@@ -42,7 +36,12 @@ enum CreateRow {
 }
 
 /// Stores `partner` (its ids derived from `seed`) and leaves its create row as `row` says.
-async fn create_in(repo: &Ports, partner: &Partner, seed: u128, row: CreateRow) -> NewPartnerWrite {
+pub async fn create_in(
+    repo: &Ports,
+    partner: &Partner,
+    seed: u128,
+    row: CreateRow,
+) -> NewPartnerWrite {
     let write = write_for(partner, tenant(), seed);
     repo.partners
         .insert_partner(partner, &write)
@@ -82,7 +81,7 @@ async fn create_in(repo: &Ports, partner: &Partner, seed: u128, row: CreateRow) 
 
 /// The outbox columns these tests look at.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-struct Row {
+pub struct Row {
     id: String,
     operation: String,
     natural_key: String,
@@ -96,52 +95,55 @@ struct Row {
 }
 
 /// The partner's outbox rows, oldest first.
-async fn rows_of(store: &SqliteStore, partner: &Partner) -> Vec<Row> {
-    sqlx::query_as(
-        "SELECT id, operation, natural_key, state, attempts, next_attempt_at, lease_owner, \
+pub async fn rows_of(store: &TestStore, partner: &Partner) -> Vec<Row> {
+    store
+        .query(
+            "SELECT id, operation, natural_key, state, attempts, next_attempt_at, lease_owner, \
          created_at, updated_at, first_attempt_at FROM outbox WHERE partner_id = ? \
          ORDER BY created_at, rowid",
-    )
-    .bind(partner.id().to_string())
-    .fetch_all(&store.connections.reader)
-    .await
-    .expect("outbox rows")
+        )
+        .bind(partner.id().to_string())
+        .fetch_all()
+        .await
+        .expect("outbox rows")
 }
 
 /// The audit actions recorded for the partner, in order, with their ids.
-async fn audit_of(store: &SqliteStore, partner: &Partner) -> Vec<(String, String)> {
-    sqlx::query_as("SELECT id, action FROM audit_log WHERE partner_id = ? ORDER BY at, rowid")
+pub async fn audit_of(store: &TestStore, partner: &Partner) -> Vec<(String, String)> {
+    store
+        .query("SELECT id, action FROM audit_log WHERE partner_id = ? ORDER BY at, rowid")
         .bind(partner.id().to_string())
-        .fetch_all(&store.connections.reader)
+        .fetch_all()
         .await
         .expect("audit rows")
 }
 
 /// `partners.name_key`, `graph_id`, `updated_at` and `deleted_at` of the partner.
-async fn bookkeeping(
-    store: &SqliteStore,
+pub async fn bookkeeping(
+    store: &TestStore,
     partner: &Partner,
 ) -> (Option<String>, Option<String>, i64, Option<i64>) {
-    sqlx::query_as("SELECT name_key, graph_id, updated_at, deleted_at FROM partners WHERE id = ?")
+    store
+        .query("SELECT name_key, graph_id, updated_at, deleted_at FROM partners WHERE id = ?")
         .bind(partner.id().to_string())
-        .fetch_one(&store.connections.reader)
+        .fetch_one()
         .await
         .expect("partner row")
 }
 
-fn update_write(partner: &Partner, seed: u128) -> ChangeWrite {
+pub fn update_write(partner: &Partner, seed: u128) -> ChangeWrite {
     change_write(partner.id(), tenant(), seed, AuditAction::Updated, at(10))
 }
 
-fn delete_write(partner: &Partner, seed: u128) -> ChangeWrite {
+pub fn delete_write(partner: &Partner, seed: u128) -> ChangeWrite {
     change_write(partner.id(), tenant(), seed, AuditAction::Deleted, at(20))
 }
 
-fn uuid(seed: u128) -> String {
+pub fn uuid(seed: u128) -> String {
     Uuid::from_u128(seed).to_string()
 }
 
-async fn listed(repo: &Ports) -> Vec<PartnerId> {
+pub async fn listed(repo: &Ports) -> Vec<PartnerId> {
     repo.partners
         .list_partners(tenant(), &ListQuery::default())
         .await
@@ -152,8 +154,7 @@ async fn listed(repo: &Ports) -> Vec<PartnerId> {
         .collect()
 }
 
-#[tokio::test]
-async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_name() {
+pub async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_name() {
     for waiting in [CreateRow::Pending] {
         let (_dir, store) = open_store().await;
         let repo = store.ports();
@@ -210,8 +211,7 @@ async fn update_partner_folds_into_a_create_never_applied_and_gives_it_the_new_n
     }
 }
 
-#[tokio::test]
-async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_graph() {
+pub async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_graph() {
     // An unknown create may have reached Graph with the old version, which reconciliation
     // adopts as it is: the change must follow as an update of its own.
     for create_row in [
@@ -263,8 +263,7 @@ async fn update_partner_queues_an_update_row_when_the_create_may_have_reached_gr
     }
 }
 
-#[tokio::test]
-async fn a_second_update_queues_another_row_rather_than_folding_into_the_first() {
+pub async fn a_second_update_queues_another_row_rather_than_folding_into_the_first() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
@@ -303,8 +302,7 @@ async fn a_second_update_queues_another_row_rather_than_folding_into_the_first()
     store.close().await;
 }
 
-#[tokio::test]
-async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
+pub async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let contoso = rich_partner(1);
@@ -351,8 +349,7 @@ async fn update_partner_returns_duplicate_display_name_and_writes_nothing() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn update_partner_may_keep_its_own_name_in_another_case() {
+pub async fn update_partner_may_keep_its_own_name_in_another_case() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
@@ -370,8 +367,7 @@ async fn update_partner_may_keep_its_own_name_in_another_case() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_deleted_or_foreign_partner()
+pub async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_deleted_or_foreign_partner()
  {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
@@ -420,8 +416,7 @@ async fn update_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
     store.close().await;
 }
 
-#[tokio::test]
-async fn delete_partner_removes_a_partner_that_never_reached_graph_with_all_its_rows() {
+pub async fn delete_partner_removes_a_partner_that_never_reached_graph_with_all_its_rows() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = rich_partner(1);
@@ -455,8 +450,8 @@ async fn delete_partner_removes_a_partner_that_never_reached_graph_with_all_its_
     store.close().await;
 }
 
-#[tokio::test]
-async fn delete_partner_also_cancels_the_rows_queued_behind_a_create_that_never_reached_graph() {
+pub async fn delete_partner_also_cancels_the_rows_queued_behind_a_create_that_never_reached_graph()
+{
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
@@ -504,8 +499,8 @@ async fn delete_partner_also_cancels_the_rows_queued_behind_a_create_that_never_
     store.close().await;
 }
 
-#[tokio::test]
-async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_graph_may_hold_it() {
+pub async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_graph_may_hold_it()
+ {
     for create_row in [
         CreateRow::InFlight,
         CreateRow::Unknown,
@@ -583,8 +578,7 @@ async fn delete_partner_marks_the_partner_deleted_and_queues_a_delete_row_when_g
     }
 }
 
-#[tokio::test]
-async fn delete_partner_returns_not_found_and_writes_nothing_for_a_missing_deleted_or_foreign_partner()
+pub async fn delete_partner_returns_not_found_and_writes_nothing_for_a_missing_deleted_or_foreign_partner()
  {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
@@ -627,7 +621,7 @@ async fn delete_partner_returns_not_found_and_writes_nothing_for_a_missing_delet
 
 /// Claims the partner's due row as `dispatcher:a` at `when`, starts its attempt and finishes it
 /// with `transition`.
-async fn attempt(repo: &Ports, partner: &Partner, when: Timestamp, transition: Transition) {
+pub async fn attempt(repo: &Ports, partner: &Partner, when: Timestamp, transition: Transition) {
     let claimed = repo
         .outbox
         .claim_due(
@@ -675,8 +669,7 @@ async fn attempt(repo: &Ports, partner: &Partner, when: Timestamp, transition: T
         .expect("finish");
 }
 
-#[tokio::test]
-async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_delete() {
+pub async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_delete() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
@@ -728,13 +721,12 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
     assert_eq!(graph_id.as_deref(), Some("graph-100"));
     assert_eq!(updated_at, at(51).unix_ticks());
     assert_eq!(deleted_at, Some(at(20).unix_ticks()), "still a tombstone");
-    let confirmed: (String, String, String, String, i64, String) = sqlx::query_as(
-        "SELECT id, action, request_id, caller, at, detail FROM audit_log WHERE action = ?",
-    )
-    .bind(AuditAction::DeletedInGraph.as_str())
-    .fetch_one(&store.connections.reader)
-    .await
-    .expect("the confirmation is audited");
+    let confirmed: (String, String, String, String, i64, String) = store
+        .query("SELECT id, action, request_id, caller, at, detail FROM audit_log WHERE action = ?")
+        .bind(AuditAction::DeletedInGraph.as_str())
+        .fetch_one()
+        .await
+        .expect("the confirmation is audited");
     assert_eq!(
         (
             &confirmed.0,
@@ -775,8 +767,7 @@ async fn a_deleted_partner_keeps_its_name_reserved_until_graph_confirms_the_dele
     store.close().await;
 }
 
-#[tokio::test]
-async fn confirming_the_delete_of_a_partner_graph_never_held_keeps_the_tombstones_graph_id() {
+pub async fn confirming_the_delete_of_a_partner_graph_never_held_keeps_the_tombstones_graph_id() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = plain_partner(1, "Contoso", now());
@@ -802,8 +793,7 @@ async fn confirming_the_delete_of_a_partner_graph_never_held_keeps_the_tombstone
     store.close().await;
 }
 
-#[tokio::test]
-async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_create() {
+pub async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_create() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let partner = rich_partner(1);
@@ -842,8 +832,7 @@ async fn undo_rejected_create_also_removes_the_rows_queued_behind_the_refused_cr
     store.close().await;
 }
 
-#[tokio::test]
-async fn update_partner_applies_the_change_to_the_partner_as_stored_when_the_write_runs() {
+pub async fn update_partner_applies_the_change_to_the_partner_as_stored_when_the_write_runs() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let stored = rich_partner(1);
@@ -883,8 +872,7 @@ async fn update_partner_applies_the_change_to_the_partner_as_stored_when_the_wri
     store.close().await;
 }
 
-#[tokio::test]
-async fn update_partner_writes_nothing_when_the_change_refuses_the_stored_partner() {
+pub async fn update_partner_writes_nothing_when_the_change_refuses_the_stored_partner() {
     let (_dir, store) = open_store().await;
     let repo = store.ports();
     let stored = rich_partner(1);
