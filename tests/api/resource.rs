@@ -413,12 +413,7 @@ type FilterCase<'a> = (String, Box<dyn Fn(&Seeded) -> bool + 'a>);
 
 /// Creates the seed partner and answers its id and its GET body.
 async fn seed_partner(app: &TestApp) -> (String, Value) {
-    let response = app.post_partner(SEED_REQUEST).await;
-    assert_eq!(response.status(), 201);
-    let id = json_body(response).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = created_id(app.post_partner(SEED_REQUEST).await, 201).await;
     let current = json_body(app.get_partner(&id).await).await;
     (id, current)
 }
@@ -427,6 +422,11 @@ async fn start_fake(options: FakeGraphOptions) -> FakeGraph {
     FakeGraph::start(options)
         .await
         .expect("the fake Graph listens on 127.0.0.1")
+}
+
+/// Creates a partner from `body` and answers its id, after checking the create's status.
+async fn create(app: &TestApp, body: &str, status: u16) -> String {
+    created_id(app.post_partner(body).await, status).await
 }
 
 /// The id of a created partner, after checking the create's status.
