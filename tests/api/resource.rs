@@ -408,6 +408,16 @@ async fn assert_filter(app: &TestApp, filter: &str, expected: &BTreeSet<String>)
     );
 }
 
+/// The property names of the JSON object `entity`.
+fn property_names(entity: &Value) -> BTreeSet<&str> {
+    entity
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 /// A filter and the partners it must match.
 type FilterCase<'a> = (String, Box<dyn Fn(&Seeded) -> bool + 'a>);
 
@@ -427,6 +437,13 @@ async fn start_fake(options: FakeGraphOptions) -> FakeGraph {
 /// Creates a partner from `body` and answers its id, after checking the create's status.
 async fn create(app: &TestApp, body: &str, status: u16) -> String {
     created_id(app.post_partner(body).await, status).await
+}
+
+/// A fake Graph that answers every call as Graph would, and the service against it.
+async fn against_healthy_graph() -> (FakeGraph, TestApp) {
+    let fake = start_fake(FakeGraphOptions::default()).await;
+    let app = spawn_app_against(&fake, |_| {}).await;
+    (fake, app)
 }
 
 /// The id of a created partner, after checking the create's status.

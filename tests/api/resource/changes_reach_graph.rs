@@ -103,8 +103,7 @@ fn writes(calls: &[crate::helpers::ProxiedCall]) -> Vec<crate::helpers::ProxiedC
 
 #[tokio::test]
 async fn a_patch_of_a_delivered_partner_reaches_graph_as_one_patch() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |_| {}).await;
+    let (fake, app) = against_healthy_graph().await;
     let id = create(&app, r#"{"displayName":"Mirror Before"}"#, 201).await;
     let graph_id = fake.objects()[0]["id"].as_str().expect("id").to_owned();
 
@@ -252,16 +251,7 @@ async fn deleting_a_partner_graph_refused_with_429_cancels_its_create_and_touche
     assert_eq!(operations_and_states(&waiting), [("create", "pending")]);
     assert_eq!(deleted.status(), 204);
     assert!(left.is_empty(), "the create is cancelled: {left:?}");
-    assert_eq!(
-        tables,
-        vec![
-            ("partners", 0),
-            ("partner_assignments", 0),
-            ("outbox", 0),
-            ("deliveries", 0),
-            ("audit_log", 2)
-        ]
-    );
+    assert_eq!(tables, crate::create::ONLY_TWO_AUDIT_ENTRIES);
     assert_eq!(app.get_partner(&id).await.status(), 404);
     let after: Vec<_> = writes_since(&proxy.calls(), back)
         .into_iter()
@@ -308,8 +298,7 @@ async fn deleting_a_partner_created_while_graph_was_down_sends_nothing_to_graph_
 
 #[tokio::test]
 async fn a_deleted_partners_name_stays_reserved_until_graph_confirms_the_delete() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |_| {}).await;
+    let (fake, app) = against_healthy_graph().await;
     let id = create(&app, r#"{"displayName":"Reserved Name"}"#, 201).await;
     fake.set_options(down());
 

@@ -42,12 +42,7 @@ async fn get_by_id_honours_select_and_answers_404_for_unknown_and_undecodable_id
             "macOsOnboarded": true,
         })
     );
-    let keys: BTreeSet<&str> = without_dollar
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = property_names(&without_dollar);
     assert_eq!(
         keys,
         BTreeSet::from(["@odata.context", "@odata.type", "id", "partnerState"])
