@@ -408,8 +408,18 @@ async fn assert_filter(app: &TestApp, filter: &str, expected: &BTreeSet<String>)
     );
 }
 
+/// Asserts that the Graph error `body` has a message containing `part`.
+fn assert_message_contains(body: &Value, part: &str) {
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(part)),
+        "{body}"
+    );
+}
+
 /// The property names of the JSON object `entity`.
-fn property_names(entity: &Value) -> BTreeSet<&str> {
+pub(crate) fn property_names(entity: &Value) -> BTreeSet<&str> {
     entity
         .as_object()
         .expect("object")
@@ -420,6 +430,11 @@ fn property_names(entity: &Value) -> BTreeSet<&str> {
 
 /// A filter and the partners it must match.
 type FilterCase<'a> = (String, Box<dyn Fn(&Seeded) -> bool + 'a>);
+
+/// The case of `filter`, which must match the partners `matches` holds for.
+fn case<'a>(filter: impl Into<String>, matches: impl Fn(&Seeded) -> bool + 'a) -> FilterCase<'a> {
+    (filter.into(), Box::new(matches))
+}
 
 /// Creates the seed partner and answers its id and its GET body.
 async fn seed_partner(app: &TestApp) -> (String, Value) {
