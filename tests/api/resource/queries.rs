@@ -78,7 +78,7 @@ async fn top_skip_count_and_select_page_count_and_project_the_seeded_partners_wi
     );
     assert_eq!(ids_of(&selected), all);
     for item in selected["value"].as_array().expect("value") {
-        let keys = property_names(&item);
+        let keys = property_names(item);
         assert_eq!(
             keys,
             BTreeSet::from(["@odata.type", "id", "displayName", "partnerState"]),
