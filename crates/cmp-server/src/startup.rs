@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::config::{AuthMode, GraphMode, Settings};
 use crate::prometheus::MetricsEndpoint;
 use crate::readiness::{DispatcherHeartbeat, ServiceReadiness};
-use crate::system::{RandomIds, RandomJitter, SystemClock, TokioSleeper};
+use crate::system::{RandomJitter, SystemClock, TimeOrderedIds, TokioSleeper};
 
 /// The running service's parts, between [`Application::build`] and
 /// [`Application::run_until_stopped`].
@@ -103,7 +103,7 @@ impl Application {
             outbox.clone(),
             graph.clone(),
             Arc::new(SystemClock),
-            Arc::new(RandomIds),
+            Arc::new(TimeOrderedIds),
             Arc::new(TokioSleeper),
             tenant_id,
             policy,
@@ -113,7 +113,7 @@ impl Application {
             partner_store,
             graph,
             Arc::new(SystemClock),
-            Arc::new(RandomIds),
+            Arc::new(TimeOrderedIds),
             Arc::new(RandomJitter),
             tenant_id,
             policy,

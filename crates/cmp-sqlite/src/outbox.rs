@@ -208,10 +208,11 @@ pub(crate) async fn remove_rows_of(
 /// Since only the oldest live row of a key can qualify, one claim never holds two rows of one
 /// key or of one partner either.
 ///
-/// The `WHERE` walks `outbox_tenant_state_next_attempt_at` (two ranges, one per state); each
-/// `NOT EXISTS` probes an index that holds every column it tests
-/// (`outbox_tenant_natural_key_state_created_at`, `outbox_partner_id_state_created_at`), so
-/// delivered and dead rows, which accumulate, are never read.
+/// The `WHERE` walks `outbox_tenant_state_next_attempt_at` (two ranges, one per state), which
+/// holds only waiting rows. The key probe answers from `outbox_tenant_natural_key_state_created_at`
+/// alone, which holds only live rows; the partner probe reads the partner's few rows through
+/// `outbox_partner_id_created_at`. The `IN` lists are written exactly as those partial indexes'
+/// conditions, which is how SQLite knows they serve the query.
 const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
      candidate.natural_key, candidate.state, candidate.attempts, candidate.first_attempt_at, \
      candidate.created_at, candidate.operation, candidate.next_attempt_at, \

@@ -110,11 +110,18 @@ impl SqliteStore {
         // mode is stored in the file, so the readers inherit it; they must not set it
         // themselves, because changing it needs an exclusive lock that busy_timeout cannot wait
         // for. Its commits never checkpoint (the checkpointer does, off the request path).
+        //
+        // `temp_store=MEMORY` keeps the statement journal in memory. Each write of a batch runs
+        // in a savepoint, and SQLite keeps the pages a savepoint changes in that journal so it
+        // can roll back to it; past 64 KiB (one create) the journal spilled into a temporary
+        // file, created, written and deleted by the writer for every write. In memory it is
+        // bounded by one write's pages, since releasing the savepoint empties it.
         let writer_options = settings
             .connect_options()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("temp_store", "MEMORY");
         let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| {
@@ -518,6 +525,130 @@ mod tests {
             [("outbox".to_owned(),)],
             "deliveries refer to the new outbox"
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_second_schema_keeps_its_rows_and_their_order_in_fewer_b_trees() {
+        let dir = TempDir::new().expect("temp dir");
+        let settings = settings(&dir);
+        std::fs::create_dir_all(settings.path.parent().expect("a parent")).expect("dir");
+        let legacy = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(settings.connect_options().create_if_missing(true))
+            .await
+            .expect("legacy pool");
+        MIGRATOR
+            .run_to(2, &legacy)
+            .await
+            .expect("second schema only");
+        for statement in [
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, graph_id, created_at, updated_at, deleted_at) \
+             VALUES ('p-1', 't', 'One', 'one', 'enabled', 5, 1, 0, 0, 0, 0, 'g-1', 1, 1, NULL), \
+             ('p-2', 't', 'Two', NULL, 'unknown', 0, 0, 0, 0, 0, 0, NULL, 1, 3, 3)",
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type) VALUES ('p-1', 'macOs', 0, 'allDevicesAssignmentTarget', 'none')",
+            // Rowids out of the ids' order, and two rows written at the same instant: the
+            // rowid is what orders them.
+            "INSERT INTO outbox (rowid, id, tenant_id, partner_id, operation, natural_key, \
+             state, attempts, next_attempt_at, graph_id, created_at, updated_at) \
+             VALUES (7, 'o-b', 't', 'p-1', 'create', 'one', 'delivered', 1, 1, 'g-1', 1, 1), \
+             (9, 'o-a', 't', 'p-1', 'update', 'one', 'pending', 0, 1, NULL, 1, 1)",
+            "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at, \
+             outcome) VALUES ('o-b', 1, 'c-1', 1, 'created')",
+        ] {
+            sqlx::query(statement)
+                .execute(&legacy)
+                .await
+                .expect("legacy row");
+        }
+        legacy.close().await;
+
+        let store = SqliteStore::open(&settings).await.expect("migrating open");
+
+        let reader = &store.connections.reader;
+        let partners: Vec<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT id, name_key, graph_id, partner_state_order FROM partners ORDER BY id",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("partners");
+        assert_eq!(
+            partners,
+            [
+                (
+                    "p-1".to_owned(),
+                    Some("one".to_owned()),
+                    Some("g-1".to_owned()),
+                    2
+                ),
+                ("p-2".to_owned(), None, None, 0)
+            ]
+        );
+        let outbox: Vec<(i64, String)> =
+            sqlx::query_as("SELECT rowid, id FROM outbox ORDER BY created_at, rowid")
+                .fetch_all(reader)
+                .await
+                .expect("outbox");
+        assert_eq!(outbox, [(7, "o-b".to_owned()), (9, "o-a".to_owned())]);
+        let kept: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM partner_assignments), (SELECT COUNT(*) FROM deliveries)",
+        )
+        .fetch_one(reader)
+        .await
+        .expect("counts");
+        assert_eq!(kept, (1, 1));
+
+        // One b-tree per table keyed by its primary key; the references follow the renames.
+        let without_rowid: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM pragma_table_list WHERE wr = 1 AND schema = 'main' ORDER BY name",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("table list");
+        assert_eq!(
+            without_rowid,
+            [
+                ("deliveries".to_owned(),),
+                ("partner_assignments".to_owned(),),
+                ("partners".to_owned(),)
+            ]
+        );
+        let references: Vec<(String, String)> = sqlx::query_as(
+            "SELECT child.name, reference.\"table\" FROM sqlite_schema AS child, \
+             pragma_foreign_key_list(child.name) AS reference \
+             WHERE child.type = 'table' ORDER BY child.name",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("foreign keys");
+        assert_eq!(
+            references,
+            [
+                ("deliveries".to_owned(), "outbox".to_owned()),
+                ("outbox".to_owned(), "partners".to_owned()),
+                ("partner_assignments".to_owned(), "partners".to_owned())
+            ]
+        );
+
+        // The natural key is still unique per tenant, released names excepted.
+        let mut writer = crate::test_support::side_connection(&store).await;
+        let duplicate = sqlx::query(
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, created_at, updated_at) \
+             VALUES ('p-3', 't', 'ONE', 'one', 'enabled', 0, 0, 0, 0, 0, 0, 1, 1)",
+        )
+        .execute(&mut writer)
+        .await
+        .expect_err("a taken name");
+        assert!(
+            matches!(&duplicate, sqlx::Error::Database(db) if db.is_unique_violation()),
+            "{duplicate}"
+        );
+        drop(writer);
         store.close().await;
     }
 }
