@@ -91,12 +91,7 @@ impl SqlitePartnerStore {
         tenant: TenantId,
         filter: Option<&Filter>,
     ) -> Result<u64, StoreError> {
-        let mut conn = self
-            .connections
-            .reader
-            .acquire()
-            .await
-            .context("acquiring a reader connection")?;
+        let mut conn = self.connections.read().await?;
         count_on(&mut conn, tenant, filter).await
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde::Deserialize;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
@@ -78,6 +79,15 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
+    /// A reader connection, for a read that is one statement (a statement is a snapshot by
+    /// itself).
+    pub(crate) async fn read(&self) -> anyhow::Result<PoolConnection<Sqlite>> {
+        self.reader
+            .acquire()
+            .await
+            .context("acquiring a reader connection")
+    }
+
     /// A read transaction on a reader connection: one consistent WAL snapshot for its
     /// statements.
     pub(crate) async fn begin_read(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
@@ -140,8 +150,11 @@ impl SqliteStore {
         // depend on who creates the `-wal` and `-shm` files (sqlite.org/wal.html#readonly),
         // while `query_only` simply refuses every write statement, the guarantee wanted here.
         let reader_options = settings.connect_options().pragma("query_only", "ON");
+        // No ping before each acquire: the connections live in this process and cannot hang up,
+        // and the ping was one more trip to a connection's thread on every read.
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_read_connections)
+            .test_before_acquire(false)
             .connect_with(reader_options)
             .await
             .with_context(|| {

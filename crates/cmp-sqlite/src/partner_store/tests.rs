@@ -782,3 +782,36 @@ async fn concurrent_creates_all_commit_through_the_single_writer() {
     assert_eq!(row_counts(&store).await, [40, 0, 40, 40, 40]);
     store.close().await;
 }
+
+#[tokio::test]
+async fn reading_a_partner_is_one_prepared_statement_reused_on_every_read() {
+    use sqlx::Connection;
+    let (_dir, store) = open_store().await;
+    let repo = store.ports();
+    let (rich, plain) = (rich_partner(1), plain_partner(2, "Plain", now()));
+    for (partner, seed) in [(&rich, 100), (&plain, 200)] {
+        repo.partners
+            .insert_partner(partner, &write_for(partner, tenant(), seed))
+            .await
+            .expect("insert");
+    }
+    let mut conn = side_connection(&store).await;
+
+    let mut read = Vec::new();
+    for partner in [&rich, &plain, &rich] {
+        read.push(
+            read_partner(&mut conn, &partner.id().to_string(), Deleted::Hidden)
+                .await
+                .expect("read"),
+        );
+    }
+
+    assert_eq!(read, [Some(rich.clone()), Some(plain), Some(rich)]);
+    assert_eq!(
+        conn.cached_statements_size(),
+        1,
+        "one statement, prepared once and kept"
+    );
+    conn.close().await.expect("close");
+    store.close().await;
+}
