@@ -60,7 +60,7 @@ pub(crate) enum Deleted {
 
 #[async_trait::async_trait]
 impl PartnerStore for SqlitePartnerStore {
-    #[tracing::instrument(name = "sqlite.insert_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.delivery.outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.delivery.outbox_id))]
     async fn insert_partner(
         &self,
         partner: &Partner,
@@ -73,14 +73,14 @@ impl PartnerStore for SqlitePartnerStore {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError> {
         // One statement on a reader: one snapshot, one trip to the connection's thread.
         let mut conn = self.connections.read().await?;
         Ok(read_partner(&mut conn, &id.to_string(), Deleted::Hidden).await?)
     }
 
-    #[tracing::instrument(name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
+    #[tracing::instrument(level = "debug", name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
     async fn list_partners(
         &self,
         tenant_id: TenantId,
@@ -89,7 +89,7 @@ impl PartnerStore for SqlitePartnerStore {
         self.list(tenant_id, query).await
     }
 
-    #[tracing::instrument(name = "sqlite.count_partners", skip_all, fields(tenant.id = %tenant_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.count_partners", skip_all, fields(tenant.id = %tenant_id))]
     async fn count_partners(
         &self,
         tenant_id: TenantId,
@@ -98,7 +98,7 @@ impl PartnerStore for SqlitePartnerStore {
         self.count(tenant_id, filter.as_ref()).await
     }
 
-    #[tracing::instrument(name = "sqlite.update_partner", skip_all, fields(partner.id = %id, outbox.id = %update.outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.update_partner", skip_all, fields(partner.id = %id, outbox.id = %update.outbox_id))]
     async fn update_partner(
         &self,
         id: PartnerId,
@@ -110,7 +110,7 @@ impl PartnerStore for SqlitePartnerStore {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
     async fn delete_partner(
         &self,
         id: PartnerId,
@@ -123,7 +123,7 @@ impl PartnerStore for SqlitePartnerStore {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.graph_id_held_by_another", skip_all)]
+    #[tracing::instrument(level = "debug", name = "sqlite.graph_id_held_by_another", skip_all)]
     async fn graph_id_held_by_another(
         &self,
         graph_id: &str,
