@@ -28,7 +28,7 @@ use cmp_application::query::{
     SortKey,
 };
 use cmp_domain::{NaturalKey, PartnerState, Platform, TenantId};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqlitePartnerStore;
 use crate::rows::{AssignmentRow, PartnerAssignmentRow, PartnerRow, instant, partner_row_columns};
@@ -53,7 +53,8 @@ impl SqlitePartnerStore {
         push_page_select(&mut select, tenant, query, &keys)?;
 
         // One read transaction: the page, its assignments and the count come from one snapshot.
-        let mut tx = self.connections.begin_read().await?;
+        let mut conn = self.connections.read().await?;
+        let mut tx = conn.begin().await.context("beginning a read transaction")?;
         let mut rows: Vec<PartnerRow> = select
             .build_query_as()
             .fetch_all(&mut *tx)

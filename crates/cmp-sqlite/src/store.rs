@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde::Deserialize;
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
@@ -15,6 +14,7 @@ use crate::MIGRATOR;
 use crate::checkpointer::Checkpointer;
 use crate::outbox::SqliteOutbox;
 use crate::partner_store::SqlitePartnerStore;
+use crate::read_slots::{ReadGuard, ReadSlots};
 use crate::writer::Writer;
 
 /// Where the database lives and how connections to it behave: the `[sqlite]` section of the
@@ -28,8 +28,10 @@ pub struct SqliteSettings {
     /// How long a connection waits for a lock held by another connection or process before
     /// failing with `SQLITE_BUSY`, in milliseconds (`5000` in the default configuration).
     pub busy_timeout_ms: u64,
-    /// How many connections serve reads. In WAL mode readers never block the writer nor each
-    /// other, so reads scale with this number while writes stay on one connection.
+    /// How many connections serve the requests' reads. In WAL mode readers never block the
+    /// writer nor each other, so reads scale with this number while writes stay on one
+    /// connection. The operators' views and the metrics read on connections of their own, as
+    /// many at most, opened when they are used.
     pub max_read_connections: u32,
 }
 
@@ -74,18 +76,19 @@ pub struct SqliteStore {
 pub(crate) struct Connections {
     /// The one task every write runs on.
     pub(crate) writer: Writer,
-    /// Connections for reads only; `query_only` makes any write on them fail.
+    /// Connections for reads only; `query_only` makes any write on them fail. The operators'
+    /// views and the metrics read here.
     pub(crate) reader: SqlitePool,
+    /// The request path's reader connections, the same kind without a pool's extra command per
+    /// read (`read_slots.rs`).
+    pub(crate) slots: ReadSlots,
 }
 
 impl Connections {
-    /// A reader connection, for a read that is one statement (a statement is a snapshot by
-    /// itself).
-    pub(crate) async fn read(&self) -> anyhow::Result<PoolConnection<Sqlite>> {
-        self.reader
-            .acquire()
-            .await
-            .context("acquiring a reader connection")
+    /// A reader connection of the request path: one statement on it is one snapshot; several
+    /// need a transaction (`Connection::begin`).
+    pub(crate) async fn read(&self) -> anyhow::Result<ReadGuard> {
+        self.slots.take().await
     }
 
     /// A read transaction on a reader connection: one consistent WAL snapshot for its
@@ -150,6 +153,10 @@ impl SqliteStore {
         // depend on who creates the `-wal` and `-shm` files (sqlite.org/wal.html#readonly),
         // while `query_only` simply refuses every write statement, the guarantee wanted here.
         let reader_options = settings.connect_options().pragma("query_only", "ON");
+        let slots = ReadSlots::new(
+            reader_options.clone(),
+            usize::try_from(settings.max_read_connections).unwrap_or(usize::MAX),
+        );
         // No ping before each acquire: the connections live in this process and cannot hang up,
         // and the ping was one more trip to a connection's thread on every read.
         let reader = SqlitePoolOptions::new()
@@ -179,7 +186,11 @@ impl SqliteStore {
         );
         Ok(Self {
             settings: settings.clone(),
-            connections: Connections { writer, reader },
+            connections: Connections {
+                writer,
+                reader,
+                slots,
+            },
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })
     }
@@ -253,6 +264,7 @@ impl SqliteStore {
         if let Some(checkpointer) = checkpointer {
             checkpointer.stop().await;
         }
+        self.connections.slots.close().await;
         self.connections.reader.close().await;
         self.connections.writer.close().await;
     }
