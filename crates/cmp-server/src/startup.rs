@@ -22,7 +22,7 @@ use crate::config::{AuthMode, GraphMode, Settings};
 use crate::prometheus::MetricsEndpoint;
 use crate::readiness::{DispatcherHeartbeat, ServiceReadiness};
 use crate::store::Store;
-use crate::system::{RandomIds, RandomJitter, SystemClock, TokioSleeper};
+use crate::system::{RandomJitter, SystemClock, TimeOrderedIds, TokioSleeper};
 
 /// The running service's parts, between [`Application::build`] and
 /// [`Application::run_until_stopped`].
@@ -98,7 +98,7 @@ impl Application {
             outbox.clone(),
             graph.clone(),
             Arc::new(SystemClock),
-            Arc::new(RandomIds),
+            Arc::new(TimeOrderedIds),
             Arc::new(TokioSleeper),
             tenant_id,
             policy,
@@ -108,7 +108,7 @@ impl Application {
             partner_store,
             graph,
             Arc::new(SystemClock),
-            Arc::new(RandomIds),
+            Arc::new(TimeOrderedIds),
             Arc::new(RandomJitter),
             tenant_id,
             policy,
