@@ -270,7 +270,6 @@ pub mod contract {
         read_interval: Duration::from_millis(100),
     };
 
-
     fn t0() -> Timestamp {
         Timestamp::from_unix_seconds(1_767_225_600, 0).expect("in range")
     }
