@@ -89,6 +89,7 @@ pub fn parse(arguments: &[String]) -> anyhow::Result<SoakOptions> {
             "--drain-seconds" => {
                 options.drain_seconds = value.parse().context("--drain-seconds")?
             }
+            "--service" => options.service = Some(value.into()),
             other => bail!("unknown option {other}"),
         }
     }
