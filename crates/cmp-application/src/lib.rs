@@ -14,6 +14,7 @@
 //! - [`dispatcher`]: [`Dispatcher`], the pass loop that works the outbox in the background.
 //! - [`reconciliation`]: matching a partner with Graph's objects by natural key.
 //! - [`pacer`]: [`InProcessPacer`], the tenant's [`Pacer`] held in memory.
+//! - [`pacing`]: taking a slot of the [`Pacer`] before a Graph call, recording a 429.
 //! - [`policy`]: [`OutboxPolicy`], the numbers of delivery, all from configuration.
 //! - [`operations`]: [`OperatorUseCases`]: sync state, listings, history, re-queue.
 //! - [`outbox_metrics`]: deliveries and dead letters counted, the queue's gauges refreshed.
@@ -34,8 +35,8 @@ pub mod names;
 pub mod operations;
 pub mod outbox_metrics;
 pub mod pacer;
+pub mod pacing;
 pub mod partners;
-mod pause;
 pub mod policy;
 pub mod ports;
 pub mod query;
