@@ -4,6 +4,12 @@
 //! Graph assigns its own ids and offers no idempotency key for this resource, so the display
 //! name (unique per tenant, compared as a [`NaturalKey`](cmp_domain::NaturalKey)) is the only
 //! handle. An object another partner of ours holds is never adopted, whatever its name says.
+//!
+//! A row is reconciled with one read when Graph can be trusted to answer a query by name
+//! (`$filter=displayName eq '…'`): the answer is checked (every object carries the name, no
+//! further page), and an empty answer is believed only once the filter has been seen finding
+//! an object by name, because Intune's `$filter` is unreliable on some collections. Otherwise
+//! the whole collection is walked, once for every row that waits on it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,8 +17,8 @@ use cmp_domain::Timestamp;
 
 use crate::pacing::wait_for_slot;
 use crate::ports::{
-    Booking, Budget, ClaimedRow, Clock, GraphGateway, GraphReadError, GraphResponseMeta, Pacer,
-    PartnerStore, RemotePartner, Sleeper, StoreError,
+    Booking, Budget, ClaimedRow, Clock, GraphGateway, GraphReadError, GraphResponseMeta,
+    NamedPartners, Pacer, PartnerStore, RemotePartner, Sleeper, StoreError,
 };
 
 /// Graph's list as read for a pass.
@@ -20,6 +26,18 @@ pub(crate) type Listing = Result<Arc<Vec<RemotePartner>>, GraphReadError>;
 
 /// A good read of Graph's list and when it started.
 type ListingRead = (Timestamp, Arc<Vec<RemotePartner>>);
+
+/// What this process has learnt of Graph's `$filter` on display names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum FilterTrust {
+    /// Not seen working yet: a match is believed, an empty answer is checked by the walk.
+    #[default]
+    Untested,
+    /// Seen finding an object by name, and only objects of that name: every answer is believed.
+    Verified,
+    /// Seen answering wrong (another name, more pages, a refusal): not asked again.
+    Refuted,
+}
 
 /// What Graph holds under a row's natural key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +73,10 @@ pub(crate) struct GraphListing {
     sleeper: Arc<dyn Sleeper>,
     /// The last good read and when it started.
     last: Arc<Mutex<Option<ListingRead>>>,
+    /// Whether to ask Graph by name first.
+    by_name: bool,
+    /// What the answers by name have shown so far.
+    trust: Arc<Mutex<FilterTrust>>,
 }
 
 impl GraphListing {
@@ -65,6 +87,7 @@ impl GraphListing {
         clock: Arc<dyn Clock>,
         pacer: Arc<dyn Pacer>,
         sleeper: Arc<dyn Sleeper>,
+        by_name: bool,
     ) -> Self {
         Self {
             graph,
@@ -73,6 +96,99 @@ impl GraphListing {
             pacer,
             sleeper,
             last: Arc::default(),
+            by_name,
+            trust: Arc::default(),
+        }
+    }
+
+    /// The objects Graph holds named like `row`'s partner: by one query by name where that can
+    /// be trusted, else from the walk of the collection (`listing`, this pass's, read on first
+    /// need and shared by the rows of the pass). Every read starts by `latest`.
+    ///
+    /// # Errors
+    /// The read's [`GraphReadError`]; nothing was learnt and the row waits.
+    pub(crate) async fn named(
+        &self,
+        row: &ClaimedRow,
+        latest: Timestamp,
+        listing: &mut Option<Listing>,
+    ) -> Result<Vec<RemotePartner>, GraphReadError> {
+        let trust = *self.trust.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.by_name && trust != FilterTrust::Refuted {
+            self.read_slot(latest).await?;
+            match self
+                .graph
+                .find_partners_named(row.partner.display_name().as_str())
+                .await
+            {
+                Ok(answer) => {
+                    if let Some(found) = self.judge_answer(row, answer, trust) {
+                        return Ok(found);
+                    }
+                }
+                Err(GraphReadError::Refused(meta)) => {
+                    tracing::warn!(status = ?meta.status, code = ?meta.error_code, "Graph refused the query by display name; reconciling by walking the collection from now on");
+                    self.set_trust(FilterTrust::Refuted);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if listing.is_none() {
+            *listing = Some(self.read_for(row, latest).await);
+        }
+        let remote = match listing.as_ref() {
+            Some(Ok(remote)) => remote.clone(),
+            Some(Err(error)) => return Err(error.clone()),
+            None => Arc::default(),
+        };
+        let found: Vec<RemotePartner> = Self::named_like(row, &remote).cloned().collect();
+        if !found.is_empty() && trust == FilterTrust::Untested && self.by_name {
+            // The walk found what the query by name did not (or was not asked): the filter
+            // may be missing objects, so it is not believed when it answers nothing.
+            tracing::debug!(
+                "the walk of the collection found the name; the query by name stays unverified"
+            );
+        }
+        Ok(found)
+    }
+
+    /// Checks Graph's answer by name: `Some` when it can be believed, `None` when the walk
+    /// must decide.
+    fn judge_answer(
+        &self,
+        row: &ClaimedRow,
+        answer: NamedPartners,
+        trust: FilterTrust,
+    ) -> Option<Vec<RemotePartner>> {
+        let all_named = answer.partners.iter().all(|candidate| {
+            row.natural_key
+                .matches_reported(candidate.display_name.as_deref())
+        });
+        if answer.more || !all_named {
+            tracing::warn!(
+                more = answer.more,
+                "Graph's answer by display name held other names or more pages: the filter is not applied on this collection; reconciling by walking it from now on"
+            );
+            self.set_trust(FilterTrust::Refuted);
+            return None;
+        }
+        if !answer.partners.is_empty() {
+            if trust == FilterTrust::Untested {
+                tracing::info!(
+                    "Graph's query by display name found an object by name; believed from now on"
+                );
+                self.set_trust(FilterTrust::Verified);
+            }
+            return Some(answer.partners);
+        }
+        (trust == FilterTrust::Verified).then(Vec::new)
+    }
+
+    fn set_trust(&self, trust: FilterTrust) {
+        let mut current = self.trust.lock().unwrap_or_else(PoisonError::into_inner);
+        // Refuted stays refuted.
+        if *current != FilterTrust::Refuted {
+            *current = trust;
         }
     }
 

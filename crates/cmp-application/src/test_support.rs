@@ -40,6 +40,7 @@ pub(crate) fn policy_with_batch(batch_size: u32) -> OutboxPolicy {
         max_attempts: 50,
         max_age: Duration::from_secs(24 * 3600),
         batch_size,
+        reconcile_by_name: false,
     }
 }
 
