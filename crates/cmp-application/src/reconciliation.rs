@@ -291,3 +291,139 @@ impl GraphListing {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cmp_domain::{NaturalKey, Timestamp};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::ports::{MockGraphGateway, MockPartnerStore, Operation, WaitingState};
+    use crate::test_support::{
+        NoWait, fixed_clock, now, partner_named, seconds_after_now, unspaced_pacer,
+    };
+
+    const NAME: &str = "Contoso Compliance";
+
+    fn unknown_row() -> ClaimedRow {
+        ClaimedRow {
+            outbox_id: Uuid::from_u128(0xb0),
+            operation: Operation::Create,
+            in_graph: None,
+            partner_deleted: false,
+            partner: partner_named(0xa0, NAME),
+            natural_key: NaturalKey::fold(NAME),
+            previous_state: WaitingState::Unknown,
+            attempts: 1,
+            attempts_in_window: 1,
+            first_attempt_at: Some(now()),
+            created_at: now(),
+            due_at: now(),
+        }
+    }
+
+    fn remote(graph_id: &str, name: &str) -> RemotePartner {
+        RemotePartner {
+            graph_id: graph_id.to_owned(),
+            display_name: Some(name.to_owned()),
+        }
+    }
+
+    fn answer(partners: Vec<RemotePartner>, more: bool) -> Result<NamedPartners, GraphReadError> {
+        Ok(NamedPartners { partners, more })
+    }
+
+    fn listing_over(graph: MockGraphGateway) -> GraphListing {
+        GraphListing::new(
+            Arc::new(graph),
+            Arc::new(MockPartnerStore::new()),
+            Arc::new(fixed_clock()),
+            unspaced_pacer(),
+            Arc::new(NoWait),
+            true,
+        )
+    }
+
+    fn latest() -> Timestamp {
+        seconds_after_now(60)
+    }
+
+    /// Reconciles `unknown_row()` with a listing of its own pass.
+    async fn named(listings: &GraphListing) -> Vec<RemotePartner> {
+        listings
+            .named(&unknown_row(), latest(), &mut None)
+            .await
+            .expect("Graph answers")
+    }
+
+    #[tokio::test]
+    async fn a_match_by_name_is_believed_and_verifies_the_filter_so_that_an_empty_answer_is_too() {
+        let mut graph = MockGraphGateway::new();
+        let mut answers = vec![
+            answer(Vec::new(), false),
+            answer(vec![remote("g1", NAME)], false),
+        ];
+        graph
+            .expect_find_partners_named()
+            .times(2)
+            .returning(move |_| answers.pop().expect("two answers"));
+        graph.expect_list_partners().never();
+        let listings = listing_over(graph);
+
+        assert_eq!(named(&listings).await, vec![remote("g1", NAME)]);
+        assert_eq!(named(&listings).await, Vec::new(), "one read, no walk");
+    }
+
+    #[tokio::test]
+    async fn an_empty_answer_before_the_filter_was_seen_working_is_checked_by_the_walk() {
+        let mut graph = MockGraphGateway::new();
+        graph
+            .expect_find_partners_named()
+            .times(1)
+            .returning(|_| answer(Vec::new(), false));
+        graph
+            .expect_list_partners()
+            .times(1)
+            .returning(|| Ok(vec![remote("g0", "Other"), remote("g1", NAME)]));
+        let listings = listing_over(graph);
+
+        assert_eq!(named(&listings).await, vec![remote("g1", NAME)]);
+    }
+
+    #[tokio::test]
+    async fn an_unfiltered_or_refused_answer_turns_the_query_by_name_off_for_good() {
+        for (case, first) in [
+            (
+                "another name in the answer",
+                answer(vec![remote("g0", "Other"), remote("g1", NAME)], false),
+            ),
+            (
+                "more pages announced",
+                answer(vec![remote("g1", NAME)], true),
+            ),
+            (
+                "filter refused",
+                Err(GraphReadError::Refused(GraphResponseMeta::default())),
+            ),
+        ] {
+            let mut graph = MockGraphGateway::new();
+            graph
+                .expect_find_partners_named()
+                .times(1)
+                .return_once(move |_| first);
+            // One walk: the second row, due no later than it was read, is served by it too.
+            graph
+                .expect_list_partners()
+                .times(1)
+                .returning(|| Ok(vec![remote("g0", "Other"), remote("g1", NAME)]));
+            let listings = listing_over(graph);
+
+            assert_eq!(named(&listings).await, vec![remote("g1", NAME)], "{case}");
+            assert_eq!(
+                named(&listings).await,
+                vec![remote("g1", NAME)],
+                "{case}: the second row is not asked about by name"
+            );
+        }
+    }
+}
