@@ -60,6 +60,12 @@ impl Pacer for InProcessPacer {
         Ok(())
     }
 
+    async fn pause_at(&self, now: Timestamp, until: Timestamp) -> Result<(), PacerError> {
+        let mut state = self.lock();
+        *state = state.pause_at(self.rates, now, until);
+        Ok(())
+    }
+
     async fn is_valid(&self, slot: &Slot) -> Result<bool, PacerError> {
         Ok(self.lock().is_valid(slot))
     }

@@ -49,7 +49,7 @@ pub async fn wait_for_slot(
 /// the slots booked before are cancelled. A failing pacer is logged: the row's own back-off,
 /// which has `Retry-After` as a floor, still keeps it from being resent early.
 pub async fn record_throttle(pacer: &dyn Pacer, now: Timestamp, retry_after: Duration) {
-    if let Err(error) = pacer.pause(now.saturating_add(retry_after)).await {
+    if let Err(error) = pacer.pause_at(now, now.saturating_add(retry_after)).await {
         tracing::warn!(error.message = %error, "recording Graph's Retry-After pause failed");
     }
 }
@@ -101,10 +101,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slot_cancelled_while_waiting_is_booked_again_after_the_pause() {
-        let pacer = Arc::new(InProcessPacer::new(PacerRates {
-            write_interval: INTERVAL,
-            read_interval: INTERVAL,
-        }));
+        let pacer = Arc::new(InProcessPacer::new(PacerRates::steady(INTERVAL, INTERVAL)));
         let time = Arc::new(Time(Mutex::new(now())));
         // Another writer holds the first slot, so this one waits one interval for its own.
         let Booking::Booked(_) = pacer

@@ -92,10 +92,10 @@ pub(crate) fn command_named(display_name: &str) -> NewPartner {
 
 /// A pacer with no spacing: every slot starts at once, until a 429 pauses the tenant.
 pub(crate) fn unspaced_pacer() -> Arc<dyn Pacer> {
-    Arc::new(InProcessPacer::new(PacerRates {
-        write_interval: Duration::ZERO,
-        read_interval: Duration::ZERO,
-    }))
+    Arc::new(InProcessPacer::new(PacerRates::steady(
+        Duration::ZERO,
+        Duration::ZERO,
+    )))
 }
 
 /// A sleeper that returns at once: for tests whose clock is pinned, where waiting would

@@ -71,10 +71,10 @@ impl Application {
                     as Arc<dyn GraphGateway>,
                 settings.graph.tenant_id,
                 None,
-                Arc::new(InProcessPacer::new(PacerRates {
-                    write_interval: Duration::ZERO,
-                    read_interval: Duration::ZERO,
-                })) as Arc<dyn Pacer>,
+                Arc::new(InProcessPacer::new(PacerRates::steady(
+                    Duration::ZERO,
+                    Duration::ZERO,
+                ))) as Arc<dyn Pacer>,
             ),
             GraphMode::Graph => {
                 let resolved = settings
