@@ -82,7 +82,11 @@ impl Application {
                     .client
                     .resolve(settings.graph.tenant_id)
                     .map_err(|e| anyhow::anyhow!(e))?;
-                let pacer: Arc<dyn Pacer> = Arc::new(InProcessPacer::new(resolved.pacer_rates()));
+                // The budget may have been spent just before a restart: no burst at start.
+                let pacer: Arc<dyn Pacer> = Arc::new(InProcessPacer::starting_at(
+                    resolved.pacer_rates(),
+                    cmp_application::Clock::now(&SystemClock),
+                ));
                 let connection = cmp_graph_client::connect(
                     &resolved,
                     Arc::new(SystemClock),

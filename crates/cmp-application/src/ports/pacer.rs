@@ -115,6 +115,17 @@ impl PacerState {
         }
     }
 
+    /// The state of a tenant whose budget may have been spent just before `now` (by this
+    /// process before a restart, say): no slot starts earlier than a steady rate allows, so a
+    /// restart never adds a burst to one Graph just counted.
+    pub fn spent_at(rates: PacerRates, now: Timestamp) -> Self {
+        Self {
+            next_write_at: now.saturating_add(rates.tolerance(Budget::Write)),
+            next_read_at: now.saturating_add(rates.tolerance(Budget::Read)),
+            ..Self::fresh()
+        }
+    }
+
     /// Whether the tenant is paused at `now`.
     pub fn paused_at(&self, now: Timestamp) -> bool {
         self.paused_until.is_some_and(|until| now < until)
