@@ -426,9 +426,10 @@ async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_
     let row = wait_for_state(&app, "delivered").await;
     let stats = fake.stats();
     assert_eq!(
-        (stats.posts, stats.gets),
-        (2, 1),
-        "exactly one list and one new POST"
+        (stats.posts, stats.gets, stats.filtered_gets),
+        (2, 2, 1),
+        "one query by name (empty, and the filter not yet seen finding anything, so checked by \
+         one list of the collection) and one new POST"
     );
     assert_graph_holds_each_row_once(&fake, std::slice::from_ref(&row));
     let sync = admin_get(
