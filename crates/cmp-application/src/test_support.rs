@@ -8,8 +8,11 @@ use cmp_domain::{
 };
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use crate::pacer::InProcessPacer;
 use crate::policy::OutboxPolicy;
-use crate::ports::{GraphResponseMeta, MockClock, MockIdSource};
+use crate::ports::{GraphResponseMeta, MockClock, MockIdSource, Pacer, PacerRates, Sleeper};
 
 /// The instant every pinned clock answers (2023-11-14T22:13:20Z).
 pub(crate) fn now() -> Timestamp {
@@ -37,6 +40,7 @@ pub(crate) fn policy_with_batch(batch_size: u32) -> OutboxPolicy {
         max_attempts: 50,
         max_age: Duration::from_secs(24 * 3600),
         batch_size,
+        reconcile_by_name: false,
     }
 }
 
@@ -84,4 +88,21 @@ pub(crate) fn command_named(display_name: &str) -> NewPartner {
         last_heartbeat: now(),
         platforms: Platforms::none(),
     }
+}
+
+/// A pacer with no spacing: every slot starts at once, until a 429 pauses the tenant.
+pub(crate) fn unspaced_pacer() -> Arc<dyn Pacer> {
+    Arc::new(InProcessPacer::new(PacerRates::steady(
+        Duration::ZERO,
+        Duration::ZERO,
+    )))
+}
+
+/// A sleeper that returns at once: for tests whose clock is pinned, where waiting would
+/// change nothing.
+pub(crate) struct NoWait;
+
+#[async_trait::async_trait]
+impl Sleeper for NoWait {
+    async fn sleep(&self, _duration: Duration) {}
 }

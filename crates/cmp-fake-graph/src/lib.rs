@@ -10,8 +10,10 @@
 //!
 //! Endpoints, relative to [`FakeGraph::uri`]:
 //! - `POST /{tenant}/oauth2/v2.0/token`: always `{"token_type":"Bearer","expires_in":3599,"access_token":"fake-token"}`;
-//! - `POST|GET /beta/deviceManagement/complianceManagementPartners`, and `GET|PATCH|DELETE`
-//!   on `…/{id}`: Graph's behaviour, with failures per [`FakeGraphOptions`];
+//! - `POST|GET /beta/deviceManagement/complianceManagementPartners` (the GET also with
+//!   `$filter=displayName eq '…'`), and `GET|PATCH|DELETE` on `…/{id}`: Graph's behaviour,
+//!   with failures, Graph's write throttle and its `Retry-After` per [`FakeGraphOptions`];
+//!   requests that arrive inside a `Retry-After` the fake answered are counted;
 //! - `GET /_fake/objects`, `GET /_fake/stats`, `POST /_fake/options`: inspection and control
 //!   for tests that run the fake as a process (the `cmp-fake-graph` binary).
 //!
@@ -36,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use options::{FakeGraphOptions, FakeGraphStats};
+pub use options::{FakeGraphOptions, FakeGraphStats, WriteThrottle};
 use routes::Shared;
 
 /// Makes ring rustls' process-wide crypto provider. The workspace builds reqwest without a

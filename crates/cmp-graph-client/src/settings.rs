@@ -109,8 +109,14 @@ pub struct GraphClientSettings {
     pub max_retries: u32,
     /// Most time one call may spend waiting between retries; longer waits go back to the queue.
     pub retry_budget_ms: u64,
-    /// Writes per second to the tenant, at most.
+    /// Writes per second to the tenant, at most: the write budget of the tenant's pacer.
     pub write_rate_per_second: f64,
+    /// Reads per second to the tenant, at most: the read budget of the tenant's pacer.
+    pub read_rate_per_second: f64,
+    /// Slots of each budget that may start at once after it lay unused (idle, or paused by a
+    /// `Retry-After`): the pacer catches up what a pause took. Write rate × 20 s plus this must
+    /// stay within Graph's 100 writes per 20 s.
+    pub burst: u32,
     /// Pages of a list followed at most before giving up (a loop guard).
     pub max_pages: u32,
     /// When Graph refuses a create with a routing error because the tenant holds pre-seeded
@@ -172,10 +178,25 @@ pub struct ResolvedGraphClient {
     pub retry_budget: Duration,
     /// Least time between two writes to the tenant.
     pub write_interval: Duration,
+    /// Least time between two reads from the tenant.
+    pub read_interval: Duration,
+    /// Slots of a budget that may start at once after it lay unused.
+    pub burst: u32,
     /// Page cap of a list.
     pub max_pages: u32,
     /// Adopt pre-seeded records on a routing refusal.
     pub adopt_preseeded: bool,
+}
+
+impl ResolvedGraphClient {
+    /// The budgets of the tenant's pacer.
+    pub fn pacer_rates(&self) -> cmp_application::PacerRates {
+        cmp_application::PacerRates {
+            write_interval: self.write_interval,
+            read_interval: self.read_interval,
+            burst: self.burst,
+        }
+    }
 }
 
 impl ResolvedGraphClient {
@@ -235,8 +256,22 @@ impl GraphClientSettings {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
-        if !(self.write_rate_per_second.is_finite() && self.write_rate_per_second > 0.0) {
-            return Err("graph.client.write_rate_per_second must be a positive number".into());
+        for (key, rate) in [
+            (
+                "graph.client.write_rate_per_second",
+                self.write_rate_per_second,
+            ),
+            (
+                "graph.client.read_rate_per_second",
+                self.read_rate_per_second,
+            ),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(format!("{key} must be a positive number"));
+            }
+        }
+        if self.burst == 0 {
+            return Err("graph.client.burst must be at least 1 (1: no catch-up)".into());
         }
         if self.max_pages == 0 {
             return Err("graph.client.max_pages must be greater than 0".into());
@@ -254,6 +289,8 @@ impl GraphClientSettings {
             max_retries: self.max_retries,
             retry_budget: Duration::from_millis(self.retry_budget_ms),
             write_interval: Duration::from_secs_f64(1.0 / self.write_rate_per_second),
+            read_interval: Duration::from_secs_f64(1.0 / self.read_rate_per_second),
+            burst: self.burst,
             max_pages: self.max_pages,
             adopt_preseeded: self.adopt_preseeded,
         })

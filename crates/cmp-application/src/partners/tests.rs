@@ -19,6 +19,7 @@ use crate::ports::{
 };
 use crate::test_support::{
     fixed_clock, graph_meta, now, policy_with_batch, seconds_after_now, sequential_ids, tenant_id,
+    unspaced_pacer,
 };
 
 const REQUEST_ID: &str = "req-42";
@@ -199,6 +200,7 @@ fn service_over(stores: Stores, graph: impl GraphGateway, sleeper: MockSleeper) 
         Arc::new(fixed_clock()),
         Arc::new(sequential_ids()),
         Arc::new(sleeper),
+        unspaced_pacer(),
         tenant_id(),
         policy(),
     )
@@ -229,6 +231,13 @@ impl GraphGateway for SilentGraph {
     }
 
     async fn list_partners(&self) -> Result<Vec<crate::RemotePartner>, crate::GraphReadError> {
+        std::future::pending().await
+    }
+
+    async fn find_partners_named(
+        &self,
+        _display_name: &str,
+    ) -> Result<crate::NamedPartners, crate::GraphReadError> {
         std::future::pending().await
     }
 

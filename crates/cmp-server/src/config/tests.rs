@@ -214,6 +214,7 @@ fn shipped_policy() -> OutboxPolicy {
         max_attempts: 50,
         max_age: Duration::from_secs(86_400),
         batch_size: 1,
+        reconcile_by_name: true,
     }
 }
 
@@ -222,7 +223,7 @@ fn the_shipped_defaults_give_the_same_policies_and_timeouts_as_before() {
     let settings = load_from(&config_dir(), Environment::Test).expect("loads");
 
     assert_eq!(settings.outbox.policy(), shipped_policy());
-    assert_eq!(settings.outbox.dispatcher_workers, 1);
+    assert_eq!(settings.outbox.dispatcher_workers, 4);
     assert_eq!(
         settings.outbox.dispatcher_poll_interval,
         Duration::from_millis(500)
