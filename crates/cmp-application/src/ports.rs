@@ -2,7 +2,8 @@
 //! stating its contract in its documentation.
 //!
 //! - [`system`]: [`Clock`], [`IdSource`], [`Jitter`], [`Sleeper`].
-//! - [`partner_store`]: [`PartnerStore`], the partners themselves, and [`StoreError`].
+//! - [`partner_store`]: [`PartnerStore`], the partners themselves.
+//! - [`store_error`]: [`StoreError`], what both store ports answer with.
 //! - [`outbox`]: [`Outbox`], the Graph operations owed, and the delivery vocabulary.
 //! - [`graph_gateway`]: [`GraphGateway`], Microsoft Graph, and its outcome classes.
 //! - [`pacer`]: [`Pacer`], the tenant's request budget and `Retry-After` pause.
@@ -11,6 +12,7 @@ pub mod graph_gateway;
 pub mod outbox;
 pub mod pacer;
 pub mod partner_store;
+pub mod store_error;
 pub mod system;
 
 pub use graph_gateway::{
@@ -25,8 +27,9 @@ pub use outbox::{
 pub use pacer::{Booking, Budget, Pacer, PacerError, PacerRates, PacerState, Slot};
 pub use partner_store::{
     ChangeQueued, ChangeWrite, ChangedPartner, NewPartnerWrite, PartnerChange, PartnerStore,
-    PartnerUpdate, StoreError, UpdatedPartner,
+    PartnerUpdate, UpdatedPartner,
 };
+pub use store_error::StoreError;
 pub use system::{Clock, IdSource, Jitter, Sleeper};
 
 #[cfg(any(test, feature = "mocks"))]

@@ -4,8 +4,6 @@
 //! They go through the `metrics` facade: without a recorder every call is a no-op; the binary
 //! installs the Prometheus one.
 
-use crate::token::TokenError;
-
 /// Counter: requests sent to Graph (each resend counts), labelled `operation` and `status`
 /// (the HTTP status, or `transport` when no answer came).
 pub const REQUESTS_TOTAL: &str = "cmp_graph_requests_total";
@@ -88,18 +86,30 @@ pub(crate) fn count_transport_failure(operation: GraphOperation) {
         .increment(1);
 }
 
-/// Counts the outcome of one request to the token endpoint.
-pub(crate) fn count_token_request<T>(outcome: &Result<T, TokenError>) {
-    match outcome {
-        Ok(_) => metrics::counter!(TOKEN_REFRESHES_TOTAL).increment(1),
-        Err(error) => {
-            let kind = match error {
-                TokenError::Transient { .. } => "transient",
-                // A back-off sends no request, so it never reaches here; were it to, it
-                // repeats a refusal.
-                TokenError::Configuration { .. } | TokenError::BackingOff { .. } => "configuration",
-            };
-            metrics::counter!(TOKEN_FAILURES_TOTAL, "kind" => kind).increment(1);
+/// Why a request to the token endpoint failed, as the failure metric names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenFailureKind {
+    /// The endpoint may answer later (5xx, 429, no answer).
+    Transient,
+    /// Our credentials or configuration were refused; retrying the same will not help.
+    Configuration,
+}
+
+impl TokenFailureKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Configuration => "configuration",
+        }
+    }
+}
+
+/// Counts the outcome of one request to the token endpoint: `None` when a token came back.
+pub(crate) fn count_token_request(failure: Option<TokenFailureKind>) {
+    match failure {
+        None => metrics::counter!(TOKEN_REFRESHES_TOTAL).increment(1),
+        Some(kind) => {
+            metrics::counter!(TOKEN_FAILURES_TOTAL, "kind" => kind.as_str()).increment(1);
         }
     }
 }

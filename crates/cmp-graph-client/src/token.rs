@@ -41,7 +41,7 @@ use self::client_credentials::{ClientCredentials, Proof};
 use self::managed_identity::ManagedIdentity;
 use self::response::{DEFAULT_RETRY_AFTER, Received, parse_token_response};
 use crate::error_chain::error_chain;
-use crate::graph_metrics;
+use crate::graph_metrics::{self, TokenFailureKind};
 use crate::settings::{Credential, ResolvedGraphClient};
 
 /// Least lifetime a cached token must have left to be served; below it the token counts as
@@ -442,7 +442,14 @@ impl TokenProvider {
     /// one, a failure starts a back-off. Call only while holding `in_flight`.
     async fn request_and_remember(&self, claims: Option<&str>) -> Result<AccessToken, TokenError> {
         let outcome = self.request(claims).await;
-        graph_metrics::count_token_request(&outcome);
+        graph_metrics::count_token_request(outcome.as_ref().err().map(|error| match error {
+            TokenError::Transient { .. } => TokenFailureKind::Transient,
+            // A back-off sends no request, so it never reaches here; were it to, it repeats a
+            // refusal.
+            TokenError::Configuration { .. } | TokenError::BackingOff { .. } => {
+                TokenFailureKind::Configuration
+            }
+        }));
         let now = self.clock.now();
         let mut state = self.state();
         state.requests = state.requests.wrapping_add(1);

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::audit::AuditEntry;
 use crate::names::stored_names;
 use crate::ports::graph_gateway::GraphResponseMeta;
-use crate::ports::partner_store::StoreError;
+use crate::ports::store_error::StoreError;
 
 /// Where an outbox row stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

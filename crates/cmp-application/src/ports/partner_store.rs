@@ -1,5 +1,5 @@
 //! The partner store port: durable storage of the partners themselves (their properties,
-//! assignments, natural keys and Graph ids), and the error every store port answers with.
+//! assignments, natural keys and Graph ids).
 //!
 //! Each write enqueues its outbox row in the same transaction (see [`crate::ports::outbox`]):
 //! a partner and the Graph operation it owes are stored together or not at all.
@@ -9,30 +9,8 @@ use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::ports::outbox::InlineDelivery;
+use crate::ports::store_error::StoreError;
 use crate::query::{Filter, ListQuery, PartnerPage};
-
-/// Errors of the store ports ([`PartnerStore`] and [`Outbox`](crate::Outbox)).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No such partner (or it is deleted).
-    #[error("no such partner")]
-    NotFound,
-    /// The change would break an invariant of the partner as stored when it was applied.
-    #[error(transparent)]
-    Invalid(PartnerError),
-    /// The outbox row is no longer leased to the caller (another worker holds it now).
-    #[error("the outbox row's lease is held by someone else")]
-    LeaseLost,
-    /// Another partner of the tenant has the same natural key (trimmed, case-insensitive name).
-    #[error("a partner named '{display_name}' already exists")]
-    DuplicateDisplayName {
-        /// The name that collided, as given.
-        display_name: String,
-    },
-    /// The store failed; the source says how.
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
 
 /// Everything a create writes besides the partner itself: the create row of the outbox
 /// (leased to the creating request, its first delivery started) and the audit entry.
