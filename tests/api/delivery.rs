@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmp_fake_graph::{FakeGraph, FakeGraphOptions};
+use cmp_fake_graph::{FakeGraph, FakeGraphOptions, WriteThrottle};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -236,6 +236,96 @@ async fn soak_500_partners_against_a_graph_failing_half_its_calls_end_in_graph_e
         stats.failures_injected,
         stats.token_requests,
         fake.duplicates().len(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_injected_429s_no_request_goes_inside_a_retry_after_and_each_partner_reaches_graph_once()
+ {
+    const PARTNERS: usize = 40;
+    // 429s two ways: injected at random, and from a write throttle of 5 writes in any 500 ms,
+    // below the service's write budget of 20 a second, so the service keeps running into it.
+    let fake = start_fake(FakeGraphOptions {
+        failure_rate: 0.3,
+        failure_statuses: vec![429],
+        retry_after_ms: Some((50, 150)),
+        write_throttle: Some(WriteThrottle {
+            writes: 5,
+            window_ms: 500,
+        }),
+        seed: Some(10),
+        ..FakeGraphOptions::default()
+    })
+    .await;
+    let app = Arc::new(
+        spawn_app_against(&fake, |settings| {
+            // Writes one every 50 ms: far apart compared with a loopback round trip, so that
+            // no request is in flight at the moment a 429 is answered. What is asserted is
+            // that none *starts* after it and before its Retry-After has passed.
+            settings.graph.client.write_rate_per_second = 20.0;
+            settings.outbox.dispatcher_workers = 2;
+        })
+        .await,
+    );
+    let names: Vec<String> = (1..=PARTNERS)
+        .map(|n| format!("Throttled Partner {n:02}"))
+        .collect();
+
+    let created = create_partners(&app, &names, 8).await;
+    let rows = wait_until_all_delivered(&app, PARTNERS, Duration::from_secs(60)).await;
+
+    assert!(
+        created.iter().all(|c| matches!(c.status, 201 | 202)),
+        "{created:#?}"
+    );
+    assert_graph_holds_each_row_once(&fake, &rows);
+    let stats = fake.stats();
+    assert!(
+        stats.throttled > 0 && stats.failures_injected > 0,
+        "Graph throttled and injected 429s: {stats:?}"
+    );
+    assert_eq!(
+        stats.inside_retry_after, 0,
+        "no request reached Graph inside a Retry-After it had answered: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_budget_saturated_no_worker_waits_for_a_slot_past_its_lease_so_no_row_is_recovered()
+ {
+    const PARTNERS: usize = 30;
+    let fake = start_fake(FakeGraphOptions::default()).await;
+    let app = Arc::new(
+        spawn_app_against(&fake, |settings| {
+            // 4 workers share 4 writes a second, and a row's lease (1.5 s) covers 6 write
+            // slots: a worker that waited for its turn in the queue would outlive its lease,
+            // and another worker would recover the row as `unknown` while its holder is still
+            // about to POST it.
+            settings.graph.client.write_rate_per_second = 4.0;
+            settings.outbox.dispatcher_workers = 4;
+        })
+        .await,
+    );
+    let names: Vec<String> = (1..=PARTNERS)
+        .map(|n| format!("Queued Partner {n:02}"))
+        .collect();
+
+    let created = create_partners(&app, &names, 8).await;
+    let rows = wait_until_all_delivered(&app, PARTNERS, Duration::from_secs(60)).await;
+
+    assert!(
+        created.iter().all(|c| matches!(c.status, 201 | 202)),
+        "{created:#?}"
+    );
+    assert_graph_holds_each_row_once(&fake, &rows);
+    let stats = fake.stats();
+    assert_eq!(
+        stats.gets, 0,
+        "no row turned unknown, so none needed a reconciliation read: {stats:?}"
+    );
+    assert_eq!(
+        stats.posts, PARTNERS as u64,
+        "one POST per partner: {stats:?}"
     );
 }
 

@@ -360,6 +360,7 @@ pub fn against_fake_graph(settings: &mut Settings, fake: &cmp_fake_graph::FakeGr
     settings.graph.client.request_timeout_ms = 1000;
     settings.graph.client.connect_timeout_ms = 500;
     settings.graph.client.write_rate_per_second = 1000.0;
+    settings.graph.client.read_rate_per_second = 1000.0;
     settings.graph.client.max_retries = 3;
     settings.graph.client.retry_budget_ms = 2000;
     settings.outbox.inline_deadline = Duration::from_millis(200);

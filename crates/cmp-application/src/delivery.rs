@@ -10,12 +10,13 @@ use cmp_domain::Timestamp;
 use uuid::Uuid;
 
 use crate::outbox_metrics;
-use crate::pause::TenantPause;
+use crate::pacing::{record_throttle, wait_for_slot};
 use crate::policy::OutboxPolicy;
 use crate::ports::{
-    ClaimedRow, Clock, CreateOutcome, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphCallResult,
-    GraphGateway, GraphReadError, GraphResponseMeta, IdSource, InGraph, Jitter, Lease, LeaseOwner,
-    Operation, Outbox, RemotePartner, StoreError, Transition, WaitingState, WriteOutcome,
+    Booking, Budget, ClaimedRow, Clock, CreateOutcome, DeliveryEnd, DeliveryOutcome, DeliveryStart,
+    GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta, IdSource, InGraph, Jitter,
+    Lease, LeaseOwner, Operation, Outbox, Pacer, RemotePartner, Sleeper, Slot, StoreError,
+    Transition, WaitingState, WriteOutcome,
 };
 use crate::reconciliation::{GraphListing, Listing, Match};
 
@@ -29,7 +30,8 @@ pub enum Verdict {
 }
 
 /// Decides where a create row goes after `outcome`. `None` means the delivery was abandoned at
-/// its deadline: the request may have reached Graph, so it counts as an unknown outcome.
+/// its deadline after the request went out: it may have reached Graph, so it counts as an
+/// unknown outcome. (A create that never got a write slot sent nothing and stays `pending`.)
 /// `retry_delay` is the back-off for a resend (the inline path uses the base step, the
 /// dispatcher full jitter); a `Retry-After` from Graph is a floor under it.
 pub fn judge(
@@ -98,6 +100,8 @@ pub(crate) struct Ending {
     /// The failure is ours to fix (credentials, permissions): the row waits, however long,
     /// and is never given up.
     waits_on_operator: bool,
+    /// A request went to Graph on the write slot taken for this delivery.
+    sent: bool,
 }
 
 impl Ending {
@@ -108,7 +112,19 @@ impl Ending {
             outcome,
             transition,
             waits_on_operator: false,
+            sent: false,
         }
+    }
+
+    /// Nothing was sent: a `Retry-After` pause began between taking the slot and sending.
+    fn not_sent(state: WaitingState, resume: Timestamp) -> Self {
+        Self::silent(
+            DeliveryOutcome::NotSent,
+            Transition::Retry {
+                state,
+                next_attempt_at: resume,
+            },
+        )
     }
 
     /// The partner is not in Graph and need not be: a deleted partner's create, or a delete
@@ -138,15 +154,23 @@ pub(crate) struct Deliverer {
     pub(crate) ids: Arc<dyn IdSource>,
     pub(crate) jitter: Arc<dyn Jitter>,
     pub(crate) policy: OutboxPolicy,
-    /// A 429 throttles the whole tenant: set here, honoured by the pass loop.
-    pub(crate) pause: TenantPause,
+    /// The tenant's write and read budget and its `Retry-After` pause, shared with every other
+    /// path that calls Graph.
+    pub(crate) pacer: Arc<dyn Pacer>,
+    /// Waits for a slot's start.
+    pub(crate) sleeper: Arc<dyn Sleeper>,
     /// Graph's list, read at most once for all the rows that need it.
     pub(crate) listings: GraphListing,
 }
 
 impl Deliverer {
     /// One delivery of `row`, leased to `owner`. `listing` is this pass's read of Graph's list
-    /// (made on first need).
+    /// (made on first need). `latest` bounds every wait for a slot of the pacer: it lies well
+    /// inside the lease the row was claimed with, so no delivery waits for a slot on a lease
+    /// that may lapse (another worker would then recover the row while it is still worked on).
+    /// The write slot is taken before the delivery starts, and the start renews the lease for
+    /// the call itself. With no slot by `latest`, the row goes back untouched, due when the
+    /// next slot is.
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`] when the row was taken over before its delivery started;
@@ -157,6 +181,7 @@ impl Deliverer {
         row: ClaimedRow,
         owner: &LeaseOwner,
         listing: &mut Option<Listing>,
+        latest: Timestamp,
     ) -> Result<Transition, StoreError> {
         let needs_listing = match row.operation {
             Operation::Create => row.previous_state == WaitingState::Unknown,
@@ -164,7 +189,7 @@ impl Deliverer {
         };
         let remote = if needs_listing {
             if listing.is_none() {
-                *listing = Some(self.listings.read_for(&row).await);
+                *listing = Some(self.listings.read_for(&row, latest).await);
             }
             match listing.as_ref() {
                 Some(Ok(remote)) => Some(remote.as_slice()),
@@ -175,9 +200,43 @@ impl Deliverer {
             None
         };
 
+        // A delivery that may write takes its slot first; one that ends without writing
+        // (adopted, absent, dead) gives it back.
+        let may_write = row.operation != Operation::Create || !row.partner_deleted;
+        let slot = if may_write {
+            match wait_for_slot(
+                self.pacer.as_ref(),
+                self.clock.as_ref(),
+                self.sleeper.as_ref(),
+                Budget::Write,
+                latest,
+            )
+            .await
+            {
+                Ok(Booking::Booked(slot)) => Some(slot),
+                Ok(Booking::NoneBefore { next_free }) => {
+                    tracing::debug!("no write slot within the lease; the row waits for its turn");
+                    return self.hand_back(&row, next_free).await;
+                }
+                Err(error) => {
+                    tracing::warn!(error.message = %error, "the pacer failed; the row waits");
+                    let resume = self
+                        .clock
+                        .now()
+                        .saturating_add(self.backoff(row.attempts + 1));
+                    return self.hand_back(&row, resume).await;
+                }
+            }
+        } else {
+            None
+        };
+
         let attempt = row.attempts + 1;
         let client_request_id = self.ids.new_uuid();
-        self.start(&row, owner, attempt, client_request_id).await?;
+        if let Err(error) = self.start(&row, owner, attempt, client_request_id).await {
+            self.release(slot.as_ref()).await;
+            return Err(error);
+        }
 
         let ending = match (row.operation, remote) {
             (Operation::Create, Some(remote)) => {
@@ -191,6 +250,9 @@ impl Deliverer {
                 self.change(&row, remote, client_request_id, attempt).await
             }
         };
+        if !ending.sent {
+            self.release(slot.as_ref()).await;
+        }
         let ending = self.give_up_if_exhausted(&row, row.attempts_in_window + 1, ending);
         if let Transition::Dead { reason } = &ending.transition {
             tracing::error!(alert = true, outbox.id = %row.outbox_id, reason = %reason, "ALERT: delivery dead-lettered; an operator must act");
@@ -221,6 +283,34 @@ impl Deliverer {
                 },
             })
             .await
+    }
+
+    /// Gives back a write slot that was not used.
+    async fn release(&self, slot: Option<&Slot>) {
+        if let Some(slot) = slot
+            && let Err(error) = self.pacer.release(slot).await
+        {
+            tracing::warn!(error.message = %error, "giving back an unused write slot failed");
+        }
+    }
+
+    /// Whether the write slot taken for this delivery still stands right before sending: a
+    /// 429 met by another path since cancels it, and the row then waits for the pause's end.
+    async fn not_paused(&self, state: WaitingState) -> Result<(), Ending> {
+        let pacer = self.pacer.as_ref();
+        let valid = match pacer.state().await {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(error.message = %error, "the pacer failed; not sending");
+                let resume = self.clock.now().saturating_add(self.policy.retry_base);
+                return Err(Ending::not_sent(state, resume));
+            }
+        };
+        let now = self.clock.now();
+        match valid.paused_until {
+            Some(until) if now < until => Err(Ending::not_sent(state, until)),
+            _ => Ok(()),
+        }
     }
 
     /// Returns a claimed row to its previous state without a delivery, due at `resume`.
@@ -280,6 +370,7 @@ impl Deliverer {
                 outcome: DeliveryOutcome::ReconcileFailed,
                 transition: transition.clone(),
                 waits_on_operator: false,
+                sent: false,
             };
             self.finish(row, client_request_id, ending).await?;
             return Ok(transition);
@@ -389,6 +480,9 @@ impl Deliverer {
                 }
             },
         };
+        if let Err(ending) = self.not_paused(WaitingState::Pending).await {
+            return ending;
+        }
         let result = match row.operation {
             Operation::Delete => {
                 self.graph
@@ -416,7 +510,7 @@ impl Deliverer {
             ),
             WriteOutcome::NotApplied { retry_after } => {
                 if let Some(after) = retry_after {
-                    self.pause.until(now.saturating_add(after));
+                    record_throttle(self.pacer.as_ref(), now, after).await;
                 }
                 let delay = retry_after.map_or(self.backoff(attempt), |after| {
                     after.max(self.backoff(attempt))
@@ -468,11 +562,16 @@ impl Deliverer {
             outcome,
             transition,
             waits_on_operator,
+            sent: true,
         }
     }
 
     /// A POST, judged by the same rules as the inline delivery of the create request.
     async fn create(&self, row: &ClaimedRow, client_request_id: Uuid, attempt: u32) -> Ending {
+        // Reconciled or never sent, the row is known not to be in Graph: it may wait pending.
+        if let Err(ending) = self.not_paused(WaitingState::Pending).await {
+            return ending;
+        }
         let GraphCallResult { outcome, meta } = self
             .graph
             .create_partner(&row.partner, client_request_id)
@@ -482,7 +581,7 @@ impl Deliverer {
             retry_after: Some(after),
         } = &outcome
         {
-            self.pause.until(now.saturating_add(*after));
+            record_throttle(self.pacer.as_ref(), now, *after).await;
         }
         if outcome == CreateOutcome::AuthFailure {
             tracing::error!(alert = true, status = ?meta.status, code = ?meta.error_code, "ALERT: Graph refused our credentials; rows stay pending");
@@ -508,6 +607,7 @@ impl Deliverer {
             outcome: DeliveryOutcome::from(&outcome),
             transition,
             waits_on_operator: outcome == CreateOutcome::AuthFailure,
+            sent: true,
         }
     }
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use cmp_domain::TenantId;
 
 use crate::delivery::Deliverer;
-use crate::pause::TenantPause;
 use crate::policy::OutboxPolicy;
 use crate::ports::{
-    Clock, GraphGateway, IdSource, Jitter, LeaseOwner, Outbox, PartnerStore, StoreError, Transition,
+    Clock, GraphGateway, IdSource, Jitter, LeaseOwner, Outbox, Pacer, PartnerStore, Sleeper,
+    StoreError, Transition,
 };
 use crate::reconciliation::GraphListing;
 
@@ -68,19 +68,28 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdSource>,
         jitter: Arc<dyn Jitter>,
+        pacer: Arc<dyn Pacer>,
+        sleeper: Arc<dyn Sleeper>,
         tenant_id: TenantId,
         policy: OutboxPolicy,
     ) -> Self {
         let owner = LeaseOwner::dispatcher(ids.new_uuid());
         let deliverer = Deliverer {
             outbox: outbox.clone(),
-            listings: GraphListing::new(graph.clone(), partners, clock.clone()),
+            listings: GraphListing::new(
+                graph.clone(),
+                partners,
+                clock.clone(),
+                pacer.clone(),
+                sleeper.clone(),
+            ),
             graph,
             clock: clock.clone(),
             ids: ids.clone(),
             jitter,
             policy,
-            pause: TenantPause::default(),
+            pacer,
+            sleeper,
         };
         Self {
             outbox,
@@ -94,7 +103,7 @@ impl Dispatcher {
     }
 
     /// Another worker of the same tenant's outbox: its own lease owner, the same ports, the
-    /// same tenant pause and the same last read of Graph's list.
+    /// same pacer and the same last read of Graph's list.
     pub fn worker(&self) -> Self {
         Self {
             owner: LeaseOwner::dispatcher(self.ids.new_uuid()),
@@ -121,18 +130,25 @@ impl Dispatcher {
                 "lapsed leases turned unknown; they will be reconciled"
             );
         }
-        let pause = &self.deliverer.pause;
-        if pause.paused_at(now) {
+        if let Some(resume) = self.paused_until(now).await {
             pass.paused = true;
+            tracing::debug!(
+                ?resume,
+                "the tenant is paused by a Retry-After; nothing claimed"
+            );
             return Ok(pass);
         }
+        let lease_expires_at = now.saturating_add(self.policy.lease);
+        // Every wait for a slot ends by half the lease, so the call that follows still runs on
+        // a lease with at least half its length to go (the start of a delivery renews it).
+        let latest = now.saturating_add(self.policy.lease / 2);
         let claimed = self
             .outbox
             .claim_due(
                 self.tenant_id,
                 now,
                 &self.owner,
-                now.saturating_add(self.policy.lease),
+                lease_expires_at,
                 self.policy.batch_size,
             )
             .await?;
@@ -144,11 +160,14 @@ impl Dispatcher {
             // A 429 met by an earlier row pauses the tenant: the rest wait, unattempted, for
             // their lease to be handed back.
             let now = self.clock.now();
-            let transition = if pause.paused_at(now) {
-                let resume = pause.end().unwrap_or(now);
+            let transition = if let Some(resume) = self.paused_until(now).await {
                 self.deliverer.hand_back(&row, resume).await?
             } else {
-                match self.deliverer.deliver(row, &self.owner, &mut listing).await {
+                match self
+                    .deliverer
+                    .deliver(row, &self.owner, &mut listing, latest)
+                    .await
+                {
                     Ok(transition) => transition,
                     Err(StoreError::LeaseLost) => {
                         // The row waited in this batch past its lease and another worker
@@ -169,6 +188,19 @@ impl Dispatcher {
             }
         }
         Ok(pass)
+    }
+
+    /// The end of the tenant's `Retry-After` pause, when one is in force at `now`. A pacer that
+    /// cannot answer counts as a pause of one back-off step: nothing goes out without a slot.
+    async fn paused_until(&self, now: cmp_domain::Timestamp) -> Option<cmp_domain::Timestamp> {
+        match self.deliverer.pacer.state().await {
+            Ok(state) if state.paused_at(now) => state.paused_until,
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(error.message = %error, "the pacer failed; the pass claims nothing");
+                Some(now.saturating_add(self.policy.retry_base))
+            }
+        }
     }
 }
 

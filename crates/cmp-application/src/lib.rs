@@ -13,6 +13,8 @@
 //! - [`delivery`]: the delivery rules, shared by the inline delivery and the dispatcher.
 //! - [`dispatcher`]: [`Dispatcher`], the pass loop that works the outbox in the background.
 //! - [`reconciliation`]: matching a partner with Graph's objects by natural key.
+//! - [`pacer`]: [`InProcessPacer`], the tenant's [`Pacer`] held in memory.
+//! - [`pacing`]: taking a slot of the [`Pacer`] before a Graph call, recording a 429.
 //! - [`policy`]: [`OutboxPolicy`], the numbers of delivery, all from configuration.
 //! - [`operations`]: [`OperatorUseCases`]: sync state, listings, history, re-queue.
 //! - [`outbox_metrics`]: deliveries and dead letters counted, the queue's gauges refreshed.
@@ -32,8 +34,9 @@ pub mod error;
 pub mod names;
 pub mod operations;
 pub mod outbox_metrics;
+pub mod pacer;
+pub mod pacing;
 pub mod partners;
-mod pause;
 pub mod policy;
 pub mod ports;
 pub mod query;
@@ -50,8 +53,10 @@ pub use error::{
 pub use names::UnknownName;
 pub use operations::{OperationsError, OperatorUseCases, OutboxOperations};
 pub use outbox_metrics::OutboxGauges;
+pub use pacer::InProcessPacer;
 pub use partners::{CreatePartnerOutput, PartnerService, PartnerUseCases, RequestContext};
 pub use policy::OutboxPolicy;
+pub use ports::{Booking, Budget, Pacer, PacerError, PacerRates, PacerState, Slot};
 pub use ports::{
     ChangeQueued, ChangeWrite, ChangedPartner, ClaimedRow, Clock, CreateOutcome, DeliveryEnd,
     DeliveryOutcome, DeliveryRecord, DeliveryStart, GraphCallResult, GraphGateway, GraphReadError,
@@ -69,6 +74,6 @@ pub use operations::MockOperatorUseCases;
 pub use partners::MockPartnerUseCases;
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{
-    MockClock, MockGraphGateway, MockIdSource, MockJitter, MockOutbox, MockPartnerStore,
+    MockClock, MockGraphGateway, MockIdSource, MockJitter, MockOutbox, MockPacer, MockPartnerStore,
     MockSleeper,
 };

@@ -13,11 +13,13 @@ use crate::error::{
     CreatePartnerError, DeletePartnerError, GetPartnerError, ListPartnersError, UpdatePartnerError,
 };
 use crate::outbox_metrics;
+use crate::pacing::{record_throttle, wait_for_slot};
 use crate::policy::OutboxPolicy;
 use crate::ports::{
-    ChangeQueued, ChangeWrite, ChangedPartner, Clock, DeliveryEnd, DeliveryOutcome, GraphGateway,
-    IdSource, InlineDelivery, Lease, LeaseOwner, NewPartnerWrite, Outbox, PartnerChange,
-    PartnerStore, PartnerUpdate, Sleeper, StoreError, Transition,
+    Booking, Budget, ChangeQueued, ChangeWrite, ChangedPartner, Clock, CreateOutcome, DeliveryEnd,
+    DeliveryOutcome, GraphGateway, IdSource, InlineDelivery, Lease, LeaseOwner, NewPartnerWrite,
+    Outbox, Pacer, PartnerChange, PartnerStore, PartnerUpdate, Sleeper, StoreError, Transition,
+    WaitingState,
 };
 use crate::query::{Filter, ListQuery, PartnerPage};
 
@@ -107,6 +109,8 @@ pub struct PartnerService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     sleeper: Arc<dyn Sleeper>,
+    /// The tenant's write budget and `Retry-After` pause, shared with the dispatcher.
+    pacer: Arc<dyn Pacer>,
     /// The tenant every partner of this deployment is provisioned into.
     tenant_id: TenantId,
     policy: OutboxPolicy,
@@ -125,6 +129,7 @@ impl PartnerService {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdSource>,
         sleeper: Arc<dyn Sleeper>,
+        pacer: Arc<dyn Pacer>,
         tenant_id: TenantId,
         policy: OutboxPolicy,
     ) -> Self {
@@ -135,8 +140,33 @@ impl PartnerService {
             clock,
             ids,
             sleeper,
+            pacer,
             tenant_id,
             policy,
+        }
+    }
+}
+
+impl PartnerService {
+    /// Records how the inline delivery of a create ended and answers the caller: 201 when
+    /// Graph holds the partner, 202 otherwise.
+    async fn record_inline_end(
+        &self,
+        partner: Partner,
+        end: &DeliveryEnd,
+        delivered: bool,
+    ) -> CreatePartnerOutput {
+        if let Err(error) = self.outbox.finish_delivery(end).await {
+            // The row stays leased; when the lease lapses it turns `unknown` and is
+            // reconciled, so the partner is neither lost nor posted twice.
+            tracing::warn!(error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
+            return CreatePartnerOutput::Accepted(partner);
+        }
+        outbox_metrics::count_end(end);
+        if delivered {
+            CreatePartnerOutput::Created(partner)
+        } else {
+            CreatePartnerOutput::Accepted(partner)
         }
     }
 }
@@ -193,9 +223,54 @@ impl PartnerUseCases for PartnerService {
 
         // The partner is committed from here on: whatever Graph does, the caller must not be
         // told it failed in a way that invites a retry (that would meet a 409).
+        //
+        // A write slot is waited for only while half the deadline is left for the call; when
+        // the tenant's next slot is later, waiting cannot help: the create answers 202 at
+        // once, and the row waits, pending, for the dispatcher.
+        let latest = now.saturating_add(self.policy.inline_deadline / 2);
+        let resume = match wait_for_slot(
+            self.pacer.as_ref(),
+            self.clock.as_ref(),
+            self.sleeper.as_ref(),
+            Budget::Write,
+            latest,
+        )
+        .await
+        {
+            Ok(Booking::Booked(_)) => None,
+            Ok(Booking::NoneBefore { next_free }) => Some(next_free),
+            Err(error) => {
+                tracing::warn!(error.message = %error, "the pacer failed; the create is queued");
+                Some(self.clock.now().saturating_add(self.policy.retry_base))
+            }
+        };
+        if let Some(resume) = resume {
+            let end = DeliveryEnd {
+                outbox_id,
+                partner_id: partner.id(),
+                client_request_id,
+                finished_at: self.clock.now(),
+                meta: Default::default(),
+                outcome: DeliveryOutcome::NotSent,
+                transition: Transition::Retry {
+                    state: WaitingState::Pending,
+                    next_attempt_at: resume,
+                },
+            };
+            return Ok(self.record_inline_end(partner, &end, false).await);
+        }
+        let deadline = now.saturating_add(self.policy.inline_deadline);
+        let left = deadline.saturating_duration_since(self.clock.now());
         let call = self.graph.create_partner(&partner, client_request_id);
-        let result = first_of(call, self.sleeper.sleep(self.policy.inline_deadline)).await;
+        let result = first_of(call, self.sleeper.sleep(left)).await;
         let finished_at = self.clock.now();
+        if let Some(result) = &result
+            && let CreateOutcome::NotApplied {
+                retry_after: Some(after),
+            } = result.outcome
+        {
+            record_throttle(self.pacer.as_ref(), finished_at, after).await;
+        }
         let (outcome, meta) = match result {
             Some(result) => (Some(result.outcome), result.meta),
             None => (None, Default::default()),
@@ -218,18 +293,7 @@ impl PartnerUseCases for PartnerService {
                     outcome: DeliveryOutcome::of_create(outcome.as_ref()),
                     transition,
                 };
-                if let Err(error) = self.outbox.finish_delivery(&end).await {
-                    // The row stays leased; when the lease lapses it turns `unknown` and is
-                    // reconciled, so the partner is neither lost nor posted twice.
-                    tracing::warn!(error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
-                    return Ok(CreatePartnerOutput::Accepted(partner));
-                }
-                outbox_metrics::count_end(&end);
-                Ok(if delivered {
-                    CreatePartnerOutput::Created(partner)
-                } else {
-                    CreatePartnerOutput::Accepted(partner)
-                })
+                Ok(self.record_inline_end(partner, &end, delivered).await)
             }
             Verdict::Rejected => {
                 let audit = AuditEntry {

@@ -5,9 +5,11 @@
 //! - [`partner_store`]: [`PartnerStore`], the partners themselves, and [`StoreError`].
 //! - [`outbox`]: [`Outbox`], the Graph operations owed, and the delivery vocabulary.
 //! - [`graph_gateway`]: [`GraphGateway`], Microsoft Graph, and its outcome classes.
+//! - [`pacer`]: [`Pacer`], the tenant's request budget and `Retry-After` pause.
 
 pub mod graph_gateway;
 pub mod outbox;
+pub mod pacer;
 pub mod partner_store;
 pub mod system;
 
@@ -20,6 +22,7 @@ pub use outbox::{
     InlineDelivery, Lease, LeaseOwner, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
     PartnerHistory, Transition, WaitingState,
 };
+pub use pacer::{Booking, Budget, Pacer, PacerError, PacerRates, PacerState, Slot};
 pub use partner_store::{
     ChangeQueued, ChangeWrite, ChangedPartner, NewPartnerWrite, PartnerChange, PartnerStore,
     PartnerUpdate, StoreError, UpdatedPartner,
@@ -30,6 +33,8 @@ pub use system::{Clock, IdSource, Jitter, Sleeper};
 pub use graph_gateway::MockGraphGateway;
 #[cfg(any(test, feature = "mocks"))]
 pub use outbox::MockOutbox;
+#[cfg(any(test, feature = "mocks"))]
+pub use pacer::MockPacer;
 #[cfg(any(test, feature = "mocks"))]
 pub use partner_store::MockPartnerStore;
 #[cfg(any(test, feature = "mocks"))]

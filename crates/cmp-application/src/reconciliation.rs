@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cmp_domain::Timestamp;
 
+use crate::pacing::wait_for_slot;
 use crate::ports::{
-    ClaimedRow, Clock, GraphGateway, GraphReadError, PartnerStore, RemotePartner, StoreError,
+    Booking, Budget, ClaimedRow, Clock, GraphGateway, GraphReadError, GraphResponseMeta, Pacer,
+    PartnerStore, RemotePartner, Sleeper, StoreError,
 };
 
 /// Graph's list as read for a pass.
@@ -48,6 +50,9 @@ pub(crate) struct GraphListing {
     pub(crate) graph: Arc<dyn GraphGateway>,
     pub(crate) partners: Arc<dyn PartnerStore>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Every read takes a slot of the tenant's read budget.
+    pacer: Arc<dyn Pacer>,
+    sleeper: Arc<dyn Sleeper>,
     /// The last good read and when it started.
     last: Arc<Mutex<Option<ListingRead>>>,
 }
@@ -58,18 +63,51 @@ impl GraphListing {
         graph: Arc<dyn GraphGateway>,
         partners: Arc<dyn PartnerStore>,
         clock: Arc<dyn Clock>,
+        pacer: Arc<dyn Pacer>,
+        sleeper: Arc<dyn Sleeper>,
     ) -> Self {
         Self {
             graph,
             partners,
             clock,
+            pacer,
+            sleeper,
             last: Arc::default(),
         }
     }
 
+    /// Waits for a read slot that starts by `latest`.
+    ///
+    /// # Errors
+    /// A transient [`GraphReadError`] when there is none (nothing was sent).
+    async fn read_slot(&self, latest: Timestamp) -> Result<(), GraphReadError> {
+        let not_read = |why: String| {
+            GraphReadError::Transient(GraphResponseMeta {
+                error_message: Some(why),
+                ..GraphResponseMeta::default()
+            })
+        };
+        match wait_for_slot(
+            self.pacer.as_ref(),
+            self.clock.as_ref(),
+            self.sleeper.as_ref(),
+            Budget::Read,
+            latest,
+        )
+        .await
+        {
+            Ok(Booking::Booked(_)) => Ok(()),
+            Ok(Booking::NoneBefore { .. }) => Err(not_read(
+                "not read: the tenant's read budget has no slot within the lease".to_owned(),
+            )),
+            Err(error) => Err(not_read(format!("not read: {error}"))),
+        }
+    }
+
     /// Graph's list as fresh as `row` needs: the last good read when it was made at or after
-    /// the row became due, a new read otherwise.
-    pub(crate) async fn read_for(&self, row: &ClaimedRow) -> Listing {
+    /// the row became due, a new read otherwise, on a read slot that starts by `latest` (the
+    /// Graph client paces the pages after the first).
+    pub(crate) async fn read_for(&self, row: &ClaimedRow, latest: Timestamp) -> Listing {
         let cached = self
             .last
             .lock()
@@ -80,6 +118,7 @@ impl GraphListing {
         {
             return Ok(remote);
         }
+        self.read_slot(latest).await?;
         let read_at = self.clock.now();
         let remote = Arc::new(self.graph.list_partners().await?);
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);

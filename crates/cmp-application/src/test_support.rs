@@ -8,8 +8,11 @@ use cmp_domain::{
 };
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use crate::pacer::InProcessPacer;
 use crate::policy::OutboxPolicy;
-use crate::ports::{GraphResponseMeta, MockClock, MockIdSource};
+use crate::ports::{GraphResponseMeta, MockClock, MockIdSource, Pacer, PacerRates, Sleeper};
 
 /// The instant every pinned clock answers (2023-11-14T22:13:20Z).
 pub(crate) fn now() -> Timestamp {
@@ -84,4 +87,21 @@ pub(crate) fn command_named(display_name: &str) -> NewPartner {
         last_heartbeat: now(),
         platforms: Platforms::none(),
     }
+}
+
+/// A pacer with no spacing: every slot starts at once, until a 429 pauses the tenant.
+pub(crate) fn unspaced_pacer() -> Arc<dyn Pacer> {
+    Arc::new(InProcessPacer::new(PacerRates {
+        write_interval: Duration::ZERO,
+        read_interval: Duration::ZERO,
+    }))
+}
+
+/// A sleeper that returns at once: for tests whose clock is pinned, where waiting would
+/// change nothing.
+pub(crate) struct NoWait;
+
+#[async_trait::async_trait]
+impl Sleeper for NoWait {
+    async fn sleep(&self, _duration: Duration) {}
 }

@@ -13,11 +13,13 @@
 //! - `service.rs`: building and starting our service, and minting its token.
 //! - `load.rs`: `wrk`: installing it, its scripts, and reading its report.
 //! - `report.rs`: the table.
+//! - `soak.rs`: `cmp-bench soak`, delivery under Graph's throttle and failures (not wrk).
 
 mod baseline;
 mod load;
 mod report;
 mod service;
+mod soak;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,10 +50,14 @@ fn main() -> anyhow::Result<()> {
             let database = PathBuf::from(arguments.get(2).context("baseline PORT DATABASE")?);
             baseline::serve(port, &database)
         }
+        Some("soak") => soak::run(&soak::parse(&arguments[1..])?),
         Some("--help" | "-h") => {
             println!(
                 "usage: cmp-bench [--seconds N] [--runs N]\n  \
-                 loads the bare server and our service side by side and prints the table"
+                 loads the bare server and our service side by side and prints the table\n\
+                 usage: cmp-bench soak [--seed N] [--fault-seconds N] [--outage-seconds N] [--creates N]\n  \
+                 [--clients N] [--kills N] [--drain-seconds N] [--service PATH]\n  \
+                 delivery to a throttled, failing fake Graph, then after healing (docs/benchmarks.md)"
             );
             Ok(())
         }

@@ -16,9 +16,24 @@ pub const COLLECTION: &str = "/beta/deviceManagement/complianceManagementPartner
 /// The release build of our service.
 pub struct ServiceBinary {
     /// `target/release/cmp-server`.
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The workspace root, the service's working directory (its `config/` lives there).
-    workspace: PathBuf,
+    pub(crate) workspace: PathBuf,
+}
+
+impl ServiceBinary {
+    /// A `cmp-server` built elsewhere, run from this workspace's root.
+    ///
+    /// # Errors
+    /// When the file is missing.
+    pub fn prebuilt(path: &Path) -> anyhow::Result<Self> {
+        let path = path.canonicalize().context("the cmp-server binary")?;
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .context("the workspace root")?;
+        Ok(Self { path, workspace })
+    }
 }
 
 /// Builds `cmp-server` in release (the one command of the benchmark builds both binaries).
@@ -190,39 +205,54 @@ impl Server {
         path: &str,
         body: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).context("connecting")?;
-        let mut request =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-        if let Some(authorization) = &self.authorization {
-            request.push_str(&format!("Authorization: {authorization}\r\n"));
-        }
-        if let Some(body) = body {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ));
-        } else {
-            request.push_str("\r\n");
-        }
-        stream.write_all(request.as_bytes()).context("sending")?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).context("reading")?;
-        let status = answer
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .context("a status line")?;
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        request(self.port, self.authorization.as_deref(), method, path, body)
     }
+}
+
+/// One HTTP/1.1 request to `127.0.0.1:port` on a fresh connection; answers the status and the
+/// body.
+///
+/// # Errors
+/// When the connection fails or the answer has no status line.
+pub(crate) fn request(
+    port: u16,
+    authorization: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(authorization) = authorization {
+        request.push_str(&format!("Authorization: {authorization}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
+    stream.write_all(request.as_bytes()).context("sending")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).context("reading")?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("a status line")?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// The environment our service runs with: its own files, the port, simulated Graph without
 /// latency, no per-caller write limit, metrics on, and the production log level and format.
-fn service_environment(data: &Path, port: u16) -> Vec<(String, String)> {
+pub(crate) fn service_environment(data: &Path, port: u16) -> Vec<(String, String)> {
     let data = data.display().to_string();
     [
         ("CMP_ENV", "development".to_owned()),
@@ -247,7 +277,7 @@ fn service_environment(data: &Path, port: u16) -> Vec<(String, String)> {
 }
 
 /// A loopback port the OS just gave out (and took back).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding port 0")?;
     Ok(listener.local_addr().context("the bound address")?.port())
 }

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use options::{FakeGraphOptions, FakeGraphStats};
+pub use options::{FakeGraphOptions, FakeGraphStats, WriteThrottle};
 use routes::Shared;
 
 /// Makes ring rustls' process-wide crypto provider. The workspace builds reqwest without a

@@ -151,6 +151,7 @@ mod tests {
             page_size: 7,
             require_token: false,
             seed: Some(42),
+            ..FakeGraphOptions::default()
         };
         assert_eq!(options, expected);
     }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct FakeGraphOptions {
     /// Share of Graph calls (reads and writes) that fail, from 0.0 (none) to 1.0 (all).
     pub failure_rate: f64,
+    /// Share of reads (list pages, single objects, filtered queries) that fail, when reads
+    /// should fail less often than writes. `None`: [`FakeGraphOptions::failure_rate`].
+    pub read_failure_rate: Option<f64>,
     /// Statuses of the injected failures, drawn uniformly. An empty list means 503.
     pub failure_statuses: Vec<u16>,
     /// Share of the injected 5xx failures of a POST where the object is stored anyway before
@@ -21,6 +24,18 @@ pub struct FakeGraphOptions {
     pub latency_ms: (u64, u64),
     /// `Retry-After` value sent with 429 and 503. Graph really sends fractions such as `2.128`.
     pub retry_after: String,
+    /// When set, the `Retry-After` of each injected failure is drawn uniformly from
+    /// `(min, max)` milliseconds instead of [`FakeGraphOptions::retry_after`], and sent in
+    /// seconds with three decimals.
+    pub retry_after_ms: Option<(u64, u64)>,
+    /// Graph's write throttle: at most `writes` POST, PATCH or DELETE requests in any
+    /// `window_ms` window (Intune: 100 in 20 s). A write beyond it answers 429 with a
+    /// `Retry-After` of the time until the window has room; every write let through counts,
+    /// whether it then succeeds or fails.
+    pub write_throttle: Option<WriteThrottle>,
+    /// Answer a `$filter` query as if the filter were not there (the whole first page of the
+    /// collection), as Intune does on some collections: the client must check what it got.
+    pub filter_ignored: bool,
     /// Graph is down: every Graph call answers 503 and stores nothing. The token endpoint
     /// keeps working.
     pub down: bool,
@@ -37,18 +52,31 @@ impl Default for FakeGraphOptions {
     fn default() -> Self {
         Self {
             failure_rate: 0.0,
+            read_failure_rate: None,
             // Dev Proxy's usual Graph failures.
             failure_statuses: vec![429, 500, 502, 503, 504],
             applied_before_failure_rate: 0.5,
             latency_ms: (0, 0),
             // Short, so that clients honouring it keep soak tests fast.
             retry_after: "0.05".to_owned(),
+            retry_after_ms: None,
+            write_throttle: None,
+            filter_ignored: false,
             down: false,
             page_size: 100,
             require_token: true,
             seed: None,
         }
     }
+}
+
+/// A sliding-window cap on writes, like Graph's per app and tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteThrottle {
+    /// Writes allowed in any window.
+    pub writes: u32,
+    /// The window, in milliseconds.
+    pub window_ms: u64,
 }
 
 /// Counts of what the fake has seen since it started (`GET /_fake/stats`).
@@ -68,4 +96,11 @@ pub struct FakeGraphStats {
     pub deletes: u64,
     /// Injected failures, including the 503s answered while [`FakeGraphOptions::down`].
     pub failures_injected: u64,
+    /// Writes answered 429 because they exceeded [`FakeGraphOptions::write_throttle`].
+    pub throttled: u64,
+    /// Graph calls (reads and writes) that arrived before the end of the `Retry-After` of a
+    /// 429 the fake had already answered: a client that honours `Retry-After` sends none.
+    pub inside_retry_after: u64,
+    /// GETs of the collection with a `$filter`.
+    pub filtered_gets: u64,
 }

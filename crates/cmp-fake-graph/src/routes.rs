@@ -109,6 +109,9 @@ async fn create(
         })?;
 
     let mut store = app.store();
+    if let Some(fault) = store.throttle() {
+        return Err(ctx.fault(&fault));
+    }
     if let Some(fault) = store.fault(Call::Create) {
         if fault.applied {
             store.insert(object);
@@ -126,11 +129,29 @@ async fn list(
 ) -> Result<Response, Response> {
     let ctx = Ctx::new(&headers);
     admit(&app, &ctx, &headers, Call::Read).await?;
-    // The service's client lists with no query options and follows `@odata.nextLink` as
-    // returned (`docs/graph-client.md`, "Paging"): refuse any option but our own skiptoken
-    // instead of ignoring it, so a test sees the client add one.
+    // The service sends no query option but `$filter=displayName eq '…'` (reconciliation by
+    // name) and follows `@odata.nextLink` as returned (`docs/graph-client.md`, "Paging"):
+    // refuse any other option instead of ignoring it, so a test sees the client add one.
+    let filter = query.as_deref().and_then(display_name_filter);
+    if let Some(name) = &filter {
+        let mut store = app.store();
+        store.stats.filtered_gets += 1;
+        if let Some(fault) = store.fault(Call::Read) {
+            return Err(ctx.fault(&fault));
+        }
+        if !store.options.filter_ignored {
+            let value = store.named(name);
+            drop(store);
+            let body = json!({
+                "@odata.context": format!("{}/$metadata#deviceManagement/complianceManagementPartners", app.graph_root),
+                "value": value,
+            });
+            return Ok(ctx.json(StatusCode::OK, body));
+        }
+    }
     let after = match query.as_deref() {
         None | Some("") => None,
+        Some(_) if filter.is_some() => None,
         Some(query) => Some(
             query
                 .strip_prefix("$skiptoken=")
@@ -147,7 +168,10 @@ async fn list(
     };
 
     let mut store = app.store();
-    if let Some(fault) = store.fault(Call::Read) {
+    // A filtered query already drew its failure.
+    if filter.is_none()
+        && let Some(fault) = store.fault(Call::Read)
+    {
         return Err(ctx.fault(&fault));
     }
     let (value, next) = store.page(after);
@@ -205,6 +229,9 @@ async fn update(
         })?;
 
     let mut store = app.store();
+    if let Some(fault) = store.throttle() {
+        return Err(ctx.fault(&fault));
+    }
     if let Some(fault) = store.fault(Call::Update) {
         return Err(ctx.fault(&fault));
     }
@@ -223,6 +250,9 @@ async fn remove(
     let ctx = Ctx::new(&headers);
     admit(&app, &ctx, &headers, Call::Delete).await?;
     let mut store = app.store();
+    if let Some(fault) = store.throttle() {
+        return Err(ctx.fault(&fault));
+    }
     if let Some(fault) = store.fault(Call::Delete) {
         return Err(ctx.fault(&fault));
     }
@@ -283,6 +313,21 @@ async fn admit(app: &App, ctx: &Ctx, headers: &HeaderMap, call: Call) -> Result<
         tokio::time::sleep(delay).await;
     }
     Ok(())
+}
+
+/// The display name of a `$filter=displayName eq '…'` query (the only filter the fake
+/// understands; `''` inside the literal is one quote, as in OData).
+fn display_name_filter(query: &str) -> Option<String> {
+    let url = reqwest::Url::parse(&format!("http://fake/?{query}")).ok()?;
+    let filter = url
+        .query_pairs()
+        .find(|(key, _)| key == "$filter")
+        .map(|(_, value)| value.into_owned())?;
+    let literal = filter
+        .trim()
+        .strip_prefix("displayName eq '")?
+        .strip_suffix('\'')?;
+    Some(literal.replace("''", "'"))
 }
 
 fn json_object(body: &[u8]) -> Option<Map<String, Value>> {

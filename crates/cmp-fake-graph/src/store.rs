@@ -3,8 +3,8 @@
 //! Everything sits behind one mutex that is never held across an `.await`, so each call sees
 //! and changes the state atomically, and a seeded run draws in call order.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -40,6 +40,10 @@ pub(crate) struct Store {
     /// Graph id to insertion sequence.
     ids: HashMap<String, u64>,
     next_seq: u64,
+    /// When the writes let through the throttle's window arrived, oldest first.
+    recent_writes: VecDeque<Instant>,
+    /// The end of the latest `Retry-After` the fake answered with a 429.
+    paused_until: Option<Instant>,
 }
 
 impl Store {
@@ -51,6 +55,8 @@ impl Store {
             objects: BTreeMap::new(),
             ids: HashMap::new(),
             next_seq: 0,
+            recent_writes: VecDeque::new(),
+            paused_until: None,
         };
         store.set_options(options);
         store
@@ -63,7 +69,15 @@ impl Store {
         self.options = options;
     }
 
+    /// Counts a Graph call on arrival, and whether it came inside a `Retry-After` already
+    /// answered.
     pub(crate) fn count(&mut self, call: Call) {
+        if self
+            .paused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            self.stats.inside_retry_after += 1;
+        }
         let counter = match call {
             Call::Create => &mut self.stats.posts,
             Call::Read => &mut self.stats.gets,
@@ -82,11 +96,83 @@ impl Store {
         Duration::from_millis(self.rng.u64(min..=max))
     }
 
+    /// Whether a write is over the write throttle: a 429 whose `Retry-After` is the time until
+    /// the window has room. A write let through is counted in the window.
+    pub(crate) fn throttle(&mut self) -> Option<Fault> {
+        let throttle = self.options.write_throttle?;
+        let now = Instant::now();
+        let window = Duration::from_millis(throttle.window_ms);
+        while self
+            .recent_writes
+            .front()
+            .is_some_and(|oldest| now.duration_since(*oldest) >= window)
+        {
+            self.recent_writes.pop_front();
+        }
+        if self.recent_writes.len() < throttle.writes as usize {
+            self.recent_writes.push_back(now);
+            return None;
+        }
+        let room_at = self
+            .recent_writes
+            .front()
+            .map_or(now, |oldest| *oldest + window);
+        // Whole milliseconds, rounded up, so a client waiting exactly this long finds room.
+        let wait = Duration::from_millis(
+            u64::try_from(room_at.duration_since(now).as_micros().div_ceil(1000))
+                .unwrap_or(u64::MAX),
+        );
+        self.stats.throttled += 1;
+        Some(self.answer_429(wait))
+    }
+
+    /// A 429 answered now, with `Retry-After: wait`: calls arriving before it ends are counted
+    /// in [`FakeGraphStats::inside_retry_after`].
+    fn answer_429(&mut self, wait: Duration) -> Fault {
+        let until = Instant::now() + wait;
+        self.paused_until = Some(
+            self.paused_until
+                .map_or(until, |current| current.max(until)),
+        );
+        Fault {
+            status: 429,
+            applied: false,
+            retry_after: format!("{:.3}", wait.as_secs_f64()),
+        }
+    }
+
+    /// The `Retry-After` of an injected failure.
+    fn draw_retry_after(&mut self) -> (String, Duration) {
+        match self.options.retry_after_ms {
+            Some((a, b)) => {
+                let wait = Duration::from_millis(self.rng.u64(a.min(b)..=a.max(b)));
+                (format!("{:.3}", wait.as_secs_f64()), wait)
+            }
+            None => {
+                let text = self.options.retry_after.clone();
+                let wait = text
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+                    .unwrap_or(Duration::ZERO);
+                (text, wait)
+            }
+        }
+    }
+
     /// Draws whether this call fails, and how; counts the failure.
     pub(crate) fn fault(&mut self, call: Call) -> Option<Fault> {
+        let rate = match call {
+            Call::Read => self
+                .options
+                .read_failure_rate
+                .unwrap_or(self.options.failure_rate),
+            Call::Create | Call::Update | Call::Delete => self.options.failure_rate,
+        };
         let status = if self.options.down {
             503
-        } else if self.rng.f64() < self.options.failure_rate {
+        } else if self.rng.f64() < rate {
             let statuses = &self.options.failure_statuses;
             if statuses.is_empty() {
                 503
@@ -102,10 +188,14 @@ impl Store {
             && status >= 500
             && self.rng.f64() < self.options.applied_before_failure_rate;
         self.stats.failures_injected += 1;
+        let (retry_after, wait) = self.draw_retry_after();
+        if status == 429 {
+            return Some(self.answer_429(wait));
+        }
         Some(Fault {
             status,
             applied,
-            retry_after: self.options.retry_after.clone(),
+            retry_after,
         })
     }
 
@@ -158,6 +248,20 @@ impl Store {
         let more = rest.next().is_some();
         let next = page.last().filter(|_| more).map(|(seq, _)| *seq);
         (page.into_iter().map(|(_, object)| object).collect(), next)
+    }
+
+    /// Every object whose `displayName` equals `name` (Graph's `eq` on a string is
+    /// case-insensitive), in insertion order.
+    pub(crate) fn named(&self, name: &str) -> Vec<Value> {
+        self.objects
+            .values()
+            .filter(|object| {
+                object["displayName"]
+                    .as_str()
+                    .is_some_and(|held| held.to_lowercase() == name.to_lowercase())
+            })
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn objects(&self) -> Vec<Value> {

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use cmp_fake_graph::{FakeGraph, FakeGraphOptions, FakeGraphStats};
+use cmp_fake_graph::{FakeGraph, FakeGraphOptions, FakeGraphStats, WriteThrottle};
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 
@@ -132,6 +132,7 @@ async fn healthy_fake_round_trips_create_list_get_patch_and_delete() {
         patches: 1,
         deletes: 1,
         failures_injected: 0,
+        ..FakeGraphStats::default()
     };
     assert_eq!(h.fake.stats(), expected);
 }
@@ -365,4 +366,85 @@ async fn a_held_create_is_counted_but_neither_applied_nor_answered_until_release
     let response = creating.await.expect("the create task ends");
     assert_eq!(response.status(), 201);
     assert_eq!(harness.fake.objects().len(), 1);
+}
+
+#[tokio::test]
+async fn writes_beyond_the_throttle_get_429_and_calls_inside_its_retry_after_are_counted() {
+    // A window far longer than the test: the third write is throttled, whatever the timing.
+    let h = Harness::start(FakeGraphOptions {
+        write_throttle: Some(WriteThrottle {
+            writes: 2,
+            window_ms: 600_000,
+        }),
+        ..FakeGraphOptions::default()
+    })
+    .await;
+
+    for name in ["one", "two"] {
+        assert_eq!(h.create(json!({"displayName": name})).await.status(), 201);
+    }
+    assert_eq!(h.fake.stats().inside_retry_after, 0);
+    let throttled = h.create(json!({"displayName": "three"})).await;
+    assert_eq!(throttled.status(), 429);
+    let retry_after: f64 = header(&throttled, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(
+        retry_after > 500.0,
+        "the window's room comes back only when the first write ages out: {retry_after}"
+    );
+    let read = h.get(&h.collection()).await;
+    assert_eq!(read.status(), 200);
+
+    let stats = h.fake.stats();
+    assert_eq!(
+        (stats.posts, stats.posts_applied, stats.throttled),
+        (3, 2, 1)
+    );
+    assert_eq!(
+        stats.inside_retry_after, 1,
+        "the GET came inside the Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn a_display_name_filter_answers_the_named_objects_unless_the_fake_ignores_filters() {
+    let h = Harness::start(FakeGraphOptions {
+        page_size: 2,
+        ..FakeGraphOptions::default()
+    })
+    .await;
+    for name in ["Contoso", "Fabrikam", "O'Neil", "contoso"] {
+        assert_eq!(h.create(json!({"displayName": name})).await.status(), 201);
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .map(|object| object["displayName"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let filtered = |literal: &str| format!("{}?$filter=displayName eq '{literal}'", h.collection());
+
+    let contoso = body(h.get(&filtered("CONTOSO")).await).await;
+    assert_eq!(names(&contoso), ["Contoso", "contoso"]);
+    assert!(contoso.get("@odata.nextLink").is_none());
+    let quoted = body(h.get(&filtered("O''Neil")).await).await;
+    assert_eq!(names(&quoted), ["O'Neil"]);
+
+    h.fake.set_options(FakeGraphOptions {
+        page_size: 2,
+        filter_ignored: true,
+        ..FakeGraphOptions::default()
+    });
+    let ignored = body(h.get(&filtered("Fabrikam")).await).await;
+    assert_eq!(
+        names(&ignored),
+        ["Contoso", "Fabrikam"],
+        "the first page, unfiltered"
+    );
+    assert!(ignored.get("@odata.nextLink").is_some());
+    assert_eq!(h.fake.stats().filtered_gets, 3);
 }

@@ -7,15 +7,14 @@
 //! # Layout
 //! - this file: [`HttpGraphClient`] and its [`GraphGateway`] methods (URLs, paging, bodies).
 //! - `connection`: the reqwest client ([`build_http_client`]) and [`connect`].
-//! - `retry_engine`: one logical call: pacing, tokens, sending, in-call retries.
+//! - `retry_engine`: one logical call: slots of the tenant's pacer, tokens, sending, in-call
+//!   retries.
 //! - `classify`: outcome classes, Graph error bodies, `WWW-Authenticate` claims.
-//! - `pacing`: the tenant-wide pause after a 429 and the spacing of writes.
 //! - `adoption`: adopting a pre-seeded record after Graph's routing refusal.
 
 mod adoption;
 mod classify;
 pub(crate) mod connection;
-mod pacing;
 mod retry_engine;
 
 use std::collections::HashSet;
@@ -24,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cmp_application::{
     Clock, CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta,
-    GraphWriteResult, RemotePartner, Sleeper, WriteOutcome,
+    GraphWriteResult, Pacer, RemotePartner, Sleeper, WriteOutcome,
 };
 use cmp_domain::Partner;
 use cmp_graph_model::partner::render_partner_for_graph;
@@ -40,8 +39,9 @@ use crate::graph_metrics::{self, GraphOperation};
 use crate::settings::ResolvedGraphClient;
 use crate::token::TokenSource;
 
-/// The Microsoft Graph gateway of one tenant: one instance per tenant, shared by every caller,
-/// because the tenant-wide pause after a 429 and the write spacing live in it.
+/// The Microsoft Graph gateway of one tenant. Every request it sends beyond the first of a
+/// call (which the caller has taken a slot of the tenant's pacer for) takes a slot of that
+/// pacer first, and every 429 pauses the tenant in it.
 pub struct HttpGraphClient {
     /// Sends every request, with the in-call retries.
     engine: RetryEngine,
@@ -104,9 +104,12 @@ impl HttpGraphClient {
         tokens: Arc<dyn TokenSource>,
         clock: Arc<dyn Clock>,
         sleeper: Arc<dyn Sleeper>,
+        pacer: Arc<dyn Pacer>,
     ) -> anyhow::Result<Self> {
         let http = build_http_client(config)?;
-        Ok(Self::with_http_client(config, http, tokens, clock, sleeper))
+        Ok(Self::with_http_client(
+            config, http, tokens, clock, sleeper, pacer,
+        ))
     }
 
     /// A client that sends through `http`, e.g. the one [`connect`] shares with the token
@@ -118,6 +121,7 @@ impl HttpGraphClient {
         tokens: Arc<dyn TokenSource>,
         clock: Arc<dyn Clock>,
         sleeper: Arc<dyn Sleeper>,
+        pacer: Arc<dyn Pacer>,
     ) -> Self {
         let mut collection = config.graph_root.clone();
         // The settings only accept http and https roots, which always have path segments.
@@ -127,7 +131,7 @@ impl HttpGraphClient {
                 .extend(["deviceManagement", "complianceManagementPartners"]);
         }
         Self {
-            engine: RetryEngine::new(config, http, tokens, clock, sleeper),
+            engine: RetryEngine::new(config, http, tokens, clock, sleeper, pacer),
             collection,
             graph_root: config.graph_root.clone(),
             max_pages: config.max_pages,
@@ -138,9 +142,9 @@ impl HttpGraphClient {
     /// Sets the tenant-pause gauge to what is left of the current `Retry-After` pause. The
     /// binary calls it whenever metrics are scraped, so the gauge counts down between 429s
     /// instead of keeping the length the pause had when it began.
-    pub fn report_tenant_pause(&self) {
+    pub async fn report_tenant_pause(&self) {
         metrics::gauge!(graph_metrics::TENANT_PAUSE_SECONDS)
-            .set(self.engine.pause_left().as_secs_f64());
+            .set(self.engine.pause_left().await.as_secs_f64());
     }
 
     /// `{collection}/{id}`, the id percent-encoded as one path segment.
@@ -152,13 +156,15 @@ impl HttpGraphClient {
         url
     }
 
-    /// GETs `url` as one logical call.
+    /// GETs `url` as one logical call; `first_paced` when the caller took the slot of its
+    /// first request.
     async fn read(
         &self,
         operation: GraphOperation,
         url: &Url,
         client_request_id: Uuid,
         budget: &mut RetryBudget,
+        first_paced: bool,
     ) -> Result<Read, GraphReadError> {
         let call = Call {
             kind: CallKind::Read,
@@ -167,8 +173,89 @@ impl HttpGraphClient {
             url,
             body: None,
             client_request_id,
+            first_paced,
         };
         read_result(self.engine.execute(&call, budget).await)
+    }
+
+    /// Lists every object, following each `@odata.nextLink`; every page after the first
+    /// takes a read slot of its own, the first too unless `first_paced`.
+    async fn list_all(&self, first_paced: bool) -> Result<Vec<RemotePartner>, GraphReadError> {
+        // One id for the whole listing, so Graph's logs tie its pages together. Each page
+        // gets `max_retries`; the waiting budget is shared by all of them.
+        let client_request_id = Uuid::new_v4();
+        let mut budget = self.engine.budget();
+        let mut url = self.collection.clone();
+        let mut seen = HashSet::from([url.as_str().to_owned()]);
+        let mut partners = Vec::new();
+        for page_number in 1..=self.max_pages {
+            let body = match self
+                .read(
+                    GraphOperation::List,
+                    &url,
+                    client_request_id,
+                    &mut budget,
+                    first_paced && page_number == 1,
+                )
+                .await?
+            {
+                Read::Found(body) => body,
+                // A collection does not vanish: a 404 here is a refusal (wrong root, say).
+                Read::NotFound(meta) => return Err(GraphReadError::Refused(meta)),
+            };
+            let page: Page = serde_json::from_slice(&body).map_err(|e| {
+                GraphReadError::Malformed(format!("page {page_number} of the partner list: {e}"))
+            })?;
+            partners.extend(page.value.into_iter().map(RemotePartner::from));
+            let Some(link) = page.next_link else {
+                return Ok(partners);
+            };
+            // Followed verbatim, as Graph requires: no query option is added or changed.
+            url = self.next_page_url(&link)?;
+            if !seen.insert(url.as_str().to_owned()) {
+                return Err(GraphReadError::Paging(format!(
+                    "@odata.nextLink repeats an earlier page: {link}"
+                )));
+            }
+        }
+        Err(GraphReadError::Paging(format!(
+            "the partner list has more than {} pages",
+            self.max_pages
+        )))
+    }
+
+    /// PATCHes Graph's object with every property of `partner`; `first_paced` when the caller
+    /// took the slot.
+    async fn update(
+        &self,
+        graph_id: &str,
+        partner: &Partner,
+        client_request_id: Uuid,
+        first_paced: bool,
+    ) -> GraphWriteResult {
+        let body = match graph_body(partner) {
+            Ok(body) => body,
+            Err(meta) => {
+                return GraphWriteResult {
+                    outcome: WriteOutcome::Rejected,
+                    meta,
+                };
+            }
+        };
+        let exchange = self
+            .write(
+                GraphOperation::Update,
+                Method::PATCH,
+                graph_id,
+                Some(&body),
+                client_request_id,
+                first_paced,
+            )
+            .await;
+        GraphWriteResult {
+            outcome: write_outcome(&exchange, WriteKind::Update),
+            meta: exchange.meta,
+        }
     }
 
     /// Checks a `@odata.nextLink` before following it: an absolute URL on the configured
@@ -191,7 +278,7 @@ impl HttpGraphClient {
         Ok(url)
     }
 
-    /// PATCHes or DELETEs as one logical call.
+    /// PATCHes or DELETEs as one logical call; `first_paced` when the caller took the slot.
     async fn write(
         &self,
         operation: GraphOperation,
@@ -199,6 +286,7 @@ impl HttpGraphClient {
         graph_id: &str,
         body: Option<&[u8]>,
         client_request_id: Uuid,
+        first_paced: bool,
     ) -> Exchange {
         let url = self.item_url(graph_id);
         let call = Call {
@@ -208,6 +296,7 @@ impl HttpGraphClient {
             url: &url,
             body,
             client_request_id,
+            first_paced,
         };
         self.engine.execute(&call, &mut self.engine.budget()).await
     }
@@ -237,6 +326,7 @@ impl GraphGateway for HttpGraphClient {
             url: &self.collection,
             body: Some(&body),
             client_request_id,
+            first_paced: true,
         };
         let exchange = self.engine.execute(&call, &mut self.engine.budget()).await;
         if self.adopt_preseeded && exchange.is_routing_refusal() {
@@ -258,6 +348,7 @@ impl GraphGateway for HttpGraphClient {
                 &url,
                 Uuid::new_v4(),
                 &mut self.engine.budget(),
+                true,
             )
             .await?
         {
@@ -270,43 +361,8 @@ impl GraphGateway for HttpGraphClient {
 
     #[tracing::instrument(name = "graph.list_partners", skip_all)]
     async fn list_partners(&self) -> Result<Vec<RemotePartner>, GraphReadError> {
-        // One id for the whole listing, so Graph's logs tie its pages together. Each page
-        // gets `max_retries`; the waiting budget is shared by all of them.
-        let client_request_id = Uuid::new_v4();
-        let mut budget = self.engine.budget();
-        let mut url = self.collection.clone();
-        let mut seen = HashSet::from([url.as_str().to_owned()]);
-        let mut partners = Vec::new();
-        for page_number in 1..=self.max_pages {
-            let body = match self
-                .read(GraphOperation::List, &url, client_request_id, &mut budget)
-                .await?
-            {
-                Read::Found(body) => body,
-                // A collection does not vanish: a 404 here is a refusal (wrong root, say).
-                Read::NotFound(meta) => return Err(GraphReadError::Refused(meta)),
-            };
-            let page: Page = serde_json::from_slice(&body).map_err(|e| {
-                GraphReadError::Malformed(format!("page {page_number} of the partner list: {e}"))
-            })?;
-            partners.extend(page.value.into_iter().map(RemotePartner::from));
-            let Some(link) = page.next_link else {
-                return Ok(partners);
-            };
-            // Followed verbatim, as Graph requires: no query option is added or changed.
-            url = self.next_page_url(&link)?;
-            if !seen.insert(url.as_str().to_owned()) {
-                return Err(GraphReadError::Paging(format!(
-                    "@odata.nextLink repeats an earlier page: {link}"
-                )));
-            }
-        }
-        Err(GraphReadError::Paging(format!(
-            "the partner list has more than {} pages",
-            self.max_pages
-        )))
+        self.list_all(true).await
     }
-
     #[tracing::instrument(
         name = "graph.update_partner",
         skip_all,
@@ -318,28 +374,8 @@ impl GraphGateway for HttpGraphClient {
         partner: &Partner,
         client_request_id: Uuid,
     ) -> GraphWriteResult {
-        let body = match graph_body(partner) {
-            Ok(body) => body,
-            Err(meta) => {
-                return GraphWriteResult {
-                    outcome: WriteOutcome::Rejected,
-                    meta,
-                };
-            }
-        };
-        let exchange = self
-            .write(
-                GraphOperation::Update,
-                Method::PATCH,
-                graph_id,
-                Some(&body),
-                client_request_id,
-            )
-            .await;
-        GraphWriteResult {
-            outcome: write_outcome(&exchange, WriteKind::Update),
-            meta: exchange.meta,
-        }
+        self.update(graph_id, partner, client_request_id, true)
+            .await
     }
 
     #[tracing::instrument(
@@ -355,6 +391,7 @@ impl GraphGateway for HttpGraphClient {
                 graph_id,
                 None,
                 client_request_id,
+                true,
             )
             .await;
         GraphWriteResult {

@@ -109,8 +109,10 @@ pub struct GraphClientSettings {
     pub max_retries: u32,
     /// Most time one call may spend waiting between retries; longer waits go back to the queue.
     pub retry_budget_ms: u64,
-    /// Writes per second to the tenant, at most.
+    /// Writes per second to the tenant, at most: the write budget of the tenant's pacer.
     pub write_rate_per_second: f64,
+    /// Reads per second to the tenant, at most: the read budget of the tenant's pacer.
+    pub read_rate_per_second: f64,
     /// Pages of a list followed at most before giving up (a loop guard).
     pub max_pages: u32,
     /// When Graph refuses a create with a routing error because the tenant holds pre-seeded
@@ -172,10 +174,22 @@ pub struct ResolvedGraphClient {
     pub retry_budget: Duration,
     /// Least time between two writes to the tenant.
     pub write_interval: Duration,
+    /// Least time between two reads from the tenant.
+    pub read_interval: Duration,
     /// Page cap of a list.
     pub max_pages: u32,
     /// Adopt pre-seeded records on a routing refusal.
     pub adopt_preseeded: bool,
+}
+
+impl ResolvedGraphClient {
+    /// The budgets of the tenant's pacer.
+    pub fn pacer_rates(&self) -> cmp_application::PacerRates {
+        cmp_application::PacerRates {
+            write_interval: self.write_interval,
+            read_interval: self.read_interval,
+        }
+    }
 }
 
 impl ResolvedGraphClient {
@@ -235,8 +249,19 @@ impl GraphClientSettings {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
-        if !(self.write_rate_per_second.is_finite() && self.write_rate_per_second > 0.0) {
-            return Err("graph.client.write_rate_per_second must be a positive number".into());
+        for (key, rate) in [
+            (
+                "graph.client.write_rate_per_second",
+                self.write_rate_per_second,
+            ),
+            (
+                "graph.client.read_rate_per_second",
+                self.read_rate_per_second,
+            ),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(format!("{key} must be a positive number"));
+            }
         }
         if self.max_pages == 0 {
             return Err("graph.client.max_pages must be greater than 0".into());
@@ -254,6 +279,7 @@ impl GraphClientSettings {
             max_retries: self.max_retries,
             retry_budget: Duration::from_millis(self.retry_budget_ms),
             write_interval: Duration::from_secs_f64(1.0 / self.write_rate_per_second),
+            read_interval: Duration::from_secs_f64(1.0 / self.read_rate_per_second),
             max_pages: self.max_pages,
             adopt_preseeded: self.adopt_preseeded,
         })

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cmp_application::{
-    Clock, CreateOutcome, GraphGateway, GraphReadError, RemotePartner, WriteOutcome,
+    Budget, Clock, CreateOutcome, GraphGateway, GraphReadError, Pacer, RemotePartner, WriteOutcome,
 };
 use cmp_graph_client::TokenError;
 use cmp_graph_client::client::USER_AGENT;
@@ -181,22 +181,31 @@ async fn a_get_percent_encodes_the_id_and_reads_id_and_display_name() {
 // Throttling and Retry-After
 
 #[tokio::test]
-async fn a_429_with_retry_after_2_then_201_is_two_posts_two_seconds_apart() {
+async fn a_429_on_a_create_ends_the_call_after_one_post_and_pauses_the_tenant_in_the_pacer() {
     let graph = FakeGraph::start().await;
-    graph.answer_creates_times(throttled(Some("2")), 1).await;
-    graph.answer_creates(created_response("graph-id-2")).await;
+    graph.answer_creates(throttled(Some("2"))).await;
     let harness = graph.harness();
-    let client_request_id = Uuid::new_v4();
 
-    let result = harness.create_under(client_request_id).await;
+    let result = harness.create().await;
 
-    assert_eq!(result.outcome, created_as("graph-id-2"));
-    assert_eq!(harness.sleeper.slept(), vec![Duration::from_secs(2)]);
-    assert_one_resent_post(&graph, client_request_id).await;
+    assert_eq!(
+        result.outcome,
+        CreateOutcome::NotApplied {
+            retry_after: Some(Duration::from_secs(2))
+        },
+        "a POST is not resent within the call: the outbox resends it after Retry-After"
+    );
+    assert_eq!(graph.received().await.len(), 1);
+    assert!(harness.sleeper.slept().is_empty());
+    let state = harness.pacer.state().await.expect("the pacer answers");
+    assert_eq!(
+        state.paused_until,
+        Some(t0().saturating_add(Duration::from_secs(2)))
+    );
 }
 
 #[tokio::test]
-async fn the_wait_before_a_retry_follows_retry_after_or_backs_off_without_it() {
+async fn the_wait_before_a_read_is_resent_follows_retry_after_or_backs_off_without_it() {
     let in_seven_seconds = httpdate::fmt_http_date(
         UNIX_EPOCH
             + Duration::from_secs(u64::try_from(t0().unix_seconds()).expect("after 1970") + 7),
@@ -214,16 +223,17 @@ async fn the_wait_before_a_retry_follows_retry_after_or_backs_off_without_it() {
     ];
     for (case, retry_after, least, most) in cases {
         let graph = FakeGraph::start().await;
-        graph.answer_creates_times(throttled(retry_after), 1).await;
-        graph.answer_creates(created_response("graph-id")).await;
+        graph
+            .answer_times("GET", item_path("graph-id"), throttled(retry_after), 1)
+            .await;
+        graph
+            .answer("GET", item_path("graph-id"), found("graph-id"))
+            .await;
         let harness = graph.harness();
 
-        let result = harness.create().await;
+        let result = harness.client.get_partner("graph-id").await;
 
-        assert!(
-            matches!(result.outcome, CreateOutcome::Created { .. }),
-            "{case}: {result:?}"
-        );
+        assert!(matches!(result, Ok(Some(_))), "{case}: {result:?}");
         let slept = harness.sleeper.slept();
         assert_eq!(slept.len(), 1, "{case}: {slept:?}");
         assert!(
@@ -236,46 +246,39 @@ async fn the_wait_before_a_retry_follows_retry_after_or_backs_off_without_it() {
 }
 
 #[tokio::test]
-async fn a_retry_after_beyond_the_budget_ends_the_call_after_one_post_and_pauses_the_tenant() {
+async fn a_retry_after_beyond_the_budget_ends_a_read_after_one_get_and_pauses_the_tenant() {
     let graph = FakeGraph::start().await;
-    graph.answer_creates(throttled(Some("300"))).await;
+    graph
+        .answer("GET", item_path("graph-id"), throttled(Some("300")))
+        .await;
     let harness = graph.harness();
 
-    let first = harness.create().await;
-    let second = harness.create().await;
     let read = harness.client.get_partner("graph-id").await;
 
-    let paused = CreateOutcome::NotApplied {
-        retry_after: Some(Duration::from_secs(300)),
-    };
-    assert_eq!(first.outcome, paused);
-    assert_eq!(first.meta.status, Some(429));
-    assert_eq!(first.meta.error_code.as_deref(), Some("TooManyRequests"));
-    assert_eq!(
-        second.outcome, paused,
-        "the tenant stays paused: nothing is sent before the Retry-After moment"
-    );
-    assert_eq!(second.meta.status, None);
     assert!(
         matches!(read, Err(GraphReadError::Transient(_))),
         "{read:?}"
     );
-    assert_eq!(
-        graph.methods().await,
-        ["POST"],
-        "one POST, nothing after it"
-    );
+    assert_eq!(graph.methods().await, ["GET"], "one GET, nothing after it");
     assert!(harness.sleeper.slept().is_empty());
+    let state = harness.pacer.state().await.expect("the pacer answers");
+    assert_eq!(
+        state.paused_until,
+        Some(t0().saturating_add(Duration::from_secs(300)))
+    );
 }
 
 #[tokio::test]
-async fn a_429_holds_back_every_request_of_the_client_until_its_retry_after_moment() {
+async fn a_429_holds_back_the_clients_own_resends_until_its_retry_after_moment() {
     let graph = FakeGraph::start().await;
     graph.answer_creates(throttled(Some("60"))).await;
     graph
+        .answer_times("GET", item_path("graph-id"), ResponseTemplate::new(503), 1)
+        .await;
+    graph
         .answer("GET", item_path("graph-id"), found("graph-id"))
         .await;
-    let harness = graph.harness_with(|s| s.max_retries = 0);
+    let harness = graph.harness_with(|s| s.max_retries = 1);
 
     let create = harness.create().await;
     let read = harness.client.get_partner("graph-id").await;
@@ -288,16 +291,11 @@ async fn a_429_holds_back_every_request_of_the_client_until_its_retry_after_mome
     );
     assert!(matches!(read, Ok(Some(_))), "{read:?}");
     assert_eq!(
-        harness.sleeper.slept(),
-        vec![Duration::from_secs(60)],
-        "the read waits out the pause first"
-    );
-    assert_eq!(
         harness.clock.now(),
         t0().saturating_add(Duration::from_secs(60)),
-        "the read went out at the Retry-After moment"
+        "the read's resend went out at the Retry-After moment, not after its own back-off"
     );
-    assert_eq!(graph.methods().await, ["POST", "GET"]);
+    assert_eq!(graph.methods().await, ["POST", "GET", "GET"]);
 }
 
 // Unknown outcomes: never a second POST
@@ -386,7 +384,7 @@ async fn a_create_answered_2xx_without_an_id_is_unknown() {
 // Not applied: the request never left
 
 #[tokio::test]
-async fn a_refused_connection_is_not_applied_and_retried_with_backoff() {
+async fn a_refused_connection_is_not_applied_and_left_to_the_outbox() {
     let closed_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("address").port()
@@ -409,16 +407,10 @@ async fn a_refused_connection_is_not_applied_and_retried_with_backoff() {
         "{:?}",
         result.meta
     );
-    let slept = harness.sleeper.slept();
-    assert_eq!(slept.len(), 3, "three in-call retries: {slept:?}");
-    for (retry, (wait, base_ms)) in slept.iter().zip([3_000u32, 6_000, 12_000]).enumerate() {
-        assert!(
-            (base_ms * MS..=(base_ms + 1_000) * MS).contains(wait),
-            "retry {}: {wait:?}",
-            retry + 1
-        );
-    }
-    assert_eq!(harness.tokens.calls().len(), 4);
+    assert!(
+        harness.sleeper.slept().is_empty(),
+        "a POST is never resent within the call: the outbox resends it"
+    );
 }
 
 // Permanent refusals and auth
@@ -624,9 +616,8 @@ async fn token_failures_end_every_call_without_any_graph_request() {
             CreateOutcome::NotApplied {
                 retry_after: Some(in_45_seconds),
             },
-            // The update went out one write interval (1 ms) after the create.
             WriteOutcome::NotApplied {
-                retry_after: Some(in_45_seconds - MS),
+                retry_after: Some(in_45_seconds),
             },
         ),
     ];
@@ -1032,18 +1023,10 @@ async fn an_update_patches_the_whole_rendered_partner_and_a_404_is_not_found() {
 }
 
 #[tokio::test]
-async fn an_update_retries_a_502_because_it_is_idempotent() {
+async fn an_update_answered_502_is_unknown_after_one_patch_and_left_to_the_outbox() {
     let graph = FakeGraph::start().await;
     graph
-        .answer_times(
-            "PATCH",
-            item_path("graph-id"),
-            ResponseTemplate::new(502),
-            1,
-        )
-        .await;
-    graph
-        .answer("PATCH", item_path("graph-id"), found("graph-id"))
+        .answer("PATCH", item_path("graph-id"), ResponseTemplate::new(502))
         .await;
     let harness = graph.harness();
 
@@ -1052,11 +1035,9 @@ async fn an_update_retries_a_502_because_it_is_idempotent() {
         .update_partner("graph-id", &partner(), Uuid::new_v4())
         .await;
 
-    assert_eq!(result.outcome, WriteOutcome::Applied);
-    assert_eq!(graph.received().await.len(), 2);
-    let slept = harness.sleeper.slept();
-    assert_eq!(slept.len(), 1, "{slept:?}");
-    assert!((3_000 * MS..=4_000 * MS).contains(&slept[0]), "{slept:?}");
+    assert_eq!(result.outcome, WriteOutcome::Unknown);
+    assert_eq!(graph.received().await.len(), 1);
+    assert!(harness.sleeper.slept().is_empty());
 }
 
 #[tokio::test]
@@ -1097,22 +1078,40 @@ async fn a_delete_sends_no_body_and_a_404_counts_as_applied() {
 // Write rate
 
 #[tokio::test]
-async fn two_writes_back_to_back_are_spaced_by_the_write_interval() {
+async fn the_pages_after_the_first_take_read_slots_of_the_tenants_pacer() {
     let graph = FakeGraph::start().await;
-    graph.answer_creates(created_response("graph-id")).await;
-    let harness = graph.harness_with(|s| s.write_rate_per_second = 4.0);
+    let link2 = format!("{}{COLLECTION}?$skiptoken=two", graph.server.uri());
+    Mock::given(method("GET"))
+        .and(path(COLLECTION))
+        .and(query_param_is_missing("$skiptoken"))
+        .respond_with(page(
+            json!([{"id": "p1", "displayName": "One"}]),
+            Some(&link2),
+        ))
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(COLLECTION))
+        .and(query_param("$skiptoken", "two"))
+        .respond_with(page(json!([{"id": "p2", "displayName": "Two"}]), None))
+        .mount(&graph.server)
+        .await;
+    let harness = graph.harness_with(|s| s.read_rate_per_second = 4.0);
+    // The caller's slot for the first page, as the outbox takes it.
+    harness
+        .pacer
+        .book(Budget::Read, t0(), t0())
+        .await
+        .expect("the pacer answers");
 
-    let first = harness.create().await;
-    let second = harness.create().await;
+    let listed = harness.client.list_partners().await.expect("two pages");
 
-    assert!(matches!(first.outcome, CreateOutcome::Created { .. }));
-    assert!(matches!(second.outcome, CreateOutcome::Created { .. }));
+    assert_eq!(listed.len(), 2);
     assert_eq!(
         harness.sleeper.slept(),
         vec![250 * MS],
-        "the second write waits one interval; the first does not wait"
+        "the second page waits one read interval after the first"
     );
-    assert_eq!(graph.received().await.len(), 2);
 }
 
 // Pre-seeded partners
@@ -1250,6 +1249,7 @@ async fn connect_wires_the_token_provider_and_the_client_to_one_configuration() 
         &resolved,
         harness.clock.clone(),
         harness.sleeper.clone(),
+        harness.pacer.clone(),
     )
     .expect("wires");
     let listed = connection.client.list_partners().await;
@@ -1294,10 +1294,10 @@ async fn requests_are_counted_by_operation_and_status_and_the_tenant_pause_count
     harness.client.get_partner("graph-id").await.expect("read");
     harness.client.list_partners().await.expect("listed");
     harness.create().await;
-    harness.client.report_tenant_pause();
+    harness.client.report_tenant_pause().await;
     let at_the_429 = exposition.render();
     harness.clock.advance(Duration::from_secs(100));
-    harness.client.report_tenant_pause();
+    harness.client.report_tenant_pause().await;
     let later = exposition.render();
 
     for (series, expected) in [

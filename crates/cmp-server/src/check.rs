@@ -43,9 +43,16 @@ pub async fn check_graph(settings: &Settings, out: &mut impl Write) -> anyhow::R
     writeln!(out, "credential: {credential}")?;
     writeln!(out, "token URL:  {}", resolved.token_endpoint())?;
     writeln!(out, "Graph:      {}", resolved.graph_root)?;
-    let connection =
-        cmp_graph_client::connect(&resolved, Arc::new(SystemClock), Arc::new(TokioSleeper))
-            .context("building the Graph client")?;
+    // The check sends no Graph request of its own pacing; a pacer of the configured budgets
+    // keeps the client's contract.
+    let pacer = Arc::new(cmp_application::InProcessPacer::new(resolved.pacer_rates()));
+    let connection = cmp_graph_client::connect(
+        &resolved,
+        Arc::new(SystemClock),
+        Arc::new(TokioSleeper),
+        pacer,
+    )
+    .context("building the Graph client")?;
 
     match connection.tokens.token(None).await {
         Ok(_) => writeln!(out, "token:      acquired")?,

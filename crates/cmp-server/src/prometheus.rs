@@ -169,7 +169,7 @@ fn metrics_router(handle: PrometheusHandle, graph: Option<Arc<HttpGraphClient>>)
             let graph = graph.clone();
             async move {
                 if let Some(graph) = &graph {
-                    graph.report_tenant_pause();
+                    graph.report_tenant_pause().await;
                 }
                 ([(CONTENT_TYPE, EXPOSITION_CONTENT_TYPE)], handle.render())
             }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cmp_application::{
-    CallerAuthenticator, Dispatcher, GraphGateway, OperatorUseCases, Outbox, OutboxGauges,
-    OutboxOperations, PartnerService, PartnerStore, PartnerUseCases,
+    CallerAuthenticator, Dispatcher, GraphGateway, InProcessPacer, OperatorUseCases, Outbox,
+    OutboxGauges, OutboxOperations, Pacer, PacerRates, PartnerService, PartnerStore,
+    PartnerUseCases,
 };
 use cmp_domain::TenantId;
 use cmp_entra_auth::{DevelopmentSigner, EntraAuthenticator};
@@ -56,12 +57,19 @@ impl Application {
 
         // In graph mode the tenant is the resolved one: `AZURE_TENANT_ID` stands in for a nil
         // `graph.tenant_id`, and the names partners are unique in are that tenant's.
-        let (graph, tenant, graph_client) = match settings.graph.mode {
+        // One pacer for the tenant, shared by the inline creates, every dispatcher worker and
+        // the Graph client's own resends. The simulated Graph has no budget to keep: its pacer
+        // spaces nothing, but still honours a simulated 429's pause.
+        let (graph, tenant, graph_client, pacer) = match settings.graph.mode {
             GraphMode::Simulated => (
                 Arc::new(SimulatedGraph::new(settings.graph.simulated.clone()))
                     as Arc<dyn GraphGateway>,
                 settings.graph.tenant_id,
                 None,
+                Arc::new(InProcessPacer::new(PacerRates {
+                    write_interval: Duration::ZERO,
+                    read_interval: Duration::ZERO,
+                })) as Arc<dyn Pacer>,
             ),
             GraphMode::Graph => {
                 let resolved = settings
@@ -69,10 +77,12 @@ impl Application {
                     .client
                     .resolve(settings.graph.tenant_id)
                     .map_err(|e| anyhow::anyhow!(e))?;
+                let pacer: Arc<dyn Pacer> = Arc::new(InProcessPacer::new(resolved.pacer_rates()));
                 let connection = cmp_graph_client::connect(
                     &resolved,
                     Arc::new(SystemClock),
                     Arc::new(TokioSleeper),
+                    pacer.clone(),
                 )
                 .context("building the Microsoft Graph client")?;
                 tracing::info!(
@@ -86,6 +96,7 @@ impl Application {
                     client.clone() as Arc<dyn GraphGateway>,
                     resolved.tenant_id,
                     Some((client, connection.tokens)),
+                    pacer,
                 )
             }
         };
@@ -100,6 +111,7 @@ impl Application {
             Arc::new(SystemClock),
             Arc::new(RandomIds),
             Arc::new(TokioSleeper),
+            pacer.clone(),
             tenant_id,
             policy,
         ));
@@ -110,6 +122,8 @@ impl Application {
             Arc::new(SystemClock),
             Arc::new(RandomIds),
             Arc::new(RandomJitter),
+            pacer,
+            Arc::new(TokioSleeper),
             tenant_id,
             policy,
         ));

@@ -23,8 +23,8 @@ use crate::ports::{
     MockPartnerStore, Operation, RemotePartner, WaitingState,
 };
 use crate::test_support::{
-    fixed_clock, graph_meta, now, partner_named, policy_with_batch, seconds_after_now,
-    sequential_ids, tenant_id,
+    NoWait, fixed_clock, graph_meta, now, partner_named, policy_with_batch, seconds_after_now,
+    sequential_ids, tenant_id, unspaced_pacer,
 };
 use cmp_domain::Timestamp;
 use uuid::Uuid;
@@ -412,6 +412,8 @@ fn dispatcher_with(
         clock,
         Arc::new(sequential_ids()),
         Arc::new(fixed_jitter()),
+        unspaced_pacer(),
+        Arc::new(NoWait),
         tenant_id(),
         policy(),
     )

@@ -19,6 +19,7 @@ use crate::ports::{
 };
 use crate::test_support::{
     fixed_clock, graph_meta, now, policy_with_batch, seconds_after_now, sequential_ids, tenant_id,
+    unspaced_pacer,
 };
 
 const REQUEST_ID: &str = "req-42";
@@ -199,6 +200,7 @@ fn service_over(stores: Stores, graph: impl GraphGateway, sleeper: MockSleeper) 
         Arc::new(fixed_clock()),
         Arc::new(sequential_ids()),
         Arc::new(sleeper),
+        unspaced_pacer(),
         tenant_id(),
         policy(),
     )

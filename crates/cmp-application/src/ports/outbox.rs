@@ -120,8 +120,11 @@ pub enum DeliveryOutcome {
     Rejected,
     /// Graph holds no object to update.
     NotFound,
-    /// The inline delivery of a create was cut off by its deadline.
+    /// The inline delivery of a create was cut off by its deadline after the request went out.
     DeadlinePassed,
+    /// Nothing was sent: the tenant's pacer had no write slot before the deadline (or a
+    /// `Retry-After` pause began just before the request would have gone out).
+    NotSent,
     /// The partner is not in Graph and need not be: a deleted partner's create, or a delete
     /// that found nothing to delete.
     AbsentInGraph,
@@ -142,6 +145,7 @@ stored_names!(DeliveryOutcome, "a delivery outcome", {
     Rejected => "rejected",
     NotFound => "not_found",
     DeadlinePassed => "deadline_passed",
+    NotSent => "not_sent",
     AbsentInGraph => "absent_in_graph",
     DuplicateInGraph => "duplicate_in_graph",
     ReconcileFailed => "reconcile_failed",

@@ -7,20 +7,22 @@
 //! with the outbox's reconciliation.
 
 use cmp_application::{
-    CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta, RemotePartner,
-    WriteOutcome,
+    CreateOutcome, GraphCallResult, GraphReadError, GraphResponseMeta, RemotePartner, WriteOutcome,
 };
 use cmp_domain::{NaturalKey, Partner};
 use uuid::Uuid;
+
+use super::HttpGraphClient;
 
 /// After Graph refused the create of `partner` with its routing error (`refusal`), adopts the
 /// single record of the same display name in `graph` by PATCHing it with the partner.
 ///
 /// Exactly one match is adopted; none or several leave the create rejected with a message
 /// saying how many there were. A failed list or PATCH maps onto the create outcome that keeps
-/// the outbox row safe: nothing of ours reached Graph unless the PATCH applied.
+/// the outbox row safe: nothing of ours reached Graph unless the PATCH applied. Every request
+/// of the adoption takes a slot of the tenant's pacer (the create's own slot went to its POST).
 pub(super) async fn adopt_preseeded(
-    graph: &dyn GraphGateway,
+    graph: &HttpGraphClient,
     partner: &Partner,
     client_request_id: Uuid,
     refusal: GraphResponseMeta,
@@ -32,7 +34,7 @@ pub(super) async fn adopt_preseeded(
             ..refusal.clone()
         },
     };
-    let listed = match graph.list_partners().await {
+    let listed = match graph.list_all(false).await {
         Ok(listed) => listed,
         // The POST was refused, so nothing was applied: a later attempt may resend it.
         Err(GraphReadError::Transient(meta)) => {
@@ -71,7 +73,7 @@ pub(super) async fn adopt_preseeded(
         "adopting the pre-seeded Graph record of the same display name"
     );
     let updated = graph
-        .update_partner(&preseeded.graph_id, partner, client_request_id)
+        .update(&preseeded.graph_id, partner, client_request_id, false)
         .await;
     let outcome = match updated.outcome {
         WriteOutcome::Applied => CreateOutcome::Created {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cmp_application::{Clock, Sleeper};
+use cmp_application::{Clock, Pacer, Sleeper};
 use reqwest::redirect;
 
 use super::HttpGraphClient;
@@ -75,7 +75,7 @@ pub struct GraphConnection {
 }
 
 /// Builds the token provider and the Graph client of `config`, sharing one reqwest client
-/// ([`build_http_client`]); each token request is limited to the token timeout by the provider.
+/// ([`build_http_client`]), the client paced by the tenant's `pacer`; each token request is limited to the token timeout by the provider.
 ///
 /// # Errors
 /// When the reqwest client cannot be built, or the configured credential is unusable
@@ -84,6 +84,7 @@ pub fn connect(
     config: &ResolvedGraphClient,
     clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
+    pacer: Arc<dyn Pacer>,
 ) -> anyhow::Result<GraphConnection> {
     let http = build_http_client(config)?;
     let tokens = Arc::new(
@@ -96,6 +97,7 @@ pub fn connect(
         Arc::clone(&tokens) as Arc<dyn TokenSource>,
         clock,
         sleeper,
+        pacer,
     );
     Ok(GraphConnection { tokens, client })
 }

@@ -1,16 +1,19 @@
 //! The retry engine: one logical call to Graph, from the first request to the last resend.
 //!
-//! A call waits for the tenant's turn (`pacing`), gets a token, sends with the headers the
-//! Microsoft SDKs send, reads the answer into an [`Exchange`] (`classify`), and resends within
-//! the call only where its [`CallKind`] allows it, within `max_retries` and the waiting
-//! [`RetryBudget`]. Anything longer goes back to the outbox as an outcome. Nothing here sleeps
-//! on its own clock: all waiting goes through the injected [`Sleeper`], all "now" through the
-//! injected [`Clock`].
+//! The caller of a call has taken a slot of the tenant's [`Pacer`] for its first request; every
+//! other request the call sends (a resend, the re-authenticated resend after a 401, the next
+//! page of a list) takes a slot of its own first, and a 429 pauses the whole tenant in the
+//! pacer. A call gets a token, sends with the headers the Microsoft SDKs send, reads the answer
+//! into an [`Exchange`] (`classify`), and resends within the call only where its [`CallKind`]
+//! allows it, within `max_retries` and the waiting [`RetryBudget`]. Anything longer goes back
+//! to the outbox as an outcome. Nothing here sleeps on its own clock: all waiting goes through
+//! the injected [`Sleeper`], all "now" through the injected [`Clock`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmp_application::{Clock, GraphResponseMeta, Sleeper};
+use cmp_application::pacing::{record_throttle, wait_for_slot};
+use cmp_application::{Booking, Budget, Clock, GraphResponseMeta, Pacer, Sleeper};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
@@ -18,7 +21,6 @@ use reqwest::{Method, StatusCode, Url};
 use uuid::Uuid;
 
 use super::classify::{Ending, Exchange, GraphErrorBody, challenge_claims};
-use super::pacing::Pacing;
 use crate::error_chain::error_chain;
 use crate::graph_metrics::{self, GraphOperation};
 use crate::retry_after::{backoff, parse_retry_after};
@@ -37,36 +39,36 @@ const REQUEST_ID: &str = "request-id";
 /// What one logical call may retry in-call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CallKind {
-    /// POST: resent only when it provably did not apply (429, connect failure). After an
-    /// unknown outcome a second POST could create a duplicate: the outbox reconciles instead.
+    /// POST: never resent within the call (but once with a fresh token after a 401). After an
+    /// unknown outcome a second POST could create a duplicate, and a resend after a 429 would
+    /// wait on the row's lease: the outbox decides, with `Retry-After` as a floor.
     Create,
-    /// PATCH and DELETE. Both are idempotent (the PATCH carries the whole partner), so besides
-    /// what a GET retries they are also resent after 500 and 502: a second PATCH or DELETE
-    /// lands in the same state as the first. 507 and 509 are not retried in-call: they do
-    /// not clear within seconds.
+    /// PATCH and DELETE: like a POST, never resent within the call; both are idempotent, so
+    /// the outbox simply sends them again after its back-off.
     Write,
     /// GET: resent after 429, 503, 504 and transport failures.
     Read,
 }
 
 impl CallKind {
-    fn is_write(self) -> bool {
-        matches!(self, Self::Create | Self::Write)
+    /// The tenant budget its requests draw on.
+    fn budget(self) -> Budget {
+        match self {
+            Self::Create | Self::Write => Budget::Write,
+            Self::Read => Budget::Read,
+        }
     }
 
     /// Whether an exchange that ended this way may be resent within the call.
     fn retries(self, ending: &Ending) -> bool {
+        if self != Self::Read {
+            return false;
+        }
         match ending {
-            Ending::Answered { status, .. } => match status.as_u16() {
-                429 => true,
-                503 | 504 => self != Self::Create,
-                500 | 502 => self == Self::Write,
-                _ => false,
-            },
-            // Only a connect, DNS or TLS failure reaches the retry decision as `Unsent`: a
-            // pause beyond the budget and a token outage end the call before it.
-            Ending::Unsent => true,
-            Ending::Lost => self != Self::Create,
+            Ending::Answered { status, .. } => matches!(status.as_u16(), 429 | 503 | 504),
+            // Only a connect, DNS or TLS failure reaches the retry decision as `Unsent`: no
+            // slot within the budget and a token outage end the call before it.
+            Ending::Unsent | Ending::Lost => true,
             Ending::RedirectRefused | Ending::NoToken => false,
         }
     }
@@ -86,6 +88,9 @@ pub(super) struct Call<'a> {
     pub(super) body: Option<&'a [u8]>,
     /// Ties every request of the call together in Graph's logs and ours.
     pub(super) client_request_id: Uuid,
+    /// The caller took the pacer's slot for the first request (the application's delivery
+    /// paths do); `false` makes the engine take one for it too.
+    pub(super) first_paced: bool,
 }
 
 /// The waiting one call has done, against its budget.
@@ -104,8 +109,7 @@ impl RetryBudget {
     }
 }
 
-/// Sends logical calls for one tenant. It owns the tenant-wide pause after a 429 and the
-/// write spacing, so one engine serves every caller of that tenant.
+/// Sends logical calls for one tenant, through the tenant's pacer.
 pub(super) struct RetryEngine {
     http: reqwest::Client,
     tokens: Arc<dyn TokenSource>,
@@ -115,18 +119,19 @@ pub(super) struct RetryEngine {
     max_retries: u32,
     /// Most time one call may wait between retries; longer waits go back to the outbox.
     retry_budget: Duration,
-    /// The tenant-wide pause and write spacing.
-    pacing: Pacing,
+    /// The tenant's budgets and `Retry-After` pause, shared with the application.
+    pacer: Arc<dyn Pacer>,
 }
 
 impl RetryEngine {
-    /// An engine sending through `http` with the retry limits and write rate of `config`.
+    /// An engine sending through `http` with the retry limits of `config`, paced by `pacer`.
     pub(super) fn new(
         config: &ResolvedGraphClient,
         http: reqwest::Client,
         tokens: Arc<dyn TokenSource>,
         clock: Arc<dyn Clock>,
         sleeper: Arc<dyn Sleeper>,
+        pacer: Arc<dyn Pacer>,
     ) -> Self {
         Self {
             http,
@@ -135,7 +140,7 @@ impl RetryEngine {
             sleeper,
             max_retries: config.max_retries,
             retry_budget: config.retry_budget,
-            pacing: Pacing::new(config.write_interval),
+            pacer,
         }
     }
 
@@ -149,17 +154,12 @@ impl RetryEngine {
         self.retry_budget
     }
 
-    /// What is left of the tenant's `Retry-After` pause now.
-    pub(super) fn pause_left(&self) -> Duration {
-        // A read's turn reserves nothing, and with no limit on the pause it never fails: taking
-        // one only measures the pause.
-        match self
-            .pacing
-            .take_turn(self.clock.now(), false, Duration::MAX)
-        {
-            Ok(turn) => turn.paused,
-            Err(paused) => paused,
-        }
+    /// What is left of the tenant's `Retry-After` pause now (zero when the pacer cannot say).
+    pub(super) async fn pause_left(&self) -> Duration {
+        self.pacer
+            .state()
+            .await
+            .map_or(Duration::ZERO, |state| state.pause_left(self.clock.now()))
     }
 
     /// A fresh budget for one call (or for the pages of one listing, which share it).
@@ -179,18 +179,20 @@ impl RetryEngine {
         let mut reauthenticated = false;
         let mut claims: Option<String> = None;
         loop {
-            if let Err(paused) = self.wait_for_turn(call.kind, budget).await {
+            if (sent > 0 || !call.first_paced)
+                && let Err(wait) = self.wait_for_slot(call.kind, budget).await
+            {
                 tracing::info!(
                     graph.client_request_id = %call.client_request_id,
-                    graph.paused_ms = paused.as_millis(),
-                    "Graph throttled this tenant beyond the retry budget; not sending"
+                    graph.wait_ms = wait.as_millis(),
+                    "no slot of the tenant's budget within the retry budget; not sending"
                 );
                 return Exchange::without_answer(
                     Ending::Unsent,
-                    Some(paused),
+                    Some(wait),
                     format!(
-                        "not sent: Microsoft Graph throttled this tenant for another {} ms",
-                        paused.as_millis()
+                        "not sent: the tenant's next slot is {} ms away, beyond the retry budget",
+                        wait.as_millis()
                     ),
                 );
             }
@@ -213,9 +215,9 @@ impl RetryEngine {
 
             let delay = exchange.retry_after.unwrap_or_else(|| backoff(retries + 1));
             if exchange.status() == Some(StatusCode::TOO_MANY_REQUESTS) {
-                // The whole tenant is throttled, not this URL: hold back every call.
-                self.pacing
-                    .pause_until(self.clock.now().saturating_add(delay));
+                // The whole tenant is throttled, not this URL: hold back every call of every
+                // path, and cancel the slots they booked.
+                record_throttle(self.pacer.as_ref(), self.clock.now(), delay).await;
             }
             if !call.kind.retries(&exchange.ending) || retries >= self.max_retries {
                 return exchange;
@@ -229,33 +231,48 @@ impl RetryEngine {
                 );
                 return exchange;
             }
-            self.sleeper.sleep(delay).await;
-            budget.spend(delay);
+            // After a 429 the pacer holds the next slot back until `Retry-After`; after any
+            // other failure the back-off is waited here, and the slot after it.
+            if exchange.status() != Some(StatusCode::TOO_MANY_REQUESTS) {
+                self.sleeper.sleep(delay).await;
+                budget.spend(delay);
+            }
             retries += 1;
         }
     }
 
-    /// Waits until this request may go out: after any 429 pause, and for a write after the
-    /// previous write's slot plus the write interval.
+    /// Waits for a slot of the call's budget that starts within what is left of the retry
+    /// budget, and spends the wait.
     ///
     /// # Errors
-    /// The remaining pause, without waiting, when it is longer than what is left of the budget.
-    async fn wait_for_turn(
+    /// How far away the next slot is, without waiting, when it is beyond the budget (or the
+    /// pacer cannot answer: then the retry base is the wait reported).
+    async fn wait_for_slot(
         &self,
         kind: CallKind,
         budget: &mut RetryBudget,
     ) -> Result<(), Duration> {
-        let turn = self
-            .pacing
-            .take_turn(self.clock.now(), kind.is_write(), budget.remaining())?;
-        // Only the pause counts against the retry budget: write spacing is at most one
-        // interval per queued writer (a quarter second by default), rate limiting rather than
-        // retrying, and the dispatcher keeps one create in flight per tenant.
-        budget.spend(turn.paused);
-        if !turn.wait.is_zero() {
-            self.sleeper.sleep(turn.wait).await;
+        let now = self.clock.now();
+        let latest = now.saturating_add(budget.remaining());
+        let booking = wait_for_slot(
+            self.pacer.as_ref(),
+            self.clock.as_ref(),
+            self.sleeper.as_ref(),
+            kind.budget(),
+            latest,
+        )
+        .await;
+        match booking {
+            Ok(Booking::Booked(_)) => {
+                budget.spend(self.clock.now().saturating_duration_since(now));
+                Ok(())
+            }
+            Ok(Booking::NoneBefore { next_free }) => Err(next_free.saturating_duration_since(now)),
+            Err(error) => {
+                tracing::warn!(error.message = %error, "the pacer failed; not sending");
+                Err(backoff(1))
+            }
         }
-        Ok(())
     }
 
     /// The end of a call whose token could not be had: no Graph request is sent.

@@ -23,6 +23,7 @@ fn settings() -> GraphClientSettings {
         max_retries: 3,
         retry_budget_ms: 180_000,
         write_rate_per_second: 4.0,
+        read_rate_per_second: 10.0,
         max_pages: 100,
         adopt_preseeded: false,
         azure: AzureEnvironment::default(),
@@ -175,6 +176,14 @@ fn graph_mode_refuses_to_start_without_what_it_needs() {
             },
             TENANT,
             "write_rate_per_second",
+        ),
+        (
+            GraphClientSettings {
+                read_rate_per_second: f64::NAN,
+                ..settings()
+            },
+            TENANT,
+            "read_rate_per_second",
         ),
         (
             GraphClientSettings {

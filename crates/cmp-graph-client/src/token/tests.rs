@@ -82,6 +82,7 @@ fn config(server_uri: &str, credential: Credential) -> ResolvedGraphClient {
         max_retries: 3,
         retry_budget: seconds,
         write_interval: Duration::from_millis(1),
+        read_interval: Duration::from_millis(1),
         max_pages: 100,
         adopt_preseeded: false,
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmp_application::{Clock, GraphCallResult, GraphGateway, Sleeper};
+use cmp_application::{Clock, GraphCallResult, GraphGateway, InProcessPacer, Pacer, Sleeper};
 use cmp_domain::{DisplayName, NewPartner, Partner, PartnerId, PartnerState, Platforms, Timestamp};
 use cmp_graph_client::settings::ResolvedGraphClient;
 use cmp_graph_client::{
@@ -133,6 +133,7 @@ pub fn settings(base: &str) -> GraphClientSettings {
         max_retries: 3,
         retry_budget_ms: 180_000,
         write_rate_per_second: 1_000.0,
+        read_rate_per_second: 1_000.0,
         max_pages: 100,
         adopt_preseeded: false,
         azure: cmp_graph_client::AzureEnvironment::default(),
@@ -145,6 +146,8 @@ pub struct Harness {
     pub tokens: Arc<TestTokens>,
     pub clock: Arc<TestClock>,
     pub sleeper: Arc<RecordingSleeper>,
+    /// The tenant's pacer the client records pauses in and paces its resends by.
+    pub pacer: Arc<InProcessPacer>,
 }
 
 impl Harness {
@@ -159,11 +162,13 @@ impl Harness {
             clock: Arc::clone(&clock),
             slept: Mutex::new(Vec::new()),
         });
+        let pacer = Arc::new(InProcessPacer::new(resolved.pacer_rates()));
         let client = HttpGraphClient::new(
             &resolved,
             Arc::clone(&tokens) as Arc<dyn TokenSource>,
             Arc::clone(&clock) as Arc<dyn Clock>,
             Arc::clone(&sleeper) as Arc<dyn Sleeper>,
+            Arc::clone(&pacer) as Arc<dyn Pacer>,
         )
         .expect("client builds");
         Self {
@@ -171,6 +176,7 @@ impl Harness {
             tokens,
             clock,
             sleeper,
+            pacer,
         }
     }
 

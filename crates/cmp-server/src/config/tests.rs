@@ -222,7 +222,7 @@ fn the_shipped_defaults_give_the_same_policies_and_timeouts_as_before() {
     let settings = load_from(&config_dir(), Environment::Test).expect("loads");
 
     assert_eq!(settings.outbox.policy(), shipped_policy());
-    assert_eq!(settings.outbox.dispatcher_workers, 1);
+    assert_eq!(settings.outbox.dispatcher_workers, 4);
     assert_eq!(
         settings.outbox.dispatcher_poll_interval,
         Duration::from_millis(500)
