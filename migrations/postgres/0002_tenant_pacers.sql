@@ -1,5 +1,5 @@
 -- The tenant's Graph request budget and Retry-After pause, shared by every replica: one row per
--- tenant, the four values of the pacer port's state (`docs/delivery.md`, "Throttling"). Every
+-- tenant, the four values of the pacer port's state (`docs/delivery.md`, "Pacing"). Every
 -- booking, release and pause reads the row FOR UPDATE, applies the port's transition and writes
 -- it back in one transaction, so the replicas' requests together keep one schedule.
 --

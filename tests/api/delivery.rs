@@ -263,6 +263,7 @@ async fn under_injected_429s_no_request_goes_inside_a_retry_after_and_each_partn
             // no request is in flight at the moment a 429 is answered. What is asserted is
             // that none *starts* after it and before its Retry-After has passed.
             settings.graph.client.write_rate_per_second = 20.0;
+            settings.graph.client.burst = 1;
             settings.outbox.dispatcher_workers = 2;
         })
         .await,

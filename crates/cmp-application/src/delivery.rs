@@ -187,18 +187,15 @@ impl Deliverer {
             Operation::Create => row.previous_state == WaitingState::Unknown,
             Operation::Update | Operation::Delete => row.in_graph.is_none(),
         };
-        let remote = if needs_listing {
-            if listing.is_none() {
-                *listing = Some(self.listings.read_for(&row, latest).await);
-            }
-            match listing.as_ref() {
-                Some(Ok(remote)) => Some(remote.as_slice()),
-                Some(Err(error)) => return self.listing_failed(&row, owner, error).await,
-                None => None,
+        let named = if needs_listing {
+            match self.listings.named(&row, latest, listing).await {
+                Ok(named) => Some(named),
+                Err(error) => return self.listing_failed(&row, owner, &error).await,
             }
         } else {
             None
         };
+        let remote = named.as_deref();
 
         // A delivery that may write takes its slot first; one that ends without writing
         // (adopted, absent, dead) gives it back.

@@ -82,6 +82,7 @@ impl Dispatcher {
                 clock.clone(),
                 pacer.clone(),
                 sleeper.clone(),
+                policy.reconcile_by_name,
             ),
             graph,
             clock: clock.clone(),

@@ -61,9 +61,9 @@ pub use ports::{
     ChangeQueued, ChangeWrite, ChangedPartner, ClaimedRow, Clock, CreateOutcome, DeliveryEnd,
     DeliveryOutcome, DeliveryRecord, DeliveryStart, GraphCallResult, GraphGateway, GraphReadError,
     GraphResponseMeta, GraphWriteResult, IdSource, InGraph, InlineDelivery, Jitter, Lease,
-    LeaseOwner, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord, OutboxState,
-    PartnerChange, PartnerHistory, PartnerStore, PartnerUpdate, RemotePartner, Sleeper, StoreError,
-    Transition, UpdatedPartner, WaitingState, WriteOutcome,
+    LeaseOwner, NamedPartners, NewPartnerWrite, Operation, Outbox, OutboxCounts, OutboxRecord,
+    OutboxState, PartnerChange, PartnerHistory, PartnerStore, PartnerUpdate, RemotePartner,
+    Sleeper, StoreError, Transition, UpdatedPartner, WaitingState, WriteOutcome,
 };
 
 #[cfg(any(test, feature = "mocks"))]

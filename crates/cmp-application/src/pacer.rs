@@ -27,6 +27,16 @@ impl InProcessPacer {
         }
     }
 
+    /// A pacer for a tenant whose budget may have been spent just before `now`
+    /// ([`PacerState::spent_at`]): what a process starts with, since it cannot know what it
+    /// sent before a restart.
+    pub fn starting_at(rates: PacerRates, now: Timestamp) -> Self {
+        Self {
+            rates,
+            state: Mutex::new(PacerState::spent_at(rates, now)),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, PacerState> {
         // Every transition replaces the whole `Copy` state at once, so a panic elsewhere
         // cannot leave it half-written: a poisoned lock still holds a consistent state.
@@ -60,6 +70,12 @@ impl Pacer for InProcessPacer {
         Ok(())
     }
 
+    async fn pause_at(&self, now: Timestamp, until: Timestamp) -> Result<(), PacerError> {
+        let mut state = self.lock();
+        *state = state.pause_at(self.rates, now, until);
+        Ok(())
+    }
+
     async fn is_valid(&self, slot: &Slot) -> Result<bool, PacerError> {
         Ok(self.lock().is_valid(slot))
     }
@@ -77,5 +93,32 @@ mod tests {
     #[tokio::test]
     async fn the_in_process_pacer_keeps_the_contract() {
         contract::all(InProcessPacer::new).await;
+    }
+
+    #[tokio::test]
+    async fn a_pacer_starting_after_a_restart_grants_no_burst() {
+        let start = Timestamp::from_unix_seconds(1_767_225_600, 0).expect("in range");
+        let pacer = InProcessPacer::starting_at(contract::BURSTING, start);
+        let mut starts = Vec::new();
+        for _ in 0..3 {
+            match pacer
+                .book(Budget::Write, start, Timestamp::MAX)
+                .await
+                .expect("in memory")
+            {
+                Booking::Booked(slot) => starts.push(slot.at),
+                Booking::NoneBefore { .. } => panic!("no deadline to miss"),
+            }
+        }
+        let interval = contract::BURSTING.write_interval;
+        assert_eq!(
+            starts,
+            [
+                start,
+                start.saturating_add(interval),
+                start.saturating_add(interval * 2)
+            ],
+            "spaced from the start, as if the budget had just been spent"
+        );
     }
 }

@@ -24,4 +24,7 @@ pub struct OutboxPolicy {
     pub max_age: Duration,
     /// Rows a dispatcher claims per pass.
     pub batch_size: u32,
+    /// Reconcile a row by asking Graph for its display name (`$filter`) before walking the
+    /// whole collection; the answer is checked, and the walk stays the fallback.
+    pub reconcile_by_name: bool,
 }

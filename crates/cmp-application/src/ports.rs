@@ -15,7 +15,7 @@ pub mod system;
 
 pub use graph_gateway::{
     CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta,
-    GraphWriteResult, RemotePartner, WriteOutcome,
+    GraphWriteResult, NamedPartners, RemotePartner, WriteOutcome,
 };
 pub use outbox::{
     ClaimedRow, DeliveryEnd, DeliveryOutcome, DeliveryRecord, DeliveryStart, InGraph,

@@ -40,6 +40,7 @@ pub(crate) fn policy_with_batch(batch_size: u32) -> OutboxPolicy {
         max_attempts: 50,
         max_age: Duration::from_secs(24 * 3600),
         batch_size,
+        reconcile_by_name: false,
     }
 }
 
@@ -91,10 +92,10 @@ pub(crate) fn command_named(display_name: &str) -> NewPartner {
 
 /// A pacer with no spacing: every slot starts at once, until a 429 pauses the tenant.
 pub(crate) fn unspaced_pacer() -> Arc<dyn Pacer> {
-    Arc::new(InProcessPacer::new(PacerRates {
-        write_interval: Duration::ZERO,
-        read_interval: Duration::ZERO,
-    }))
+    Arc::new(InProcessPacer::new(PacerRates::steady(
+        Duration::ZERO,
+        Duration::ZERO,
+    )))
 }
 
 /// A sleeper that returns at once: for tests whose clock is pinned, where waiting would

@@ -223,8 +223,8 @@ pub fn run(options: &ReplicaOptions) -> anyhow::Result<()> {
             start_replicas(&binary, scratch.path(), &database, count, &[])?;
         let mut loads = Vec::new();
         for (n, replica) in replicas.iter().enumerate() {
-            let share = CONNECTIONS / count as u32
-                + u32::from((n as u32) < CONNECTIONS % count as u32);
+            let share =
+                CONNECTIONS / count as u32 + u32::from((n as u32) < CONNECTIONS % count as u32);
             loads.push(Load::prepare_creates(
                 &wrk,
                 share,
@@ -336,7 +336,10 @@ fn drain(
             break;
         }
         if Instant::now() > deadline {
-            bail!("{left} rows not delivered {} s after Graph came up", options.drain_seconds);
+            bail!(
+                "{left} rows not delivered {} s after Graph came up",
+                options.drain_seconds
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -131,6 +131,8 @@ fn healed() -> FakeGraphOptions {
 /// Our service in `graph` mode against the fake, restartable on the same files.
 struct Service {
     binary: ServiceBinary,
+    /// The working folder.
+    folder: std::path::PathBuf,
     environment: Vec<(String, String)>,
     port: u16,
     authorization: String,
@@ -172,10 +174,13 @@ impl Service {
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value)),
         );
+        // Run from the scratch folder on the binary's compiled-in defaults, so that a binary
+        // built from another commit never reads this checkout's configuration files.
+        let folder = scratch.to_path_buf();
         let minted = Command::new(&binary.path)
             .arg("mint-token")
             .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(&binary.workspace)
+            .current_dir(&folder)
             .output()
             .context("minting a token")?;
         if !minted.status.success() {
@@ -187,6 +192,7 @@ impl Service {
         let token = String::from_utf8(minted.stdout).context("the token")?;
         let mut service = Self {
             binary,
+            folder,
             environment,
             port,
             authorization: format!("Bearer {}", token.trim()),
@@ -208,7 +214,7 @@ impl Service {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
-            .current_dir(&self.binary.workspace)
+            .current_dir(&self.folder)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -10,8 +10,10 @@
 //!
 //! Endpoints, relative to [`FakeGraph::uri`]:
 //! - `POST /{tenant}/oauth2/v2.0/token`: always `{"token_type":"Bearer","expires_in":3599,"access_token":"fake-token"}`;
-//! - `POST|GET /beta/deviceManagement/complianceManagementPartners`, and `GET|PATCH|DELETE`
-//!   on `…/{id}`: Graph's behaviour, with failures per [`FakeGraphOptions`];
+//! - `POST|GET /beta/deviceManagement/complianceManagementPartners` (the GET also with
+//!   `$filter=displayName eq '…'`), and `GET|PATCH|DELETE` on `…/{id}`: Graph's behaviour,
+//!   with failures, Graph's write throttle and its `Retry-After` per [`FakeGraphOptions`];
+//!   requests that arrive inside a `Retry-After` the fake answered are counted;
 //! - `GET /_fake/objects`, `GET /_fake/stats`, `POST /_fake/options`: inspection and control
 //!   for tests that run the fake as a process (the `cmp-fake-graph` binary).
 //!

@@ -9,16 +9,20 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use cmp_fake_graph::{FakeGraph, FakeGraphOptions};
+use cmp_fake_graph::{FakeGraph, FakeGraphOptions, WriteThrottle};
 
 const USAGE: &str = "\
 usage: cmp-fake-graph [FLAGS]   (values as `--flag VALUE` or `--flag=VALUE`)
   --port N                          port on 127.0.0.1, 0 = any free port (default 0)
   --failure-rate F                  share of Graph calls that fail, 0..1 (default 0)
+  --read-failure-rate F             share of reads that fail (default: --failure-rate)
   --failure-statuses S,S,...        statuses drawn for failures (default 429,500,502,503,504)
   --applied-before-failure-rate F   share of 5xx on POST that store the object anyway (default 0.5)
   --latency-ms MIN[,MAX]            added latency per Graph call (default 0)
   --retry-after VALUE               Retry-After sent with 429/503 (default 0.05)
+  --retry-after-ms MIN,MAX          draw each failure's Retry-After from this range instead
+  --write-throttle N,MS             at most N writes in any MS window, else 429 (default none)
+  --filter-ignored[=BOOL]           answer $filter queries unfiltered (default false)
   --down[=BOOL]                     every Graph call answers 503 (default false)
   --page-size N                     objects per list page (default 100)
   --require-token=BOOL              401 without `Bearer fake-token` (default true)
@@ -87,6 +91,25 @@ fn parse_args(
         match flag.as_str() {
             "--port" => port = parse(&flag, &value()?)?,
             "--failure-rate" => options.failure_rate = parse(&flag, &value()?)?,
+            "--read-failure-rate" => options.read_failure_rate = Some(parse(&flag, &value()?)?),
+            "--retry-after-ms" => {
+                let range = value()?;
+                let (min, max) = range.split_once(',').unwrap_or((&range, &range));
+                options.retry_after_ms = Some((parse(&flag, min)?, parse(&flag, max)?));
+            }
+            "--write-throttle" => {
+                let pair = value()?;
+                let (writes, window) = pair
+                    .split_once(',')
+                    .ok_or_else(|| format!("{flag} takes WRITES,WINDOW_MS"))?;
+                options.write_throttle = Some(WriteThrottle {
+                    writes: parse(&flag, writes)?,
+                    window_ms: parse(&flag, window)?,
+                });
+            }
+            "--filter-ignored" => {
+                options.filter_ignored = inline.as_deref().map_or(Ok(true), |v| parse(&flag, v))?;
+            }
             "--failure-statuses" => {
                 options.failure_statuses = value()?
                     .split(',')
@@ -136,7 +159,8 @@ mod tests {
         let parsed = parse_args(args(
             "--port 8080 --failure-rate=0.5 --failure-statuses 429,503 \
              --applied-before-failure-rate 1 --latency-ms=5,10 --retry-after 2 --down \
-             --page-size 7 --require-token=false --seed 42",
+             --page-size 7 --require-token=false --seed 42 --read-failure-rate 0.1 \
+             --retry-after-ms 500,3000 --write-throttle=100,20000 --filter-ignored",
         ));
 
         let (port, options) = parsed.expect("valid").expect("not --help");
@@ -151,7 +175,13 @@ mod tests {
             page_size: 7,
             require_token: false,
             seed: Some(42),
-            ..FakeGraphOptions::default()
+            read_failure_rate: Some(0.1),
+            retry_after_ms: Some((500, 3_000)),
+            write_throttle: Some(WriteThrottle {
+                writes: 100,
+                window_ms: 20_000,
+            }),
+            filter_ignored: true,
         };
         assert_eq!(options, expected);
     }

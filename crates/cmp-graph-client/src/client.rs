@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cmp_application::{
     Clock, CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta,
-    GraphWriteResult, Pacer, RemotePartner, Sleeper, WriteOutcome,
+    GraphWriteResult, NamedPartners, Pacer, RemotePartner, Sleeper, WriteOutcome,
 };
 use cmp_domain::Partner;
 use cmp_graph_model::partner::render_partner_for_graph;
@@ -363,6 +363,39 @@ impl GraphGateway for HttpGraphClient {
     async fn list_partners(&self) -> Result<Vec<RemotePartner>, GraphReadError> {
         self.list_all(true).await
     }
+    #[tracing::instrument(name = "graph.find_partners_named", skip_all)]
+    async fn find_partners_named(
+        &self,
+        display_name: &str,
+    ) -> Result<NamedPartners, GraphReadError> {
+        let mut url = self.collection.clone();
+        // An OData string literal: a quote inside it is written twice.
+        url.query_pairs_mut().append_pair(
+            "$filter",
+            &format!("displayName eq '{}'", display_name.replace('\'', "''")),
+        );
+        let body = match self
+            .read(
+                GraphOperation::List,
+                &url,
+                Uuid::new_v4(),
+                &mut self.engine.budget(),
+                true,
+            )
+            .await?
+        {
+            Read::Found(body) => body,
+            Read::NotFound(meta) => return Err(GraphReadError::Refused(meta)),
+        };
+        let page: Page = serde_json::from_slice(&body).map_err(|e| {
+            GraphReadError::Malformed(format!("the partners named like a display name: {e}"))
+        })?;
+        Ok(NamedPartners {
+            partners: page.value.into_iter().map(RemotePartner::from).collect(),
+            more: page.next_link.is_some(),
+        })
+    }
+
     #[tracing::instrument(
         name = "graph.update_partner",
         skip_all,

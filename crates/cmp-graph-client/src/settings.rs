@@ -113,6 +113,10 @@ pub struct GraphClientSettings {
     pub write_rate_per_second: f64,
     /// Reads per second to the tenant, at most: the read budget of the tenant's pacer.
     pub read_rate_per_second: f64,
+    /// Slots of each budget that may start at once after it lay unused (idle, or paused by a
+    /// `Retry-After`): the pacer catches up what a pause took. Write rate × 20 s plus this must
+    /// stay within Graph's 100 writes per 20 s.
+    pub burst: u32,
     /// Pages of a list followed at most before giving up (a loop guard).
     pub max_pages: u32,
     /// When Graph refuses a create with a routing error because the tenant holds pre-seeded
@@ -176,6 +180,8 @@ pub struct ResolvedGraphClient {
     pub write_interval: Duration,
     /// Least time between two reads from the tenant.
     pub read_interval: Duration,
+    /// Slots of a budget that may start at once after it lay unused.
+    pub burst: u32,
     /// Page cap of a list.
     pub max_pages: u32,
     /// Adopt pre-seeded records on a routing refusal.
@@ -188,6 +194,7 @@ impl ResolvedGraphClient {
         cmp_application::PacerRates {
             write_interval: self.write_interval,
             read_interval: self.read_interval,
+            burst: self.burst,
         }
     }
 }
@@ -263,6 +270,9 @@ impl GraphClientSettings {
                 return Err(format!("{key} must be a positive number"));
             }
         }
+        if self.burst == 0 {
+            return Err("graph.client.burst must be at least 1 (1: no catch-up)".into());
+        }
         if self.max_pages == 0 {
             return Err("graph.client.max_pages must be greater than 0".into());
         }
@@ -280,6 +290,7 @@ impl GraphClientSettings {
             retry_budget: Duration::from_millis(self.retry_budget_ms),
             write_interval: Duration::from_secs_f64(1.0 / self.write_rate_per_second),
             read_interval: Duration::from_secs_f64(1.0 / self.read_rate_per_second),
+            burst: self.burst,
             max_pages: self.max_pages,
             adopt_preseeded: self.adopt_preseeded,
         })

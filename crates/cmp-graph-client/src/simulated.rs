@@ -20,9 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cmp_application::{
     CreateOutcome, GraphCallResult, GraphGateway, GraphReadError, GraphResponseMeta,
-    GraphWriteResult, RemotePartner, WriteOutcome,
+    GraphWriteResult, NamedPartners, RemotePartner, WriteOutcome,
 };
-use cmp_domain::Partner;
+use cmp_domain::{DisplayName, NaturalKey, Partner};
 use cmp_graph_model::partner::render_partner_for_graph;
 use serde::Deserialize;
 use serde_json::Value;
@@ -285,6 +285,27 @@ impl GraphGateway for SimulatedGraph {
 
     async fn list_partners(&self) -> Result<Vec<RemotePartner>, GraphReadError> {
         Ok(self.lock().values().filter_map(remote).collect())
+    }
+
+    async fn find_partners_named(
+        &self,
+        display_name: &str,
+    ) -> Result<NamedPartners, GraphReadError> {
+        // Graph's `eq` on a string ignores case; the trimmed natural key is at least as wide.
+        let Ok(name) = DisplayName::parse(display_name) else {
+            return Ok(NamedPartners::default());
+        };
+        let wanted = NaturalKey::of(&name);
+        let partners = self
+            .lock()
+            .values()
+            .filter_map(remote)
+            .filter(|candidate| wanted.matches_reported(candidate.display_name.as_deref()))
+            .collect();
+        Ok(NamedPartners {
+            partners,
+            more: false,
+        })
     }
 
     async fn update_partner(

@@ -3,11 +3,16 @@
 //!
 //! The state is one row of `tenant_pacers` per tenant. Every operation that changes it runs in
 //! one transaction that reads the row `FOR UPDATE`, applies the port's own transition
-//! ([`PacerState::book`], [`PacerState::release`], [`PacerState::pause`]) and writes the row
+//! ([`PacerState::book`], [`PacerState::release`], [`PacerState::pause`],
+//! [`PacerState::pause_at`]) and writes the row
 //! back: replicas booking at once queue on the row lock and each sees what the one before it
 //! booked, so N replicas together send no more than one replica's
 //! `graph.client.write_rate_per_second`. Running the port's arithmetic rather than a copy of it
 //! in SQL keeps the two implementations from drifting apart.
+//!
+//! A tenant's row is created on its first use with the fresh state. Unlike the in-process
+//! pacer, which starts as if the budget had just been spent because a restarted process cannot
+//! know what it sent, the row outlives every restart: it holds what the replicas booked.
 //!
 //! Instants are the callers' clocks (the port never reads one of its own): the replicas'
 //! clocks must agree, as NTP keeps them, or a replica whose clock runs behind books slots the
@@ -148,6 +153,12 @@ impl Pacer for PostgresPacer {
 
     async fn pause(&self, until: Timestamp) -> Result<(), PacerError> {
         self.transact(|state| ((), state.pause(until))).await
+    }
+
+    async fn pause_at(&self, now: Timestamp, until: Timestamp) -> Result<(), PacerError> {
+        let rates = self.rates;
+        self.transact(|state| ((), state.pause_at(rates, now, until)))
+            .await
     }
 
     async fn is_valid(&self, slot: &Slot) -> Result<bool, PacerError> {

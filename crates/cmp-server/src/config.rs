@@ -168,6 +168,8 @@ pub struct OutboxSettings {
     /// Pause between passes that found nothing to do.
     #[serde(deserialize_with = "durations::deserialize")]
     pub dispatcher_poll_interval: Duration,
+    /// Reconcile by asking Graph for the display name before walking the collection.
+    pub reconcile_by_name: bool,
 }
 
 impl OutboxSettings {
@@ -182,6 +184,7 @@ impl OutboxSettings {
             max_attempts: self.max_attempts,
             max_age: self.max_age,
             batch_size: self.dispatcher_batch_size,
+            reconcile_by_name: self.reconcile_by_name,
         }
     }
 }

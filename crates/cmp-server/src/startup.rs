@@ -67,10 +67,10 @@ impl Application {
                     as Arc<dyn GraphGateway>,
                 settings.graph.tenant_id,
                 None,
-                Arc::new(InProcessPacer::new(PacerRates {
-                    write_interval: Duration::ZERO,
-                    read_interval: Duration::ZERO,
-                })) as Arc<dyn Pacer>,
+                Arc::new(InProcessPacer::new(PacerRates::steady(
+                    Duration::ZERO,
+                    Duration::ZERO,
+                ))) as Arc<dyn Pacer>,
             ),
             GraphMode::Graph => {
                 let resolved = settings
@@ -78,9 +78,13 @@ impl Application {
                     .client
                     .resolve(settings.graph.tenant_id)
                     .map_err(|e| anyhow::anyhow!(e))?;
+                // On SQLite the process's pacer starts as if the budget had just been spent
+                // before a restart (no burst at start); on PostgreSQL the shared row remembers
+                // what every replica booked.
                 let pacer = store.pacer(
                     TenantId::from_uuid(resolved.tenant_id),
                     resolved.pacer_rates(),
+                    cmp_application::Clock::now(&SystemClock),
                 );
                 let connection = cmp_graph_client::connect(
                     &resolved,

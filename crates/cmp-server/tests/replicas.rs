@@ -8,8 +8,9 @@
 //!
 //! The throttle keeps Graph's rule (N writes in any window, else 429) at a tenth of its window
 //! and a fifth of its writes, so that the test runs in seconds: 20 writes in any 2 s, against
-//! 100 in any 20 s. Each replica is configured with 7 writes a second: alone, well within it;
-//! three replicas pacing themselves apart would offer 21 a second, 42 in a window.
+//! 100 in any 20 s. Each replica is configured with the tenant's budget, 5 writes a second and
+//! a burst of 4 (at most 5 × 2 + 4 = 14 in a window): alone, within it; three replicas pacing
+//! themselves apart would offer 15 a second, over 30 in a window.
 //!
 //! Needs the PostgreSQL server of `CMP_TEST_POSTGRES_URL` (`.ci/run` starts one); skipped with
 //! a printed notice without it, unless `CMP_REQUIRE_POSTGRES=1`.
@@ -36,9 +37,11 @@ const THROTTLE: WriteThrottle = WriteThrottle {
     writes: 20,
     window_ms: 2_000,
 };
-/// Each replica's configured budget, writes per second: one replica's pacing stays within
-/// [`THROTTLE`] (at most 15 starts in a window), three replicas' separate pacing would not.
-const WRITE_RATE: &str = "7";
+/// Each replica's configured budget, writes per second, and its burst: one pacer's slots stay
+/// within [`THROTTLE`] (at most 5 × 2 + 4 = 14 starts in a window), three replicas' separate
+/// pacing would not.
+const WRITE_RATE: &str = "5";
+const BURST: &str = "4";
 
 /// The test server's URL, or `None` (with the notice) when the test cannot run here.
 fn test_server() -> Option<String> {
@@ -161,6 +164,7 @@ fn replica_environment(
             "CMP__GRAPH__CLIENT__WRITE_RATE_PER_SECOND",
             WRITE_RATE.to_owned(),
         ),
+        ("CMP__GRAPH__CLIENT__BURST", BURST.to_owned()),
         ("CMP__GRAPH__CLIENT__READ_RATE_PER_SECOND", "50".to_owned()),
         ("CMP__GRAPH__CLIENT__MAX_RETRIES", "3".to_owned()),
         ("CMP__GRAPH__CLIENT__RETRY_BUDGET", "2s".to_owned()),

@@ -234,6 +234,13 @@ impl GraphGateway for SilentGraph {
         std::future::pending().await
     }
 
+    async fn find_partners_named(
+        &self,
+        _display_name: &str,
+    ) -> Result<crate::NamedPartners, crate::GraphReadError> {
+        std::future::pending().await
+    }
+
     async fn update_partner(
         &self,
         _graph_id: &str,

@@ -64,6 +64,16 @@ pub struct RemotePartner {
     pub display_name: Option<String>,
 }
 
+/// What Graph answered to a query by display name: one request, no paging followed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NamedPartners {
+    /// The objects of the answer, as Graph gave them: the caller checks they carry the name
+    /// (Intune's `$filter` is unreliable on some collections and may answer unfiltered).
+    pub partners: Vec<RemotePartner>,
+    /// Graph announced more pages (`@odata.nextLink`): the answer is not the whole match.
+    pub more: bool,
+}
+
 /// Why a read from Graph (get or list) failed after the in-call retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphReadError {
@@ -134,6 +144,17 @@ pub trait GraphGateway: Send + Sync + 'static {
     /// [`GraphReadError`] once the in-call retries are spent, or when a link repeats or the
     /// page cap is reached.
     async fn list_partners(&self) -> Result<Vec<RemotePartner>, GraphReadError>;
+
+    /// Reads the objects named `display_name` with one request,
+    /// `$filter=displayName eq '…'`, without following any next link.
+    ///
+    /// # Errors
+    /// [`GraphReadError`] once the in-call retries are spent; [`GraphReadError::Refused`] when
+    /// Graph does not take the filter.
+    async fn find_partners_named(
+        &self,
+        display_name: &str,
+    ) -> Result<NamedPartners, GraphReadError>;
 
     /// PATCHes Graph's object `graph_id` with every property of `partner`.
     async fn update_partner(

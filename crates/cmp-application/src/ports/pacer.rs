@@ -17,12 +17,19 @@
 //! - `epoch`: a generation, bumped whenever a pause is recorded that ends later than the one
 //!   in force. A [`Slot`] carries the epoch it was booked in.
 //!
+//! Each budget is a generic cell rate: one slot per `interval`, and up to `burst` slots at once
+//! when the budget lay unused (idle, or paused by a `Retry-After`), so that the slots a pause
+//! took are caught up afterwards. `next_<budget>_at` is the budget's theoretical arrival time;
+//! `tolerance = interval × (burst − 1)`. In any window of length `w` at most
+//! `w / interval + burst` slots start: with Intune's 100 writes in 20 s, the write rate × 20 s
+//! plus the burst must stay within 100.
+//!
 //! Operations (every one atomic with respect to the others):
 //! - [`Pacer::book`] at `now`, no later than `latest`: the slot starts at
-//!   `max(now, paused_until, next_<budget>_at)`. When that is after `latest` nothing is booked
-//!   and the answer is [`Booking::NoneBefore`] with that instant, so a caller with a deadline
-//!   can give up at once instead of waiting for a slot it cannot use. Otherwise
-//!   `next_<budget>_at` moves to the slot's start plus the budget's interval, and the slot is
+//!   `max(now, paused_until, next_<budget>_at − tolerance)`. When that is after `latest` nothing
+//!   is booked and the answer is [`Booking::NoneBefore`] with that instant, so a caller with a
+//!   deadline can give up at once instead of waiting for a slot it cannot use. Otherwise
+//!   `next_<budget>_at` moves to `max(next_<budget>_at, start) + interval`, and the slot is
 //!   returned with the current epoch.
 //! - [`Pacer::release`] of a slot that will not be used: when it is the latest one booked of
 //!   its budget in the current epoch (its start plus the interval is `next_<budget>_at`),
@@ -31,10 +38,14 @@
 //!   requests start together, and the cap counts requests, not gaps. A cancelled slot needs no
 //!   release.
 //! - [`Pacer::pause`] until `until`, after a 429: when `until` is later than `paused_until`,
-//!   `paused_until` becomes `until`, both `next_*_at` become `until` and the epoch goes up by
-//!   one, which cancels every slot booked before: their holders book again, after the pause.
-//!   A pause that ends no later than the one in force changes nothing, so the same 429
+//!   `paused_until` becomes `until`, each `next_*_at` becomes at least `until`, and the epoch
+//!   goes up by one, which cancels every slot booked before: their holders book again, after the
+//!   pause. A pause that ends no later than the one in force changes nothing, so the same 429
 //!   recorded twice (by the Graph client and by the delivery that got it) cancels once.
+//!   [`Pacer::pause_at`] does the same knowing `now`, and also gives back what the cancelled
+//!   slots had booked: each `next_*_at` becomes `max(until, min(next_*_at, now + tolerance +
+//!   interval))` (no slot sent before `now` can have pushed it further), so the budget catches
+//!   up after the pause.
 //! - [`Pacer::is_valid`]: whether a slot still stands, i.e. was booked in the current epoch.
 //!   A holder checks right before sending, after waiting for the slot's start: a valid slot
 //!   never lies inside a pause, because a pause that covers it would have cancelled it.
@@ -104,6 +115,17 @@ impl PacerState {
         }
     }
 
+    /// The state of a tenant whose budget may have been spent just before `now` (by this
+    /// process before a restart, say): no slot starts earlier than a steady rate allows, so a
+    /// restart never adds a burst to one Graph just counted.
+    pub fn spent_at(rates: PacerRates, now: Timestamp) -> Self {
+        Self {
+            next_write_at: now.saturating_add(rates.tolerance(Budget::Write)),
+            next_read_at: now.saturating_add(rates.tolerance(Budget::Read)),
+            ..Self::fresh()
+        }
+    }
+
     /// Whether the tenant is paused at `now`.
     pub fn paused_at(&self, now: Timestamp) -> bool {
         self.paused_until.is_some_and(|until| now < until)
@@ -126,16 +148,34 @@ impl PacerState {
     }
 }
 
-/// The spacing of each budget: one request per interval.
+/// The spacing of each budget: one request per interval, and up to `burst` at once after the
+/// budget lay unused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacerRates {
-    /// Least time between the starts of two writes (1 / write rate).
+    /// Least time between the starts of two writes (1 / write rate), on average.
     pub write_interval: Duration,
-    /// Least time between the starts of two reads (1 / read rate).
+    /// Least time between the starts of two reads (1 / read rate), on average.
     pub read_interval: Duration,
+    /// Slots of a budget that may start at once after it lay unused; 1 (or 0) spaces every
+    /// request by its interval.
+    pub burst: u32,
 }
 
 impl PacerRates {
+    /// Rates without catch-up: every request spaced by its interval.
+    pub fn steady(write_interval: Duration, read_interval: Duration) -> Self {
+        Self {
+            write_interval,
+            read_interval,
+            burst: 1,
+        }
+    }
+
+    /// How far before `next_<budget>_at` a slot may start: `interval × (burst − 1)`.
+    pub fn tolerance(&self, budget: Budget) -> Duration {
+        self.interval(budget).saturating_mul(self.burst.max(1) - 1)
+    }
+
     /// The interval of `budget`.
     pub fn interval(&self, budget: Budget) -> Duration {
         match budget {
@@ -157,11 +197,17 @@ impl PacerState {
         now: Timestamp,
         latest: Timestamp,
     ) -> (Booking, Self) {
-        let at = self.next_start(budget, now);
+        let theoretical = match budget {
+            Budget::Write => self.next_write_at,
+            Budget::Read => self.next_read_at,
+        };
+        let at = now
+            .max(theoretical.saturating_sub(rates.tolerance(budget)))
+            .max(self.paused_until.unwrap_or(Timestamp::MIN));
         if at > latest {
             return (Booking::NoneBefore { next_free: at }, self);
         }
-        let next = at.saturating_add(rates.interval(budget));
+        let next = theoretical.max(at).saturating_add(rates.interval(budget));
         match budget {
             Budget::Write => self.next_write_at = next,
             Budget::Read => self.next_read_at = next,
@@ -196,10 +242,31 @@ impl PacerState {
             return self;
         }
         self.paused_until = Some(until);
-        self.next_write_at = until;
-        self.next_read_at = until;
+        self.next_write_at = self.next_write_at.max(until);
+        self.next_read_at = self.next_read_at.max(until);
         self.epoch = self.epoch.saturating_add(1);
         self
+    }
+
+    /// [`Pacer::pause_at`]: the state after a 429 met at `now` that holds requests back until
+    /// `until`, the cancelled slots given back.
+    pub fn pause_at(self, rates: PacerRates, now: Timestamp, until: Timestamp) -> Self {
+        if self.paused_until.is_some_and(|current| current >= until) {
+            return self;
+        }
+        // No slot started before `now` pushed the theoretical arrival time past
+        // `now + tolerance + interval`; anything beyond was booked by slots now cancelled.
+        let sent_bound = |budget: Budget| {
+            now.saturating_add(rates.tolerance(budget))
+                .saturating_add(rates.interval(budget))
+        };
+        let next_write_at = until.max(self.next_write_at.min(sent_bound(Budget::Write)));
+        let next_read_at = until.max(self.next_read_at.min(sent_bound(Budget::Read)));
+        Self {
+            next_write_at,
+            next_read_at,
+            ..self.pause(until)
+        }
     }
 
     /// [`Pacer::is_valid`].
@@ -244,6 +311,17 @@ pub trait Pacer: Send + Sync + 'static {
     /// [`PacerError`] when the state cannot be written.
     async fn pause(&self, until: Timestamp) -> Result<(), PacerError>;
 
+    /// Records a 429 met at `now`, as [`Pacer::pause`], and gives back what the cancelled slots
+    /// had booked, so that the budget catches up after the pause (see the contract). The
+    /// default is [`Pacer::pause`], which is safe but lets the cancelled slots cost budget.
+    ///
+    /// # Errors
+    /// [`PacerError`] when the state cannot be written.
+    async fn pause_at(&self, now: Timestamp, until: Timestamp) -> Result<(), PacerError> {
+        let _ = now;
+        self.pause(until).await
+    }
+
     /// Whether `slot` still stands (no pause was recorded since it was booked).
     ///
     /// # Errors
@@ -268,7 +346,11 @@ pub mod contract {
     pub const RATES: PacerRates = PacerRates {
         write_interval: Duration::from_millis(250),
         read_interval: Duration::from_millis(100),
+        burst: 1,
     };
+
+    /// [`RATES`] with up to three slots at once after the budget lay unused.
+    pub const BURSTING: PacerRates = PacerRates { burst: 3, ..RATES };
 
     fn t0() -> Timestamp {
         Timestamp::from_unix_seconds(1_767_225_600, 0).expect("in range")
@@ -385,11 +467,46 @@ pub mod contract {
         assert_eq!(resumed.at, at(5_000));
     }
 
+    /// With a burst, an unused budget catches up at once, then runs at its rate; a pause
+    /// recorded with `pause_at` gives back the cancelled slots, so the budget catches up after
+    /// it, but never beyond what was sent before the 429.
+    pub async fn a_burst_catches_up_after_an_idle_budget_or_a_pause(pacer: &dyn Pacer) {
+        let mut starts = Vec::new();
+        for _ in 0..5 {
+            starts.push(booked(pacer, Budget::Write, 0, 10_000).await.at);
+        }
+        assert_eq!(
+            starts,
+            [at(0), at(0), at(0), at(250), at(500)],
+            "three at once, then one per interval"
+        );
+        // Slots up to 10 s ahead were booked; a 429 at 600 ms pauses until 1 s.
+        for _ in 0..30 {
+            booked(pacer, Budget::Write, 600, 10_000).await;
+        }
+        pacer
+            .pause_at(at(600), at(1_000))
+            .await
+            .expect("pacer answers");
+        let mut after = Vec::new();
+        for _ in 0..4 {
+            after.push(booked(pacer, Budget::Write, 600, 10_000).await.at);
+        }
+        // What was sent before the 429 can have pushed the schedule to 600 + 500 + 250 ms at
+        // most; the 30 cancelled slots beyond are given back.
+        assert_eq!(
+            after,
+            [at(1_000), at(1_100), at(1_350), at(1_600)],
+            "the cancelled slots came back, within the burst"
+        );
+    }
+
     /// Runs every check, each on a fresh pacer from `make`.
     pub async fn all<P: Pacer>(make: impl Fn(PacerRates) -> P) {
         budgets_are_spaced_independently(&make(RATES)).await;
         no_slot_before_latest_books_nothing(&make(RATES)).await;
         a_released_tail_slot_is_booked_again(&make(RATES)).await;
         a_pause_cancels_booked_slots(&make(RATES)).await;
+        a_burst_catches_up_after_an_idle_budget_or_a_pause(&make(BURSTING)).await;
     }
 }

@@ -24,6 +24,7 @@ fn settings() -> GraphClientSettings {
         retry_budget_ms: 180_000,
         write_rate_per_second: 4.0,
         read_rate_per_second: 10.0,
+        burst: 8,
         max_pages: 100,
         adopt_preseeded: false,
         azure: AzureEnvironment::default(),
@@ -184,6 +185,14 @@ fn graph_mode_refuses_to_start_without_what_it_needs() {
             },
             TENANT,
             "read_rate_per_second",
+        ),
+        (
+            GraphClientSettings {
+                burst: 0,
+                ..settings()
+            },
+            TENANT,
+            "graph.client.burst",
         ),
         (
             GraphClientSettings {

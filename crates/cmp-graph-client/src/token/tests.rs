@@ -83,6 +83,7 @@ fn config(server_uri: &str, credential: Credential) -> ResolvedGraphClient {
         retry_budget: seconds,
         write_interval: Duration::from_millis(1),
         read_interval: Duration::from_millis(1),
+        burst: 1,
         max_pages: 100,
         adopt_preseeded: false,
     }

@@ -134,6 +134,7 @@ pub fn settings(base: &str) -> GraphClientSettings {
         retry_budget_ms: 180_000,
         write_rate_per_second: 1_000.0,
         read_rate_per_second: 1_000.0,
+        burst: 1,
         max_pages: 100,
         adopt_preseeded: false,
         azure: cmp_graph_client::AzureEnvironment::default(),

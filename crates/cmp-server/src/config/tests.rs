@@ -214,6 +214,7 @@ fn shipped_policy() -> OutboxPolicy {
         max_attempts: 50,
         max_age: Duration::from_secs(86_400),
         batch_size: 1,
+        reconcile_by_name: true,
     }
 }
 
