@@ -96,6 +96,15 @@ impl Forge {
         claims
     }
 
+    /// A token of `claims` moved to `tenant`: its `tid`, and an issuer consistent with it.
+    fn token_of_tenant(&self, claims: &Value, tenant: &str) -> String {
+        self.token(&with(
+            with(claims.clone(), "tid", json!(tenant)),
+            "iss",
+            json!(self.issuer(tenant)),
+        ))
+    }
+
     /// An RS256 header naming our key.
     fn header(&self) -> Header {
         let mut header = Header::new(Algorithm::RS256);
@@ -356,29 +365,17 @@ fn cases(forge: &Forge) -> Vec<Case> {
         refused(
             "tenant not allowed, issuer consistent",
             "tenant not allowed",
-            forge.token(&with(
-                with(valid.clone(), "tid", json!(FOREIGN_TENANT)),
-                "iss",
-                json!(forge.issuer(FOREIGN_TENANT)),
-            )),
+            forge.token_of_tenant(&valid, FOREIGN_TENANT),
         ),
         refused(
             "personal-account tenant",
             "personal microsoft accounts are not accepted",
-            forge.token(&with(
-                with(valid.clone(), "tid", json!(PERSONAL_ACCOUNT_TENANT_ID)),
-                "iss",
-                json!(forge.issuer(PERSONAL_ACCOUNT_TENANT_ID)),
-            )),
+            forge.token_of_tenant(&valid, PERSONAL_ACCOUNT_TENANT_ID),
         ),
         refused(
             "tenant id not a GUID",
             "tenant id is not a guid",
-            forge.token(&with(
-                with(valid.clone(), "tid", json!("contoso.onmicrosoft.com")),
-                "iss",
-                json!(forge.issuer("contoso.onmicrosoft.com")),
-            )),
+            forge.token_of_tenant(&valid, "contoso.onmicrosoft.com"),
         ),
         refused(
             "v1 token while v2 is pinned",

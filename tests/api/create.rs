@@ -10,6 +10,16 @@ use crate::helpers::{
     COLLECTION, SEED_REQUEST, SEED_RESPONSE, header, json_body, spawn_app, spawn_app_with,
 };
 
+/// The table counts once a partner is gone for good and only its two audit entries remain: its
+/// creation, and the undoing of a create Graph refused or its deletion before Graph held it.
+pub const ONLY_TWO_AUDIT_ENTRIES: [(&str, i64); 5] = [
+    ("partners", 0),
+    ("partner_assignments", 0),
+    ("outbox", 0),
+    ("deliveries", 0),
+    ("audit_log", 2),
+];
+
 /// The seed's example response as our service must answer it: Graph's `#` on nested type
 /// names, the `id` we assigned, the heartbeat rendered in UTC with seven digits, and the
 /// properties the seed's older schema lacks (`linux*`) plus `@odata.context`.
@@ -230,16 +240,7 @@ async fn a_create_graph_refuses_is_undone_and_the_refusal_reported() {
             .contains("Microsoft Graph refused")
     );
     // Nothing but the audit trail of the attempt remains: the create and its undoing.
-    assert_eq!(
-        app.table_counts().await,
-        vec![
-            ("partners", 0),
-            ("partner_assignments", 0),
-            ("outbox", 0),
-            ("deliveries", 0),
-            ("audit_log", 2)
-        ]
-    );
+    assert_eq!(app.table_counts().await, ONLY_TWO_AUDIT_ENTRIES);
     // The name is free again.
     let retry = spawn_app_in_same(&app).await;
     assert_eq!(retry.post_partner(SEED_REQUEST).await.status(), 201);

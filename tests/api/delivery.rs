@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::create::ONLY_TWO_AUDIT_ENTRIES;
 use crate::helpers::{
     FAKE_GRAPH_TOKEN, OutboxRow, TestApp, header, json_body, spawn_app_against, wait_until,
 };
@@ -164,6 +165,22 @@ fn assert_graph_holds_each_row_once(fake: &FakeGraph, rows: &[OutboxRow]) {
             row.display_name
         );
     }
+}
+
+/// A fake Graph with `options`, and the service against it with a settle long enough to look
+/// at a row of unknown outcome before the dispatcher reconciles it.
+async fn slowly_settling(options: FakeGraphOptions) -> (FakeGraph, TestApp) {
+    let fake = start_fake(options).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
+    })
+    .await;
+    (fake, app)
+}
+
+/// The sync state and delivery history of `partner_id`, as the operator holding `token` sees it.
+async fn sync_of(app: &TestApp, token: &str, partner_id: &str) -> Value {
+    admin_get(app, token, &format!("/admin/partners/{partner_id}/sync")).await
 }
 
 /// `GET /admin/...` as an operator, expecting 200 and JSON.
@@ -406,11 +423,7 @@ async fn partners_accepted_while_graph_is_down_are_kept_and_delivered_once_it_is
 
 #[tokio::test]
 async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_post_deliver_it() {
-    let fake = start_fake(failing(&[503], 0.0)).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
-    })
-    .await;
+    let (fake, app) = slowly_settling(failing(&[503], 0.0)).await;
 
     let response = app.post_partner(&partner_body("Unknown Absent")).await;
 
@@ -426,17 +439,13 @@ async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_
     let row = wait_for_state(&app, "delivered").await;
     let stats = fake.stats();
     assert_eq!(
-        (stats.posts, stats.gets),
-        (2, 1),
-        "exactly one list and one new POST"
+        (stats.posts, stats.gets, stats.filtered_gets),
+        (2, 2, 1),
+        "one query by name (empty, and the filter not yet seen finding anything, so checked by \
+         one list of the collection) and one new POST"
     );
     assert_graph_holds_each_row_once(&fake, std::slice::from_ref(&row));
-    let sync = admin_get(
-        &app,
-        &app.operator_token(),
-        &format!("/admin/partners/{}/sync", row.partner_id),
-    )
-    .await;
+    let sync = sync_of(&app, &app.operator_token(), &row.partner_id).await;
     let history = sync["deliveries"].as_array().expect("history");
     let outcomes: Vec<_> = history
         .iter()
@@ -454,11 +463,7 @@ async fn a_503_create_absent_from_graph_turns_unknown_then_one_list_and_one_new_
 
 #[tokio::test]
 async fn a_504_create_graph_applied_anyway_is_adopted_from_the_list_without_a_second_post() {
-    let fake = start_fake(failing(&[504], 1.0)).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
-    })
-    .await;
+    let (fake, app) = slowly_settling(failing(&[504], 1.0)).await;
 
     let response = app.post_partner(&partner_body("Unknown Present")).await;
 
@@ -484,12 +489,7 @@ async fn a_504_create_graph_applied_anyway_is_adopted_from_the_list_without_a_se
         "Graph's id adopted"
     );
     assert_graph_holds_each_row_once(&fake, std::slice::from_ref(&row));
-    let sync = admin_get(
-        &app,
-        &app.operator_token(),
-        &format!("/admin/partners/{}/sync", row.partner_id),
-    )
-    .await;
+    let sync = sync_of(&app, &app.operator_token(), &row.partner_id).await;
     assert_eq!(sync["deliveries"][1]["outcome"], "adopted", "{sync}");
     assert_eq!(sync["graphId"], stored[0]["id"], "{sync}");
 }
@@ -508,26 +508,13 @@ async fn a_create_graph_refuses_with_400_is_answered_400_after_one_post_and_noth
     assert_eq!(body["error"]["innerError"]["code"], "BadRequest", "{body}");
     assert_eq!(fake.stats().posts, 1, "a refusal is final: one POST only");
     assert!(fake.objects().is_empty());
-    assert_eq!(
-        app.table_counts().await,
-        vec![
-            ("partners", 0),
-            ("partner_assignments", 0),
-            ("outbox", 0),
-            ("deliveries", 0),
-            ("audit_log", 2)
-        ]
-    );
+    assert_eq!(app.table_counts().await, ONLY_TWO_AUDIT_ENTRIES);
 }
 
 #[tokio::test]
 async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_removes_one_and_requeues()
  {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
-    })
-    .await;
+    let (fake, app) = slowly_settling(FakeGraphOptions::default()).await;
     let graph = cmp_fake_graph::http_client();
     let fake_collection = format!("{}{FAKE_COLLECTION}", fake.graph_root());
     let extra = graph
@@ -557,12 +544,7 @@ async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_
         (2, 1),
         "no POST after the list found two"
     );
-    let sync = admin_get(
-        &app,
-        &operator,
-        &format!("/admin/partners/{}/sync", row.partner_id),
-    )
-    .await;
+    let sync = sync_of(&app, &operator, &row.partner_id).await;
     assert_eq!(sync["state"], "dead", "{sync}");
     assert!(
         sync["deadReason"]
@@ -604,11 +586,7 @@ async fn two_objects_of_one_name_in_graph_dead_letter_the_row_until_an_operator_
 
 #[tokio::test]
 async fn operators_see_counts_rows_by_state_and_only_with_the_operator_role() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
-    })
-    .await;
+    let (fake, app) = slowly_settling(FakeGraphOptions::default()).await;
     let operator = app.operator_token();
     for name in ["Operator View A", "Operator View B", "Operator View C"] {
         assert_eq!(
@@ -695,11 +673,7 @@ async fn operators_see_counts_rows_by_state_and_only_with_the_operator_role() {
 #[tokio::test]
 async fn an_accepted_partners_sync_state_and_attempt_history_show_on_the_first_look_after_the_202()
 {
-    let fake = start_fake(failing(&[503], 0.0)).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
-    })
-    .await;
+    let (fake, app) = slowly_settling(failing(&[503], 0.0)).await;
     let operator = app.operator_token();
 
     let response = app.post_partner(&partner_body("Accepted Partner")).await;
@@ -709,7 +683,7 @@ async fn an_accepted_partners_sync_state_and_attempt_history_show_on_the_first_l
         .as_str()
         .expect("id")
         .to_owned();
-    let sync = admin_get(&app, &operator, &format!("/admin/partners/{id}/sync")).await;
+    let sync = sync_of(&app, &operator, &id).await;
 
     assert_eq!(sync["partnerId"], id.as_str());
     assert_eq!(sync["state"], "unknown", "{sync}");
@@ -752,7 +726,7 @@ async fn an_accepted_partners_sync_state_and_attempt_history_show_on_the_first_l
 
     fake.set_options(FakeGraphOptions::default());
     wait_for_state(&app, "delivered").await;
-    let sync = admin_get(&app, &operator, &format!("/admin/partners/{id}/sync")).await;
+    let sync = sync_of(&app, &operator, &id).await;
     let history = sync["deliveries"].as_array().expect("history");
     assert_eq!(history.len(), 2, "{sync}");
     assert_eq!(

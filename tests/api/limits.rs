@@ -29,6 +29,19 @@ const UNKNOWN_ID: &str = "0b9d3c2e-4f1a-4c6e-9a77-2f6c1d0e8b11";
 /// A second caller of the same tenant.
 const OTHER_OBJECT_ID: &str = "a7c3e9f1-2b4d-4f6a-8c0e-1d3f5a7b9c2e";
 
+/// The Graph error body of `response`, after checking that it names the `request-id` the
+/// response carries; `case` says which request failed the check.
+async fn error_naming_its_request(response: reqwest::Response, case: &str) -> Value {
+    let request_id = header(&response, "request-id");
+    let body = json_body(response).await;
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        Value::String(request_id),
+        "{case}"
+    );
+    body
+}
+
 #[tokio::test]
 async fn writes_beyond_a_callers_burst_get_429_while_other_callers_and_reads_pass() {
     let app = spawn_app_with(|s| {
@@ -62,15 +75,9 @@ async fn writes_beyond_a_callers_burst_get_429_while_other_callers_and_reads_pas
                 panic!("write {attempt}: Retry-After {retry_after:?} is whole seconds")
             });
             assert!(seconds >= 1, "write {attempt}: Retry-After {seconds}");
-            let request_id = header(&response, "request-id");
-            let body = json_body(response).await;
+            let body = error_naming_its_request(response, &format!("write {attempt}")).await;
             assert_eq!(
                 body["error"]["code"], "activityLimitReached",
-                "write {attempt}"
-            );
-            assert_eq!(
-                body["error"]["innerError"]["request-id"],
-                Value::String(request_id),
                 "write {attempt}"
             );
         }
@@ -151,8 +158,7 @@ async fn requests_over_the_concurrency_cap_are_shed_with_503_until_a_slot_frees_
     for (n, response) in answers.into_iter().chain([(20, shed_create)]) {
         assert_eq!(response.status(), 503, "burst request {n}");
         assert_eq!(header(&response, "retry-after"), "1", "burst request {n}");
-        let request_id = header(&response, "request-id");
-        let body = json_body(response).await;
+        let body = error_naming_its_request(response, &format!("burst request {n}")).await;
         assert_eq!(
             body["error"]["code"], "serviceNotAvailable",
             "burst request {n}"
@@ -161,11 +167,6 @@ async fn requests_over_the_concurrency_cap_are_shed_with_503_until_a_slot_frees_
             body["error"]["message"]
                 .as_str()
                 .is_some_and(|m| !m.is_empty()),
-            "burst request {n}"
-        );
-        assert_eq!(
-            body["error"]["innerError"]["request-id"],
-            Value::String(request_id),
             "burst request {n}"
         );
         assert_eq!(

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::helpers::{COLLECTION, assert_method_not_allowed, header, spawn_app};
+use crate::resource::property_names;
 
 #[tokio::test]
 async fn the_document_is_served_without_a_token_and_is_the_same_bytes_on_every_call() {
@@ -48,7 +49,7 @@ async fn the_document_is_openapi_3_1_with_the_paths_and_components_the_service_a
         .expect("the document is JSON");
 
     assert_eq!(document["openapi"], "3.1.0");
-    let paths = keys(&document["paths"]);
+    let paths = property_names(&document["paths"]);
     let collection = format!("/beta{COLLECTION}");
     for path in [
         collection.clone(),
@@ -65,7 +66,7 @@ async fn the_document_is_openapi_3_1_with_the_paths_and_components_the_service_a
         assert!(paths.contains(path.as_str()), "missing {path}: {paths:?}");
     }
     let create = &document["paths"][collection.as_str()]["post"];
-    let statuses = keys(&create["responses"]);
+    let statuses = property_names(&create["responses"]);
     assert_eq!(
         statuses,
         BTreeSet::from([
@@ -100,14 +101,4 @@ async fn other_methods_on_the_document_get_405_in_graph_shape() {
         .expect("DELETE reaches the service");
 
     assert_method_not_allowed(response, "GET").await;
-}
-
-/// The member names of a JSON object.
-fn keys(object: &Value) -> BTreeSet<&str> {
-    object
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect()
 }

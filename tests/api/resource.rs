@@ -408,17 +408,37 @@ async fn assert_filter(app: &TestApp, filter: &str, expected: &BTreeSet<String>)
     );
 }
 
+/// Asserts that the Graph error `body` has a message containing `part`.
+fn assert_message_contains(body: &Value, part: &str) {
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(part)),
+        "{body}"
+    );
+}
+
+/// The property names of the JSON object `entity`.
+pub(crate) fn property_names(entity: &Value) -> BTreeSet<&str> {
+    entity
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 /// A filter and the partners it must match.
 type FilterCase<'a> = (String, Box<dyn Fn(&Seeded) -> bool + 'a>);
 
+/// The case of `filter`, which must match the partners `matches` holds for.
+fn case<'a>(filter: impl Into<String>, matches: impl Fn(&Seeded) -> bool + 'a) -> FilterCase<'a> {
+    (filter.into(), Box::new(matches))
+}
+
 /// Creates the seed partner and answers its id and its GET body.
 async fn seed_partner(app: &TestApp) -> (String, Value) {
-    let response = app.post_partner(SEED_REQUEST).await;
-    assert_eq!(response.status(), 201);
-    let id = json_body(response).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = created_id(app.post_partner(SEED_REQUEST).await, 201).await;
     let current = json_body(app.get_partner(&id).await).await;
     (id, current)
 }
@@ -427,6 +447,18 @@ async fn start_fake(options: FakeGraphOptions) -> FakeGraph {
     FakeGraph::start(options)
         .await
         .expect("the fake Graph listens on 127.0.0.1")
+}
+
+/// Creates a partner from `body` and answers its id, after checking the create's status.
+async fn create(app: &TestApp, body: &str, status: u16) -> String {
+    created_id(app.post_partner(body).await, status).await
+}
+
+/// A fake Graph that answers every call as Graph would, and the service against it.
+async fn against_healthy_graph() -> (FakeGraph, TestApp) {
+    let fake = start_fake(FakeGraphOptions::default()).await;
+    let app = spawn_app_against(&fake, |_| {}).await;
+    (fake, app)
 }
 
 /// The id of a created partner, after checking the create's status.

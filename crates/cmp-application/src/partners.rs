@@ -159,7 +159,7 @@ impl PartnerService {
         if let Err(error) = self.outbox.finish_delivery(end).await {
             // The row stays leased; when the lease lapses it turns `unknown` and is
             // reconciled, so the partner is neither lost nor posted twice.
-            tracing::warn!(error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
+            tracing::warn!(partner.id = %partner.id(), error.message = %error, error.cause_chain = ?error, "recording the inline attempt failed; delivery continues in the background");
             return CreatePartnerOutput::Accepted(partner);
         }
         outbox_metrics::count_end(end);
@@ -173,7 +173,7 @@ impl PartnerService {
 
 #[async_trait::async_trait]
 impl PartnerUseCases for PartnerService {
-    #[tracing::instrument(name = "create_partner", skip_all, fields(partner.id))]
+    #[tracing::instrument(level = "debug", name = "create_partner", skip_all, fields(partner.id))]
     async fn create_partner(
         &self,
         command: NewPartner,
@@ -331,17 +331,17 @@ impl PartnerUseCases for PartnerService {
         }
     }
 
-    #[tracing::instrument(name = "list_partners", skip_all)]
+    #[tracing::instrument(level = "debug", name = "list_partners", skip_all)]
     async fn list_partners(&self, query: &ListQuery) -> Result<PartnerPage, ListPartnersError> {
         Ok(self.partners.list_partners(self.tenant_id, query).await?)
     }
 
-    #[tracing::instrument(name = "count_partners", skip_all)]
+    #[tracing::instrument(level = "debug", name = "count_partners", skip_all)]
     async fn count_partners(&self, filter: Option<Filter>) -> Result<u64, ListPartnersError> {
         Ok(self.partners.count_partners(self.tenant_id, filter).await?)
     }
 
-    #[tracing::instrument(name = "update_partner", skip_all, fields(partner.id = %id))]
+    #[tracing::instrument(level = "debug", name = "update_partner", skip_all, fields(partner.id = %id))]
     async fn update_partner(
         &self,
         id: PartnerId,
@@ -402,7 +402,7 @@ impl PartnerUseCases for PartnerService {
         }
     }
 
-    #[tracing::instrument(name = "delete_partner", skip_all, fields(partner.id = %id))]
+    #[tracing::instrument(level = "debug", name = "delete_partner", skip_all, fields(partner.id = %id))]
     async fn delete_partner(
         &self,
         id: PartnerId,
@@ -421,7 +421,7 @@ impl PartnerUseCases for PartnerService {
         };
         match self.partners.delete_partner(id, &write).await {
             Ok(ChangeQueued::Folded) => {
-                tracing::info!("partner deleted before it reached Graph; nothing to tell Graph");
+                tracing::info!(partner.id = %id, "partner deleted before it reached Graph; nothing to tell Graph");
                 Ok(())
             }
             Ok(ChangeQueued::Queued) => Ok(()),
@@ -432,7 +432,7 @@ impl PartnerUseCases for PartnerService {
         }
     }
 
-    #[tracing::instrument(name = "get_partner", skip_all, fields(partner.id = %id))]
+    #[tracing::instrument(level = "debug", name = "get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Partner, GetPartnerError> {
         match self.partners.get_partner(id).await {
             Ok(Some(partner)) => Ok(partner),

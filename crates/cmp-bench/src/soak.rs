@@ -476,7 +476,7 @@ fn print_figures(figures: &Figures<'_>) {
         (
             "writes offered/s during faults".into(),
             format!(
-                "{offered:.2} ({:.0} % of {WRITE_RATE}); {} writes in {fault_seconds:.0} s",
+                "{offered:.2} ({:.1} % of {WRITE_RATE}); {} writes in {fault_seconds:.1} s",
                 100.0 * offered / WRITE_RATE,
                 writes(&figures.fault_stats)
             ),
@@ -485,7 +485,7 @@ fn print_figures(figures: &Figures<'_>) {
             "drain after healing".into(),
             match drain_rate {
                 Some(rate) => format!(
-                    "{rate:.2}/s ({:.0} % of {WRITE_RATE}); {drain_text}",
+                    "{rate:.2}/s ({:.1} % of {WRITE_RATE}); {drain_text}",
                     100.0 * rate / WRITE_RATE
                 ),
                 None => drain_text,

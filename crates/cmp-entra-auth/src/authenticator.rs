@@ -438,7 +438,7 @@ impl EntraAuthenticator {
 
 #[async_trait]
 impl CallerAuthenticator for EntraAuthenticator {
-    #[tracing::instrument(name = "entra_auth.authenticate", skip_all)]
+    #[tracing::instrument(level = "debug", name = "entra_auth.authenticate", skip_all)]
     async fn authenticate(&self, bearer_token: &str) -> Result<Caller, AuthenticationError> {
         let key = TokenKey::of(bearer_token);
         // Read before any key is looked up: see `RemoteJwks::generation`.

@@ -211,24 +211,27 @@ impl EntraAuthSettings {
                 self.leeway_seconds
             ));
         }
-        if !(60..=MAX_JWKS_REFRESH_SECONDS).contains(&self.jwks_refresh_seconds) {
-            return Err(format!(
-                "jwks_refresh_seconds must be between 60 and {MAX_JWKS_REFRESH_SECONDS}, got {}",
-                self.jwks_refresh_seconds
-            ));
-        }
-        if !(1..=self.jwks_refresh_seconds).contains(&self.unknown_kid_refetch_seconds) {
-            return Err(format!(
-                "unknown_kid_refetch_seconds must be between 1 and jwks_refresh_seconds, got {}",
-                self.unknown_kid_refetch_seconds
-            ));
-        }
-        if !(1..=MAX_FETCH_TIMEOUT_MS).contains(&self.fetch_timeout_ms) {
-            return Err(format!(
-                "fetch_timeout_ms must be between 1 and {MAX_FETCH_TIMEOUT_MS}, got {}",
-                self.fetch_timeout_ms
-            ));
-        }
+        within(
+            "jwks_refresh_seconds",
+            self.jwks_refresh_seconds,
+            60,
+            MAX_JWKS_REFRESH_SECONDS,
+            MAX_JWKS_REFRESH_SECONDS,
+        )?;
+        within(
+            "unknown_kid_refetch_seconds",
+            self.unknown_kid_refetch_seconds,
+            1,
+            self.jwks_refresh_seconds,
+            "jwks_refresh_seconds",
+        )?;
+        within(
+            "fetch_timeout_ms",
+            self.fetch_timeout_ms,
+            1,
+            MAX_FETCH_TIMEOUT_MS,
+            MAX_FETCH_TIMEOUT_MS,
+        )?;
 
         Ok(ResolvedSettings {
             authority: authority.as_str().trim_end_matches('/').to_owned(),
@@ -277,6 +280,24 @@ pub(crate) fn parse_guid(text: &str) -> Option<Uuid> {
 /// The personal-account tenant as a GUID.
 pub(crate) fn personal_account_tenant() -> Uuid {
     Uuid::from_u128(0x9188040d_6c67_4c5b_b112_36a304b66dad)
+}
+
+/// Checks that the setting `key` holds a `value` from `low` to `high`; the error names the upper
+/// bound as `high_named`, which is either the number or the setting it comes from.
+fn within(
+    key: &str,
+    value: u64,
+    low: u64,
+    high: u64,
+    high_named: impl std::fmt::Display,
+) -> Result<(), String> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} must be between {low} and {high_named}, got {value}"
+        ))
+    }
 }
 
 /// Whether `audience` is one of Microsoft Graph's (case and a trailing `/` ignored).

@@ -45,16 +45,12 @@ async fn partner_sync_state(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found(format!("partner '{id}' has no delivery record"));
-    let partner_id: PartnerId = id.parse().map_err(|_| not_found())?;
-    let sync = state
-        .operations
-        .sync_state(partner_id)
-        .await
-        .map_err(|e| match e {
-            OperationsError::NotFound => not_found(),
-            other => operations_error(other),
-        })?;
+    let (_, sync) = read_about_partner(
+        &id,
+        format!("partner '{id}' has no delivery record"),
+        |partner_id| state.operations.sync_state(partner_id),
+    )
+    .await?;
     Ok(json_response(&sync_state_body(&sync)))
 }
 
@@ -64,17 +60,33 @@ async fn partner_history(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found(format!("nothing is recorded about partner '{id}'"));
-    let partner_id: PartnerId = id.parse().map_err(|_| not_found())?;
-    let history = state
-        .operations
-        .history(partner_id)
-        .await
-        .map_err(|e| match e {
-            OperationsError::NotFound => not_found(),
-            other => operations_error(other),
-        })?;
+    let (partner_id, history) = read_about_partner(
+        &id,
+        format!("nothing is recorded about partner '{id}'"),
+        |partner_id| state.operations.history(partner_id),
+    )
+    .await?;
     Ok(json_response(&history_body(partner_id, &history)))
+}
+
+/// Reads with `read` what is recorded about the partner whose id is `id` in the path: a 404
+/// saying `not_found` when `id` is no partner id or nothing is recorded about it.
+async fn read_about_partner<T, Read>(
+    id: &str,
+    not_found: String,
+    read: impl FnOnce(PartnerId) -> Read,
+) -> Result<(PartnerId, T), ApiError>
+where
+    Read: Future<Output = Result<T, OperationsError>>,
+{
+    let Ok(partner_id) = id.parse::<PartnerId>() else {
+        return Err(ApiError::not_found(not_found));
+    };
+    match read(partner_id).await {
+        Ok(record) => Ok((partner_id, record)),
+        Err(OperationsError::NotFound) => Err(ApiError::not_found(not_found)),
+        Err(other) => Err(operations_error(other)),
+    }
 }
 
 /// A partner's history as operators read it.

@@ -131,6 +131,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message)
     }
 
+    /// 404 `ResourceNotFound` for a partner id (as the client wrote it) that names no partner.
+    pub fn no_such_partner(id: impl std::fmt::Display) -> Self {
+        Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
+    }
+
     /// 405 with the `Allow` header. Intune documents no code for it, so the code is our choice:
     /// `BadRequest`, as the request is wrong and repeating it cannot help
     /// (`docs/wire-contract.md`, "Errors").
@@ -283,9 +288,7 @@ impl From<PartnerError> for ApiError {
 impl From<UpdatePartnerError> for ApiError {
     fn from(error: UpdatePartnerError) -> Self {
         match error {
-            UpdatePartnerError::NotFound(id) => {
-                Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
-            }
+            UpdatePartnerError::NotFound(id) => Self::no_such_partner(id),
             UpdatePartnerError::Invalid(invalid) => Self::from(invalid),
             UpdatePartnerError::DuplicateDisplayName { display_name } => Self::new(
                 StatusCode::CONFLICT,
@@ -300,9 +303,7 @@ impl From<UpdatePartnerError> for ApiError {
 impl From<DeletePartnerError> for ApiError {
     fn from(error: DeletePartnerError) -> Self {
         match error {
-            DeletePartnerError::NotFound(id) => {
-                Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
-            }
+            DeletePartnerError::NotFound(id) => Self::no_such_partner(id),
             DeletePartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
         }
     }
@@ -322,9 +323,7 @@ impl From<ListPartnersError> for ApiError {
 impl From<GetPartnerError> for ApiError {
     fn from(error: GetPartnerError) -> Self {
         match error {
-            GetPartnerError::NotFound(id) => {
-                Self::not_found(format!("no complianceManagementPartner has id '{id}'"))
-            }
+            GetPartnerError::NotFound(id) => Self::no_such_partner(id),
             GetPartnerError::Unexpected(cause) => Self::internal(AnyhowCause(cause)),
         }
     }

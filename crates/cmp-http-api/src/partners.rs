@@ -321,9 +321,7 @@ fn partner_id(id: Result<Path<String>, PathRejection>) -> Result<(String, Partne
     // Every id we hand out is a GUID, so any other text cannot name a partner.
     match raw_id.parse() {
         Ok(id) => Ok((raw_id, id)),
-        Err(_) => Err(ApiError::not_found(format!(
-            "no complianceManagementPartner has id '{raw_id}'"
-        ))),
+        Err(_) => Err(ApiError::no_such_partner(raw_id)),
     }
 }
 

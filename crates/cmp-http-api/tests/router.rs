@@ -25,6 +25,15 @@ use tower::ServiceExt;
 
 const ROOT: &str = "http://service.test/beta";
 
+/// The collection, served under `/beta`.
+const COLLECTION: &str = "/beta/deviceManagement/complianceManagementPartners";
+
+/// The permission of a caller that may read and write partners.
+const READ_WRITE: &[&str] = &["DeviceManagementServiceConfig.ReadWrite.All"];
+
+/// The permission of a caller that may only read partners.
+const READ_ONLY: &[&str] = &["DeviceManagementServiceConfig.Read.All"];
+
 fn partner() -> Partner {
     Partner::restore(
         PartnerId::from_uuid(uuid::Uuid::from_u128(7)),
@@ -70,10 +79,13 @@ fn limits() -> RequestLimits {
     }
 }
 
-fn app_with(
+/// The router over `mock`, served at `root_path`, for callers holding `permissions`, within
+/// `limits`.
+fn app_within(
     mock: MockPartnerUseCases,
     root_path: &str,
     permissions: &'static [&'static str],
+    limits: RequestLimits,
 ) -> axum::Router {
     let state = AppState {
         partners: Arc::new(mock),
@@ -82,35 +94,56 @@ fn app_with(
         public_root: ROOT.into(),
         body_limit_bytes: 1024,
     };
-    router(state, root_path, limits())
+    router(state, root_path, limits)
+}
+
+fn app_with(
+    mock: MockPartnerUseCases,
+    root_path: &str,
+    permissions: &'static [&'static str],
+) -> axum::Router {
+    app_within(mock, root_path, permissions, limits())
 }
 
 fn app(mock: MockPartnerUseCases, root_path: &str) -> axum::Router {
-    app_with(
-        mock,
-        root_path,
-        &["DeviceManagementServiceConfig.ReadWrite.All"],
-    )
+    app_with(mock, root_path, READ_WRITE)
+}
+
+/// A mock whose one create answers with `answer`.
+fn creating(
+    answer: impl Fn() -> Result<CreatePartnerOutput, CreatePartnerError> + Send + 'static,
+) -> MockPartnerUseCases {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner()
+        .times(1)
+        .returning(move |_, _| answer());
+    mock
+}
+
+/// Sends a valid create to the router over `mock`, served under `/beta`.
+async fn send_create(mock: MockPartnerUseCases) -> (StatusCode, axum::http::HeaderMap, Value) {
+    send(app(mock, "/beta"), post(COLLECTION)).await
 }
 
 fn post(path: &str) -> Request<Body> {
-    Request::post(path)
-        .header("authorization", "Bearer t")
-        .header("content-type", "application/json")
-        .body(Body::from(r#"{"displayName":"Mocked"}"#))
+    request("POST", path, Some(r#"{"displayName":"Mocked"}"#))
+}
+
+/// A create of `body` as `content_type`, carrying the bearer `token`.
+fn post_as(token: &str, content_type: &str, body: &'static str) -> Request<Body> {
+    Request::post(COLLECTION)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", content_type)
+        .body(Body::from(body))
         .expect("request")
 }
 
+/// Sends `request` and returns the status, headers and JSON body.
 async fn send(
     app: axum::Router,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let response = app.oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
+    let (status, headers, bytes) = send_raw(app, request).await;
     (
         status,
         headers,
@@ -118,261 +151,67 @@ async fn send(
     )
 }
 
-#[tokio::test]
-async fn an_unexpected_failure_is_an_opaque_500() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner().times(1).returning(|_, _| {
-        Err(CreatePartnerError::Unexpected(
-            anyhow::anyhow!("SELECT secret FROM partners failed").context("disk on fire"),
-        ))
-    });
-
-    let (status, _, body) = send(
-        app(mock, "/beta"),
-        post("/beta/deviceManagement/complianceManagementPartners"),
-    )
-    .await;
-
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body["error"]["code"], "InternalServerError");
-    let text = body.to_string();
-    assert!(
-        !text.contains("SELECT") && !text.contains("disk"),
-        "the cause must not leak: {text}"
-    );
-}
-
-#[tokio::test]
-async fn a_create_that_panics_in_its_own_task_is_an_opaque_500_in_graphs_shape() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner()
-        .times(1)
-        .returning(|_, _| panic!("create panicked near the secret"));
-
-    let (status, headers, body) = send(
-        app(mock, "/beta"),
-        post("/beta/deviceManagement/complianceManagementPartners"),
-    )
-    .await;
-
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body["error"]["code"], "InternalServerError");
-    assert_eq!(
-        body["error"]["innerError"]["request-id"],
-        header(&headers, "request-id")
-    );
-    assert!(!body.to_string().contains("secret"), "{body}");
-}
-
-#[tokio::test]
-async fn a_refusal_by_graph_maps_to_400_for_payloads_and_502_otherwise() {
-    for (graph_status, expected_status, expected_code) in [
-        (400, StatusCode::BAD_REQUEST, "BadRequest"),
-        (422, StatusCode::BAD_REQUEST, "BadRequest"),
-        (404, StatusCode::BAD_GATEWAY, "BadGateway"),
-        (405, StatusCode::BAD_GATEWAY, "BadGateway"),
-    ] {
-        let mut mock = MockPartnerUseCases::new();
-        mock.expect_create_partner()
-            .times(1)
-            .returning(move |_, _| {
-                Err(CreatePartnerError::GraphRejected {
-                    status: graph_status,
-                    code: Some("Request_BadRequest".into()),
-                    message: Some("graph says no".into()),
-                })
-            });
-
-        let (status, _, body) = send(
-            app(mock, "/beta"),
-            post("/beta/deviceManagement/complianceManagementPartners"),
-        )
-        .await;
-
-        assert_eq!(status, expected_status, "graph status {graph_status}");
-        assert_eq!(
-            body["error"]["code"], expected_code,
-            "graph status {graph_status}"
-        );
-        assert_eq!(
-            body["error"]["innerError"]["code"], "Request_BadRequest",
-            "graph status {graph_status}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn an_accepted_create_answers_202_with_location_and_body() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner()
-        .times(1)
-        .returning(|_, _| Ok(CreatePartnerOutput::Accepted(partner())));
-
-    let (status, headers, body) = send(
-        app(mock, "/beta"),
-        post("/beta/deviceManagement/complianceManagementPartners"),
-    )
-    .await;
-
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let id = partner().id().to_string();
-    assert_eq!(
-        headers.get("location").and_then(|v| v.to_str().ok()),
-        Some(format!("{ROOT}/deviceManagement/complianceManagementPartners/{id}").as_str())
-    );
-    assert_eq!(body["id"], Value::String(id));
-    assert_eq!(
-        body["@odata.context"],
-        format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners/$entity")
-    );
-}
-
-#[tokio::test]
-async fn a_store_failure_on_read_is_an_opaque_500() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_get_partner()
-        .times(1)
-        .returning(|_| Err(GetPartnerError::Unexpected(anyhow::anyhow!("pool closed"))));
-    let request = Request::get(format!(
-        "/beta/deviceManagement/complianceManagementPartners/{}",
-        partner().id()
-    ))
-    .header("authorization", "Bearer t")
-    .body(Body::empty())
-    .expect("request");
-
-    let (status, _, body) = send(app(mock, "/beta"), request).await;
-
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(!body.to_string().contains("pool"));
-}
-
-#[tokio::test]
-async fn the_resource_can_be_served_at_the_root_path() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner()
-        .times(1)
-        .returning(|_, _| Ok(CreatePartnerOutput::Created(partner())));
-
-    let (status, _, _) = send(
-        app(mock, ""),
-        post("/deviceManagement/complianceManagementPartners"),
-    )
-    .await;
-
-    assert_eq!(status, StatusCode::CREATED);
-}
-
-#[tokio::test]
-async fn validation_errors_never_reach_the_use_cases() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner().never();
-    let request = Request::post("/beta/deviceManagement/complianceManagementPartners")
-        .header("authorization", "Bearer t")
-        .header("content-type", "application/json; charset=utf-8")
-        .body(Body::from(r#"{"displayName":""}"#))
-        .expect("request");
-
-    let (status, _, body) = send(app(mock, "/beta"), request).await;
-
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["target"], "displayName");
-}
-
-#[tokio::test]
-async fn a_refused_token_is_a_401_with_the_invalid_token_challenge_and_reaches_no_use_case() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner().never();
-    let request = Request::post("/beta/deviceManagement/complianceManagementPartners")
-        .header("authorization", "Bearer forged")
-        .header("content-type", "application/json")
-        .body(Body::from(r#"{"displayName":"x"}"#))
-        .expect("request");
-
-    let (status, headers, body) = send(app(mock, "/beta"), request).await;
-
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        headers
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
-        Some("Bearer error=\"invalid_token\"")
-    );
-    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
-    assert!(
-        !body.to_string().contains("forged"),
-        "the token must not be echoed"
-    );
-}
-
-#[tokio::test]
-async fn a_read_only_caller_may_read_but_not_write() {
-    let mut mock = MockPartnerUseCases::new();
-    mock.expect_create_partner().never();
-    mock.expect_get_partner()
-        .times(1)
-        .returning(|_| Ok(partner()));
-    let read_only: &'static [&'static str] = &["DeviceManagementServiceConfig.Read.All"];
-    let get = Request::get(format!(
-        "/beta/deviceManagement/complianceManagementPartners/{}",
-        partner().id()
-    ))
-    .header("authorization", "Bearer t")
-    .body(Body::empty())
-    .expect("request");
-
-    let (write_status, write_headers, write_body) = send(
-        app_with(MockPartnerUseCases::new(), "/beta", read_only),
-        post("/beta/deviceManagement/complianceManagementPartners"),
-    )
-    .await;
-    let (read_status, _, _) = send(app_with(mock, "/beta", read_only), get).await;
-
-    assert_eq!(write_status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        write_headers
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
-        Some("Bearer error=\"insufficient_scope\"")
-    );
-    assert_eq!(write_body["error"]["code"], "Authorization_RequestDenied");
-    assert_eq!(read_status, StatusCode::OK);
-}
-
-// --- list, count, get with $select, update, delete -------------------------------------------
-
-const COLLECTION: &str = "/beta/deviceManagement/complianceManagementPartners";
-
 /// What the Python SDK sends for a list (`docs/wire-contract.md`, "Queries").
 const SDK_QUERY: &str = "$count=true&$filter=displayName%20eq%20%27A%20B%27&$orderby=displayName%20desc,id&$select=id,displayName&$skip=20&$top=10";
 
-/// A case of a use-case error mapping: name, error, expected status and `error.code`.
-type ErrorCase<E> = (&'static str, fn() -> E, StatusCode, &'static str);
+/// The refusal of `$top` where only a list accepts it.
+const TOP_IS_REFUSED: &str = "query option '$top' is not supported on this request";
+
+/// A case of a use-case error mapping: name, error, and the expected status and `error.code`.
+type ErrorCase<E> = (&'static str, fn() -> E, (StatusCode, &'static str));
+
+/// What an unknown id maps to.
+const RESOURCE_NOT_FOUND: (StatusCode, &str) = (StatusCode::NOT_FOUND, "ResourceNotFound");
+
+/// What a store failure maps to: an opaque 500.
+const INTERNAL_SERVER_ERROR: (StatusCode, &str) =
+    (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError");
+
+/// Sends `request()` once per case to the mock `failing` makes answer with the case's error,
+/// and checks the status and `error.code` it maps to, and that the cause does not leak.
+async fn assert_error_mapping<E>(
+    cases: &[ErrorCase<E>],
+    failing: impl Fn(fn() -> E) -> MockPartnerUseCases,
+    request: impl Fn() -> Request<Body>,
+) {
+    for &(case, error, (expected_status, expected_code)) in cases {
+        let (status, _, body) = send(app(failing(error), "/beta"), request()).await;
+
+        assert_eq!(status, expected_status, "case: {case}");
+        assert_eq!(body["error"]["code"], expected_code, "case: {case}");
+        assert!(!body.to_string().contains("pool"), "case: {case}");
+    }
+}
 
 fn item_path() -> String {
     format!("{COLLECTION}/{}", partner().id())
 }
 
+/// A `method` request to `uri` carrying the accepted token, with a JSON `body` if given.
+fn request(method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", "Bearer t");
+    match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned())),
+        None => builder.body(Body::empty()),
+    }
+    .expect("request")
+}
+
 fn get(uri: &str) -> Request<Body> {
-    Request::get(uri)
-        .header("authorization", "Bearer t")
-        .body(Body::empty())
-        .expect("request")
+    request("GET", uri, None)
 }
 
 fn patch(uri: &str, body: &str) -> Request<Body> {
-    Request::patch(uri)
-        .header("authorization", "Bearer t")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .expect("request")
+    request("PATCH", uri, Some(body))
 }
 
 fn delete(uri: &str) -> Request<Body> {
-    Request::delete(uri)
-        .header("authorization", "Bearer t")
-        .body(Body::empty())
-        .expect("request")
+    request("DELETE", uri, None)
 }
 
 /// Sends `request` and returns the status, headers and raw body.
@@ -435,6 +274,173 @@ fn sdk_list_query() -> ListQuery {
         after: None,
         count: true,
     }
+}
+
+#[tokio::test]
+async fn an_unexpected_failure_is_an_opaque_500() {
+    let mock = creating(|| {
+        Err(CreatePartnerError::Unexpected(
+            anyhow::anyhow!("SELECT secret FROM partners failed").context("disk on fire"),
+        ))
+    });
+
+    let (status, _, body) = send_create(mock).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "InternalServerError");
+    let text = body.to_string();
+    assert!(
+        !text.contains("SELECT") && !text.contains("disk"),
+        "the cause must not leak: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_that_panics_in_its_own_task_is_an_opaque_500_in_graphs_shape() {
+    let mock = creating(|| panic!("create panicked near the secret"));
+
+    let (status, headers, body) = send_create(mock).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "InternalServerError");
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        header(&headers, "request-id")
+    );
+    assert!(!body.to_string().contains("secret"), "{body}");
+}
+
+#[tokio::test]
+async fn a_refusal_by_graph_maps_to_400_for_payloads_and_502_otherwise() {
+    for (graph_status, expected_status, expected_code) in [
+        (400, StatusCode::BAD_REQUEST, "BadRequest"),
+        (422, StatusCode::BAD_REQUEST, "BadRequest"),
+        (404, StatusCode::BAD_GATEWAY, "BadGateway"),
+        (405, StatusCode::BAD_GATEWAY, "BadGateway"),
+    ] {
+        let mock = creating(move || {
+            Err(CreatePartnerError::GraphRejected {
+                status: graph_status,
+                code: Some("Request_BadRequest".into()),
+                message: Some("graph says no".into()),
+            })
+        });
+
+        let (status, _, body) = send_create(mock).await;
+
+        let case = format!("graph status {graph_status}");
+        assert_eq!(status, expected_status, "{case}");
+        assert_eq!(body["error"]["code"], expected_code, "{case}");
+        assert_eq!(
+            body["error"]["innerError"]["code"], "Request_BadRequest",
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_create_answers_202_with_location_and_body() {
+    let mock = creating(|| Ok(CreatePartnerOutput::Accepted(partner())));
+
+    let (status, headers, body) = send_create(mock).await;
+
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = partner().id().to_string();
+    assert_eq!(
+        header(&headers, "location"),
+        format!("{ROOT}/deviceManagement/complianceManagementPartners/{id}")
+    );
+    assert_eq!(body["id"], Value::String(id));
+    assert_eq!(
+        body["@odata.context"],
+        format!("{ROOT}/$metadata#deviceManagement/complianceManagementPartners/$entity")
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_on_read_is_an_opaque_500() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_get_partner()
+        .times(1)
+        .returning(|_| Err(GetPartnerError::Unexpected(anyhow::anyhow!("pool closed"))));
+
+    let (status, _, body) = send(app(mock, "/beta"), get(&item_path())).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!body.to_string().contains("pool"));
+}
+
+#[tokio::test]
+async fn the_resource_can_be_served_at_the_root_path() {
+    let mock = creating(|| Ok(CreatePartnerOutput::Created(partner())));
+
+    let (status, _, _) = send(
+        app(mock, ""),
+        post("/deviceManagement/complianceManagementPartners"),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn validation_errors_never_reach_the_use_cases() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner().never();
+    let request = post_as(
+        "t",
+        "application/json; charset=utf-8",
+        r#"{"displayName":""}"#,
+    );
+
+    let (status, _, body) = send(app(mock, "/beta"), request).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["target"], "displayName");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_a_401_with_the_invalid_token_challenge_and_reaches_no_use_case() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner().never();
+    let request = post_as("forged", "application/json", r#"{"displayName":"x"}"#);
+
+    let (status, headers, body) = send(app(mock, "/beta"), request).await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        "Bearer error=\"invalid_token\""
+    );
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert!(
+        !body.to_string().contains("forged"),
+        "the token must not be echoed"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_caller_may_read_but_not_write() {
+    let mut mock = MockPartnerUseCases::new();
+    mock.expect_create_partner().never();
+    mock.expect_get_partner()
+        .times(1)
+        .returning(|_| Ok(partner()));
+
+    let (write_status, write_headers, write_body) = send(
+        app_with(MockPartnerUseCases::new(), "/beta", READ_ONLY),
+        post(COLLECTION),
+    )
+    .await;
+    let (read_status, _, _) = send(app_with(mock, "/beta", READ_ONLY), get(&item_path())).await;
+
+    assert_eq!(write_status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        header(&write_headers, "www-authenticate"),
+        "Bearer error=\"insufficient_scope\""
+    );
+    assert_eq!(write_body["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(read_status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -612,13 +618,12 @@ async fn count_answers_a_plain_text_integer_honouring_the_filter() {
         })
         .times(1)
         .returning(|_| Ok(3));
-    let request = Request::get(format!(
+    let mut request = get(&format!(
         "{COLLECTION}/$count?$filter=iosOnboarded%20eq%20true"
-    ))
-    .header("authorization", "Bearer t")
-    .header("accept", "text/plain;q=0.9")
-    .body(Body::empty())
-    .expect("request");
+    ));
+    request
+        .headers_mut()
+        .insert("accept", "text/plain;q=0.9".parse().expect("header"));
 
     let (status, headers, body) = send_raw(app(mock, "/beta"), request).await;
 
@@ -647,10 +652,7 @@ async fn count_without_a_filter_counts_everything_and_refuses_other_options() {
 
     assert_eq!((status, body.as_slice()), (StatusCode::OK, b"0".as_slice()));
     assert_eq!(refused, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        error["error"]["message"],
-        "query option '$top' is not supported on this request"
-    );
+    assert_eq!(error["error"]["message"], TOP_IS_REFUSED);
 }
 
 #[tokio::test]
@@ -829,16 +831,14 @@ async fn patch_maps_each_update_error() {
         (
             "unknown id",
             || UpdatePartnerError::NotFound(partner().id()),
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
+            RESOURCE_NOT_FOUND,
         ),
         (
             "name taken",
             || UpdatePartnerError::DuplicateDisplayName {
                 display_name: "Taken".into(),
             },
-            StatusCode::CONFLICT,
-            "nameAlreadyExists",
+            (StatusCode::CONFLICT, "nameAlreadyExists"),
         ),
         (
             "invariant",
@@ -848,32 +848,26 @@ async fn patch_maps_each_update_error() {
                     latest_allowed: Timestamp::MIN,
                 })
             },
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
+            (StatusCode::BAD_REQUEST, "BadRequest"),
         ),
         (
             "store failure",
             || UpdatePartnerError::Unexpected(anyhow::anyhow!("pool closed")),
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
+            INTERNAL_SERVER_ERROR,
         ),
     ];
-    for (case, error, expected_status, expected_code) in cases {
-        let mut mock = MockPartnerUseCases::new();
-        mock.expect_update_partner()
-            .times(1)
-            .returning(move |_, _, _| Err(error()));
-
-        let (status, _, body) = send(
-            app(mock, "/beta"),
-            patch(&item_path(), r#"{"displayName":"Taken"}"#),
-        )
-        .await;
-
-        assert_eq!(status, expected_status, "case: {case}");
-        assert_eq!(body["error"]["code"], expected_code, "case: {case}");
-        assert!(!body.to_string().contains("pool"), "case: {case}");
-    }
+    assert_error_mapping(
+        &cases,
+        |error| {
+            let mut mock = MockPartnerUseCases::new();
+            mock.expect_update_partner()
+                .times(1)
+                .returning(move |_, _, _| Err(error()));
+            mock
+        },
+        || patch(&item_path(), r#"{"displayName":"Taken"}"#),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -971,28 +965,26 @@ async fn delete_maps_each_delete_error() {
         (
             "unknown id",
             || DeletePartnerError::NotFound(partner().id()),
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
+            RESOURCE_NOT_FOUND,
         ),
         (
             "store failure",
             || DeletePartnerError::Unexpected(anyhow::anyhow!("pool closed")),
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
+            INTERNAL_SERVER_ERROR,
         ),
     ];
-    for (case, error, expected_status, expected_code) in cases {
-        let mut mock = MockPartnerUseCases::new();
-        mock.expect_delete_partner()
-            .times(1)
-            .returning(move |_, _| Err(error()));
-
-        let (status, _, body) = send(app(mock, "/beta"), delete(&item_path())).await;
-
-        assert_eq!(status, expected_status, "case: {case}");
-        assert_eq!(body["error"]["code"], expected_code, "case: {case}");
-        assert!(!body.to_string().contains("pool"), "case: {case}");
-    }
+    assert_error_mapping(
+        &cases,
+        |error| {
+            let mut mock = MockPartnerUseCases::new();
+            mock.expect_delete_partner()
+                .times(1)
+                .returning(move |_, _| Err(error()));
+            mock
+        },
+        || delete(&item_path()),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1014,22 +1006,18 @@ async fn writes_refuse_query_options() {
 
     assert_eq!(delete_status, StatusCode::BAD_REQUEST);
     assert_eq!(patch_status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        body["error"]["message"],
-        "query option '$top' is not supported on this request"
-    );
+    assert_eq!(body["error"]["message"], TOP_IS_REFUSED);
 }
 
 #[tokio::test]
 async fn a_read_only_caller_may_list_and_count_but_not_patch_or_delete() {
-    let read_only: &'static [&'static str] = &["DeviceManagementServiceConfig.Read.All"];
     let mut mock = MockPartnerUseCases::new();
     mock.expect_list_partners()
         .returning(|_| Ok(page(None, None)));
     mock.expect_count_partners().returning(|_| Ok(1));
     mock.expect_update_partner().never();
     mock.expect_delete_partner().never();
-    let app = app_with(mock, "/beta", read_only);
+    let app = app_with(mock, "/beta", READ_ONLY);
 
     let (list, _, _) = send_raw(app.clone(), get(COLLECTION)).await;
     let (count, _, _) = send_raw(app.clone(), get(&format!("{COLLECTION}/$count"))).await;
@@ -1061,13 +1049,7 @@ async fn unsupported_methods_are_405_with_the_allowed_ones() {
         ("DELETE", count.as_str(), "GET"),
     ];
     for (method, uri, allow) in cases {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", "Bearer t")
-            .header("content-type", "application/json")
-            .body(Body::from("{}"))
-            .expect("request");
+        let request = request(method, uri, Some("{}"));
 
         let (status, headers, body) = send(app(MockPartnerUseCases::new(), "/beta"), request).await;
 
@@ -1140,10 +1122,7 @@ async fn the_request_span_names_the_route_template_not_the_raw_path() {
 
     let (status, headers, _) = send(
         app(mock, "/beta"),
-        Request::get(format!("{COLLECTION}/{id}?$select=id"))
-            .header("authorization", "Bearer t")
-            .body(Body::empty())
-            .expect("request"),
+        get(&format!("{COLLECTION}/{id}?$select=id")),
     )
     .await;
 
@@ -1205,16 +1184,7 @@ async fn requests_are_counted_by_route_template_method_and_status_and_timed() {
     send_raw(app.clone(), post(COLLECTION)).await;
     send_raw(app.clone(), get(&item_path())).await;
     send_raw(app.clone(), get("/beta/somewhere/else")).await;
-    send_raw(
-        app,
-        Request::builder()
-            .method("BREW")
-            .uri(COLLECTION)
-            .header("authorization", "Bearer t")
-            .body(Body::empty())
-            .expect("request"),
-    )
-    .await;
+    send_raw(app, request("BREW", COLLECTION, None)).await;
 
     let item = format!("{COLLECTION}/{{id}}");
     for (series, expected) in [
@@ -1257,13 +1227,7 @@ async fn requests_are_counted_by_route_template_method_and_status_and_timed() {
 async fn refusals_are_counted_by_reason_rate_and_load() {
     let recording = Recording::new();
     let _local = metrics::set_default_local_recorder(&recording.recorder);
-    let read_only = || {
-        app_with(
-            MockPartnerUseCases::new(),
-            "/beta",
-            &["DeviceManagementServiceConfig.Read.All"],
-        )
-    };
+    let read_only = || app_with(MockPartnerUseCases::new(), "/beta", READ_ONLY);
     let with_authorization = |value: &str| {
         Request::get(COLLECTION)
             .header("authorization", value)
@@ -1273,16 +1237,7 @@ async fn refusals_are_counted_by_reason_rate_and_load() {
     let limited = |limits: RequestLimits| {
         let mut mock = MockPartnerUseCases::new();
         mock.expect_delete_partner().returning(|_, _| Ok(()));
-        let state = AppState {
-            partners: Arc::new(mock),
-            operations: Arc::new(MockOperatorUseCases::new()),
-            authenticator: Arc::new(authenticator(&[
-                "DeviceManagementServiceConfig.ReadWrite.All",
-            ])),
-            public_root: ROOT.into(),
-            body_limit_bytes: 1024,
-        };
-        router(state, "/beta", limits)
+        app_within(mock, "/beta", READ_WRITE, limits)
     };
     let one_write = limited(RequestLimits {
         writes_per_caller_per_second: 0.001,

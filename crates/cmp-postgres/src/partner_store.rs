@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
 use crate::audit::insert_audit;
 use crate::outbox;
-use crate::rows::{AssignmentRow, PartnerRow, partner_row_columns};
+use crate::rows::{AssignmentRow, PartnerJoinedRow, PartnerRow, partner_row_columns};
 use crate::store::Replica;
 
 /// The name of the natural key's constraint in the migration; a violation of it is the caller's
@@ -347,41 +347,30 @@ pub(crate) async fn read_partner(
     deleted: Deleted,
     lock: bool,
 ) -> anyhow::Result<Option<Partner>> {
+    // One statement, as in the SQLite store: the partner left-joined with its assignments
+    // (one row with NULL assignment columns when it has none).
     let mut select = QueryBuilder::<Postgres>::new(concat!(
         "SELECT ",
         partner_row_columns!(),
-        " FROM partners WHERE id = "
+        ", platform, position, target_type, filter_type, filter_id, group_id, \
+         collection_id, scope_tag_target_type, entra_object_id \
+         FROM partners LEFT JOIN partner_assignments ON partner_id = id WHERE id = "
     ));
     select.push_bind(id.to_owned());
     if deleted == Deleted::Hidden {
         select.push(" AND deleted_at IS NULL");
     }
+    select.push(" ORDER BY platform, position");
     if lock {
-        select.push(" FOR UPDATE");
+        // Only the partner's row: the assignments are on the nullable side of the join.
+        select.push(" FOR UPDATE OF partners");
     }
-    let row: Option<PartnerRow> = select
+    let rows: Vec<PartnerJoinedRow> = select
         .build_query_as()
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
-        .context("reading the partner row")?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-
-    let assignments: Vec<AssignmentRow> = sqlx::query_as(
-        "SELECT platform, position, target_type, filter_type, filter_id, group_id, \
-         collection_id, scope_tag_target_type, entra_object_id \
-         FROM partner_assignments WHERE partner_id = $1 ORDER BY platform, position",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await
-    .context("reading the assignment rows")?;
-
-    let partner = row
-        .into_domain(assignments)
-        .with_context(|| format!("stored partner {id} no longer parses"))?;
-    Ok(Some(partner))
+        .context("reading the partner with its assignments")?;
+    PartnerJoinedRow::into_domain(rows)
 }
 
 /// How many assignment rows one multi-row `INSERT` carries: 10 bound values each, far below

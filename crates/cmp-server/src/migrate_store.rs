@@ -33,11 +33,14 @@ impl Column {
 
 use Column::{Flag, Integer, Text};
 
-/// The tables, parents first, with the columns both schemas share (PostgreSQL's generated
-/// `partner_state_order` and identity `seq` fill themselves).
-const TABLES: [(&str, &[Column]); 5] = [
+/// The tables, parents first, each with the order its rows are read in (the oldest first where
+/// PostgreSQL numbers them with an identity `seq`; the key where SQLite keeps no rowid) and the
+/// columns both schemas share (PostgreSQL's generated `partner_state_order` and identity `seq`
+/// fill themselves).
+const TABLES: [(&str, &str, &[Column]); 5] = [
     (
         "partners",
+        "created_at, id",
         &[
             Text("id"),
             Text("tenant_id"),
@@ -58,6 +61,7 @@ const TABLES: [(&str, &[Column]); 5] = [
     ),
     (
         "partner_assignments",
+        "partner_id, platform, position",
         &[
             Text("partner_id"),
             Text("platform"),
@@ -73,6 +77,7 @@ const TABLES: [(&str, &[Column]); 5] = [
     ),
     (
         "outbox",
+        "rowid",
         &[
             Text("id"),
             Text("tenant_id"),
@@ -96,6 +101,7 @@ const TABLES: [(&str, &[Column]); 5] = [
     ),
     (
         "deliveries",
+        "outbox_id, attempt",
         &[
             Text("outbox_id"),
             Integer("attempt"),
@@ -110,6 +116,7 @@ const TABLES: [(&str, &[Column]); 5] = [
     ),
     (
         "audit_log",
+        "rowid",
         &[
             Text("id"),
             Text("partner_id"),
@@ -166,10 +173,10 @@ pub async fn migrate_store(source: &Path, target: &str) -> anyhow::Result<Vec<Ta
     .await?;
 
     let mut report = Vec::with_capacity(TABLES.len());
-    for (table, columns) in TABLES {
+    for (table, order, columns) in TABLES {
         let names: Vec<&str> = columns.iter().map(|column| column.name()).collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM {table} ORDER BY rowid",
+            "SELECT {} FROM {table} ORDER BY {order}",
             names.join(", ")
         )))
         .fetch_all(&sqlite)

@@ -23,7 +23,7 @@ use crate::config::{AuthMode, GraphMode, Settings};
 use crate::prometheus::MetricsEndpoint;
 use crate::readiness::{DispatcherHeartbeat, ServiceReadiness};
 use crate::store::Store;
-use crate::system::{RandomIds, RandomJitter, SystemClock, TokioSleeper};
+use crate::system::{RandomJitter, SystemClock, TimeOrderedIds, TokioSleeper};
 
 /// The running service's parts, between [`Application::build`] and
 /// [`Application::run_until_stopped`].
@@ -117,7 +117,7 @@ impl Application {
             outbox.clone(),
             graph.clone(),
             Arc::new(SystemClock),
-            Arc::new(RandomIds),
+            Arc::new(TimeOrderedIds),
             Arc::new(TokioSleeper),
             pacer.clone(),
             tenant_id,
@@ -128,7 +128,7 @@ impl Application {
             partner_store,
             graph,
             Arc::new(SystemClock),
-            Arc::new(RandomIds),
+            Arc::new(TimeOrderedIds),
             Arc::new(RandomJitter),
             pacer,
             Arc::new(TokioSleeper),

@@ -4,6 +4,10 @@
 //! database. Every partner it accepted before the kill must end delivered, in Graph exactly
 //! once: the lapsed leases turn `unknown` and are reconciled against Graph's list.
 //!
+//! A second test kills the service during a burst of concurrent creates, whose writes share
+//! group commits: every create answered 201 or 202 before the kill must be stored after the
+//! restart (no answer goes out before its transaction is on disk).
+//!
 //! The fake Graph runs in the test process, so its state outlives the service.
 
 mod support;
@@ -218,5 +222,156 @@ async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_on
         stats.failures_injected,
         stats.token_requests,
         fake.duplicates().len(),
+    );
+}
+
+/// How many clients create at once in the burst.
+const BURST_CLIENTS: usize = 32;
+/// Acknowledged creates before the kill.
+const BURST_ACKNOWLEDGED_BEFORE_KILL: usize = 150;
+
+/// What one burst client saw: the partners acknowledged to it (name, id), and whether its last
+/// create went unanswered (the kill cut it).
+struct BurstClient {
+    acknowledged: Vec<(String, String)>,
+    cut: bool,
+}
+
+/// Creates partners one after another until a create goes unanswered; `acknowledged` counts the
+/// 201s and 202s of every client, and `enough` is told once it reaches the threshold.
+async fn burst_client(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    number: usize,
+    acknowledged: Arc<std::sync::atomic::AtomicUsize>,
+    enough: Arc<tokio::sync::Notify>,
+) -> BurstClient {
+    let mut seen = BurstClient {
+        acknowledged: Vec::new(),
+        cut: false,
+    };
+    for n in 0.. {
+        let name = format!("Burst {number:02} {n:04}");
+        let sent = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({ "displayName": name }))
+            .send()
+            .await;
+        let Ok(response) = sent else {
+            seen.cut = true;
+            return seen;
+        };
+        let status = response.status().as_u16();
+        let Ok(body) = response.json::<Value>().await else {
+            // The answer's head arrived but its body did not: not acknowledged.
+            seen.cut = true;
+            return seen;
+        };
+        assert!(matches!(status, 201 | 202), "{name}: {status} {body}");
+        let id = body["id"].as_str().expect("an id").to_owned();
+        seen.acknowledged.push((name, id));
+        let so_far = acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if so_far == BURST_ACKNOWLEDGED_BEFORE_KILL {
+            enough.notify_one();
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_create_acknowledged_before_a_sigkill_during_a_burst_is_stored_after_a_restart() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let key_dir = directory.path().join("keys");
+    std::fs::create_dir_all(&key_dir).expect("key folder");
+    std::fs::write(
+        key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME),
+        DEVELOPMENT_KEY,
+    )
+    .expect("key file");
+    // A quick, healthy Graph: creates are answered 201 within milliseconds, so the burst keeps
+    // many of them committing at once, in shared group commits, when the kill comes.
+    let fake = FakeGraph::start(FakeGraphOptions {
+        latency_ms: (0, 2),
+        seed: Some(13),
+        ..FakeGraphOptions::default()
+    })
+    .await
+    .expect("the fake Graph listens");
+    let environment = service_environment(directory.path(), &fake);
+    let writer = mint(
+        &environment,
+        &key_dir,
+        &["DeviceManagementServiceConfig.ReadWrite.All"],
+    );
+    let client = cmp_fake_graph::http_client();
+    let mut first = Service::start(&environment).await;
+
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let url = format!("{}{COLLECTION}", first.root);
+    let mut clients = JoinSet::new();
+    for number in 0..BURST_CLIENTS {
+        clients.spawn(burst_client(
+            client.clone(),
+            url.clone(),
+            writer.clone(),
+            number,
+            Arc::clone(&acknowledged),
+            Arc::clone(&enough),
+        ));
+    }
+    tokio::time::timeout(Duration::from_secs(60), enough.notified())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "fewer than {BURST_ACKNOWLEDGED_BEFORE_KILL} creates acknowledged within 60 s:\n{}",
+                first.tail()
+            )
+        });
+    // The clients are still sending: the kill lands in the middle of their creates.
+    first.kill();
+    let mut seen = Vec::with_capacity(BURST_CLIENTS);
+    let joined = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(client) = clients.join_next().await {
+            seen.push(client.expect("a burst client failed"));
+        }
+    })
+    .await;
+    assert!(joined.is_ok(), "the clients did not stop after the kill");
+    let cut = seen.iter().filter(|client| client.cut).count();
+    assert_eq!(cut, BURST_CLIENTS, "every client was cut by the kill");
+    let stored_before: Vec<(String, String)> = seen
+        .into_iter()
+        .flat_map(|client| client.acknowledged)
+        .collect();
+    assert!(stored_before.len() >= BURST_ACKNOWLEDGED_BEFORE_KILL);
+
+    let second = Service::start(&environment).await;
+    let mut missing = Vec::new();
+    for (name, id) in &stored_before {
+        let response = client
+            .get(format!("{}{COLLECTION}/{id}", second.root))
+            .bearer_auth(&writer)
+            .send()
+            .await
+            .expect("the restarted service answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON answer");
+        if status != 200 || body["displayName"] != name.as_str() {
+            missing.push(format!("{name} ({id}): {status} {body}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "acknowledged partners lost by the kill:\n{}\n{}",
+        missing.join("\n"),
+        second.tail()
+    );
+    println!(
+        "burst: {} creates acknowledged to {BURST_CLIENTS} clients before the kill, every one \
+         stored after the restart",
+        stored_before.len()
     );
 }

@@ -25,6 +25,8 @@
 //! - `writer.rs`: the one task every write goes through, committing waiting writes together
 //!   (group commit), each in a savepoint of its own.
 //! - `checkpointer.rs`: WAL checkpoints off the request path, the WAL kept bounded.
+//! - `read_slots.rs`: the request path's reader connections, without a pool's extra command
+//!   per read.
 //! - `audit.rs`: the audit log's writes and reads.
 //! - `readiness.rs`: [`SqliteStore::check_ready`], the store's part of the readiness probe.
 //! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
@@ -36,6 +38,7 @@ mod checkpointer;
 mod outbox;
 mod partner_listing;
 mod partner_store;
+mod read_slots;
 mod readiness;
 mod rows;
 mod store;

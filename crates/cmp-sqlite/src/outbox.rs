@@ -208,10 +208,11 @@ pub(crate) async fn remove_rows_of(
 /// Since only the oldest live row of a key can qualify, one claim never holds two rows of one
 /// key or of one partner either.
 ///
-/// The `WHERE` walks `outbox_tenant_state_next_attempt_at` (two ranges, one per state); each
-/// `NOT EXISTS` probes an index that holds every column it tests
-/// (`outbox_tenant_natural_key_state_created_at`, `outbox_partner_id_state_created_at`), so
-/// delivered and dead rows, which accumulate, are never read.
+/// The `WHERE` walks `outbox_tenant_state_next_attempt_at` (two ranges, one per state), which
+/// holds only waiting rows. The key probe answers from `outbox_tenant_natural_key_state_created_at`
+/// alone, which holds only live rows; the partner probe reads the partner's few rows through
+/// `outbox_partner_id_created_at`. The `IN` lists are written exactly as those partial indexes'
+/// conditions, which is how SQLite knows they serve the query.
 const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
      candidate.natural_key, candidate.state, candidate.attempts, candidate.first_attempt_at, \
      candidate.created_at, candidate.operation, candidate.next_attempt_at, \
@@ -252,7 +253,7 @@ const CLAIM_CANDIDATES: &str = "SELECT candidate.id, candidate.partner_id, \
 
 #[async_trait::async_trait]
 impl Outbox for SqliteOutbox {
-    #[tracing::instrument(name = "sqlite.recover_expired_leases", skip_all)]
+    #[tracing::instrument(level = "debug", name = "sqlite.recover_expired_leases", skip_all)]
     async fn recover_expired_leases(&self, now: Timestamp) -> Result<u64, StoreError> {
         let now = now.unix_ticks();
         self.connections
@@ -279,7 +280,7 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.claim_due", skip_all, fields(tenant.id = %tenant, limit = limit))]
+    #[tracing::instrument(level = "debug", name = "sqlite.claim_due", skip_all, fields(tenant.id = %tenant, limit = limit))]
     async fn claim_due(
         &self,
         tenant: TenantId,
@@ -352,7 +353,7 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.release", skip_all, fields(outbox.id = %outbox_id, state = state.as_str()))]
+    #[tracing::instrument(level = "debug", name = "sqlite.release", skip_all, fields(outbox.id = %outbox_id, state = state.as_str()))]
     async fn release(
         &self,
         outbox_id: Uuid,
@@ -384,7 +385,7 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.start_delivery", skip_all, fields(outbox.id = %start.outbox_id, attempt = start.attempt))]
+    #[tracing::instrument(level = "debug", name = "sqlite.start_delivery", skip_all, fields(outbox.id = %start.outbox_id, attempt = start.attempt))]
     async fn start_delivery(&self, start: &DeliveryStart) -> Result<(), StoreError> {
         let outbox_id = start.outbox_id.hyphenated().to_string();
         let client_request_id = start.client_request_id.hyphenated().to_string();
@@ -437,7 +438,7 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.sync_state", skip_all, fields(partner.id = %partner_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.sync_state", skip_all, fields(partner.id = %partner_id))]
     async fn sync_state(&self, partner_id: PartnerId) -> Result<Option<OutboxRecord>, StoreError> {
         // One snapshot for the row and its attempts.
         let mut tx = self.connections.begin_read().await?;
@@ -462,7 +463,7 @@ impl Outbox for SqliteOutbox {
         Ok(Some(row.into_record(deliveries)?))
     }
 
-    #[tracing::instrument(name = "sqlite.history", skip_all, fields(partner.id = %partner_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.history", skip_all, fields(partner.id = %partner_id))]
     async fn history(&self, partner_id: PartnerId) -> Result<PartnerHistory, StoreError> {
         // One snapshot for the audit log, the rows and their deliveries.
         let partner_id = partner_id.to_string();
@@ -486,7 +487,7 @@ impl Outbox for SqliteOutbox {
         Ok(PartnerHistory { audit, rows })
     }
 
-    #[tracing::instrument(name = "sqlite.list_rows", skip_all, fields(state = state.as_ref().map(OutboxState::as_str), limit = limit))]
+    #[tracing::instrument(level = "debug", name = "sqlite.list_rows", skip_all, fields(state = state.as_ref().map(OutboxState::as_str), limit = limit))]
     async fn list_rows(
         &self,
         state: Option<OutboxState>,
@@ -513,7 +514,7 @@ impl Outbox for SqliteOutbox {
         Ok(listed)
     }
 
-    #[tracing::instrument(name = "sqlite.count_rows", skip_all)]
+    #[tracing::instrument(level = "debug", name = "sqlite.count_rows", skip_all)]
     async fn count_rows(&self) -> Result<OutboxCounts, StoreError> {
         let per_state: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
@@ -531,7 +532,7 @@ impl Outbox for SqliteOutbox {
         Ok(counts)
     }
 
-    #[tracing::instrument(name = "sqlite.oldest_waiting_created_at", skip_all)]
+    #[tracing::instrument(level = "debug", name = "sqlite.oldest_waiting_created_at", skip_all)]
     async fn oldest_waiting_created_at(&self) -> Result<Option<Timestamp>, StoreError> {
         // Reads only the waiting rows' entries of the (state, created_at) index, never the table.
         let oldest: Option<i64> = sqlx::query_scalar(
@@ -547,7 +548,7 @@ impl Outbox for SqliteOutbox {
         Ok(oldest)
     }
 
-    #[tracing::instrument(name = "sqlite.requeue_dead", skip_all, fields(outbox.id = %outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.requeue_dead", skip_all, fields(outbox.id = %outbox_id))]
     async fn requeue_dead(&self, outbox_id: Uuid, now: Timestamp) -> Result<bool, StoreError> {
         let now = now.unix_ticks();
         self.connections
@@ -576,7 +577,7 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.finish_delivery", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = %finish.outcome))]
+    #[tracing::instrument(level = "debug", name = "sqlite.finish_delivery", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = %finish.outcome))]
     async fn finish_delivery(&self, finish: &DeliveryEnd) -> Result<(), StoreError> {
         let outbox_id = finish.outbox_id.hyphenated().to_string();
         let partner_id = finish.partner_id.to_string();
@@ -702,7 +703,7 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.undo_rejected_create", skip_all, fields(partner.id = %partner_id, outbox.id = %outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.undo_rejected_create", skip_all, fields(partner.id = %partner_id, outbox.id = %outbox_id))]
     async fn undo_rejected_create(
         &self,
         partner_id: PartnerId,

@@ -5,8 +5,9 @@
 //! commit: the partner, its assignments, its outbox row (enqueued through [`crate::outbox`]) and
 //! its audit entry change together or not at all. An update reads, changes and writes the
 //! partner inside that one write, so concurrent updates of one partner run one after the other.
-//! Reads run in a plain (deferred) transaction on a reader connection, which gives them one
-//! consistent WAL snapshot across their statements.
+//! Reads run on a reader connection: a single partner in one statement (one snapshot by
+//! itself), a page of the listing in a plain (deferred) transaction, which gives its statements
+//! one consistent WAL snapshot.
 //!
 //! How a change is owed to Graph (the outbox rules, `docs/delivery.md`):
 //! - An update of a partner whose `create` row is `pending` (never sent, or sent and certainly
@@ -31,7 +32,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::audit::insert_audit;
 use crate::outbox;
-use crate::rows::{AssignmentRow, PartnerRow, partner_row_columns};
+use crate::rows::{AssignmentRow, PartnerJoinedRow, PartnerRow, partner_row_columns};
 use crate::store::Connections;
 use crate::writer::boxed;
 
@@ -59,7 +60,7 @@ pub(crate) enum Deleted {
 
 #[async_trait::async_trait]
 impl PartnerStore for SqlitePartnerStore {
-    #[tracing::instrument(name = "sqlite.insert_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.delivery.outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_partner", skip_all, fields(partner.id = %partner.id(), outbox.id = %write.delivery.outbox_id))]
     async fn insert_partner(
         &self,
         partner: &Partner,
@@ -72,17 +73,14 @@ impl PartnerStore for SqlitePartnerStore {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError> {
-        // One read transaction, so the partner and its assignments come from one snapshot
-        // even when an undo commits between the two statements.
-        let mut tx = self.connections.begin_read().await?;
-        let partner = read_partner(&mut tx, &id.to_string(), Deleted::Hidden).await?;
-        tx.commit().await.context("ending the read transaction")?;
-        Ok(partner)
+        // One statement on a reader: one snapshot, one trip to the connection's thread.
+        let mut conn = self.connections.read().await?;
+        Ok(read_partner(&mut conn, &id.to_string(), Deleted::Hidden).await?)
     }
 
-    #[tracing::instrument(name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
+    #[tracing::instrument(level = "debug", name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
     async fn list_partners(
         &self,
         tenant_id: TenantId,
@@ -91,7 +89,7 @@ impl PartnerStore for SqlitePartnerStore {
         self.list(tenant_id, query).await
     }
 
-    #[tracing::instrument(name = "sqlite.count_partners", skip_all, fields(tenant.id = %tenant_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.count_partners", skip_all, fields(tenant.id = %tenant_id))]
     async fn count_partners(
         &self,
         tenant_id: TenantId,
@@ -100,7 +98,7 @@ impl PartnerStore for SqlitePartnerStore {
         self.count(tenant_id, filter.as_ref()).await
     }
 
-    #[tracing::instrument(name = "sqlite.update_partner", skip_all, fields(partner.id = %id, outbox.id = %update.outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.update_partner", skip_all, fields(partner.id = %id, outbox.id = %update.outbox_id))]
     async fn update_partner(
         &self,
         id: PartnerId,
@@ -112,7 +110,7 @@ impl PartnerStore for SqlitePartnerStore {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
+    #[tracing::instrument(level = "debug", name = "sqlite.delete_partner", skip_all, fields(partner.id = %id, outbox.id = %write.outbox_id))]
     async fn delete_partner(
         &self,
         id: PartnerId,
@@ -125,7 +123,7 @@ impl PartnerStore for SqlitePartnerStore {
             .await
     }
 
-    #[tracing::instrument(name = "sqlite.graph_id_held_by_another", skip_all)]
+    #[tracing::instrument(level = "debug", name = "sqlite.graph_id_held_by_another", skip_all)]
     async fn graph_id_held_by_another(
         &self,
         graph_id: &str,
@@ -353,53 +351,50 @@ async fn refused_write(
     StoreError::Unexpected(anyhow::Error::new(error).context(doing))
 }
 
-/// Reads the partner `id` (its row and assignments) on `conn`, inside the caller's transaction:
+/// Reads the partner `id` (its row and assignments) on `conn`, in one statement:
 /// [`PartnerStore::get_partner`] on a reader, where a deleted partner is `None`
-/// ([`Deleted::Hidden`]); the dispatcher's claim on the writer, which still reads it
-/// ([`Deleted::Included`]).
+/// ([`Deleted::Hidden`]); an update and the dispatcher's claim on the writer, which still reads
+/// a deleted one ([`Deleted::Included`]) for its `delete` row.
+///
+/// One statement is one snapshot, so the partner and its assignments agree even when an undo
+/// commits meanwhile, without a read transaction around them; and it is one trip to the
+/// connection's thread instead of four (begin, two selects, commit).
 ///
 /// # Errors
-/// When a statement fails or the stored rows no longer parse into a [`Partner`].
+/// When the statement fails or the stored rows no longer parse into a [`Partner`].
 pub(crate) async fn read_partner(
     conn: &mut SqliteConnection,
     id: &str,
     deleted: Deleted,
 ) -> anyhow::Result<Option<Partner>> {
-    let statement = match deleted {
-        Deleted::Hidden => concat!(
-            "SELECT ",
-            partner_row_columns!(),
-            " FROM partners WHERE id = ? AND deleted_at IS NULL"
-        ),
-        Deleted::Included => concat!(
-            "SELECT ",
-            partner_row_columns!(),
-            " FROM partners WHERE id = ?"
-        ),
-    };
-    let row: Option<PartnerRow> = sqlx::query_as(statement)
+    let rows: Vec<PartnerJoinedRow> = sqlx::query_as(read_partner_statement(deleted))
         .bind(id)
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
-        .context("reading the partner row")?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
+        .context("reading the partner and its assignments")?;
+    PartnerJoinedRow::into_domain(rows)
+}
 
-    let assignments: Vec<AssignmentRow> = sqlx::query_as(
-        "SELECT platform, position, target_type, filter_type, filter_id, group_id, \
-         collection_id, scope_tag_target_type, entra_object_id \
-         FROM partner_assignments WHERE partner_id = ? ORDER BY platform, position",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await
-    .context("reading the assignment rows")?;
-
-    let partner = row
-        .into_domain(assignments)
-        .with_context(|| format!("stored partner {id} no longer parses"))?;
-    Ok(Some(partner))
+/// The statement of [`read_partner`]: the partner `?` left-joined with its assignments, which
+/// the assignments' primary key finds in order.
+fn read_partner_statement(deleted: Deleted) -> &'static str {
+    macro_rules! joined {
+        ($condition:literal) => {
+            concat!(
+                "SELECT ",
+                partner_row_columns!(),
+                ", platform, position, target_type, filter_type, filter_id, group_id, \
+                 collection_id, scope_tag_target_type, entra_object_id \
+                 FROM partners LEFT JOIN partner_assignments ON partner_id = id \
+                 WHERE id = ?",
+                $condition
+            )
+        };
+    }
+    match deleted {
+        Deleted::Hidden => joined!(" AND deleted_at IS NULL"),
+        Deleted::Included => joined!(""),
+    }
 }
 
 /// Whether a partner of the row's tenant other than `except` (the row's own partner, on an

@@ -131,6 +131,73 @@ impl PartnerRow {
     }
 }
 
+/// A row of `partners LEFT JOIN partner_assignments`: the partner with one of its assignments,
+/// or with none (every assignment column NULL) when it has no assignment. Reading one partner
+/// this way takes one statement, so one trip to the connection's thread and one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct PartnerJoinedRow {
+    #[sqlx(flatten)]
+    pub(crate) partner: PartnerRow,
+    pub(crate) platform: Option<String>,
+    pub(crate) position: Option<i64>,
+    pub(crate) target_type: Option<String>,
+    pub(crate) filter_type: Option<String>,
+    pub(crate) filter_id: Option<String>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) collection_id: Option<String>,
+    pub(crate) scope_tag_target_type: Option<String>,
+    pub(crate) entra_object_id: Option<String>,
+}
+
+impl PartnerJoinedRow {
+    /// The partner of the first row, with the assignments of all of them (which belong to
+    /// that one partner); `None` when there is no row.
+    ///
+    /// # Errors
+    /// When an assignment's key columns are set without its required ones, or the partner no
+    /// longer parses ([`PartnerRow::into_domain`]).
+    pub(crate) fn into_domain(rows: Vec<Self>) -> anyhow::Result<Option<Partner>> {
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let (partner, assignment) = first.split()?;
+        let mut assignments: Vec<AssignmentRow> = assignment.into_iter().collect();
+        for row in rows {
+            assignments.extend(row.split()?.1);
+        }
+        let id = partner.id.clone();
+        partner
+            .into_domain(assignments)
+            .with_context(|| format!("stored partner {id} no longer parses"))
+            .map(Some)
+    }
+
+    /// The partner's columns, and the assignment's when the row has one.
+    fn split(self) -> anyhow::Result<(PartnerRow, Option<AssignmentRow>)> {
+        let assignment = match (self.platform, self.position) {
+            (None, None) => None,
+            (Some(platform), Some(position)) => Some(AssignmentRow {
+                platform,
+                position,
+                target_type: self
+                    .target_type
+                    .context("an assignment row without a target type")?,
+                filter_type: self
+                    .filter_type
+                    .context("an assignment row without a filter type")?,
+                filter_id: self.filter_id,
+                group_id: self.group_id,
+                collection_id: self.collection_id,
+                scope_tag_target_type: self.scope_tag_target_type,
+                entra_object_id: self.entra_object_id,
+            }),
+            _ => bail!("an assignment row with only half of its key"),
+        };
+        Ok((self.partner, assignment))
+    }
+}
+
 /// A row of `partner_assignments` with its partner id, for reading the assignments of a whole
 /// page of partners in one statement.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -14,6 +14,7 @@ use crate::MIGRATOR;
 use crate::checkpointer::Checkpointer;
 use crate::outbox::SqliteOutbox;
 use crate::partner_store::SqlitePartnerStore;
+use crate::read_slots::{ReadGuard, ReadSlots};
 use crate::writer::Writer;
 
 /// Where the database lives and how connections to it behave: the `[sqlite]` section of the
@@ -27,8 +28,10 @@ pub struct SqliteSettings {
     /// How long a connection waits for a lock held by another connection or process before
     /// failing with `SQLITE_BUSY`, in milliseconds (`5000` in the default configuration).
     pub busy_timeout_ms: u64,
-    /// How many connections serve reads. In WAL mode readers never block the writer nor each
-    /// other, so reads scale with this number while writes stay on one connection.
+    /// How many connections serve the requests' reads. In WAL mode readers never block the
+    /// writer nor each other, so reads scale with this number while writes stay on one
+    /// connection. The operators' views and the metrics read on connections of their own, as
+    /// many at most, opened when they are used.
     pub max_read_connections: u32,
 }
 
@@ -73,11 +76,21 @@ pub struct SqliteStore {
 pub(crate) struct Connections {
     /// The one task every write runs on.
     pub(crate) writer: Writer,
-    /// Connections for reads only; `query_only` makes any write on them fail.
+    /// Connections for reads only; `query_only` makes any write on them fail. The operators'
+    /// views and the metrics read here.
     pub(crate) reader: SqlitePool,
+    /// The request path's reader connections, the same kind without a pool's extra command per
+    /// read (`read_slots.rs`).
+    pub(crate) slots: ReadSlots,
 }
 
 impl Connections {
+    /// A reader connection of the request path: one statement on it is one snapshot; several
+    /// need a transaction (`Connection::begin`).
+    pub(crate) async fn read(&self) -> anyhow::Result<ReadGuard> {
+        self.slots.take().await
+    }
+
     /// A read transaction on a reader connection: one consistent WAL snapshot for its
     /// statements.
     pub(crate) async fn begin_read(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
@@ -110,11 +123,18 @@ impl SqliteStore {
         // mode is stored in the file, so the readers inherit it; they must not set it
         // themselves, because changing it needs an exclusive lock that busy_timeout cannot wait
         // for. Its commits never checkpoint (the checkpointer does, off the request path).
+        //
+        // `temp_store=MEMORY` keeps the statement journal in memory. Each write of a batch runs
+        // in a savepoint, and SQLite keeps the pages a savepoint changes in that journal so it
+        // can roll back to it; past 64 KiB (one create) the journal spilled into a temporary
+        // file, created, written and deleted by the writer for every write. In memory it is
+        // bounded by one write's pages, since releasing the savepoint empties it.
         let writer_options = settings
             .connect_options()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("temp_store", "MEMORY");
         let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| {
@@ -133,8 +153,15 @@ impl SqliteStore {
         // depend on who creates the `-wal` and `-shm` files (sqlite.org/wal.html#readonly),
         // while `query_only` simply refuses every write statement, the guarantee wanted here.
         let reader_options = settings.connect_options().pragma("query_only", "ON");
+        let slots = ReadSlots::new(
+            reader_options.clone(),
+            usize::try_from(settings.max_read_connections).unwrap_or(usize::MAX),
+        );
+        // No ping before each acquire: the connections live in this process and cannot hang up,
+        // and the ping was one more trip to a connection's thread on every read.
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_read_connections)
+            .test_before_acquire(false)
             .connect_with(reader_options)
             .await
             .with_context(|| {
@@ -159,7 +186,11 @@ impl SqliteStore {
         );
         Ok(Self {
             settings: settings.clone(),
-            connections: Connections { writer, reader },
+            connections: Connections {
+                writer,
+                reader,
+                slots,
+            },
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })
     }
@@ -233,6 +264,7 @@ impl SqliteStore {
         if let Some(checkpointer) = checkpointer {
             checkpointer.stop().await;
         }
+        self.connections.slots.close().await;
         self.connections.reader.close().await;
         self.connections.writer.close().await;
     }
@@ -518,6 +550,130 @@ mod tests {
             [("outbox".to_owned(),)],
             "deliveries refer to the new outbox"
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_second_schema_keeps_its_rows_and_their_order_in_fewer_b_trees() {
+        let dir = TempDir::new().expect("temp dir");
+        let settings = settings(&dir);
+        std::fs::create_dir_all(settings.path.parent().expect("a parent")).expect("dir");
+        let legacy = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(settings.connect_options().create_if_missing(true))
+            .await
+            .expect("legacy pool");
+        MIGRATOR
+            .run_to(2, &legacy)
+            .await
+            .expect("second schema only");
+        for statement in [
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, graph_id, created_at, updated_at, deleted_at) \
+             VALUES ('p-1', 't', 'One', 'one', 'enabled', 5, 1, 0, 0, 0, 0, 'g-1', 1, 1, NULL), \
+             ('p-2', 't', 'Two', NULL, 'unknown', 0, 0, 0, 0, 0, 0, NULL, 1, 3, 3)",
+            "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
+             filter_type) VALUES ('p-1', 'macOs', 0, 'allDevicesAssignmentTarget', 'none')",
+            // Rowids out of the ids' order, and two rows written at the same instant: the
+            // rowid is what orders them.
+            "INSERT INTO outbox (rowid, id, tenant_id, partner_id, operation, natural_key, \
+             state, attempts, next_attempt_at, graph_id, created_at, updated_at) \
+             VALUES (7, 'o-b', 't', 'p-1', 'create', 'one', 'delivered', 1, 1, 'g-1', 1, 1), \
+             (9, 'o-a', 't', 'p-1', 'update', 'one', 'pending', 0, 1, NULL, 1, 1)",
+            "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at, \
+             outcome) VALUES ('o-b', 1, 'c-1', 1, 'created')",
+        ] {
+            sqlx::query(statement)
+                .execute(&legacy)
+                .await
+                .expect("legacy row");
+        }
+        legacy.close().await;
+
+        let store = SqliteStore::open(&settings).await.expect("migrating open");
+
+        let reader = &store.connections.reader;
+        let partners: Vec<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT id, name_key, graph_id, partner_state_order FROM partners ORDER BY id",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("partners");
+        assert_eq!(
+            partners,
+            [
+                (
+                    "p-1".to_owned(),
+                    Some("one".to_owned()),
+                    Some("g-1".to_owned()),
+                    2
+                ),
+                ("p-2".to_owned(), None, None, 0)
+            ]
+        );
+        let outbox: Vec<(i64, String)> =
+            sqlx::query_as("SELECT rowid, id FROM outbox ORDER BY created_at, rowid")
+                .fetch_all(reader)
+                .await
+                .expect("outbox");
+        assert_eq!(outbox, [(7, "o-b".to_owned()), (9, "o-a".to_owned())]);
+        let kept: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM partner_assignments), (SELECT COUNT(*) FROM deliveries)",
+        )
+        .fetch_one(reader)
+        .await
+        .expect("counts");
+        assert_eq!(kept, (1, 1));
+
+        // One b-tree per table keyed by its primary key; the references follow the renames.
+        let without_rowid: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM pragma_table_list WHERE wr = 1 AND schema = 'main' ORDER BY name",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("table list");
+        assert_eq!(
+            without_rowid,
+            [
+                ("deliveries".to_owned(),),
+                ("partner_assignments".to_owned(),),
+                ("partners".to_owned(),)
+            ]
+        );
+        let references: Vec<(String, String)> = sqlx::query_as(
+            "SELECT child.name, reference.\"table\" FROM sqlite_schema AS child, \
+             pragma_foreign_key_list(child.name) AS reference \
+             WHERE child.type = 'table' ORDER BY child.name",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("foreign keys");
+        assert_eq!(
+            references,
+            [
+                ("deliveries".to_owned(), "outbox".to_owned()),
+                ("outbox".to_owned(), "partners".to_owned()),
+                ("partner_assignments".to_owned(), "partners".to_owned())
+            ]
+        );
+
+        // The natural key is still unique per tenant, released names excepted.
+        let mut writer = crate::test_support::side_connection(&store).await;
+        let duplicate = sqlx::query(
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, created_at, updated_at) \
+             VALUES ('p-3', 't', 'ONE', 'one', 'enabled', 0, 0, 0, 0, 0, 0, 1, 1)",
+        )
+        .execute(&mut writer)
+        .await
+        .expect_err("a taken name");
+        assert!(
+            matches!(&duplicate, sqlx::Error::Database(db) if db.is_unique_violation()),
+            "{duplicate}"
+        );
+        drop(writer);
         store.close().await;
     }
 }

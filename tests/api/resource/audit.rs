@@ -4,8 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn create_patch_and_delete_each_leave_an_audit_entry_with_request_id_caller_and_changes() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |_| {}).await;
+    let (_fake, app) = against_healthy_graph().await;
     let caller = format!(
         "app:{}/{}",
         app.settings.auth.entra.allowed_tenants[0],

@@ -53,6 +53,45 @@ async fn wait_until_settled(app: &TestApp, partners: &[&str]) -> Vec<Vec<OutboxJ
     .await
 }
 
+/// A fake Graph with `options`, a recording proxy in front of it, and the service sending its
+/// Graph calls through the proxy, with its settings changed by `adjust`.
+async fn behind_proxy(
+    options: FakeGraphOptions,
+    adjust: impl FnOnce(&mut cmp_server::config::Settings),
+) -> (FakeGraph, RecordingProxy, TestApp) {
+    let fake = start_fake(options).await;
+    let proxy = RecordingProxy::start(fake.uri()).await;
+    let app = spawn_app_against(&fake, |s| {
+        s.graph.client.root = proxy.graph_root();
+        adjust(s);
+    })
+    .await;
+    (fake, proxy, app)
+}
+
+/// The operations of `jobs`, in order.
+fn operations(jobs: &[OutboxJob]) -> Vec<&str> {
+    jobs.iter().map(|j| j.operation.as_str()).collect()
+}
+
+/// The operation and state of each of `jobs`, in order.
+fn operations_and_states(jobs: &[OutboxJob]) -> Vec<(&str, &str)> {
+    jobs.iter()
+        .map(|j| (j.operation.as_str(), j.state.as_str()))
+        .collect()
+}
+
+/// The writes among `calls` that reached the proxy from `since` on.
+fn writes_since(
+    calls: &[crate::helpers::ProxiedCall],
+    since: Instant,
+) -> Vec<crate::helpers::ProxiedCall> {
+    writes(calls)
+        .into_iter()
+        .filter(|c| c.arrived >= since)
+        .collect()
+}
+
 /// The writes (POST, PATCH, DELETE) among `calls`.
 fn writes(calls: &[crate::helpers::ProxiedCall]) -> Vec<crate::helpers::ProxiedCall> {
     calls
@@ -64,13 +103,8 @@ fn writes(calls: &[crate::helpers::ProxiedCall]) -> Vec<crate::helpers::ProxiedC
 
 #[tokio::test]
 async fn a_patch_of_a_delivered_partner_reaches_graph_as_one_patch() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |_| {}).await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Mirror Before"}"#).await,
-        201,
-    )
-    .await;
+    let (fake, app) = against_healthy_graph().await;
+    let id = create(&app, r#"{"displayName":"Mirror Before"}"#, 201).await;
     let graph_id = fake.objects()[0]["id"].as_str().expect("id").to_owned();
 
     let response = app
@@ -94,8 +128,7 @@ async fn a_patch_of_a_delivered_partner_reaches_graph_as_one_patch() {
     assert_eq!(object["partnerState"], "enabled");
     assert_eq!(object["iosOnboarded"], true);
     let jobs = wait_until_settled(&app, &[&id]).await;
-    let operations: Vec<&str> = jobs[0].iter().map(|j| j.operation.as_str()).collect();
-    assert_eq!(operations, ["create", "update"]);
+    assert_eq!(operations(&jobs[0]), ["create", "update"]);
     let stats = fake.stats();
     assert_eq!((stats.posts, stats.patches, stats.deletes), (1, 1, 0));
 }
@@ -105,12 +138,10 @@ async fn an_update_to_a_partner_graph_certainly_does_not_hold_folds_into_its_pen
     // A 429 means "not done": the create waits `pending`, certainly not in Graph, so the PATCH
     // folds into it. A Retry-After beyond the client's in-call budget ends the inline call at
     // once and keeps the row waiting while the test patches.
-    let fake = start_fake(throttling("3")).await;
-    let proxy = RecordingProxy::start(fake.uri()).await;
-    let app = spawn_app_against(&fake, |s| s.graph.client.root = proxy.graph_root()).await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Fold Pending","macOsOnboarded":false}"#)
-            .await,
+    let (fake, proxy, app) = behind_proxy(throttling("3"), |_| {}).await;
+    let id = create(
+        &app,
+        r#"{"displayName":"Fold Pending","macOsOnboarded":false}"#,
         202,
     )
     .await;
@@ -128,26 +159,15 @@ async fn an_update_to_a_partner_graph_certainly_does_not_hold_folds_into_its_pen
     let back = Instant::now();
     wait_until_settled(&app, &[&id]).await;
 
-    assert_eq!(
-        waiting
-            .iter()
-            .map(|j| (j.operation.as_str(), j.state.as_str()))
-            .collect::<Vec<_>>(),
-        [("create", "pending")]
-    );
+    assert_eq!(operations_and_states(&waiting), [("create", "pending")]);
     assert_eq!(patched.status(), 200);
     assert_eq!(
-        jobs.iter()
-            .map(|j| j.operation.as_str())
-            .collect::<Vec<_>>(),
+        operations(&jobs),
         ["create"],
         "the update folded into the create: {jobs:?}"
     );
     let calls = proxy.calls();
-    let after: Vec<_> = writes(&calls)
-        .into_iter()
-        .filter(|c| c.arrived >= back)
-        .collect();
+    let after: Vec<_> = writes_since(&calls, back);
     assert_eq!(after.len(), 1, "one write once Graph is back: {after:#?}");
     assert_eq!((after[0].method.as_str(), after[0].status), ("POST", 201));
     assert_eq!(after[0].body["displayName"], "Fold Pending Renamed");
@@ -165,16 +185,13 @@ async fn an_update_to_a_partner_graph_certainly_does_not_hold_folds_into_its_pen
 async fn an_update_while_graph_is_down_reaches_graph_as_one_object_carrying_the_patched_values() {
     // Graph down: the create's 503 leaves its outcome unknown, so the update is queued behind it
     // rather than folded (Graph might hold the old version under the old name).
-    let fake = start_fake(down()).await;
-    let proxy = RecordingProxy::start(fake.uri()).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.graph.client.root = proxy.graph_root();
+    let (fake, proxy, app) = behind_proxy(down(), |s| {
         s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS);
     })
     .await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Down Patched","macOsOnboarded":false}"#)
-            .await,
+    let id = create(
+        &app,
+        r#"{"displayName":"Down Patched","macOsOnboarded":false}"#,
         202,
     )
     .await;
@@ -191,10 +208,7 @@ async fn an_update_while_graph_is_down_reaches_graph_as_one_object_carrying_the_
     let jobs = wait_until_settled(&app, &[&id]).await;
 
     assert_eq!(patched.status(), 200);
-    let after: Vec<_> = writes(&proxy.calls())
-        .into_iter()
-        .filter(|c| c.arrived >= back)
-        .collect();
+    let after: Vec<_> = writes_since(&proxy.calls(), back);
     let posts: Vec<_> = after.iter().filter(|c| c.method == "POST").collect();
     assert_eq!(posts.len(), 1, "one POST once Graph is back: {after:#?}");
     assert_eq!(posts[0].body["displayName"], "Down Patched Renamed");
@@ -205,10 +219,7 @@ async fn an_update_while_graph_is_down_reaches_graph_as_one_object_carrying_the_
     assert_eq!(objects[0]["macOsOnboarded"], true);
     println!(
         "down then patched: outbox {:?}; writes after Graph came back: {:?}",
-        jobs[0]
-            .iter()
-            .map(|j| j.operation.as_str())
-            .collect::<Vec<_>>(),
+        operations(&jobs[0]),
         after.iter().map(|c| c.method.as_str()).collect::<Vec<_>>()
     );
 }
@@ -219,15 +230,8 @@ async fn deleting_a_partner_graph_refused_with_429_cancels_its_create_and_touche
     // 429 means "not done": the create is certainly not in Graph, so the delete can drop it.
     // A Retry-After beyond the client's in-call budget ends the call at once and keeps the row
     // from being retried before the delete.
-    let fake = start_fake(throttling("3")).await;
-    let proxy = RecordingProxy::start(fake.uri()).await;
-    let app = spawn_app_against(&fake, |s| s.graph.client.root = proxy.graph_root()).await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Cancelled Before Graph"}"#)
-            .await,
-        202,
-    )
-    .await;
+    let (fake, proxy, app) = behind_proxy(throttling("3"), |_| {}).await;
+    let id = create(&app, r#"{"displayName":"Cancelled Before Graph"}"#, 202).await;
     let waiting = app.outbox_jobs(&id).await;
 
     let deleted = app.delete_partner(&id).await;
@@ -244,29 +248,13 @@ async fn deleting_a_partner_graph_refused_with_429_cancels_its_create_and_touche
         .to_owned();
     wait_until_settled(&app, &[&barrier_id]).await;
 
-    assert_eq!(
-        waiting
-            .iter()
-            .map(|j| (j.operation.as_str(), j.state.as_str()))
-            .collect::<Vec<_>>(),
-        [("create", "pending")]
-    );
+    assert_eq!(operations_and_states(&waiting), [("create", "pending")]);
     assert_eq!(deleted.status(), 204);
     assert!(left.is_empty(), "the create is cancelled: {left:?}");
-    assert_eq!(
-        tables,
-        vec![
-            ("partners", 0),
-            ("partner_assignments", 0),
-            ("outbox", 0),
-            ("deliveries", 0),
-            ("audit_log", 2)
-        ]
-    );
+    assert_eq!(tables, crate::create::ONLY_TWO_AUDIT_ENTRIES);
     assert_eq!(app.get_partner(&id).await.status(), 404);
-    let after: Vec<_> = writes(&proxy.calls())
+    let after: Vec<_> = writes_since(&proxy.calls(), back)
         .into_iter()
-        .filter(|c| c.arrived >= back)
         .map(|c| (c.method, c.body["displayName"].clone()))
         .collect();
     assert!(
@@ -283,19 +271,11 @@ async fn deleting_a_partner_graph_refused_with_429_cancels_its_create_and_touche
 
 #[tokio::test]
 async fn deleting_a_partner_created_while_graph_was_down_sends_nothing_to_graph_once_it_is_back() {
-    let fake = start_fake(down()).await;
-    let proxy = RecordingProxy::start(fake.uri()).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.graph.client.root = proxy.graph_root();
+    let (fake, proxy, app) = behind_proxy(down(), |s| {
         s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS);
     })
     .await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Deleted While Down"}"#)
-            .await,
-        202,
-    )
-    .await;
+    let id = create(&app, r#"{"displayName":"Deleted While Down"}"#, 202).await;
 
     let deleted = app.delete_partner(&id).await;
     fake.set_options(FakeGraphOptions::default());
@@ -304,9 +284,8 @@ async fn deleting_a_partner_created_while_graph_was_down_sends_nothing_to_graph_
 
     assert_eq!(deleted.status(), 204);
     assert_eq!(app.get_partner(&id).await.status(), 404);
-    let after: Vec<_> = writes(&proxy.calls())
+    let after: Vec<_> = writes_since(&proxy.calls(), back)
         .into_iter()
-        .filter(|c| c.arrived >= back)
         .map(|c| format!("{} {} -> {}", c.method, c.target, c.status))
         .collect();
     assert!(
@@ -319,13 +298,8 @@ async fn deleting_a_partner_created_while_graph_was_down_sends_nothing_to_graph_
 
 #[tokio::test]
 async fn a_deleted_partners_name_stays_reserved_until_graph_confirms_the_delete() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let app = spawn_app_against(&fake, |_| {}).await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Reserved Name"}"#).await,
-        201,
-    )
-    .await;
+    let (fake, app) = against_healthy_graph().await;
+    let id = create(&app, r#"{"displayName":"Reserved Name"}"#, 201).await;
     fake.set_options(down());
 
     let deleted = app.delete_partner(&id).await;
@@ -361,13 +335,7 @@ async fn a_deleted_partners_name_stays_reserved_until_graph_confirms_the_delete(
     assert_eq!(recreate_body["error"]["code"], "nameAlreadyExists");
     assert_eq!(ids_of(&listed), Vec::<String>::new());
     assert_eq!(still_in_graph, ["Reserved Name"]);
-    assert_eq!(
-        jobs[0]
-            .iter()
-            .map(|j| j.operation.as_str())
-            .collect::<Vec<_>>(),
-        ["create", "delete"]
-    );
+    assert_eq!(operations(&jobs[0]), ["create", "delete"]);
     assert_eq!(
         recreated.status(),
         201,
@@ -390,14 +358,11 @@ async fn a_deleted_partners_name_stays_reserved_until_graph_confirms_the_delete(
 
 #[tokio::test]
 async fn create_patch_and_delete_of_one_partner_reach_a_slow_graph_in_order() {
-    let fake = start_fake(FakeGraphOptions {
+    let slow = FakeGraphOptions {
         latency_ms: (250, 250),
         ..FakeGraphOptions::default()
-    })
-    .await;
-    let proxy = RecordingProxy::start(fake.uri()).await;
-    let app = spawn_app_against(&fake, |s| {
-        s.graph.client.root = proxy.graph_root();
+    };
+    let (fake, proxy, app) = behind_proxy(slow, |s| {
         // Long enough that the create is confirmed inline (201), so the PATCH cannot fold.
         s.outbox.inline_deadline = Duration::from_millis(3000);
         s.outbox.lease = Duration::from_millis(6000);
@@ -405,12 +370,7 @@ async fn create_patch_and_delete_of_one_partner_reach_a_slow_graph_in_order() {
     })
     .await;
 
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Ordered Partner"}"#)
-            .await,
-        201,
-    )
-    .await;
+    let id = create(&app, r#"{"displayName":"Ordered Partner"}"#, 201).await;
     let patched = app
         .patch_partner(&id, r#"{"displayName":"Ordered Partner Renamed"}"#, None)
         .await
@@ -419,13 +379,7 @@ async fn create_patch_and_delete_of_one_partner_reach_a_slow_graph_in_order() {
     let jobs = wait_until_settled(&app, &[&id]).await;
 
     assert_eq!((patched.as_u16(), deleted.as_u16()), (200, 204));
-    assert_eq!(
-        jobs[0]
-            .iter()
-            .map(|j| j.operation.as_str())
-            .collect::<Vec<_>>(),
-        ["create", "update", "delete"]
-    );
+    assert_eq!(operations(&jobs[0]), ["create", "update", "delete"]);
     let writes = writes(&proxy.calls());
     let methods: Vec<&str> = writes.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["POST", "PATCH", "DELETE"], "{writes:#?}");
@@ -464,12 +418,7 @@ async fn a_rename_folded_into_a_create_of_unknown_outcome_leaves_no_object_under
         s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS)
     })
     .await;
-    let id = created_id(
-        app.post_partner(r#"{"displayName":"Fold Unknown Before"}"#)
-            .await,
-        202,
-    )
-    .await;
+    let id = create(&app, r#"{"displayName":"Fold Unknown Before"}"#, 202).await;
     let held = graph_names(&fake);
 
     let patched = app
@@ -491,14 +440,8 @@ async fn a_rename_folded_into_a_create_of_unknown_outcome_leaves_no_object_under
 #[tokio::test]
 async fn a_name_freed_by_a_rename_is_not_matched_to_the_renamed_object_before_graph_has_the_rename()
 {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    let proxy = RecordingProxy::start(fake.uri()).await;
-    let app = spawn_app_against(&fake, |s| s.graph.client.root = proxy.graph_root()).await;
-    let first = created_id(
-        app.post_partner(r#"{"displayName":"Swap Name"}"#).await,
-        201,
-    )
-    .await;
+    let (fake, proxy, app) = behind_proxy(FakeGraphOptions::default(), |_| {}).await;
+    let first = create(&app, r#"{"displayName":"Swap Name"}"#, 201).await;
     let first_graph_id = fake.objects()[0]["id"].as_str().expect("id").to_owned();
     // The rename waits: Graph answers its PATCHes 503.
     proxy.fail("PATCH", 503);
@@ -509,11 +452,7 @@ async fn a_name_freed_by_a_rename_is_not_matched_to_the_renamed_object_before_gr
     // The freed name is taken by a second partner whose create ends unknown (a 504 that
     // stored nothing), so it is reconciled by name against Graph's list.
     proxy.fail("POST", 504);
-    let second = created_id(
-        app.post_partner(r#"{"displayName":"Swap Name"}"#).await,
-        202,
-    )
-    .await;
+    let second = create(&app, r#"{"displayName":"Swap Name"}"#, 202).await;
     proxy.heal("POST");
     let attempts_then = app.outbox_jobs(&first).await[1].attempts;
     let accepted = Instant::now();

@@ -15,6 +15,49 @@ fn assert_next_link(app: &TestApp, link: &str, options: &[&str]) {
     }
 }
 
+/// The partners of a walk through the pages: those alive now, those alive since the walk
+/// began, and those returned so far, in order.
+struct Walk {
+    live: BTreeSet<String>,
+    survivors: BTreeSet<String>,
+    seen: Vec<String>,
+    seen_once: HashSet<String>,
+}
+
+impl Walk {
+    fn new(live: BTreeSet<String>) -> Self {
+        Self {
+            survivors: live.clone(),
+            live,
+            seen: Vec::new(),
+            seen_once: HashSet::new(),
+        }
+    }
+
+    /// Records that page `page` returned `id`, which no page may have returned before.
+    fn returned(&mut self, page: usize, id: &str) {
+        assert!(
+            self.seen_once.insert(id.to_owned()),
+            "page {page}: {id} returned twice"
+        );
+        self.seen.push(id.to_owned());
+    }
+
+    /// Deletes the partner `id` through the API.
+    async fn delete(&mut self, app: &TestApp, id: &str) {
+        assert_eq!(app.delete_partner(id).await.status(), 204);
+        self.live.remove(id);
+        self.survivors.remove(id);
+    }
+
+    /// Those of `ids` no page returned.
+    fn unreturned<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Vec<&'a String> {
+        ids.into_iter()
+            .filter(|id| !self.seen_once.contains(*id))
+            .collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paging_1000_partners_by_37_returns_every_survivor_once_in_id_order_while_partners_come_and_go()
  {
@@ -28,12 +71,9 @@ async fn paging_1000_partners_by_37_returns_every_survivor_once_in_id_order_whil
         .map(|c| c["id"].as_str().expect("id").to_owned())
         .collect();
     assert_eq!(initial.len(), 1000);
-    let mut live = initial.clone();
-    let mut survivors = initial.clone();
+    let mut walk = Walk::new(initial.clone());
     let mut added = BTreeSet::new();
     let mut deleted_unseen = BTreeSet::new();
-    let mut seen: Vec<String> = Vec::new();
-    let mut seen_once = HashSet::new();
     let mut url = format!("{}?$top=37&$count=true", app.collection_url());
     let mut pages = 0;
 
@@ -45,22 +85,18 @@ async fn paging_1000_partners_by_37_returns_every_survivor_once_in_id_order_whil
         let ids = ids_of(&page);
         assert_eq!(
             page["@odata.count"],
-            json!(live.len()),
+            json!(walk.live.len()),
             "page {pages}: the count of the partners alive now"
         );
         for id in &ids {
-            assert!(
-                seen_once.insert(id.clone()),
-                "page {pages}: {id} returned twice"
-            );
-            assert!(live.contains(id), "page {pages}: {id} is not alive");
-            if let Some(last) = seen.last() {
+            assert!(walk.live.contains(id), "page {pages}: {id} is not alive");
+            if let Some(last) = walk.seen.last() {
                 assert!(
                     id > last,
                     "page {pages}: {id} after {last} breaks the id order"
                 );
             }
-            seen.push(id.clone());
+            walk.returned(pages, id);
         }
         let Some(link) = page.get("@odata.nextLink") else {
             break;
@@ -81,48 +117,43 @@ async fn paging_1000_partners_by_37_returns_every_survivor_once_in_id_order_whil
         .await;
         for entity in fresh {
             let id = entity["id"].as_str().expect("id").to_owned();
-            live.insert(id.clone());
+            walk.live.insert(id.clone());
             added.insert(id);
         }
-        let last = seen.last().expect("a page was seen").clone();
-        let unseen: Vec<&String> = survivors.range(last.clone()..).skip(1).collect();
+        let last = walk.seen.last().expect("a page was seen").clone();
+        let unseen: Vec<&String> = walk.survivors.range(last.clone()..).skip(1).collect();
         if let Some(victim) = unseen.get(unseen.len() / 2).map(|id| (*id).clone()) {
-            assert_eq!(app.delete_partner(&victim).await.status(), 204);
-            live.remove(&victim);
-            survivors.remove(&victim);
+            walk.delete(&app, &victim).await;
             deleted_unseen.insert(victim);
         }
-        let victim = seen
+        let victim = walk
+            .seen
             .iter()
             .rev()
-            .skip(pages * 3 % seen.len())
-            .find(|id| live.contains(*id))
-            .or_else(|| seen.iter().find(|id| live.contains(*id)))
+            .skip(pages * 3 % walk.seen.len())
+            .find(|id| walk.live.contains(*id))
+            .or_else(|| walk.seen.iter().find(|id| walk.live.contains(*id)))
             .cloned()
             .expect("a seen partner is still alive");
-        assert_eq!(app.delete_partner(&victim).await.status(), 204);
-        live.remove(&victim);
-        survivors.remove(&victim);
+        walk.delete(&app, &victim).await;
         url = link;
     }
 
-    let never_returned: Vec<_> = survivors
-        .iter()
-        .filter(|id| !seen_once.contains(*id))
-        .collect();
+    let never_returned = walk.unreturned(&walk.survivors);
     assert!(
         never_returned.is_empty(),
         "partners alive for the whole walk but skipped: {never_returned:?}"
     );
     let resurrected: Vec<_> = deleted_unseen
         .iter()
-        .filter(|id| seen_once.contains(*id))
+        .filter(|id| walk.seen_once.contains(*id))
         .collect();
     assert!(
         resurrected.is_empty(),
         "deleted before their page: {resurrected:?}"
     );
-    let strangers: Vec<_> = seen_once
+    let strangers: Vec<_> = walk
+        .seen_once
         .iter()
         .filter(|id| !initial.contains(*id) && !added.contains(*id))
         .collect();
@@ -133,11 +164,14 @@ async fn paging_1000_partners_by_37_returns_every_survivor_once_in_id_order_whil
     );
     println!(
         "paging: {pages} pages, {} returned, {} survivors, {} added during the walk ({} of them returned), {} deleted",
-        seen.len(),
-        survivors.len(),
+        walk.seen.len(),
+        walk.survivors.len(),
         added.len(),
-        added.iter().filter(|id| seen_once.contains(*id)).count(),
-        initial.len() - survivors.len()
+        added
+            .iter()
+            .filter(|id| walk.seen_once.contains(*id))
+            .count(),
+        initial.len() - walk.survivors.len()
     );
 }
 
@@ -153,11 +187,8 @@ async fn a_filtered_walk_by_display_name_descending_returns_every_surviving_matc
         .filter(|s| matches(&s.name))
         .map(|s| (s.id.clone(), s.key()))
         .collect();
-    let mut live: BTreeSet<String> = key_of.keys().cloned().collect();
-    let mut survivors = live.clone();
+    let mut walk = Walk::new(key_of.keys().cloned().collect());
     let mut ahead_added = BTreeSet::new();
-    let mut seen: Vec<String> = Vec::new();
-    let mut seen_once = HashSet::new();
     let query = "$orderby=displayName%20desc&$filter=startswith(displayName,%27Partner%201%27)&$top=37&$count=true";
     let mut url = format!("{}?{query}", app.collection_url());
     let mut pages = 0;
@@ -166,23 +197,19 @@ async fn a_filtered_walk_by_display_name_descending_returns_every_surviving_matc
         let page = json_body(app.get_url(&url).await).await;
         pages += 1;
         let ids = ids_of(&page);
-        assert_eq!(page["@odata.count"], json!(live.len()), "page {pages}");
+        assert_eq!(page["@odata.count"], json!(walk.live.len()), "page {pages}");
         for id in &ids {
-            assert!(
-                seen_once.insert(id.clone()),
-                "page {pages}: {id} returned twice"
-            );
             let key = key_of
                 .get(id)
                 .unwrap_or_else(|| panic!("page {pages}: {id} does not match the filter"));
-            if let Some(last) = seen.last() {
+            if let Some(last) = walk.seen.last() {
                 assert!(
                     key < &key_of[last],
                     "page {pages}: {key} after {}",
                     key_of[last]
                 );
             }
-            seen.push(id.clone());
+            walk.returned(pages, id);
         }
         let Some(link) = page.get("@odata.nextLink") else {
             break;
@@ -203,7 +230,7 @@ async fn a_filtered_walk_by_display_name_descending_returns_every_surviving_matc
 
         // Between pages: a match ahead of the cursor, one behind it, a non-match; an unseen
         // and a seen match deleted.
-        let cursor = key_of[seen.last().expect("seen")].clone();
+        let cursor = key_of[walk.seen.last().expect("seen")].clone();
         let names = [
             format!("Partner 100 ahead {pages}"),
             format!("Partner 1zz behind {pages}"),
@@ -219,45 +246,43 @@ async fn a_filtered_walk_by_display_name_descending_returns_every_surviving_matc
             let id = entity["id"].as_str().expect("id").to_owned();
             if matches(name) {
                 key_of.insert(id.clone(), name.to_lowercase());
-                live.insert(id.clone());
+                walk.live.insert(id.clone());
                 if name.to_lowercase() < cursor {
                     ahead_added.insert(id);
                 }
             }
         }
-        let victim = survivors
+        let victim = walk
+            .survivors
             .iter()
             .filter(|id| key_of[*id] < cursor)
             .max_by_key(|id| key_of[*id].clone())
             .cloned();
         if let Some(victim) = victim {
-            assert_eq!(app.delete_partner(&victim).await.status(), 204);
-            live.remove(&victim);
-            survivors.remove(&victim);
+            walk.delete(&app, &victim).await;
         }
-        let victim = seen
+        let victim = walk
+            .seen
             .iter()
-            .find(|id| live.contains(*id))
+            .find(|id| walk.live.contains(*id))
             .cloned()
             .expect("a seen match is alive");
-        assert_eq!(app.delete_partner(&victim).await.status(), 204);
-        live.remove(&victim);
-        survivors.remove(&victim);
+        walk.delete(&app, &victim).await;
         url = link;
     }
 
-    let skipped: Vec<_> = survivors
-        .iter()
-        .filter(|id| !seen_once.contains(*id))
+    let skipped: Vec<_> = walk
+        .unreturned(&walk.survivors)
+        .into_iter()
         .map(|id| &key_of[id])
         .collect();
     assert!(
         skipped.is_empty(),
         "surviving matches never returned: {skipped:?}"
     );
-    let ahead_missed: Vec<_> = ahead_added
-        .iter()
-        .filter(|id| !seen_once.contains(*id))
+    let ahead_missed: Vec<_> = walk
+        .unreturned(&ahead_added)
+        .into_iter()
         .map(|id| &key_of[id])
         .collect();
     assert!(

@@ -291,15 +291,11 @@ async fn forged_tokens_are_refused_with_their_reason_and_valid_ones_accepted() {
 async fn a_valid_app_token_becomes_an_application_caller_with_its_roles() {
     let server = entra().await;
     let auth = authenticator(&server, TestClock::new());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
 
     let caller = auth.authenticate(&token).await.expect("accepted");
 
-    assert_eq!(caller.tenant_id, TENANT);
-    assert_eq!(caller.object_id, CALLER_OBJECT_ID);
-    assert_eq!(caller.app_id.as_deref(), Some(CALLER_APP_ID));
-    assert_eq!(caller.kind, CallerKind::Application);
-    assert_eq!(caller.permissions, vec![ROLE.to_owned()]);
+    assert_the_calling_application(&caller);
     assert_eq!(
         caller.to_string(),
         format!("app:{TENANT}/{CALLER_OBJECT_ID}")

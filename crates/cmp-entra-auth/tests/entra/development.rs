@@ -23,6 +23,16 @@ fn request(roles: &[&str], scopes: &[&str]) -> MintRequest {
     }
 }
 
+/// A development signer for [`DEV_AUTHORITY`] with its key in a new temporary directory, which
+/// lives as long as the returned guard.
+fn dev_signer() -> (tempfile::TempDir, DevelopmentSigner) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let signer = DevelopmentSigner::load_or_create(dir.path())
+        .expect("signer")
+        .with_authority(DEV_AUTHORITY);
+    (dir, signer)
+}
+
 fn dev_authenticator(signer: &DevelopmentSigner) -> EntraAuthenticator {
     EntraAuthenticator::with_static_keys(
         &settings(DEV_AUTHORITY),
@@ -62,28 +72,18 @@ async fn the_key_file_is_created_once_owner_only_and_reused() {
 
 #[tokio::test]
 async fn a_minted_app_token_is_accepted_by_the_static_key_authenticator() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let signer = DevelopmentSigner::load_or_create(dir.path())
-        .expect("signer")
-        .with_authority(DEV_AUTHORITY);
+    let (_dir, signer) = dev_signer();
     let auth = dev_authenticator(&signer);
 
     let token = signer.mint(&request(&[ROLE], &[])).expect("minted");
     let caller = auth.authenticate(&token).await.expect("accepted");
 
-    assert_eq!(caller.tenant_id, TENANT);
-    assert_eq!(caller.object_id, CALLER_OBJECT_ID);
-    assert_eq!(caller.app_id.as_deref(), Some(CALLER_APP_ID));
-    assert_eq!(caller.kind, CallerKind::Application);
-    assert_eq!(caller.permissions, vec![ROLE.to_owned()]);
+    assert_the_calling_application(&caller);
 }
 
 #[tokio::test]
 async fn a_minted_token_with_a_wrong_role_still_authenticates_with_its_roles_listed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let signer = DevelopmentSigner::load_or_create(dir.path())
-        .expect("signer")
-        .with_authority(DEV_AUTHORITY);
+    let (_dir, signer) = dev_signer();
     let auth = dev_authenticator(&signer);
 
     let token = signer
@@ -100,10 +100,7 @@ async fn a_minted_token_with_a_wrong_role_still_authenticates_with_its_roles_lis
 
 #[tokio::test]
 async fn a_minted_token_with_scopes_only_is_delegated() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let signer = DevelopmentSigner::load_or_create(dir.path())
-        .expect("signer")
-        .with_authority(DEV_AUTHORITY);
+    let (_dir, signer) = dev_signer();
     let auth = dev_authenticator(&signer);
 
     let token = signer
@@ -126,14 +123,8 @@ async fn a_minted_token_with_scopes_only_is_delegated() {
 
 #[tokio::test]
 async fn development_mode_runs_the_same_checks_as_production() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let signer = DevelopmentSigner::load_or_create(dir.path())
-        .expect("signer")
-        .with_authority(DEV_AUTHORITY);
-    let other_dir = tempfile::tempdir().expect("temp dir");
-    let stranger = DevelopmentSigner::load_or_create(other_dir.path())
-        .expect("signer")
-        .with_authority(DEV_AUTHORITY);
+    let (dir, signer) = dev_signer();
+    let (_other_dir, stranger) = dev_signer();
     let auth = dev_authenticator(&signer);
     let cases = [
         (

@@ -8,19 +8,21 @@ use cmp_application::CallerAuthenticator;
 use cmp_entra_auth::{EntraAuthSettings, EntraAuthenticator, TokenVersion};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 use crate::support::*;
 
+/// A key-set answer publishing `keys`.
+fn keys_answer(keys: &[&TestKey]) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(jwks(keys))
+}
+
 #[tokio::test]
 async fn keys_are_discovered_through_the_tenants_metadata_and_cached_for_the_refresh_period() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
-    mount_jwks(&server, TENANT, &[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let clock = TestClock::new();
     let auth = authenticator(&server, clock.clone());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
 
     for _ in 0..3 {
         auth.authenticate(&token).await.expect("accepted");
@@ -34,12 +36,10 @@ async fn keys_are_discovered_through_the_tenants_metadata_and_cached_for_the_ref
 
 #[tokio::test]
 async fn keys_are_fetched_again_after_the_refresh_period() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
-    mount_jwks(&server, TENANT, &[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let clock = TestClock::new();
     let auth = authenticator(&server, clock.clone());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
     auth.authenticate(&token).await.expect("accepted");
 
     clock.advance_seconds(86_400);
@@ -50,20 +50,15 @@ async fn keys_are_fetched_again_after_the_refresh_period() {
 
 #[tokio::test]
 async fn a_rotated_key_is_picked_up_by_one_refetch() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
+    let server = entra_without_keys().await;
     let (old, new) = (TestKey::primary(), TestKey::secondary());
-    Mock::given(method("GET"))
-        .and(path(jwks_path(TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&[&old])))
+    answering(jwks_path(TENANT), keys_answer(&[&old]))
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(jwks_path(TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&[&old, &new])))
+    answering(jwks_path(TENANT), keys_answer(&[&old, &new]))
         .with_priority(2)
         .expect(1)
         .mount(&server)
@@ -85,12 +80,9 @@ async fn a_rotated_key_is_picked_up_by_one_refetch() {
 
 #[tokio::test]
 async fn unknown_kids_within_the_throttle_period_cause_only_one_refetch() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
+    let server = entra_without_keys().await;
     let key = TestKey::primary();
-    Mock::given(method("GET"))
-        .and(path(jwks_path(TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&[&key])))
+    answering(jwks_path(TENANT), keys_answer(&[&key]))
         // The first fetch, then one refetch for the unknown kid; none for the second.
         .expect(2)
         .mount(&server)
@@ -107,16 +99,14 @@ async fn unknown_kids_within_the_throttle_period_cause_only_one_refetch() {
     clock.advance_seconds(299);
     let second = auth.authenticate(&forged).await;
 
-    assert_eq!(first.expect_err("refused").reason, "unknown signing key");
-    assert_eq!(second.expect_err("refused").reason, "unknown signing key");
+    assert_eq!(refusal(first), "unknown signing key");
+    assert_eq!(refusal(second), "unknown signing key");
     server.verify().await;
 }
 
 #[tokio::test]
 async fn an_unknown_kid_may_cause_a_refetch_again_once_the_throttle_period_is_over() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
-    mount_jwks(&server, TENANT, &[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let clock = TestClock::new();
     let auth = authenticator(&server, clock.clone());
     let claims = app_claims(&server.uri(), TENANT);
@@ -129,25 +119,20 @@ async fn an_unknown_kid_may_cause_a_refetch_again_once_the_throttle_period_is_ov
     clock.advance_seconds(300);
     let refused = auth.authenticate(&forged).await;
 
-    assert_eq!(refused.expect_err("refused").reason, "unknown signing key");
+    assert_eq!(refusal(refused), "unknown signing key");
     assert_eq!(requests_to(&server, &jwks_path(TENANT)).await, 3);
 }
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_keys() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
+    let server = entra_without_keys().await;
     let key = TestKey::primary();
-    Mock::given(method("GET"))
-        .and(path(jwks_path(TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&[&key])))
+    answering(jwks_path(TENANT), keys_answer(&[&key]))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(jwks_path(TENANT)))
-        .respond_with(ResponseTemplate::new(500))
+    answering(jwks_path(TENANT), ResponseTemplate::new(500))
         .with_priority(2)
         .mount(&server)
         .await;
@@ -165,16 +150,13 @@ async fn a_failed_refresh_keeps_the_last_good_keys() {
 
 #[tokio::test]
 async fn a_tenant_whose_keys_cannot_be_fetched_is_refused_and_retried_only_after_the_back_off() {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
-    Mock::given(method("GET"))
-        .and(path(jwks_path(TENANT)))
-        .respond_with(ResponseTemplate::new(503))
+    let server = entra_without_keys().await;
+    answering(jwks_path(TENANT), ResponseTemplate::new(503))
         .mount(&server)
         .await;
     let clock = TestClock::new();
     let auth = authenticator(&server, clock.clone());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
 
     let first = auth.authenticate(&token).await;
     clock.advance_seconds(29);
@@ -183,14 +165,8 @@ async fn a_tenant_whose_keys_cannot_be_fetched_is_refused_and_retried_only_after
     clock.advance_seconds(1);
     let _ = auth.authenticate(&token).await;
 
-    assert_eq!(
-        first.expect_err("refused").reason,
-        "signing keys unavailable"
-    );
-    assert_eq!(
-        within_back_off.expect_err("refused").reason,
-        "signing keys unavailable"
-    );
+    assert_eq!(refusal(first), "signing keys unavailable");
+    assert_eq!(refusal(within_back_off), "signing keys unavailable");
     assert_eq!(requests_during_back_off, 1);
     assert_eq!(requests_to(&server, &jwks_path(TENANT)).await, 2);
 }
@@ -198,45 +174,41 @@ async fn a_tenant_whose_keys_cannot_be_fetched_is_refused_and_retried_only_after
 #[tokio::test]
 async fn a_fetch_slower_than_the_timeout_fails() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(metadata_path(TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(10)))
-        .mount(&server)
-        .await;
+    answering(
+        metadata_path(TENANT),
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(10)),
+    )
+    .mount(&server)
+    .await;
     let settings = EntraAuthSettings {
         fetch_timeout_ms: 100,
         ..settings(&server.uri())
     };
     let auth = EntraAuthenticator::new(&settings, TestClock::new()).expect("valid");
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
 
     let refused = auth.authenticate(&token).await;
 
-    assert_eq!(
-        refused.expect_err("refused").reason,
-        "signing keys unavailable"
-    );
+    assert_eq!(refusal(refused), "signing keys unavailable");
 }
 
 #[tokio::test]
 async fn a_jwks_uri_in_plain_http_to_another_host_is_not_followed() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(metadata_path(TENANT)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    answering(
+        metadata_path(TENANT),
+        ResponseTemplate::new(200).set_body_json(json!({
             "jwks_uri": format!("http://keys.example.com/{TENANT}/discovery/v2.0/keys"),
-        })))
-        .mount(&server)
-        .await;
+        })),
+    )
+    .mount(&server)
+    .await;
     let auth = authenticator(&server, TestClock::new());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
 
     let refused = auth.authenticate(&token).await;
 
-    assert_eq!(
-        refused.expect_err("refused").reason,
-        "signing keys unavailable"
-    );
+    assert_eq!(refusal(refused), "signing keys unavailable");
 }
 
 #[tokio::test]
@@ -277,20 +249,22 @@ async fn tokens_naming_tenants_we_do_not_serve_cause_no_request_to_entra() {
 #[tokio::test]
 async fn v1_tokens_are_verified_against_the_v1_metadata_when_v1_is_pinned() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/{TENANT}/.well-known/openid-configuration")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    answering(
+        format!("/{TENANT}/.well-known/openid-configuration"),
+        ResponseTemplate::new(200).set_body_json(json!({
             "jwks_uri": format!("{}/{TENANT}/discovery/keys", server.uri()),
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/{TENANT}/discovery/keys")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&[&TestKey::primary()])))
-        .expect(1)
-        .mount(&server)
-        .await;
+        })),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    answering(
+        format!("/{TENANT}/discovery/keys"),
+        keys_answer(&[&TestKey::primary()]),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
     let settings = EntraAuthSettings {
         authority: server.uri(),
         ..EntraAuthSettings::new(
@@ -322,9 +296,6 @@ async fn v1_tokens_are_verified_against_the_v1_metadata_when_v1_is_pinned() {
     let refused = auth.authenticate(&TestKey::primary().sign(&v2)).await;
 
     assert_eq!(caller.app_id.as_deref(), Some(CALLER_APP_ID));
-    assert_eq!(
-        refused.expect_err("refused").reason,
-        "token version not accepted"
-    );
+    assert_eq!(refusal(refused), "token version not accepted");
     server.verify().await;
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cmp_application::Clock;
+use cmp_application::{AuthenticationError, Caller, CallerKind, Clock};
 use cmp_domain::Timestamp;
 use cmp_entra_auth::{EntraAuthSettings, EntraAuthenticator, TokenVersion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -164,6 +164,47 @@ pub async fn mount_jwks(server: &MockServer, tenant: &str, keys: &[&TestKey]) {
         .named(format!("keys of {tenant}"))
         .mount(server)
         .await;
+}
+
+/// A fake Entra ID serving [`TENANT`]'s metadata and no key set yet: the test mounts its own.
+pub async fn entra_without_keys() -> MockServer {
+    let server = MockServer::start().await;
+    mount_metadata(&server, TENANT).await;
+    server
+}
+
+/// A valid app-only token of [`TENANT`] from the Entra ID at `server`, signed with the primary
+/// key.
+pub fn app_token(server: &MockServer) -> String {
+    TestKey::primary().sign(&app_claims(&server.uri(), TENANT))
+}
+
+/// A fake Entra ID serving `keys` for [`TENANT`].
+pub async fn entra_serving(keys: &[&TestKey]) -> MockServer {
+    let server = entra_without_keys().await;
+    mount_jwks(&server, TENANT, keys).await;
+    server
+}
+
+/// A mock answering `GET request_path` with `response`; the test sets its limits and mounts it.
+pub fn answering(request_path: impl Into<String>, response: ResponseTemplate) -> Mock {
+    Mock::given(method("GET"))
+        .and(path(request_path))
+        .respond_with(response)
+}
+
+/// The reason `outcome` was refused for; panics if it was accepted.
+pub fn refusal(outcome: Result<Caller, AuthenticationError>) -> String {
+    outcome.expect_err("refused").reason
+}
+
+/// Asserts that `caller` is the application that [`app_claims`] describe, holding [`ROLE`].
+pub fn assert_the_calling_application(caller: &Caller) {
+    assert_eq!(caller.tenant_id, TENANT);
+    assert_eq!(caller.object_id, CALLER_OBJECT_ID);
+    assert_eq!(caller.app_id.as_deref(), Some(CALLER_APP_ID));
+    assert_eq!(caller.kind, CallerKind::Application);
+    assert_eq!(caller.permissions, vec![ROLE.to_owned()]);
 }
 
 /// How many requests `server` received for `request_path`.

@@ -4,17 +4,8 @@
 
 use cmp_application::{CallerAuthenticator, Clock as _};
 use serde_json::json;
-use wiremock::MockServer;
 
 use crate::support::*;
-
-/// A fake Entra ID serving `keys` for [`TENANT`].
-async fn entra(keys: &[&TestKey]) -> MockServer {
-    let server = MockServer::start().await;
-    mount_metadata(&server, TENANT).await;
-    mount_jwks(&server, TENANT, keys).await;
-    server
-}
 
 /// `token` with one character inside its signature changed: still base64url of a signature of
 /// the same length (the last character, whose spare bits must be zero, is left alone), so the
@@ -29,9 +20,9 @@ fn with_signature_byte_changed(token: &str) -> String {
 
 #[tokio::test]
 async fn a_token_presented_again_is_not_verified_again() {
-    let server = entra(&[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let auth = authenticator(&server, TestClock::at_system_time());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
 
     let first = auth.authenticate(&token).await.expect("accepted");
     for _ in 0..4 {
@@ -44,9 +35,9 @@ async fn a_token_presented_again_is_not_verified_again() {
 
 #[tokio::test]
 async fn a_token_one_signature_byte_apart_from_a_remembered_one_is_refused() {
-    let server = entra(&[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let auth = authenticator(&server, TestClock::at_system_time());
-    let token = TestKey::primary().sign(&app_claims(&server.uri(), TENANT));
+    let token = app_token(&server);
     auth.authenticate(&token).await.expect("accepted");
     let forged = with_signature_byte_changed(&token);
     assert_ne!(forged, token);
@@ -61,7 +52,7 @@ async fn a_token_one_signature_byte_apart_from_a_remembered_one_is_refused() {
 
 #[tokio::test]
 async fn a_remembered_token_is_checked_again_from_the_leeway_before_its_expiry() {
-    let server = entra(&[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let clock = TestClock::at_system_time();
     let auth = authenticator(&server, clock.clone());
     // The settings' leeway is 60 s: remembered until `exp` - 60 s, 60 s after issue.
@@ -95,7 +86,7 @@ async fn a_remembered_token_is_checked_again_from_the_leeway_before_its_expiry()
 
 #[tokio::test]
 async fn a_refused_token_is_checked_in_full_every_time() {
-    let server = entra(&[&TestKey::primary()]).await;
+    let server = entra_serving(&[&TestKey::primary()]).await;
     let auth = authenticator(&server, TestClock::at_system_time());
     let token = TestKey::primary().sign(&patched(
         &app_claims(&server.uri(), TENANT),
@@ -116,7 +107,7 @@ async fn a_refused_token_is_checked_in_full_every_time() {
 #[tokio::test]
 async fn a_remembered_token_whose_key_was_withdrawn_is_refused() {
     let (old, new) = (TestKey::primary(), TestKey::secondary());
-    let server = entra(&[&old]).await;
+    let server = entra_serving(&[&old]).await;
     let auth = authenticator(&server, TestClock::at_system_time());
     let claims = app_claims(&server.uri(), TENANT);
     let signed_with_old = old.sign(&claims);

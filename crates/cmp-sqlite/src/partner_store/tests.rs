@@ -2,11 +2,12 @@
 //! port's contract is tested in `cmp-store-contract`, against this store and the PostgreSQL one.
 
 use cmp_application::PartnerStore;
-use cmp_store_contract::{rich_partner, tenant, write_for};
+use cmp_store_contract::{now, plain_partner, rich_partner, tenant, write_for};
 use tempfile::TempDir;
 
 use crate::SqliteStore;
-use crate::test_support::settings;
+use crate::partner_store::{Deleted, read_partner};
+use crate::test_support::{open_sqlite_store, settings, side_connection};
 
 /// Row counts of the five tables, in the order partners, partner_assignments, outbox,
 /// deliveries, audit_log.
@@ -52,4 +53,37 @@ async fn data_survives_close_and_reopen_of_the_same_file() {
     );
     assert_eq!(row_counts(&reopened).await, [1, 23, 1, 1, 1]);
     reopened.close().await;
+}
+
+#[tokio::test]
+async fn reading_a_partner_is_one_prepared_statement_reused_on_every_read() {
+    use sqlx::Connection;
+    let (_dir, store) = open_sqlite_store().await;
+    let partners = store.partner_store();
+    let (rich, plain) = (rich_partner(1), plain_partner(2, "Plain", now()));
+    for (partner, seed) in [(&rich, 100), (&plain, 200)] {
+        partners
+            .insert_partner(partner, &write_for(partner, tenant(), seed))
+            .await
+            .expect("insert");
+    }
+    let mut conn = side_connection(&store).await;
+
+    let mut read = Vec::new();
+    for partner in [&rich, &plain, &rich] {
+        read.push(
+            read_partner(&mut conn, &partner.id().to_string(), Deleted::Hidden)
+                .await
+                .expect("read"),
+        );
+    }
+
+    assert_eq!(read, [Some(rich.clone()), Some(plain), Some(rich)]);
+    assert_eq!(
+        conn.cached_statements_size(),
+        1,
+        "one statement, prepared once and kept"
+    );
+    conn.close().await.expect("close");
+    store.close().await;
 }
