@@ -13,13 +13,16 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cmp_fake_graph::{FakeGraph, FakeGraphOptions};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
 
 use support::{
-    POLL_INTERVAL, Service, TENANT, create_partners, mint, outbox_rows, repository_root,
-    sync_state, write_development_key,
+    COLLECTION, DEVELOPMENT_KEY, POLL_INTERVAL, Service, TENANT, create_partners, mint,
+    outbox_rows, repository_root, sync_state, write_development_key,
 };
 
 const PARTNERS: usize = 60;
