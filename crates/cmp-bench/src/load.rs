@@ -115,21 +115,7 @@ impl<'a> Load<'a> {
         let headers = headers_table(server.authorization.as_deref());
         let run = uuid::Uuid::new_v4().simple().to_string();
         let script = match point {
-            Point::Create { .. } => format!(
-                r#"{headers}
-local threads = {{}}
-function setup(thread)
-  thread:set("thread_id", #threads)
-  table.insert(threads, thread)
-end
-local counter = 0
-request = function()
-  counter = counter + 1
-  local body = '{{"displayName":"bench {run} ' .. thread_id .. ' ' .. counter .. '"}}'
-  return wrk.format("POST", "{COLLECTION}", headers, body)
-end
-"#
-            ),
+            Point::Create { .. } => create_script(&headers, &run),
             Point::Get { .. } => {
                 let mut ids = Vec::with_capacity(GET_SET);
                 for n in 0..GET_SET {
@@ -162,6 +148,30 @@ end
         })
     }
 
+    /// A create point against our service on `port` (one of several replicas), whose requests
+    /// carry `authorization`.
+    ///
+    /// # Errors
+    /// When the script cannot be written.
+    pub fn prepare_creates(
+        wrk: &'a Wrk,
+        connections: u32,
+        port: u16,
+        authorization: &str,
+        scratch: &Path,
+    ) -> anyhow::Result<Self> {
+        let headers = headers_table(Some(authorization));
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let path = scratch.join(format!("creates-{port}-{run}.lua"));
+        std::fs::write(&path, create_script(&headers, &run)).context("writing the wrk script")?;
+        Ok(Self {
+            wrk,
+            point: Point::Create { connections },
+            url: format!("http://127.0.0.1:{port}"),
+            script: path,
+        })
+    }
+
     /// Loads the server for `duration` and reads wrk's report.
     ///
     /// # Errors
@@ -186,6 +196,25 @@ end
         }
         parse_report(&report).with_context(|| format!("reading wrk's report:\n{report}"))
     }
+}
+
+/// The script of a create point: unique display names per run, thread and request.
+fn create_script(headers: &str, run: &str) -> String {
+    format!(
+        r#"{headers}
+local threads = {{}}
+function setup(thread)
+  thread:set("thread_id", #threads)
+  table.insert(threads, thread)
+end
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{{"displayName":"bench {run} ' .. thread_id .. ' ' .. counter .. '"}}'
+  return wrk.format("POST", "{COLLECTION}", headers, body)
+end
+"#
+    )
 }
 
 /// The Lua `headers` table every request carries.

@@ -14,9 +14,12 @@
 //! - `load.rs`: `wrk`: installing it, its scripts, and reading its report.
 //! - `report.rs`: the table.
 //! - `soak.rs`: `cmp-bench soak`, delivery under Graph's throttle and failures (not wrk).
+//! - `replicas.rs`: `cmp-bench replicas`, one and three replicas on one PostgreSQL database:
+//!   creates per second, and the drain of a backlog against Graph's throttle.
 
 mod baseline;
 mod load;
+mod replicas;
 mod report;
 mod service;
 mod soak;
@@ -51,13 +54,16 @@ fn main() -> anyhow::Result<()> {
             baseline::serve(port, &database)
         }
         Some("soak") => soak::run(&soak::parse(&arguments[1..])?),
+        Some("replicas") => replicas::run(&replicas::parse(&arguments[1..])?),
         Some("--help" | "-h") => {
             println!(
                 "usage: cmp-bench [--seconds N] [--runs N]\n  \
                  loads the bare server and our service side by side and prints the table\n\
                  usage: cmp-bench soak [--seed N] [--fault-seconds N] [--outage-seconds N] [--creates N]\n  \
                  [--clients N] [--kills N] [--drain-seconds N] [--service PATH]\n  \
-                 delivery to a throttled, failing fake Graph, then after healing (docs/benchmarks.md)"
+                 delivery to a throttled, failing fake Graph, then after healing (docs/benchmarks.md)\n\
+                 usage: cmp-bench replicas [--postgres URL] [--seconds N] [--drain-seconds N]\n  \
+                 one and three replicas on one PostgreSQL database (docs/benchmarks.md)"
             );
             Ok(())
         }

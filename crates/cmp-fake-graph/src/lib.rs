@@ -149,6 +149,12 @@ impl FakeGraph {
         self.shared.store().stats
     }
 
+    /// The most writes (POST, PATCH, DELETE, whatever their answer) that arrived within any
+    /// `window` so far: for Graph's throttle, at most 100 in any 20 s.
+    pub fn busiest_write_window(&self, window: std::time::Duration) -> usize {
+        self.shared.store().busiest_write_window(window)
+    }
+
     /// The options in force.
     pub fn options(&self) -> FakeGraphOptions {
         self.shared.store().options.clone()

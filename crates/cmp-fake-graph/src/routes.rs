@@ -130,7 +130,8 @@ async fn list(
     let ctx = Ctx::new(&headers);
     admit(&app, &ctx, &headers, Call::Read).await?;
     // The service sends no query option but `$filter=displayName eq '…'` (reconciliation by
-    // name) and our own skiptoken: refuse any other instead of ignoring it.
+    // name) and follows `@odata.nextLink` as returned (`docs/graph-client.md`, "Paging"):
+    // refuse any other option instead of ignoring it, so a test sees the client add one.
     let filter = query.as_deref().and_then(display_name_filter);
     if let Some(name) = &filter {
         let mut store = app.store();

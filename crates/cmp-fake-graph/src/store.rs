@@ -44,6 +44,9 @@ pub(crate) struct Store {
     recent_writes: VecDeque<Instant>,
     /// The end of the latest `Retry-After` the fake answered with a 429.
     paused_until: Option<Instant>,
+    /// When every write (POST, PATCH, DELETE) arrived, whatever its answer, oldest first: the
+    /// record a test measures the busiest window of.
+    write_arrivals: Vec<Instant>,
 }
 
 impl Store {
@@ -57,6 +60,7 @@ impl Store {
             next_seq: 0,
             recent_writes: VecDeque::new(),
             paused_until: None,
+            write_arrivals: Vec::new(),
         };
         store.set_options(options);
         store
@@ -78,6 +82,9 @@ impl Store {
         {
             self.stats.inside_retry_after += 1;
         }
+        if call != Call::Read {
+            self.write_arrivals.push(Instant::now());
+        }
         let counter = match call {
             Call::Create => &mut self.stats.posts,
             Call::Read => &mut self.stats.gets,
@@ -85,6 +92,20 @@ impl Store {
             Call::Delete => &mut self.stats.deletes,
         };
         *counter += 1;
+    }
+
+    /// The most writes that arrived within any `window` (a sliding window over every arrival).
+    pub(crate) fn busiest_write_window(&self, window: Duration) -> usize {
+        let arrivals = &self.write_arrivals;
+        let mut oldest = 0;
+        let mut busiest = 0;
+        for (newest, arrived) in arrivals.iter().enumerate() {
+            while arrived.duration_since(arrivals[oldest]) >= window {
+                oldest += 1;
+            }
+            busiest = busiest.max(newest + 1 - oldest);
+        }
+        busiest
     }
 
     pub(crate) fn latency(&mut self) -> Duration {

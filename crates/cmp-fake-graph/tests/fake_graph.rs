@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use cmp_fake_graph::{FakeGraph, FakeGraphOptions, FakeGraphStats, WriteThrottle};
 use reqwest::{Client, Response};
@@ -405,6 +406,11 @@ async fn writes_beyond_the_throttle_get_429_and_calls_inside_its_retry_after_are
     assert_eq!(
         stats.inside_retry_after, 1,
         "the GET came inside the Retry-After"
+    );
+    assert_eq!(
+        h.fake.busiest_write_window(Duration::from_secs(600)),
+        3,
+        "every write that arrived counts in the busiest window, the throttled one too"
     );
 }
 

@@ -13,6 +13,8 @@
 //!   transaction lock, so claims of several replicas never lease one row twice nor two rows of
 //!   one partner or name, and a partial unique index refuses a second delivery in flight for a
 //!   partner whatever the code does;
+//! - the tenant's Graph budget and `Retry-After` pause (the pacer) live in one row per tenant,
+//!   changed under its row lock, so the replicas together keep one tenant's budget;
 //! - leases are written as `<replica id>/<owner>`, so an operator sees which replica holds a
 //!   row, and a lease that lapses (its replica died) is taken over by any replica;
 //! - the migrations in `migrations/postgres/` run at every start under a session advisory lock:
@@ -24,12 +26,15 @@
 //! - [`PostgresPartnerStore`] (`partner_store.rs`), `partner_listing.rs`: the partner store
 //!   port.
 //! - [`PostgresOutbox`] (`outbox.rs`): the outbox port and the enqueueing of the partner writes.
+//! - [`PostgresPacer`] (`pacer.rs`): the pacer port, one row per tenant, so that the replicas
+//!   share one Graph budget and one `Retry-After` pause.
 //! - `audit.rs`: the audit log. The row types and their conversions to the domain are those of
 //!   the SQLite adapter (`cmp-sqlite/src/rows.rs`, compiled into this crate too): both stores
 //!   keep the same columns, so one file says how a row becomes a partner.
 
 mod audit;
 mod outbox;
+mod pacer;
 mod partner_listing;
 mod partner_store;
 #[path = "../../cmp-sqlite/src/rows.rs"]
@@ -39,6 +44,7 @@ mod store;
 mod test_support;
 
 pub use outbox::PostgresOutbox;
+pub use pacer::PostgresPacer;
 pub use partner_store::PostgresPartnerStore;
 pub use store::{PostgresSettings, PostgresStore, StoreReadiness};
 

@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::MIGRATOR;
 use crate::outbox::PostgresOutbox;
+use crate::pacer::PostgresPacer;
 use crate::partner_store::PostgresPartnerStore;
 
 /// The key of the session advisory lock every replica takes while it migrates: replicas that
@@ -152,6 +153,16 @@ impl PostgresStore {
     /// The outbox over this store's pool.
     pub fn outbox(&self) -> PostgresOutbox {
         PostgresOutbox::new(self.pool.clone(), self.replica.clone())
+    }
+
+    /// The pacer of `tenant`'s Graph budget, kept in the database and shared with every
+    /// replica on it; `rates` are this replica's configured spacing.
+    pub fn pacer(
+        &self,
+        tenant: cmp_domain::TenantId,
+        rates: cmp_application::PacerRates,
+    ) -> PostgresPacer {
+        PostgresPacer::new(self.pool.clone(), tenant, rates)
     }
 
     /// The pool, for tools that copy rows in bulk (`cmp-server migrate-store`).

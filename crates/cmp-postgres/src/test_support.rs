@@ -28,6 +28,29 @@ pub(crate) fn backend() -> Backend {
     }
 }
 
+/// Whether the PostgreSQL tests can run here. Without [`URL_VARIABLE`] it writes one line
+/// saying that `what` was skipped and answers `false`, unless `CMP_REQUIRE_POSTGRES=1`, which
+/// makes the missing server a failure.
+///
+/// # Panics
+/// When the server is required and not configured.
+pub(crate) fn postgres_available(what: &str) -> bool {
+    if std::env::var(URL_VARIABLE).is_ok() {
+        return true;
+    }
+    let required = std::env::var("CMP_REQUIRE_POSTGRES").is_ok_and(|value| value == "1");
+    assert!(
+        !required,
+        "CMP_REQUIRE_POSTGRES=1 but {URL_VARIABLE} is not set"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nskipped: no PostgreSQL: {what} is not tested ({URL_VARIABLE} is not set)"
+    );
+    false
+}
+
 /// A database created for one test, dropped (with its connections) when this goes.
 pub(crate) struct TestDatabase {
     server_url: String,

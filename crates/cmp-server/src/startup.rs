@@ -58,8 +58,9 @@ impl Application {
         // In graph mode the tenant is the resolved one: `AZURE_TENANT_ID` stands in for a nil
         // `graph.tenant_id`, and the names partners are unique in are that tenant's.
         // One pacer for the tenant, shared by the inline creates, every dispatcher worker and
-        // the Graph client's own resends. The simulated Graph has no budget to keep: its pacer
-        // spaces nothing, but still honours a simulated 429's pause.
+        // the Graph client's own resends; on PostgreSQL it lives in the database, shared by
+        // every replica (`Store::pacer`). The simulated Graph has no budget to keep and is one
+        // per process: its pacer spaces nothing, but still honours a simulated 429's pause.
         let (graph, tenant, graph_client, pacer) = match settings.graph.mode {
             GraphMode::Simulated => (
                 Arc::new(SimulatedGraph::new(settings.graph.simulated.clone()))
@@ -77,11 +78,14 @@ impl Application {
                     .client
                     .resolve(settings.graph.tenant_id)
                     .map_err(|e| anyhow::anyhow!(e))?;
-                // The budget may have been spent just before a restart: no burst at start.
-                let pacer: Arc<dyn Pacer> = Arc::new(InProcessPacer::starting_at(
+                // On SQLite the process's pacer starts as if the budget had just been spent
+                // before a restart (no burst at start); on PostgreSQL the shared row remembers
+                // what every replica booked.
+                let pacer = store.pacer(
+                    TenantId::from_uuid(resolved.tenant_id),
                     resolved.pacer_rates(),
                     cmp_application::Clock::now(&SystemClock),
-                ));
+                );
                 let connection = cmp_graph_client::connect(
                     &resolved,
                     Arc::new(SystemClock),

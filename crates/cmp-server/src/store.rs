@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use cmp_application::{Outbox, PartnerStore};
+use cmp_application::{InProcessPacer, Outbox, Pacer, PacerRates, PartnerStore};
+use cmp_domain::{TenantId, Timestamp};
 use cmp_postgres::PostgresStore;
 use cmp_sqlite::SqliteStore;
 
@@ -71,6 +72,20 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.outbox()),
             Self::Postgres(store) => Arc::new(store.outbox()),
+        }
+    }
+
+    /// The pacer of `tenant`'s Graph budget and `Retry-After` pause. On PostgreSQL it is kept in
+    /// the database, so that every replica books from one schedule and waits out one pause; on
+    /// SQLite, where one process serves, in this process's memory.
+    ///
+    /// The in-process pacer starts at `now` as if the budget had just been spent, since a
+    /// restarted process cannot know what it sent before; the database row outlives restarts
+    /// and needs no such guess.
+    pub fn pacer(&self, tenant: TenantId, rates: PacerRates, now: Timestamp) -> Arc<dyn Pacer> {
+        match self {
+            Self::Sqlite(_) => Arc::new(InProcessPacer::starting_at(rates, now)),
+            Self::Postgres(store) => Arc::new(store.pacer(tenant, rates)),
         }
     }
 
