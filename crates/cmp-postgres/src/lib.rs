@@ -36,7 +36,9 @@ mod audit;
 mod outbox;
 mod pacer;
 mod partner_listing;
+mod partner_read;
 mod partner_store;
+mod replica;
 #[path = "../../cmp-sqlite/src/rows.rs"]
 mod rows;
 mod store;

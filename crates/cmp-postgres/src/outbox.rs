@@ -26,9 +26,9 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::audit::{insert_audit, read_audit};
-use crate::partner_store::{Deleted, read_partner};
+use crate::partner_read::{Deleted, read_partner};
+use crate::replica::Replica;
 use crate::rows::{ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
-use crate::store::Replica;
 
 /// The outbox in PostgreSQL. Made by [`PostgresStore::outbox`](crate::PostgresStore::outbox);
 /// cheap to clone.

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -14,6 +13,7 @@ use crate::MIGRATOR;
 use crate::outbox::PostgresOutbox;
 use crate::pacer::PostgresPacer;
 use crate::partner_store::PostgresPartnerStore;
+use crate::replica::Replica;
 
 /// The key of the session advisory lock every replica takes while it migrates: replicas that
 /// start together apply the migrations one after the other, the later ones finding nothing left
@@ -84,19 +84,6 @@ pub struct StoreReadiness {
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) replica: Replica,
-}
-
-/// The replica id, shared by the ports of one store.
-#[derive(Debug, Clone)]
-pub(crate) struct Replica(Arc<str>);
-
-impl Replica {
-    /// The stored form of a lease owner: `<replica>/<owner>`, so that a row names the replica
-    /// holding it. Every statement that writes or compares an owner goes through here, so the
-    /// prefix is invisible to the port's callers.
-    pub(crate) fn owner(&self, owner: &cmp_application::LeaseOwner) -> String {
-        format!("{}/{}", self.0, owner.as_str())
-    }
 }
 
 impl PostgresStore {

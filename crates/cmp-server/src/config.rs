@@ -20,6 +20,7 @@
 mod durations;
 pub mod effective;
 mod layers;
+mod readiness;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,9 +39,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::prometheus::MetricsSettings;
-use crate::readiness::ReadinessSettings;
 use crate::telemetry::TelemetrySettings;
 pub use effective::EffectiveConfig;
+pub use readiness::ReadinessSettings;
 
 /// The deployment environment, chosen by `CMP_ENV`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

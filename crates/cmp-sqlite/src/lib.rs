@@ -35,8 +35,10 @@
 
 mod audit;
 mod checkpointer;
+mod connections;
 mod outbox;
 mod partner_listing;
+mod partner_read;
 mod partner_store;
 mod read_slots;
 mod readiness;

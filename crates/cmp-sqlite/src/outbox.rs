@@ -21,9 +21,9 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::audit::{insert_audit, read_audit};
-use crate::partner_store::{Deleted, read_partner};
+use crate::connections::Connections;
+use crate::partner_read::{Deleted, read_partner};
 use crate::rows::{ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
-use crate::store::Connections;
 use crate::writer::boxed;
 
 /// The outbox in SQLite. Made by [`SqliteStore::outbox`](crate::SqliteStore::outbox); cheap to

@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::MIGRATOR;
 use crate::checkpointer::Checkpointer;
+use crate::connections::Connections;
 use crate::outbox::SqliteOutbox;
 use crate::partner_store::SqlitePartnerStore;
-use crate::read_slots::{ReadGuard, ReadSlots};
+use crate::read_slots::ReadSlots;
 use crate::writer::Writer;
 
 /// Where the database lives and how connections to it behave: the `[sqlite]` section of the
@@ -68,37 +69,6 @@ pub struct SqliteStore {
     pub(crate) settings: SqliteSettings,
     /// Taken out when the store closes.
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
-}
-
-/// The store's writer and reader pool, cloned into each port implementation (a clone shares
-/// them).
-#[derive(Debug, Clone)]
-pub(crate) struct Connections {
-    /// The one task every write runs on.
-    pub(crate) writer: Writer,
-    /// Connections for reads only; `query_only` makes any write on them fail. The operators'
-    /// views and the metrics read here.
-    pub(crate) reader: SqlitePool,
-    /// The request path's reader connections, the same kind without a pool's extra command per
-    /// read (`read_slots.rs`).
-    pub(crate) slots: ReadSlots,
-}
-
-impl Connections {
-    /// A reader connection of the request path: one statement on it is one snapshot; several
-    /// need a transaction (`Connection::begin`).
-    pub(crate) async fn read(&self) -> anyhow::Result<ReadGuard> {
-        self.slots.take().await
-    }
-
-    /// A read transaction on a reader connection: one consistent WAL snapshot for its
-    /// statements.
-    pub(crate) async fn begin_read(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
-        self.reader
-            .begin()
-            .await
-            .context("beginning a read transaction")
-    }
 }
 
 impl SqliteStore {

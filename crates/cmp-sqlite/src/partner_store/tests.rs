@@ -6,7 +6,7 @@ use cmp_store_contract::{now, plain_partner, rich_partner, tenant, write_for};
 use tempfile::TempDir;
 
 use crate::SqliteStore;
-use crate::partner_store::{Deleted, read_partner};
+use crate::partner_read::{Deleted, read_partner};
 use crate::test_support::{open_sqlite_store, settings, side_connection};
 
 /// Row counts of the five tables, in the order partners, partner_assignments, outbox,
