@@ -18,11 +18,11 @@
 //! which one of the partial indexes of the migration serves in order, and it reads `page_size + 1`
 //! rows to learn whether another page follows. Its cost does not grow with its depth.
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use cmp_application::StoreError;
 use cmp_application::query::{Filter, ListQuery, PartnerPage};
 use cmp_domain::TenantId;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres};
 
 // The page's SQL is the SQLite store's, which PostgreSQL reads the same way.
 #[path = "../../cmp-sqlite/src/partner_listing/select.rs"]
@@ -36,7 +36,6 @@ type Db = Postgres;
 type DbConnection = PgConnection;
 
 use crate::PostgresPartnerStore;
-use crate::rows::PartnerRow;
 
 /// How many partner ids one `IN (...)` list binds when a page's assignments are read. A page
 /// holds at most 999 partners, so this is one statement in practice; the bound only keeps an
@@ -50,13 +49,6 @@ impl PostgresPartnerStore {
         tenant: TenantId,
         query: &ListQuery,
     ) -> Result<PartnerPage, StoreError> {
-        if query.page_size == 0 {
-            return Err(anyhow!("a page holds at least one partner; the page size is 0").into());
-        }
-        let keys = query.sort_keys();
-        let mut select = QueryBuilder::<Postgres>::new("");
-        push_page_select(&mut select, tenant, query, &keys)?;
-
         // One read transaction: the page, its assignments and the count come from one snapshot.
         let mut tx = self
             .pool
@@ -67,35 +59,9 @@ impl PostgresPartnerStore {
             .execute(&mut *tx)
             .await
             .context("making the read consistent")?;
-        let mut rows: Vec<PartnerRow> = select
-            .build_query_as()
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading a page of partners")?;
-        let page_size = usize::try_from(query.page_size).unwrap_or(usize::MAX);
-        let more = rows.len() > page_size;
-        rows.truncate(page_size);
-        let mut assignments = read_assignments(&mut tx, &rows).await?;
-        let total = if query.count {
-            Some(count_on(&mut tx, tenant, query.filter.as_ref()).await?)
-        } else {
-            None
-        };
+        let page = read_page(&mut tx, tenant, query).await?;
         tx.commit().await.context("ending the read transaction")?;
-
-        let next = match rows.last() {
-            Some(last) if more => Some(cursor_of(last, &keys)?),
-            _ => None,
-        };
-        let items = rows
-            .into_iter()
-            .map(|row| {
-                let id = row.id.clone();
-                row.into_domain(assignments.remove(&id).unwrap_or_default())
-                    .with_context(|| format!("stored partner {id} no longer parses"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(PartnerPage { items, next, total })
+        Ok(page)
     }
 
     /// [`PartnerStore::count_partners`](cmp_application::PartnerStore::count_partners).
@@ -111,25 +77,4 @@ impl PostgresPartnerStore {
             .context("acquiring a connection")?;
         count_on(&mut conn, tenant, filter).await
     }
-}
-
-/// How many of the tenant's live partners `filter` matches, on `conn`.
-async fn count_on(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    filter: Option<&Filter>,
-) -> Result<u64, StoreError> {
-    let mut select = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM partners WHERE ");
-    push_live_partners_of(&mut select, tenant);
-    if let Some(filter) = filter {
-        select.push(" AND ");
-        push_filter(&mut select, filter)?;
-    }
-    let count: i64 = select
-        .build_query_scalar()
-        .fetch_one(&mut *conn)
-        .await
-        .context("counting partners")?;
-    // COUNT(*) is never negative.
-    Ok(u64::try_from(count).context("a negative row count")?)
 }

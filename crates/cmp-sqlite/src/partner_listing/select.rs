@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use anyhow::{Context, anyhow};
 use cmp_application::StoreError;
 use cmp_application::query::{
-    Comparison, Cursor, Filter, FilterField, FilterValue, ListQuery, SortField, SortKey,
+    Comparison, Cursor, Filter, FilterField, FilterValue, ListQuery, PartnerPage, SortField,
+    SortKey,
 };
 use cmp_domain::{NaturalKey, PartnerState, Platform, TenantId};
 use sqlx::QueryBuilder;
@@ -485,4 +486,74 @@ pub(crate) fn value_kind(value: &FilterValue) -> &'static str {
         FilterValue::Bool(_) => "a boolean",
         FilterValue::Id(_) => "an id",
     }
+}
+
+/// One page of the listing of `query` on `conn`: the partners, their assignments, the cursor of
+/// the next page and, when asked, the count. The caller runs it in one read transaction, so all
+/// of it comes from one snapshot.
+///
+/// # Errors
+/// [`StoreError::Unexpected`] when the page size is 0, a statement fails or a stored partner no
+/// longer parses.
+pub(crate) async fn read_page(
+    conn: &mut DbConnection,
+    tenant: TenantId,
+    query: &ListQuery,
+) -> Result<PartnerPage, StoreError> {
+    if query.page_size == 0 {
+        return Err(anyhow!("a page holds at least one partner; the page size is 0").into());
+    }
+    let keys = query.sort_keys();
+    let mut select = QueryBuilder::<Db>::new("");
+    push_page_select(&mut select, tenant, query, &keys)?;
+
+    let mut rows: Vec<PartnerRow> = select
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading a page of partners")?;
+    let page_size = usize::try_from(query.page_size).unwrap_or(usize::MAX);
+    let more = rows.len() > page_size;
+    rows.truncate(page_size);
+    let mut assignments = read_assignments(conn, &rows).await?;
+    let total = if query.count {
+        Some(count_on(conn, tenant, query.filter.as_ref()).await?)
+    } else {
+        None
+    };
+
+    let next = match rows.last() {
+        Some(last) if more => Some(cursor_of(last, &keys)?),
+        _ => None,
+    };
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let id = row.id.clone();
+            row.into_domain(assignments.remove(&id).unwrap_or_default())
+                .with_context(|| format!("stored partner {id} no longer parses"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(PartnerPage { items, next, total })
+}
+
+/// How many of the tenant's live partners `filter` matches, on `conn`.
+pub(crate) async fn count_on(
+    conn: &mut DbConnection,
+    tenant: TenantId,
+    filter: Option<&Filter>,
+) -> Result<u64, StoreError> {
+    let mut select = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM partners WHERE ");
+    push_live_partners_of(&mut select, tenant);
+    if let Some(filter) = filter {
+        select.push(" AND ");
+        push_filter(&mut select, filter)?;
+    }
+    let count: i64 = select
+        .build_query_scalar()
+        .fetch_one(&mut *conn)
+        .await
+        .context("counting partners")?;
+    // COUNT(*) is never negative.
+    Ok(u64::try_from(count).context("a negative row count")?)
 }
