@@ -6,28 +6,40 @@ use cmp_application::AuditEntry;
 use sqlx::SqliteConnection;
 
 use crate::rows::AuditRow;
+use crate::statements::{Statements, statements};
 
 /// Appends `entry` to the audit log, on the caller's transaction.
 pub(crate) async fn insert_audit(
     conn: &mut SqliteConnection,
     entry: &AuditEntry,
 ) -> anyhow::Result<()> {
-    let row = AuditRow::from_domain(entry);
-    sqlx::query(
-        "INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.partner_id)
-    .bind(&row.action)
-    .bind(&row.request_id)
-    .bind(&row.caller)
-    .bind(row.at)
-    .bind(&row.detail)
-    .execute(conn)
-    .await
-    .context("inserting the audit entry")?;
+    let mut insert = statements();
+    push_audit(&mut insert, entry);
+    insert
+        .build()
+        .execute(conn)
+        .await
+        .context("inserting the audit entry")?;
     Ok(())
+}
+
+/// Appends the statement that inserts `entry` to `statements`, for a write that sends its
+/// statements in one trip (`statements.rs`).
+pub(crate) fn push_audit(statements: &mut Statements, entry: &AuditEntry) {
+    let row = AuditRow::from_domain(entry);
+    statements
+        .push("INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) ");
+    statements.push_values([row], |mut values, row| {
+        values
+            .push_bind(row.id)
+            .push_bind(row.partner_id)
+            .push_bind(row.action)
+            .push_bind(row.request_id)
+            .push_bind(row.caller)
+            .push_bind(row.at)
+            .push_bind(row.detail);
+    });
+    statements.push("; ");
 }
 
 /// The audit entries of `partner_id`, oldest first.

@@ -28,6 +28,7 @@
 //! - `read_slots.rs`: the request path's reader connections, without a pool's extra command
 //!   per read.
 //! - `audit.rs`: the audit log's writes and reads.
+//! - `statements.rs`: several statements of one write sent to SQLite in one trip.
 //! - `readiness.rs`: [`SqliteStore::check_ready`], the store's part of the readiness probe.
 //! - `rows.rs` (private): the `*Row` types and their conversions to and from the domain.
 //! - `test_support.rs` (tests only): fixtures shared by the tests of both ports.
@@ -43,6 +44,7 @@ mod partner_store;
 mod read_slots;
 mod readiness;
 mod rows;
+mod statements;
 mod store;
 #[cfg(test)]
 mod test_support;

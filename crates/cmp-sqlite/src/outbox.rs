@@ -24,6 +24,7 @@ use crate::audit::{insert_audit, read_audit};
 use crate::connections::Connections;
 use crate::partner_read::{Deleted, read_partner};
 use crate::rows::{ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
+use crate::statements::{Statements, statements};
 use crate::writer::boxed;
 
 /// The outbox in SQLite. Made by [`SqliteStore::outbox`](crate::SqliteStore::outbox); cheap to
@@ -51,51 +52,57 @@ macro_rules! outbox_row_columns {
 
 // ---- enqueueing, inside the partner store's transactions ----------------------------------
 
-/// Enqueues the create row of a new partner, born in flight and leased to the creating request
-/// (which is about to make delivery 1 inline, so no dispatcher can claim it meanwhile), with its
-/// first delivery started: committed before the HTTP call, so a crash during the call leaves
-/// evidence of it. `next_attempt_at` only matters once the row is back with the dispatcher.
-pub(crate) async fn enqueue_inline_create(
-    conn: &mut SqliteConnection,
+/// Appends to `statements` the create row of a new partner, born in flight and leased to the
+/// creating request (which is about to make delivery 1 inline, so no dispatcher can claim it
+/// meanwhile), with its first delivery started: committed before the HTTP call, so a crash
+/// during the call leaves evidence of it. `next_attempt_at` only matters once the row is back
+/// with the dispatcher.
+pub(crate) fn push_inline_create(
+    statements: &mut Statements,
     partner: &PartnerRow,
     write: &NewPartnerWrite,
-) -> anyhow::Result<()> {
+) {
     let delivery = &write.delivery;
     let now = write.now.unix_ticks();
     let outbox_id = delivery.outbox_id.hyphenated().to_string();
     let client_request_id = delivery.client_request_id.hyphenated().to_string();
-    sqlx::query(
+    statements.push(
         "INSERT INTO outbox (id, tenant_id, partner_id, operation, natural_key, state, \
          attempts, next_attempt_at, lease_owner, lease_expires_at, last_status, \
          last_error_code, last_client_request_id, graph_id, created_at, updated_at, \
-         first_attempt_at) \
-         VALUES (?, ?, ?, 'create', ?, 'in_flight', 1, ?, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?)",
-    )
-    .bind(&outbox_id)
-    .bind(&partner.tenant_id)
-    .bind(&partner.id)
-    .bind(&partner.name_key)
-    .bind(now)
-    .bind(delivery.lease.owner.as_str())
-    .bind(delivery.lease.expires_at.unix_ticks())
-    .bind(&client_request_id)
-    .bind(now)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .context("inserting the outbox row")?;
-    sqlx::query(
-        "INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at) \
-         VALUES (?, 1, ?, ?)",
-    )
-    .bind(&outbox_id)
-    .bind(&client_request_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .context("inserting the first delivery row")?;
-    Ok(())
+         first_attempt_at) VALUES (",
+    );
+    statements
+        .push_bind(outbox_id.clone())
+        .push(", ")
+        .push_bind(partner.tenant_id.clone())
+        .push(", ")
+        .push_bind(partner.id.clone())
+        .push(", 'create', ")
+        .push_bind(partner.name_key.clone())
+        .push(", 'in_flight', 1, ")
+        .push_bind(now)
+        .push(", ")
+        .push_bind(delivery.lease.owner.as_str().to_owned())
+        .push(", ")
+        .push_bind(delivery.lease.expires_at.unix_ticks())
+        .push(", NULL, NULL, ")
+        .push_bind(client_request_id.clone())
+        .push(", NULL, ")
+        .push_bind(now)
+        .push(", ")
+        .push_bind(now)
+        .push(", ")
+        .push_bind(now)
+        .push("); ");
+    statements
+        .push("INSERT INTO deliveries (outbox_id, attempt, client_request_id, started_at) VALUES (")
+        .push_bind(outbox_id)
+        .push(", 1, ")
+        .push_bind(client_request_id)
+        .push(", ")
+        .push_bind(now)
+        .push("); ");
 }
 
 /// Folds an update of `partner` into its waiting create, if it has one (`pending`: never sent,
@@ -579,127 +586,10 @@ impl Outbox for SqliteOutbox {
 
     #[tracing::instrument(level = "debug", name = "sqlite.finish_delivery", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = %finish.outcome))]
     async fn finish_delivery(&self, finish: &DeliveryEnd) -> Result<(), StoreError> {
-        let outbox_id = finish.outbox_id.hyphenated().to_string();
-        let partner_id = finish.partner_id.to_string();
-        let finished_at = finish.finished_at.unix_ticks();
-        let status = finish.meta.status.map(i64::from);
         let finish = finish.clone();
         self.connections
             .writer
-            .write(move |conn| {
-                boxed(async move {
-                let error_code = finish.meta.error_code.as_deref();
-                // The delivery being finished is the latest one of the row, and it must be the one
-                // started with this client-request-id: if a dispatcher took the row over after the
-                // lease lapsed, this late finish must not overwrite the newer delivery's record nor
-                // move the row it now holds.
-                let attempt = sqlx::query(
-                    "UPDATE deliveries SET finished_at = ?, http_status = ?, graph_error_code = ?, \
-                     graph_request_id = ?, outcome = ? \
-                     WHERE outbox_id = ? AND client_request_id = ? AND attempt = \
-                     (SELECT MAX(attempt) FROM deliveries WHERE outbox_id = ?)",
-                )
-                .bind(finished_at)
-                .bind(status)
-                .bind(error_code)
-                .bind(finish.meta.request_id.as_deref())
-                .bind(finish.outcome.as_str())
-                .bind(&outbox_id)
-                .bind(finish.client_request_id.hyphenated().to_string())
-                .bind(&outbox_id)
-                .execute(&mut *conn)
-                .await
-                .context("recording the end of the delivery")?;
-
-                let moved: Option<(String, String)> = match &finish.transition {
-                    Transition::Delivered { in_graph } => sqlx::query_as(
-                        "UPDATE outbox SET state = 'delivered', graph_id = ?, lease_owner = NULL, \
-                         lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
-                         last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
-                    )
-                    .bind(in_graph.graph_id())
-                    .bind(status)
-                    .bind(error_code)
-                    .bind(finished_at)
-                    .bind(&outbox_id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .context("marking the outbox row delivered")?,
-                    Transition::Retry {
-                        state,
-                        next_attempt_at,
-                    } => sqlx::query_as(
-                        "UPDATE outbox SET state = ?, next_attempt_at = ?, lease_owner = NULL, \
-                         lease_expires_at = NULL, dead_reason = NULL, last_status = ?, \
-                         last_error_code = ?, updated_at = ? WHERE id = ? RETURNING partner_id, operation",
-                    )
-                    .bind(state.as_str())
-                    .bind(next_attempt_at.unix_ticks())
-                    .bind(status)
-                    .bind(error_code)
-                    .bind(finished_at)
-                    .bind(&outbox_id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .context("returning the outbox row to the dispatcher")?,
-                    // `next_attempt_at` stays as it was: a dead row is never due until an operator
-                    // re-queues it, which sets it afresh.
-                    Transition::Dead { reason } => sqlx::query_as(
-                        "UPDATE outbox SET state = 'dead', dead_reason = ?, lease_owner = NULL, \
-                         lease_expires_at = NULL, last_status = ?, last_error_code = ?, updated_at = ? \
-                         WHERE id = ? RETURNING partner_id, operation",
-                    )
-                    .bind(reason)
-                    .bind(status)
-                    .bind(error_code)
-                    .bind(finished_at)
-                    .bind(&outbox_id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .context("dead-lettering the outbox row")?,
-                };
-                // Returning early fails the write, whose savepoint rolls the transaction back.
-                let Some((row_partner_id, operation)) = moved else {
-                    return Err(anyhow!("outbox row {outbox_id} does not exist").into());
-                };
-                if row_partner_id != partner_id {
-                    return Err(anyhow!(
-                        "outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}"
-                    )
-                    .into());
-                }
-                if attempt.rows_affected() != 1 {
-                    return Err(anyhow!(
-                        "the latest delivery of outbox row {outbox_id} was not started with \
-                         client-request-id {}",
-                        finish.client_request_id
-                    )
-                    .into());
-                }
-
-                if let Transition::Delivered { in_graph } = &finish.transition {
-                    let operation: Operation = operation.parse().context("a stored outbox operation")?;
-                    match (operation, in_graph) {
-                        (Operation::Create | Operation::Update, InGraph::Object(graph_id)) => {
-                            sqlx::query("UPDATE partners SET graph_id = ?, updated_at = ? WHERE id = ?")
-                                .bind(graph_id)
-                                .bind(finished_at)
-                                .bind(&partner_id)
-                                .execute(&mut *conn)
-                                .await
-                                .context("storing Graph's id on the partner")?;
-                        }
-                        // Graph rightly holds nothing for the partner: its id stays unknown (NULL),
-                        // and the delivered create row says why.
-                        (Operation::Create | Operation::Update, InGraph::Nothing) => {}
-                        // Graph confirmed the delete: the display name is free again. The tombstone
-                        // keeps the Graph id it had.
-                        (Operation::Delete, _) => release_name(conn, &finish).await?,
-                    }
-                }
-                Ok(())
-                })
-            })
+            .write(move |conn| boxed(async move { finish_delivery(conn, &finish).await }))
             .await
     }
 
@@ -751,6 +641,132 @@ impl Outbox for SqliteOutbox {
             })
             .await
     }
+}
+
+/// [`Outbox::finish_delivery`]: the delivery's record, the row's move, and what it changes on
+/// the partner, sent in one trip (`statements.rs`); a confirmed delete then releases the name.
+///
+/// The delivery being finished must be the latest one of the row, started with this
+/// client-request-id: if a dispatcher took the row over after the lease lapsed, this late
+/// finish must not overwrite the newer delivery's record nor move the row it now holds. The row
+/// move returns what the checks need (its partner, its operation, the client-request-id of its
+/// latest delivery); a check that fails fails the write, whose savepoint undoes all of it.
+async fn finish_delivery(
+    conn: &mut SqliteConnection,
+    finish: &DeliveryEnd,
+) -> Result<(), StoreError> {
+    let outbox_id = finish.outbox_id.hyphenated().to_string();
+    let partner_id = finish.partner_id.to_string();
+    let client_request_id = finish.client_request_id.hyphenated().to_string();
+    let finished_at = finish.finished_at.unix_ticks();
+    let status = finish.meta.status.map(i64::from);
+    let error_code = finish.meta.error_code.clone();
+
+    let mut statements = statements();
+    statements
+        .push("UPDATE deliveries SET finished_at = ")
+        .push_bind(finished_at)
+        .push(", http_status = ")
+        .push_bind(status)
+        .push(", graph_error_code = ")
+        .push_bind(error_code.clone())
+        .push(", graph_request_id = ")
+        .push_bind(finish.meta.request_id.clone())
+        .push(", outcome = ")
+        .push_bind(finish.outcome.as_str())
+        .push(" WHERE outbox_id = ")
+        .push_bind(outbox_id.clone())
+        .push(" AND client_request_id = ")
+        .push_bind(client_request_id.clone())
+        .push(" AND attempt = (SELECT MAX(attempt) FROM deliveries WHERE outbox_id = ")
+        .push_bind(outbox_id.clone())
+        .push("); UPDATE outbox SET ");
+    match &finish.transition {
+        Transition::Delivered { in_graph } => {
+            statements
+                .push("state = 'delivered', graph_id = ")
+                .push_bind(in_graph.graph_id().map(str::to_owned))
+                .push(", dead_reason = NULL");
+        }
+        Transition::Retry {
+            state,
+            next_attempt_at,
+        } => {
+            statements
+                .push("state = ")
+                .push_bind(state.as_str())
+                .push(", next_attempt_at = ")
+                .push_bind(next_attempt_at.unix_ticks())
+                .push(", dead_reason = NULL");
+        }
+        // `next_attempt_at` stays as it was: a dead row is never due until an operator
+        // re-queues it, which sets it afresh.
+        Transition::Dead { reason } => {
+            statements
+                .push("state = 'dead', dead_reason = ")
+                .push_bind(reason.clone());
+        }
+    }
+    statements
+        .push(", lease_owner = NULL, lease_expires_at = NULL, last_status = ")
+        .push_bind(status)
+        .push(", last_error_code = ")
+        .push_bind(error_code)
+        .push(", updated_at = ")
+        .push_bind(finished_at)
+        .push(" WHERE id = ")
+        .push_bind(outbox_id.clone())
+        .push(
+            " RETURNING partner_id, operation, (SELECT client_request_id FROM deliveries \
+             WHERE outbox_id = outbox.id ORDER BY attempt DESC LIMIT 1); ",
+        );
+    // A create or update that Graph holds as an object gives the partner its Graph id. (Graph
+    // rightly holding nothing leaves it unknown, NULL, and the delivered row says why.)
+    if let Transition::Delivered {
+        in_graph: InGraph::Object(graph_id),
+    } = &finish.transition
+    {
+        statements
+            .push("UPDATE partners SET graph_id = ")
+            .push_bind(graph_id.clone())
+            .push(", updated_at = ")
+            .push_bind(finished_at)
+            .push(" WHERE id = ")
+            .push_bind(partner_id.clone())
+            .push(" AND EXISTS (SELECT 1 FROM outbox WHERE id = ")
+            .push_bind(outbox_id.clone())
+            .push(" AND operation <> 'delete'); ");
+    }
+    let moved: Vec<(String, String, Option<String>)> = statements
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await
+        .context("recording the end of the delivery")?;
+
+    let Some((row_partner_id, operation, latest_client_request_id)) = moved.into_iter().next()
+    else {
+        return Err(anyhow!("outbox row {outbox_id} does not exist").into());
+    };
+    if row_partner_id != partner_id {
+        return Err(anyhow!(
+            "outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}"
+        )
+        .into());
+    }
+    if latest_client_request_id.as_deref() != Some(client_request_id.as_str()) {
+        return Err(anyhow!(
+            "the latest delivery of outbox row {outbox_id} was not started with \
+             client-request-id {client_request_id}"
+        )
+        .into());
+    }
+    let operation: Operation = operation.parse().context("a stored outbox operation")?;
+    // Graph confirmed the delete: the display name is free again. The tombstone keeps the
+    // Graph id it had.
+    if operation == Operation::Delete && matches!(finish.transition, Transition::Delivered { .. }) {
+        release_name(conn, finish).await?;
+    }
+    Ok(())
 }
 
 /// The deliveries of one outbox row, oldest first.

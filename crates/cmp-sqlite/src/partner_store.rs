@@ -28,13 +28,14 @@ use cmp_application::{
     UpdatedPartner,
 };
 use cmp_domain::{Partner, PartnerId, TenantId};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::SqliteConnection;
 
-use crate::audit::insert_audit;
+use crate::audit::{insert_audit, push_audit};
 use crate::connections::Connections;
 use crate::outbox;
 use crate::partner_read::{Deleted, read_partner};
 use crate::rows::{AssignmentRow, PartnerRow};
+use crate::statements::{Statements, statements};
 use crate::writer::boxed;
 
 /// Partners in SQLite. Made by [`SqliteStore::partner_store`](crate::SqliteStore::partner_store);
@@ -135,7 +136,7 @@ impl PartnerStore for SqlitePartnerStore {
 // ---- the writes, run by the writer inside a savepoint of its batch ---------------------------
 
 /// [`PartnerStore::insert_partner`]: the partner, its assignments, its create row with the
-/// first delivery started, and the audit entry.
+/// first delivery started, and the audit entry, sent in one trip (`statements.rs`).
 async fn insert(
     conn: &mut SqliteConnection,
     partner: &Partner,
@@ -143,33 +144,38 @@ async fn insert(
 ) -> Result<(), StoreError> {
     let row = PartnerRow::from_domain(partner, write.tenant_id);
     let now = write.now.unix_ticks();
-    let inserted = sqlx::query(
+    let mut insert = statements();
+    insert.push(
         "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
          last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
-         ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.tenant_id)
-    .bind(&row.display_name)
-    .bind(&row.name_key)
-    .bind(&row.partner_state)
-    .bind(row.last_heartbeat)
-    .bind(row.mac_os_onboarded)
-    .bind(row.windows_onboarded)
-    .bind(row.android_onboarded)
-    .bind(row.ios_onboarded)
-    .bind(row.linux_onboarded)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *conn)
-    .await;
-    if let Err(error) = inserted {
-        return Err(refused_write(conn, error, &row, None, "inserting the partner row").await);
+         ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) ",
+    );
+    insert.push_values([&row], |mut values, row| {
+        values
+            .push_bind(row.id.clone())
+            .push_bind(row.tenant_id.clone())
+            .push_bind(row.display_name.clone())
+            .push_bind(row.name_key.clone())
+            .push_bind(row.partner_state.clone())
+            .push_bind(row.last_heartbeat)
+            .push_bind(row.mac_os_onboarded)
+            .push_bind(row.windows_onboarded)
+            .push_bind(row.android_onboarded)
+            .push_bind(row.ios_onboarded)
+            .push_bind(row.linux_onboarded)
+            .push_unseparated(", NULL")
+            .push_bind(now)
+            .push_bind(now);
+    });
+    insert.push("; ");
+    push_assignments(&mut insert, partner);
+    outbox::push_inline_create(&mut insert, &row, write);
+    push_audit(&mut insert, &write.audit);
+    if let Err(error) = insert.build().execute(&mut *conn).await {
+        // The partner's own row may be in and a later statement have failed: the lookup looks
+        // past it. Whatever went in is undone with the write's savepoint.
+        return Err(refused_write(conn, error, &row, Some(&row.id), "inserting the partner").await);
     }
-    insert_assignments(conn, partner).await?;
-    outbox::enqueue_inline_create(conn, &row, write).await?;
-    insert_audit(conn, &write.audit).await?;
     Ok(())
 }
 
@@ -369,19 +375,29 @@ const ASSIGNMENTS_PER_INSERT: usize = 500;
 
 /// Inserts the assignment rows of `partner`, each platform's list numbered from 0, in a few
 /// multi-row statements rather than one per assignment.
-pub(crate) async fn insert_assignments(
-    conn: &mut SqliteConnection,
-    partner: &Partner,
-) -> anyhow::Result<()> {
+async fn insert_assignments(conn: &mut SqliteConnection, partner: &Partner) -> anyhow::Result<()> {
+    let mut insert = statements();
+    push_assignments(&mut insert, partner);
+    insert
+        .build()
+        .execute(&mut *conn)
+        .await
+        .context("inserting assignment rows")?;
+    Ok(())
+}
+
+/// Appends to `statements` the multi-row inserts of the assignment rows of `partner` (none when
+/// it has no assignments).
+fn push_assignments(statements: &mut Statements, partner: &Partner) {
     let partner_id = partner.id().to_string();
     let rows = AssignmentRow::all_of(partner);
     for batch in rows.chunks(ASSIGNMENTS_PER_INSERT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
+        statements.push(
             "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
              filter_type, filter_id, group_id, collection_id, scope_tag_target_type, \
              entra_object_id) ",
         );
-        insert.push_values(batch, |mut values, assignment| {
+        statements.push_values(batch, |mut values, assignment| {
             values
                 .push_bind(partner_id.clone())
                 .push_bind(assignment.platform.clone())
@@ -394,13 +410,8 @@ pub(crate) async fn insert_assignments(
                 .push_bind(assignment.scope_tag_target_type.clone())
                 .push_bind(assignment.entra_object_id.clone());
         });
-        insert
-            .build()
-            .execute(&mut *conn)
-            .await
-            .context("inserting assignment rows")?;
+        statements.push("; ");
     }
-    Ok(())
 }
 
 #[cfg(test)]

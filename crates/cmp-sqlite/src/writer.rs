@@ -213,8 +213,22 @@ async fn run(
 
 /// Runs `batch` in one transaction, each write in a savepoint, commits, and answers every
 /// caller. Answers nobody before the commit is on disk.
+///
+/// Every command is a trip to the connection's own thread and back (sqlx runs each SQLite
+/// connection on a thread of its own), and on this serial path the trips, not SQLite, are what
+/// a write costs. So the savepoint commands travel together, one trip between two writes:
+/// - `BEGIN IMMEDIATE; SAVEPOINT write` opens the batch and the first write's savepoint;
+/// - after a write that succeeded, `RELEASE write; SAVEPOINT write` keeps it and opens the next;
+/// - after a write that failed, `ROLLBACK TO write` undoes it and leaves the savepoint open,
+///   empty, for the next write;
+/// - `COMMIT` commits the last savepoint with the transaction.
 async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> anyhow::Result<()> {
-    if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    if let Err(error) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT write")
+        .execute(&mut *conn)
+        .await
+    {
+        // `BEGIN` may have succeeded and only the savepoint failed: end what was begun.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         let reason = Arc::new(anyhow::Error::new(error).context("beginning a write transaction"));
         for job in batch {
             job.refuse(reason.clone());
@@ -222,27 +236,22 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> any
         return Err(anyhow!("beginning a write transaction failed"));
     }
     let mut answers = Vec::with_capacity(batch.len());
-    let mut jobs = batch.into_iter();
+    let mut jobs = batch.into_iter().peekable();
     let mut broken = None;
-    for job in jobs.by_ref() {
-        if let Err(error) = sqlx::query("SAVEPOINT write").execute(&mut *conn).await {
-            broken = Some(anyhow::Error::new(error).context("opening a savepoint"));
-            break;
-        }
+    while let Some(job) = jobs.next() {
         let (succeeded, answer) = job.run(conn).await;
         answers.push(answer);
-        let closing = if succeeded {
-            sqlx::query("RELEASE write").execute(&mut *conn).await
-        } else {
+        let between = match (succeeded, jobs.peek().is_some()) {
+            (true, true) => Some("RELEASE write; SAVEPOINT write"),
+            (true, false) => None,
             // A failed write leaves nothing behind; the others of the batch stand. When the
             // failure was one that made SQLite roll the whole transaction back (a full disk,
             // an I/O error), the savepoint is gone and this fails: the batch fails as a whole.
-            match sqlx::query("ROLLBACK TO write").execute(&mut *conn).await {
-                Ok(_) => sqlx::query("RELEASE write").execute(&mut *conn).await,
-                Err(error) => Err(error),
-            }
+            (false, _) => Some("ROLLBACK TO write"),
         };
-        if let Err(error) = closing {
+        if let Some(between) = between
+            && let Err(error) = sqlx::query(between).execute(&mut *conn).await
+        {
             broken = Some(anyhow::Error::new(error).context("closing a savepoint"));
             break;
         }
