@@ -25,6 +25,8 @@
 //! - `writer.rs`: the one task every write goes through, committing waiting writes together
 //!   (group commit), each in a savepoint of its own.
 //! - `checkpointer.rs`: WAL checkpoints off the request path, the WAL kept bounded.
+//! - `partner_cache.rs`: the partners lately read by id, in memory, forgotten by the writes
+//!   that change them.
 //! - `read_slots.rs`: the request path's reader connections, without a pool's extra command
 //!   per read.
 //! - `audit.rs`: the audit log's writes and reads.
@@ -38,6 +40,7 @@ mod audit;
 mod checkpointer;
 mod connections;
 mod outbox;
+mod partner_cache;
 mod partner_listing;
 mod partner_read;
 mod partner_store;

@@ -600,11 +600,11 @@ impl Outbox for SqliteOutbox {
         outbox_id: Uuid,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
+        let id = partner_id;
         let partner_id = partner_id.to_string();
         let audit = audit.clone();
         self.connections
-            .writer
-            .write(move |conn| {
+            .write_partner(id, move |conn| {
                 boxed(async move {
                     // The outbox row first: its foreign key forbids deleting a partner it still delivers.
                     // Its attempts go with it (ON DELETE CASCADE). Matching the partner too means a wrong

@@ -68,9 +68,18 @@ impl PartnerStore for SqlitePartnerStore {
 
     #[tracing::instrument(level = "debug", name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
     async fn get_partner(&self, id: PartnerId) -> Result<Option<Partner>, StoreError> {
+        let cache = &self.connections.partners;
+        if let Some(partner) = cache.get(id) {
+            return Ok(Some(partner));
+        }
         // One statement on a reader: one snapshot, one trip to the connection's thread.
+        let ticket = cache.ticket();
         let mut conn = self.connections.read().await?;
-        Ok(read_partner(&mut conn, &id.to_string(), Deleted::Hidden).await?)
+        let partner = read_partner(&mut conn, &id.to_string(), Deleted::Hidden).await?;
+        if let Some(partner) = &partner {
+            cache.fill(ticket, partner);
+        }
+        Ok(partner)
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.list_partners", skip_all, fields(tenant.id = %tenant_id, page_size = query.page_size))]
@@ -98,8 +107,9 @@ impl PartnerStore for SqlitePartnerStore {
         update: PartnerUpdate,
     ) -> Result<UpdatedPartner, StoreError> {
         self.connections
-            .writer
-            .write(move |conn| boxed(async move { apply_update(conn, id, update).await }))
+            .write_partner(id, move |conn| {
+                boxed(async move { apply_update(conn, id, update).await })
+            })
             .await
     }
 
@@ -111,8 +121,9 @@ impl PartnerStore for SqlitePartnerStore {
     ) -> Result<ChangeQueued, StoreError> {
         let write = write.clone();
         self.connections
-            .writer
-            .write(move |conn| boxed(async move { delete(conn, id, &write).await }))
+            .write_partner(id, move |conn| {
+                boxed(async move { delete(conn, id, &write).await })
+            })
             .await
     }
 

@@ -14,6 +14,7 @@ use crate::MIGRATOR;
 use crate::checkpointer::Checkpointer;
 use crate::connections::Connections;
 use crate::outbox::SqliteOutbox;
+use crate::partner_cache::{self, PartnerCache};
 use crate::partner_store::SqlitePartnerStore;
 use crate::read_slots::ReadSlots;
 use crate::writer::Writer;
@@ -160,6 +161,7 @@ impl SqliteStore {
                 writer,
                 reader,
                 slots,
+                partners: Arc::new(PartnerCache::new(partner_cache::CAPACITY)),
             },
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })

@@ -58,7 +58,12 @@ type Answer = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 struct Submitted<T, F> {
     write: F,
     reply: oneshot::Sender<Result<T, StoreError>>,
+    /// Run in the writer task once the write's fate is known, before its caller is answered.
+    settled: Option<Settled>,
 }
+
+/// What [`Writer::write_then`] runs once a write has committed or failed.
+type Settled = Box<dyn FnOnce() + Send>;
 
 impl<T, F> Job for Submitted<T, F>
 where
@@ -69,11 +74,18 @@ where
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
     ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
-        let Submitted { write, reply } = *self;
+        let Submitted {
+            write,
+            reply,
+            settled,
+        } = *self;
         Box::pin(async move {
             let result = write(conn).await;
             let succeeded = result.is_ok();
             let answer: Answer = Box::new(move |batch| {
+                if let Some(settled) = settled {
+                    settled();
+                }
                 let answer = match batch {
                     Ok(()) => result,
                     // The write itself failed: its own error stands, whatever the batch did.
@@ -90,6 +102,9 @@ where
     }
 
     fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>) {
+        if let Some(settled) = self.settled {
+            settled();
+        }
         let _ = self.reply.send(Err(StoreError::Unexpected(anyhow!(
             "the write could not run: {reason:#}"
         ))));
@@ -133,14 +148,51 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
     {
+        self.submit(write, None).await
+    }
+
+    /// Like [`write`](Self::write), and runs `settled` in the writer task once the write's
+    /// transaction has committed or failed (or the write was refused), before its caller is
+    /// answered. It runs even when the caller has gone away meanwhile, as long as the write was
+    /// submitted.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub(crate) async fn write_then<T, F>(
+        &self,
+        write: F,
+        settled: impl FnOnce() + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        self.submit(write, Some(Box::new(settled))).await
+    }
+
+    async fn submit<T, F>(&self, write: F, settled: Option<Settled>) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Write(Box::new(Submitted { write, reply })))
+            .send(Command::Write(Box::new(Submitted {
+                write,
+                reply,
+                settled,
+            })))
             .await
             .map_err(|_| StoreError::Unexpected(anyhow!("the store's writer is closed")))?;
         answer
             .await
             .map_err(|_| StoreError::Unexpected(anyhow!("the store's writer stopped")))?
+    }
+
+    /// Writes waiting in the writer's queue, for tests that line writes up behind a held one.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        QUEUE_CAPACITY - self.commands.capacity()
     }
 
     /// How many transactions the writer has committed.

@@ -2,6 +2,7 @@
 //! port's contract is tested in `cmp-store-contract`, against this store and the PostgreSQL one.
 
 use cmp_application::PartnerStore;
+use cmp_domain::Partner;
 use cmp_store_contract::{now, plain_partner, rich_partner, tenant, write_for};
 use tempfile::TempDir;
 
@@ -85,5 +86,104 @@ async fn reading_a_partner_is_one_prepared_statement_reused_on_every_read() {
         "one statement, prepared once and kept"
     );
     conn.close().await.expect("close");
+    store.close().await;
+}
+
+/// A read by id is served from the cache after the first, and an update whose caller went away
+/// before the answer (a client hanging up) still makes the next read see the update: the writer
+/// task forgets the cached partner once the update has committed.
+#[tokio::test]
+async fn a_partner_read_from_the_cache_is_forgotten_by_an_update_whose_caller_went_away() {
+    use cmp_application::{ChangedPartner, PartnerUpdate};
+    use cmp_store_contract::{change_write, renamed};
+
+    let (_dir, store) = open_sqlite_store().await;
+    let partners = store.partner_store();
+    let stored = plain_partner(1, "Before", now());
+    partners
+        .insert_partner(&stored, &write_for(&stored, tenant(), 100))
+        .await
+        .expect("insert");
+    assert_eq!(
+        partners.get_partner(stored.id()).await.expect("read"),
+        Some(stored.clone())
+    );
+    assert_eq!(
+        store.connections.partners.get(stored.id()),
+        Some(stored.clone()),
+        "the read filled the cache"
+    );
+
+    // Hold the writer, so that the update waits in its queue while its caller goes away.
+    let writer = store.connections.writer.clone();
+    let (holding, held) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            writer
+                .write(move |_conn| {
+                    crate::writer::boxed(async move {
+                        let _ = holding.send(());
+                        let _ = released.await;
+                        Ok(())
+                    })
+                })
+                .await
+        }
+    });
+    held.await.expect("the writer runs the holding write");
+
+    let write = change_write(
+        stored.id(),
+        tenant(),
+        200,
+        cmp_application::AuditAction::Updated,
+        now(),
+    );
+    let update = PartnerUpdate {
+        tenant_id: write.tenant_id,
+        outbox_id: write.outbox_id,
+        now: write.now,
+        change: Box::new(move |current: &Partner| {
+            Ok(ChangedPartner {
+                partner: renamed(current, "After"),
+                audit: write.audit,
+            })
+        }),
+    };
+    let caller = tokio::spawn({
+        let partners = partners.clone();
+        let id = stored.id();
+        async move { partners.update_partner(id, update).await }
+    });
+    let queued_before = writer.queued();
+    while writer.queued() == queued_before {
+        tokio::task::yield_now().await;
+    }
+    caller.abort();
+    assert!(
+        caller
+            .await
+            .expect_err("the caller went away")
+            .is_cancelled()
+    );
+
+    release.send(()).expect("the holding write waits");
+    holder
+        .await
+        .expect("the holder ran")
+        .expect("the holding write");
+    // Writes run in order: once a later write is answered, the update has committed and its
+    // partner has been forgotten.
+    writer
+        .write(|_conn| crate::writer::boxed(async { Ok(()) }))
+        .await
+        .expect("a later write");
+
+    assert_eq!(
+        partners.get_partner(stored.id()).await.expect("read"),
+        Some(renamed(&stored, "After"))
+    );
     store.close().await;
 }

@@ -40,7 +40,7 @@ async fn writer() -> (TempDir, Writer, SqliteConnectOptions) {
 
 /// Writes that are waiting for the writer.
 fn queued(writer: &Writer) -> usize {
-    QUEUE_CAPACITY - writer.commands.capacity()
+    writer.queued()
 }
 
 /// Submits a write that holds the writer until `release` fires, and waits until the writer runs
