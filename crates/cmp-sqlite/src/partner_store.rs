@@ -36,7 +36,7 @@ use crate::outbox;
 use crate::partner_read::{Deleted, read_partner};
 use crate::rows::{AssignmentRow, PartnerRow};
 use crate::statements::{Statements, statements};
-use crate::writer::boxed;
+use crate::writer::{OneTrip, Writer, boxed};
 
 /// Partners in SQLite. Made by [`SqliteStore::partner_store`](crate::SqliteStore::partner_store);
 /// cheap to clone, since it only holds the store's pools.
@@ -59,11 +59,7 @@ impl PartnerStore for SqlitePartnerStore {
         partner: &Partner,
         write: &NewPartnerWrite,
     ) -> Result<(), StoreError> {
-        let (partner, write) = (partner.clone(), write.clone());
-        self.connections
-            .writer
-            .write(move |conn| boxed(async move { insert(conn, &partner, &write).await }))
-            .await
+        insert(&self.connections.writer, partner, write).await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.get_partner", skip_all, fields(partner.id = %id))]
@@ -147,21 +143,22 @@ impl PartnerStore for SqlitePartnerStore {
 // ---- the writes, run by the writer inside a savepoint of its batch ---------------------------
 
 /// [`PartnerStore::insert_partner`]: the partner, its assignments, its create row with the
-/// first delivery started, and the audit entry, sent in one trip (`statements.rs`).
+/// first delivery started, and the audit entry, in one trip (`Writer::write_one_trip`).
 async fn insert(
-    conn: &mut SqliteConnection,
+    writer: &Writer,
     partner: &Partner,
     write: &NewPartnerWrite,
 ) -> Result<(), StoreError> {
     let row = PartnerRow::from_domain(partner, write.tenant_id);
     let now = write.now.unix_ticks();
-    let mut insert = statements();
-    insert.push(
+    let mut insert = OneTrip::new();
+    let statements = insert.statements();
+    statements.push(
         "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
          last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
          ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) ",
     );
-    insert.push_values([&row], |mut values, row| {
+    statements.push_values([&row], |mut values, row| {
         values
             .push_bind(row.id.clone())
             .push_bind(row.tenant_id.clone())
@@ -178,16 +175,19 @@ async fn insert(
             .push_bind(now)
             .push_bind(now);
     });
-    insert.push("; ");
-    push_assignments(&mut insert, partner);
-    outbox::push_inline_create(&mut insert, &row, write);
-    push_audit(&mut insert, &write.audit);
-    if let Err(error) = insert.build().execute(&mut *conn).await {
-        // The partner's own row may be in and a later statement have failed: the lookup looks
-        // past it. Whatever went in is undone with the write's savepoint.
-        return Err(refused_write(conn, error, &row, Some(&row.id), "inserting the partner").await);
-    }
-    Ok(())
+    statements.push("; ");
+    push_assignments(statements, partner);
+    outbox::push_inline_create(statements, &row, write);
+    push_audit(statements, &write.audit);
+    writer
+        .write_one_trip(insert, move |conn, error| {
+            Box::pin(async move {
+                // The partner's own row may be in and a later statement have failed: the
+                // lookup looks past it. Whatever went in is undone with the write's savepoint.
+                refused_write(conn, error, &row, Some(&row.id), "inserting the partner").await
+            })
+        })
+        .await
 }
 
 /// [`PartnerStore::update_partner`]: the change applied to the partner as stored now, the result

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, anyhow};
 use cmp_application::StoreError;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, SqliteConnection};
+
+use crate::statements::Statements;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes one transaction carries. Bounds how long one commit holds the write lock and how
@@ -40,6 +42,9 @@ pub(crate) type WriteFuture<'c, T> =
 
 /// What a submitted write becomes in the writer: run it, then learn whether its batch committed.
 trait Job: Send {
+    /// Who opens and closes the write's savepoint.
+    fn savepoint(&self) -> Savepoint;
+
     /// Runs the write on `conn`; answers whether it succeeded (else its savepoint is rolled
     /// back) and how to answer its caller once the batch's fate is known.
     fn run<'c>(
@@ -53,6 +58,105 @@ trait Job: Send {
 
 /// Answers a caller once its batch committed (`Ok`) or failed (`Err`).
 type Answer = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
+
+/// Who opens and closes a write's savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    /// The writer, around a write of any number of trips.
+    ByWriter,
+    /// The write's one query ([`OneTrip`]), which begins with `SAVEPOINT write` and ends with
+    /// `RELEASE write`; when a statement of it fails, the savepoint is left open for the writer
+    /// to roll back to.
+    InTheQuery,
+}
+
+/// The statements of a write sent in one trip, inside a savepoint the query opens and releases
+/// itself: [`Writer::write_one_trip`]. Made by [`OneTrip::new`]; the write pushes its statements
+/// onto [`statements`](Self::statements).
+pub(crate) struct OneTrip(Statements);
+
+impl OneTrip {
+    /// No statements yet (only the savepoint's opening).
+    pub(crate) fn new() -> Self {
+        Self(QueryBuilder::new("SAVEPOINT write; "))
+    }
+
+    /// Where the write pushes its statements, each ended with `"; "` (`statements.rs`).
+    pub(crate) fn statements(&mut self) -> &mut Statements {
+        &mut self.0
+    }
+}
+
+/// A future borrowing the writer's connection that makes the caller's error out of the error of
+/// a one-trip write's statement.
+pub(crate) type RefusalFuture<'c> = Pin<Box<dyn Future<Output = StoreError> + Send + 'c>>;
+
+/// How to answer a write's caller, once its batch's fate is known, given the write's own result.
+fn answer_with<T: Send + 'static>(
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    settled: Option<Settled>,
+) -> Answer {
+    Box::new(move |batch| {
+        if let Some(settled) = settled {
+            settled();
+        }
+        let answer = match batch {
+            Ok(()) => result,
+            // The write itself failed: its own error stands, whatever the batch did.
+            Err(_) if result.is_err() => result,
+            Err(reason) => Err(StoreError::Unexpected(anyhow!(
+                "the transaction holding this write was not committed: {reason:#}"
+            ))),
+        };
+        // The caller may have gone away; its write stands or falls with the batch.
+        let _ = reply.send(answer);
+    })
+}
+
+/// A one-trip write and the channel its caller waits on.
+struct SubmittedOneTrip<F> {
+    write: OneTrip,
+    refused: F,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl<F> Job for SubmittedOneTrip<F>
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c> + Send + 'static,
+{
+    fn savepoint(&self) -> Savepoint {
+        Savepoint::InTheQuery
+    }
+
+    fn run<'c>(
+        self: Box<Self>,
+        conn: &'c mut SqliteConnection,
+    ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
+        let SubmittedOneTrip {
+            write: OneTrip(mut statements),
+            refused,
+            reply,
+        } = *self;
+        Box::pin(async move {
+            statements.push("RELEASE write; ");
+            // The writer runs the query itself, so a write of this kind fails only by one of its
+            // statements failing, with its savepoint open.
+            let result = match statements.build().execute(&mut *conn).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(refused(conn, error).await),
+            };
+            let succeeded = result.is_ok();
+            (succeeded, answer_with(result, reply, None))
+        })
+    }
+
+    fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>) {
+        let _ = self.reply.send(Err(StoreError::Unexpected(anyhow!(
+            "the write could not run: {reason:#}"
+        ))));
+    }
+}
 
 /// A write and the channel its caller waits on.
 struct Submitted<T, F> {
@@ -70,6 +174,10 @@ where
     T: Send + 'static,
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
 {
+    fn savepoint(&self) -> Savepoint {
+        Savepoint::ByWriter
+    }
+
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
@@ -82,22 +190,7 @@ where
         Box::pin(async move {
             let result = write(conn).await;
             let succeeded = result.is_ok();
-            let answer: Answer = Box::new(move |batch| {
-                if let Some(settled) = settled {
-                    settled();
-                }
-                let answer = match batch {
-                    Ok(()) => result,
-                    // The write itself failed: its own error stands, whatever the batch did.
-                    Err(_) if result.is_err() => result,
-                    Err(reason) => Err(StoreError::Unexpected(anyhow!(
-                        "the transaction holding this write was not committed: {reason:#}"
-                    ))),
-                };
-                // The caller may have gone away; its write stands or falls with the batch.
-                let _ = reply.send(answer);
-            });
-            (succeeded, answer)
+            (succeeded, answer_with(result, reply, settled))
         })
     }
 
@@ -168,6 +261,43 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
     {
         self.submit(write, Some(Box::new(settled))).await
+    }
+
+    /// Runs `write`'s statements in the writer's next transaction, in one trip to the
+    /// connection's thread, inside a savepoint the query opens and releases itself, and answers
+    /// once that transaction is committed (or has failed). When one of the statements fails,
+    /// `refused` makes the caller's error out of it (it may read on the connection, inside the
+    /// write's savepoint), and the writer then rolls the write back.
+    ///
+    /// A write of several independent statements costs one trip this way instead of three (the
+    /// savepoint's opening, the write, its release): `docs/benchmarks.md`, "Round trips per
+    /// create".
+    ///
+    /// # Errors
+    /// `refused`'s error; [`StoreError::Unexpected`] when the batch's transaction could not be
+    /// committed, or the writer is closed.
+    pub(crate) async fn write_one_trip<F>(
+        &self,
+        write: OneTrip,
+        refused: F,
+    ) -> Result<(), StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Write(Box::new(SubmittedOneTrip {
+                write,
+                refused,
+                reply,
+            })))
+            .await
+            .map_err(|_| StoreError::Unexpected(anyhow!("the store's writer is closed")))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unexpected(anyhow!("the store's writer stopped")))?
     }
 
     async fn submit<T, F>(&self, write: F, settled: Option<Settled>) -> Result<T, StoreError>
@@ -267,53 +397,76 @@ async fn run(
 /// caller. Answers nobody before the commit is on disk.
 ///
 /// Every command is a trip to the connection's own thread and back (sqlx runs each SQLite
-/// connection on a thread of its own), and on this serial path the trips, not SQLite, are what
-/// a write costs. So the savepoint commands travel together, one trip between two writes:
-/// - `BEGIN IMMEDIATE; SAVEPOINT write` opens the batch and the first write's savepoint;
-/// - after a write that succeeded, `RELEASE write; SAVEPOINT write` keeps it and opens the next;
-/// - after a write that failed, `ROLLBACK TO write` undoes it and leaves the savepoint open,
-///   empty, for the next write;
-/// - `COMMIT` commits the last savepoint with the transaction.
+/// connection on a thread of its own), and on this serial path the trips, not SQLite, are most
+/// of what a write costs. So the writer's own commands wait and travel together with the next
+/// ones it has to send:
+/// - `BEGIN IMMEDIATE` goes with the first savepoint's opening (or alone before a one-trip
+///   write, whose query opens its own);
+/// - a write of several trips gets `SAVEPOINT write` before it and `RELEASE write` after, the
+///   release sent with whatever comes next;
+/// - a one-trip write ([`OneTrip`]) opens and releases its savepoint in its own query, so a run
+///   of them costs one trip each and nothing between;
+/// - after a write that failed, `ROLLBACK TO write; RELEASE write` undoes it, sent with what
+///   comes next;
+/// - `COMMIT` ends the batch, with whatever is still waiting before it.
+///
+/// When the failure was one that made SQLite roll the whole transaction back (a full disk, an
+/// I/O error), the savepoint is gone, the rollback to it fails, and the batch fails as a whole.
 async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> anyhow::Result<()> {
-    if let Err(error) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT write")
-        .execute(&mut *conn)
-        .await
-    {
-        // `BEGIN` may have succeeded and only the savepoint failed: end what was begun.
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        let reason = Arc::new(anyhow::Error::new(error).context("beginning a write transaction"));
-        for job in batch {
-            job.refuse(reason.clone());
-        }
-        return Err(anyhow!("beginning a write transaction failed"));
-    }
+    // The writer's commands not sent yet; the few combinations are prepared once and kept.
+    let mut waiting = String::from("BEGIN IMMEDIATE; ");
+    let mut began = false;
+    // Whether the writer's own savepoint is open (after a several-trip write that succeeded).
+    let mut open = false;
     let mut answers = Vec::with_capacity(batch.len());
-    let mut jobs = batch.into_iter().peekable();
+    let mut jobs = batch.into_iter();
     let mut broken = None;
-    while let Some(job) = jobs.next() {
+    for job in jobs.by_ref() {
+        let savepoint = job.savepoint();
+        if open {
+            waiting.push_str("RELEASE write; ");
+            open = false;
+        }
+        if savepoint == Savepoint::ByWriter {
+            waiting.push_str("SAVEPOINT write; ");
+        }
+        if !waiting.is_empty() {
+            let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
+                .execute(&mut *conn)
+                .await;
+            if let Err(error) = sent {
+                let doing = if began {
+                    "closing or opening a savepoint"
+                } else {
+                    "beginning a write transaction"
+                };
+                broken = Some(anyhow::Error::new(error).context(doing));
+                // This write never ran: refuse it with the rest.
+                let reason = Arc::new(anyhow!("{:#}", broken.as_ref().expect("just set")));
+                job.refuse(reason);
+                break;
+            }
+            began = true;
+        }
         let (succeeded, answer) = job.run(conn).await;
         answers.push(answer);
-        let between = match (succeeded, jobs.peek().is_some()) {
-            (true, true) => Some("RELEASE write; SAVEPOINT write"),
-            (true, false) => None,
-            // A failed write leaves nothing behind; the others of the batch stand. When the
-            // failure was one that made SQLite roll the whole transaction back (a full disk,
-            // an I/O error), the savepoint is gone and this fails: the batch fails as a whole.
-            (false, _) => Some("ROLLBACK TO write"),
-        };
-        if let Some(between) = between
-            && let Err(error) = sqlx::query(between).execute(&mut *conn).await
-        {
-            broken = Some(anyhow::Error::new(error).context("closing a savepoint"));
-            break;
+        if succeeded {
+            open = savepoint == Savepoint::ByWriter;
+        } else {
+            // A failed write leaves nothing behind; the others of the batch stand.
+            waiting.push_str("ROLLBACK TO write; RELEASE write; ");
         }
     }
     let outcome = match broken {
-        None => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .context("committing a write transaction"),
+        // `COMMIT` also releases a savepoint still open.
+        None => {
+            waiting.push_str("COMMIT");
+            sqlx::query(AssertSqlSafe(waiting))
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .context("committing a write transaction")
+        }
         Some(error) => Err(error),
     };
     let outcome = match outcome {

@@ -282,3 +282,76 @@ async fn the_writers_transaction_holds_the_write_lock_from_begin_on() {
     release.send(()).expect("the holding write waits");
     held.await.expect("held");
 }
+
+/// Submits a one-trip write inserting `keys` in order, without waiting for its answer.
+fn insert_in_one_trip(
+    writer: &Writer,
+    keys: &[i64],
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let writer = writer.clone();
+    let mut write = OneTrip::new();
+    for key in keys {
+        write
+            .statements()
+            .push("INSERT INTO items (key, name) VALUES (")
+            .push_bind(*key)
+            .push(", 'one trip'); ");
+    }
+    tokio::spawn(async move {
+        writer
+            .write_one_trip(write, |_conn, error| {
+                Box::pin(async move { StoreError::Unexpected(error.into()) })
+            })
+            .await
+    })
+}
+
+#[tokio::test]
+async fn one_trip_writes_and_others_share_a_batch_and_a_failing_one_leaves_nothing_of_itself() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+    let commits_before = writer.commits();
+
+    let first = insert_in_one_trip(&writer, &[1, 2]);
+    until_queued(&writer, 1).await;
+    // Its first statement goes in, its second breaks the key: both must be undone.
+    let failing = insert_in_one_trip(&writer, &[3, 1]);
+    until_queued(&writer, 2).await;
+    let several_trips = insert(&writer, 4);
+    until_queued(&writer, 3).await;
+    let after = insert_in_one_trip(&writer, &[5]);
+    until_queued(&writer, 4).await;
+    let last = insert(&writer, 6);
+    until_queued(&writer, 5).await;
+    release.send(()).expect("the holding write waits");
+
+    held.await.expect("held");
+    first
+        .await
+        .expect("task")
+        .expect("the first one-trip write");
+    let refused = failing.await.expect("task");
+    assert!(
+        matches!(&refused, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("UNIQUE")),
+        "{refused:?}"
+    );
+    several_trips
+        .await
+        .expect("task")
+        .expect("the write after the failure");
+    after
+        .await
+        .expect("task")
+        .expect("the one-trip write after it");
+    last.await.expect("task").expect("the last write");
+    assert_eq!(
+        keys(&options).await,
+        [1, 2, 4, 5, 6],
+        "nothing of the failed write"
+    );
+    assert_eq!(
+        writer.commits() - commits_before,
+        2,
+        "one commit for the holding write, one for the five that waited"
+    );
+}
