@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, anyhow};
 use cmp_application::StoreError;
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, Execute, QueryBuilder, SqliteConnection};
 
 use crate::statements::Statements;
 use tokio::sync::{mpsc, oneshot};
@@ -46,10 +46,13 @@ trait Job: Send {
     fn savepoint(&self) -> Savepoint;
 
     /// Runs the write on `conn`; answers whether it succeeded (else its savepoint is rolled
-    /// back) and how to answer its caller once the batch's fate is known.
+    /// back) and how to answer its caller once the batch's fate is known. A one-trip write
+    /// ([`Savepoint::InTheQuery`]) sends the writer's `waiting` commands at the head of its
+    /// query; any other is given none.
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
+        waiting: String,
     ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>>;
 
     /// Answers the caller that the write could not run at all.
@@ -132,6 +135,7 @@ where
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
+        waiting: String,
     ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
         let SubmittedOneTrip {
             write: OneTrip(mut statements),
@@ -140,9 +144,26 @@ where
         } = *self;
         Box::pin(async move {
             statements.push("RELEASE write; ");
+            // The writer's waiting commands go first, in the same trip. They bind no values, so
+            // the write's values still bind to its own statements, in order.
+            let mut sql = waiting;
+            sql.push_str(statements.sql().as_str());
+            let arguments = match statements.build().take_arguments() {
+                Ok(arguments) => arguments.unwrap_or_default(),
+                Err(error) => {
+                    let error = StoreError::Unexpected(anyhow!(
+                        "encoding the values of a write failed: {error}"
+                    ));
+                    return (false, answer_with(Err(error), reply, None));
+                }
+            };
             // The writer runs the query itself, so a write of this kind fails only by one of its
-            // statements failing, with its savepoint open.
-            let result = match statements.build().execute(&mut *conn).await {
+            // statements failing, with its savepoint open (or, when one of the writer's waiting
+            // commands failed, with the transaction gone, which the writer then finds out).
+            let result = match sqlx::query_with(AssertSqlSafe(sql), arguments)
+                .execute(&mut *conn)
+                .await
+            {
                 Ok(_) => Ok(()),
                 Err(error) => Err(refused(conn, error).await),
             };
@@ -181,7 +202,9 @@ where
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
+        waiting: String,
     ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
+        debug_assert!(waiting.is_empty(), "the writer sends its commands first");
         let Submitted {
             write,
             reply,
@@ -398,24 +421,21 @@ async fn run(
 ///
 /// Every command is a trip to the connection's own thread and back (sqlx runs each SQLite
 /// connection on a thread of its own), and on this serial path the trips, not SQLite, are most
-/// of what a write costs. So the writer's own commands wait and travel together with the next
-/// ones it has to send:
-/// - `BEGIN IMMEDIATE` goes with the first savepoint's opening (or alone before a one-trip
-///   write, whose query opens its own);
-/// - a write of several trips gets `SAVEPOINT write` before it and `RELEASE write` after, the
-///   release sent with whatever comes next;
-/// - a one-trip write ([`OneTrip`]) opens and releases its savepoint in its own query, so a run
-///   of them costs one trip each and nothing between;
-/// - after a write that failed, `ROLLBACK TO write; RELEASE write` undoes it, sent with what
-///   comes next;
-/// - `COMMIT` ends the batch, with whatever is still waiting before it.
+/// of what a write costs. So the writer's own commands wait and travel with the next thing it
+/// sends: at the head of the next one-trip write's query ([`OneTrip`]), or with the next
+/// savepoint's opening.
+/// - `BEGIN IMMEDIATE` opens the batch;
+/// - a write of several trips gets `SAVEPOINT write` before it and `RELEASE write` after;
+/// - a one-trip write opens and releases its savepoint in its own query, so a run of them
+///   costs one trip each and nothing between;
+/// - after a write that failed, `ROLLBACK TO write; RELEASE write` undoes it;
+/// - `COMMIT` ends the batch.
 ///
 /// When the failure was one that made SQLite roll the whole transaction back (a full disk, an
 /// I/O error), the savepoint is gone, the rollback to it fails, and the batch fails as a whole.
 async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> anyhow::Result<()> {
     // The writer's commands not sent yet; the few combinations are prepared once and kept.
     let mut waiting = String::from("BEGIN IMMEDIATE; ");
-    let mut began = false;
     // Whether the writer's own savepoint is open (after a several-trip write that succeeded).
     let mut open = false;
     let mut answers = Vec::with_capacity(batch.len());
@@ -427,28 +447,23 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> any
             waiting.push_str("RELEASE write; ");
             open = false;
         }
+        // A one-trip write takes the waiting commands along in its own query; any other
+        // write gets them, with its savepoint's opening, in a trip of their own first.
         if savepoint == Savepoint::ByWriter {
             waiting.push_str("SAVEPOINT write; ");
-        }
-        if !waiting.is_empty() {
             let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
                 .execute(&mut *conn)
                 .await;
             if let Err(error) = sent {
-                let doing = if began {
-                    "closing or opening a savepoint"
-                } else {
-                    "beginning a write transaction"
-                };
-                broken = Some(anyhow::Error::new(error).context(doing));
+                let error = anyhow::Error::new(error)
+                    .context("beginning the write transaction or a write's savepoint");
                 // This write never ran: refuse it with the rest.
-                let reason = Arc::new(anyhow!("{:#}", broken.as_ref().expect("just set")));
-                job.refuse(reason);
+                job.refuse(Arc::new(anyhow!("{error:#}")));
+                broken = Some(error);
                 break;
             }
-            began = true;
         }
-        let (succeeded, answer) = job.run(conn).await;
+        let (succeeded, answer) = job.run(conn, std::mem::take(&mut waiting)).await;
         answers.push(answer);
         if succeeded {
             open = savepoint == Savepoint::ByWriter;
