@@ -466,7 +466,9 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
     fake.set_options(healed());
     let heal = Instant::now();
     let objects_at_heal = fake.objects().len();
-    let unsent_at_heal = service.outbox_sample().map(|sample| sample.delivered_unsent);
+    let unsent_at_heal = service
+        .outbox_sample()
+        .map(|sample| sample.delivered_unsent);
 
     // Clients still creating finish on a healed Graph; then the backlog drains.
     for client in clients {
@@ -510,7 +512,9 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let unsent_at_end = service.outbox_sample().map(|sample| sample.delivered_unsent);
+    let unsent_at_end = service
+        .outbox_sample()
+        .map(|sample| sample.delivered_unsent);
     let end_stats = fake.stats();
     let breaches = fake.retry_after_breaches();
     let write_arrivals = fake.write_arrivals();
@@ -547,7 +551,11 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
         lost,
         duplicated,
     });
-    print_drain_time(&drain_time, writes_after_heal, drained_at.map(|at| at.duration_since(heal)));
+    print_drain_time(
+        &drain_time,
+        writes_after_heal,
+        drained_at.map(|at| at.duration_since(heal)),
+    );
     print_drain_buckets(&drain_time, &write_arrivals, heal, drained_at);
     if let (Some(at_heal), Some(at_end)) = (unsent_at_heal, unsent_at_end) {
         println!(
@@ -609,8 +617,7 @@ fn print_drain_buckets(
             if samples.is_empty() {
                 f64::NAN
             } else {
-                samples.iter().map(|sample| of(sample)).sum::<usize>() as f64
-                    / samples.len() as f64
+                samples.iter().map(|sample| of(sample)).sum::<usize>() as f64 / samples.len() as f64
             }
         };
         println!(
@@ -638,9 +645,9 @@ fn print_breaches(breaches: &[RetryAfterBreach], restarts: &[Restart], started: 
         );
     }
     for breach in breaches {
-        let killed_between = restarts
-            .iter()
-            .find(|restart| restart.killed > breach.throttled_at && restart.killed < breach.arrived);
+        let killed_between = restarts.iter().find(|restart| {
+            restart.killed > breach.throttled_at && restart.killed < breach.arrived
+        });
         println!(
             "inside a Retry-After: {} at {:.3} s; 429 answered at {:.3} s, pause until {:.3} s; {}",
             if breach.write { "write" } else { "read" },

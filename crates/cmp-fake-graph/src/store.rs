@@ -170,10 +170,7 @@ impl Store {
     fn answer_429(&mut self, wait: Duration) -> Fault {
         let now = Instant::now();
         let until = now + wait;
-        if self
-            .paused_until
-            .is_none_or(|(_, current)| current < until)
-        {
+        if self.paused_until.is_none_or(|(_, current)| current < until) {
             self.paused_until = Some((now, until));
         }
         Fault {
