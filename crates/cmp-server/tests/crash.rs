@@ -459,7 +459,12 @@ async fn a_process_restarted_after_a_sigkill_sends_nothing_inside_the_retry_afte
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("both partners delivered after the pause:\n{}", second.tail()));
+    .unwrap_or_else(|_| {
+        panic!(
+            "both partners delivered after the pause:\n{}",
+            second.tail()
+        )
+    });
     let stats = fake.stats();
     assert_eq!(
         stats.inside_retry_after, 0,
