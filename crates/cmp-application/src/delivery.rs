@@ -196,10 +196,25 @@ impl Deliverer {
             None
         };
         let remote = named.as_deref();
+        // What Graph holds decides, before any slot is taken, whether a create writes at all:
+        // an object to adopt or several to dead-letter need no write slot.
+        let found = match (row.operation, remote) {
+            (Operation::Create, Some(remote)) => Some(self.listings.find(&row, remote).await),
+            _ => None,
+        };
 
-        // A delivery that may write takes its slot first; one that ends without writing
-        // (adopted, absent, dead) gives it back.
-        let may_write = row.operation != Operation::Create || !row.partner_deleted;
+        // A delivery that may write takes its slot first, so that no wait for a slot runs on a
+        // lease that may lapse; one that then ends without writing (absent, dead) gives it
+        // back. A slot given back is booked again only when it is the latest one booked, so a
+        // slot taken for a delivery known not to write would most often be lost to the
+        // budget: an adopted create takes none.
+        let may_write = match (row.operation, &found) {
+            (Operation::Create, _) if row.partner_deleted => false,
+            (Operation::Create, Some(Ok(Match::None)) | None) => true,
+            // Adopted, duplicated, or the check failed: nothing is sent.
+            (Operation::Create, Some(Ok(Match::One(_) | Match::Several(_)) | Err(_))) => false,
+            (Operation::Update | Operation::Delete, _) => true,
+        };
         let slot = if may_write {
             match wait_for_slot(
                 self.pacer.as_ref(),
@@ -236,8 +251,9 @@ impl Deliverer {
         }
 
         let ending = match (row.operation, remote) {
-            (Operation::Create, Some(remote)) => {
-                self.reconcile_then_create(&row, remote, client_request_id, attempt)
+            (Operation::Create, Some(_)) => {
+                let found = found.unwrap_or(Ok(Match::None));
+                self.reconcile_then_create(&row, found, client_request_id, attempt)
                     .await
             }
             // A deleted partner whose create was never applied need not reach Graph at all.
@@ -376,17 +392,17 @@ impl Deliverer {
         self.hand_back(row, resume).await
     }
 
-    /// Matches Graph's list on the natural key before any resend of a create whose last
-    /// delivery may have reached Graph: one match is adopted, none is posted again, several
-    /// are dead-lettered for an operator.
+    /// Acts on what Graph's list holds under the natural key (`found`, matched before any slot
+    /// was taken) before any resend of a create whose last delivery may have reached Graph:
+    /// one match is adopted, none is posted again, several are dead-lettered for an operator.
     async fn reconcile_then_create(
         &self,
         row: &ClaimedRow,
-        remote: &[RemotePartner],
+        found: Result<Match, StoreError>,
         client_request_id: Uuid,
         attempt: u32,
     ) -> Ending {
-        let found = match self.listings.find(row, remote).await {
+        let found = match found {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(error.message = %error, "checking who holds a Graph object failed; trying later");

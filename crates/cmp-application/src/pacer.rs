@@ -31,9 +31,15 @@ impl InProcessPacer {
     /// ([`PacerState::spent_at`]): what a process starts with, since it cannot know what it
     /// sent before a restart.
     pub fn starting_at(rates: PacerRates, now: Timestamp) -> Self {
+        Self::with_state(rates, PacerState::spent_at(rates, now))
+    }
+
+    /// A pacer that starts from `state`, e.g. [`PacerState::restarted_at`] what a store kept
+    /// of the tenant's last pause.
+    pub fn with_state(rates: PacerRates, state: PacerState) -> Self {
         Self {
             rates,
-            state: Mutex::new(PacerState::spent_at(rates, now)),
+            state: Mutex::new(state),
         }
     }
 
@@ -93,6 +99,44 @@ mod tests {
     #[tokio::test]
     async fn the_in_process_pacer_keeps_the_contract() {
         contract::all(InProcessPacer::new).await;
+    }
+
+    #[tokio::test]
+    async fn a_pacer_restarted_from_a_kept_pause_starts_inside_it() {
+        let start = Timestamp::from_unix_seconds(1_767_225_600, 0).expect("in range");
+        let rates = contract::BURSTING;
+        let before = InProcessPacer::starting_at(rates, start);
+        let until = start.saturating_add(std::time::Duration::from_secs(3));
+        before.pause_at(start, until).await.expect("in memory");
+        let kept = before.state().await.expect("in memory");
+
+        let moment_later = start.saturating_add(std::time::Duration::from_millis(200));
+        let after = InProcessPacer::with_state(
+            rates,
+            PacerState::restarted_at(rates, moment_later, Some(kept)),
+        );
+        assert_eq!(
+            after
+                .book(
+                    Budget::Read,
+                    moment_later,
+                    until.saturating_sub(std::time::Duration::from_millis(1))
+                )
+                .await
+                .expect("in memory"),
+            Booking::NoneBefore { next_free: until },
+            "nothing, not even a read, before the pause its predecessor met ends"
+        );
+        let state = after.state().await.expect("in memory");
+        assert_eq!(
+            state.epoch, kept.epoch,
+            "the epoch goes on from the kept one"
+        );
+        assert_eq!(
+            PacerState::restarted_at(rates, moment_later, None),
+            PacerState::spent_at(rates, moment_later),
+            "nothing kept: the budget counted as just spent, no pause"
+        );
     }
 
     #[tokio::test]

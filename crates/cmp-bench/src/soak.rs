@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cmp_fake_graph::{FakeGraph, FakeGraphOptions, FakeGraphStats, WriteThrottle};
+use cmp_fake_graph::{
+    FakeGraph, FakeGraphOptions, FakeGraphStats, RetryAfterBreach, WriteThrottle,
+};
 
 use crate::service::{self, COLLECTION, ServiceBinary};
 
@@ -136,7 +138,20 @@ struct Service {
     environment: Vec<(String, String)>,
     port: u16,
     authorization: String,
+    /// A token with the operator role, for reading the outbox during the drain.
+    operator: String,
     child: Option<Child>,
+    /// Every SIGKILL and the restart after it.
+    restarts: Vec<Restart>,
+}
+
+/// One SIGKILL of the service and its restart.
+#[derive(Debug, Clone, Copy)]
+struct Restart {
+    /// When the killed process was gone.
+    killed: Instant,
+    /// When its successor listened.
+    listening: Instant,
 }
 
 impl Service {
@@ -177,26 +192,34 @@ impl Service {
         // Run from the scratch folder on the binary's compiled-in defaults, so that a binary
         // built from another commit never reads this checkout's configuration files.
         let folder = scratch.to_path_buf();
-        let minted = Command::new(&binary.path)
-            .arg("mint-token")
-            .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(&folder)
-            .output()
-            .context("minting a token")?;
-        if !minted.status.success() {
-            bail!(
-                "cmp-server mint-token failed: {}",
-                String::from_utf8_lossy(&minted.stderr)
-            );
-        }
-        let token = String::from_utf8(minted.stdout).context("the token")?;
+        let mint = |roles: &[&str]| -> anyhow::Result<String> {
+            let minted = Command::new(&binary.path)
+                .arg("mint-token")
+                .args(roles.iter().flat_map(|role| ["--role", role]))
+                .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .current_dir(&folder)
+                .output()
+                .context("minting a token")?;
+            if !minted.status.success() {
+                bail!(
+                    "cmp-server mint-token failed: {}",
+                    String::from_utf8_lossy(&minted.stderr)
+                );
+            }
+            let token = String::from_utf8(minted.stdout).context("the token")?;
+            Ok(format!("Bearer {}", token.trim()))
+        };
+        let authorization = mint(&[])?;
+        let operator = mint(&["CompliancePartners.Operate"])?;
         let mut service = Self {
             binary,
             folder,
             environment,
             port,
-            authorization: format!("Bearer {}", token.trim()),
+            authorization,
+            operator,
             child: None,
+            restarts: Vec::new(),
         };
         service.spawn()?;
         Ok(service)
@@ -233,7 +256,58 @@ impl Service {
     /// SIGKILL, then start again on the same files and port.
     fn kill_and_restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        self.spawn()
+        let killed = Instant::now();
+        self.spawn()?;
+        self.restarts.push(Restart {
+            killed,
+            listening: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// What the outbox holds now: rows in flight, waiting rows due, and waiting rows still in
+    /// their back-off. `None` when the service does not answer.
+    fn outbox_sample(&self) -> Option<OutboxSample> {
+        let (status, body) = service::request(
+            self.port,
+            Some(&self.operator),
+            "GET",
+            "/admin/outbox?limit=1000",
+            None,
+        )
+        .ok()?;
+        if status != 200 {
+            return None;
+        }
+        let rows: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let now = cmp_domain::Timestamp::from_unix_seconds(
+            i64::try_from(since_epoch.as_secs()).ok()?,
+            since_epoch.subsec_nanos() / 100,
+        )
+        .ok()?;
+        let mut sample = OutboxSample::default();
+        for row in rows["value"].as_array()? {
+            match row["state"].as_str()? {
+                "in_flight" => sample.in_flight += 1,
+                "delivered" if row["lastStatus"].is_null() => sample.delivered_unsent += 1,
+                "pending" | "unknown" => {
+                    let due = row["nextAttemptAt"]
+                        .as_str()
+                        .and_then(|text| cmp_graph_model::datetime::parse(text).ok())
+                        .is_none_or(|at| at <= now);
+                    if due {
+                        sample.due += 1;
+                    } else {
+                        sample.backing_off += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(sample)
     }
 
     fn stop(&mut self) {
@@ -242,6 +316,30 @@ impl Service {
             let _ = child.wait();
         }
     }
+}
+
+/// The outbox's waiting rows at one moment of the drain.
+#[derive(Debug, Default, Clone, Copy)]
+struct OutboxSample {
+    in_flight: usize,
+    due: usize,
+    backing_off: usize,
+    /// Delivered rows whose last delivery sent nothing (adopted from Graph, or rightly
+    /// absent): reconciled without a write.
+    delivered_unsent: usize,
+}
+
+/// Where the drain's time went, from samples of the outbox every half second.
+#[derive(Debug, Default, Clone)]
+struct DrainTime {
+    /// Each sample, with when it was taken.
+    samples: Vec<(Instant, OutboxSample)>,
+    /// Time covered by samples.
+    sampled: Duration,
+    /// Nothing in flight and nothing due, while rows waited in their back-off.
+    only_backing_off: Duration,
+    /// Rows in flight or due.
+    working: Duration,
 }
 
 /// What the clients saw.
@@ -368,6 +466,9 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
     fake.set_options(healed());
     let heal = Instant::now();
     let objects_at_heal = fake.objects().len();
+    let unsent_at_heal = service
+        .outbox_sample()
+        .map(|sample| sample.delivered_unsent);
 
     // Clients still creating finish on a healed Graph; then the backlog drains.
     for client in clients {
@@ -377,7 +478,25 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
     let acks = std::mem::take(&mut *acks.lock().unwrap_or_else(PoisonError::into_inner));
     let drain_limit = heal + Duration::from_secs(options.drain_seconds);
     let mut drained_at = None;
+    let mut drain_time = DrainTime::default();
+    let mut last_sample: Option<(Instant, OutboxSample)> = None;
     loop {
+        if last_sample.is_none_or(|(at, _)| at.elapsed() >= Duration::from_millis(500))
+            && let Some(sample) = service.outbox_sample()
+        {
+            let now = Instant::now();
+            if let Some((at, previous)) = last_sample {
+                let span = now.duration_since(at);
+                drain_time.sampled += span;
+                if previous.in_flight + previous.due > 0 {
+                    drain_time.working += span;
+                } else if previous.backing_off > 0 {
+                    drain_time.only_backing_off += span;
+                }
+            }
+            last_sample = Some((now, sample));
+            drain_time.samples.push((now, sample));
+        }
         let counts = fake.count_by_display_name();
         let missing = acks
             .names
@@ -393,7 +512,16 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let unsent_at_end = service
+        .outbox_sample()
+        .map(|sample| sample.delivered_unsent);
     let end_stats = fake.stats();
+    let breaches = fake.retry_after_breaches();
+    let write_arrivals = fake.write_arrivals();
+    let writes_after_heal = write_arrivals
+        .iter()
+        .filter(|at| **at >= heal && drained_at.is_none_or(|end| **at <= end))
+        .count();
     let objects_at_end = fake.objects().len();
     let counts = fake.count_by_display_name();
     let lost = acks
@@ -423,7 +551,119 @@ pub fn run(options: &SoakOptions) -> anyhow::Result<()> {
         lost,
         duplicated,
     });
+    print_drain_time(
+        &drain_time,
+        writes_after_heal,
+        drained_at.map(|at| at.duration_since(heal)),
+    );
+    print_drain_buckets(&drain_time, &write_arrivals, heal, drained_at);
+    if let (Some(at_heal), Some(at_end)) = (unsent_at_heal, unsent_at_end) {
+        println!(
+            "rows delivered without a write (adopted or absent) during the drain: {}",
+            at_end.saturating_sub(at_heal)
+        );
+    }
+    print_breaches(&breaches, &service.restarts, started);
     Ok(())
+}
+
+/// Where the drain's time went: the budget's worth of the writes Graph received, and how long
+/// the outbox had nothing to send but rows still in their back-off.
+fn print_drain_time(time: &DrainTime, writes: usize, drain: Option<Duration>) {
+    let Some(drain) = drain else {
+        return;
+    };
+    let budget_seconds = writes as f64 / WRITE_RATE;
+    println!(
+        "drain: {:.1} s; {writes} writes reached Graph, {budget_seconds:.1} s of budget, so the budget idled {:.1} s",
+        drain.as_secs_f64(),
+        (drain.as_secs_f64() - budget_seconds).max(0.0)
+    );
+    println!(
+        "outbox sampled over {:.1} s: rows in flight or due {:.1} s; nothing in flight or due while rows waited in their back-off {:.1} s",
+        time.sampled.as_secs_f64(),
+        time.working.as_secs_f64(),
+        time.only_backing_off.as_secs_f64()
+    );
+}
+
+/// The drain in five-second steps from healing: the writes Graph received (the budget allows
+/// 22.5) and the outbox's rows in flight, due, and in their back-off (means of the samples).
+fn print_drain_buckets(
+    time: &DrainTime,
+    write_arrivals: &[Instant],
+    heal: Instant,
+    drained_at: Option<Instant>,
+) {
+    const STEP: Duration = Duration::from_secs(5);
+    let Some(end) = drained_at else {
+        return;
+    };
+    println!("| from healing | writes | in flight | due | in back-off |\n|---|---|---|---|---|");
+    let mut from = heal;
+    while from < end {
+        let to = (from + STEP).min(end);
+        let writes = write_arrivals
+            .iter()
+            .filter(|at| **at >= from && **at < to)
+            .count();
+        let samples: Vec<&OutboxSample> = time
+            .samples
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .map(|(_, sample)| sample)
+            .collect();
+        let mean = |of: fn(&OutboxSample) -> usize| {
+            if samples.is_empty() {
+                f64::NAN
+            } else {
+                samples.iter().map(|sample| of(sample)).sum::<usize>() as f64 / samples.len() as f64
+            }
+        };
+        println!(
+            "| {:.0}-{:.1} s | {writes} | {:.1} | {:.1} | {:.1} |",
+            from.duration_since(heal).as_secs_f64(),
+            to.duration_since(heal).as_secs_f64(),
+            mean(|sample| sample.in_flight),
+            mean(|sample| sample.due),
+            mean(|sample| sample.backing_off)
+        );
+        from = to;
+    }
+}
+
+/// Each call that arrived inside a `Retry-After`, on the run's clock (seconds since the load
+/// began), with the 429 that set the pause and whether the service was killed between the
+/// 429 and the call, i.e. whether the call came from a process that never received the 429.
+fn print_breaches(breaches: &[RetryAfterBreach], restarts: &[Restart], started: Instant) {
+    let at = |instant: Instant| instant.saturating_duration_since(started).as_secs_f64();
+    for restart in restarts {
+        println!(
+            "kill at {:.2} s, successor listening at {:.2} s",
+            at(restart.killed),
+            at(restart.listening)
+        );
+    }
+    for breach in breaches {
+        let killed_between = restarts.iter().find(|restart| {
+            restart.killed > breach.throttled_at && restart.killed < breach.arrived
+        });
+        println!(
+            "inside a Retry-After: {} at {:.3} s; 429 answered at {:.3} s, pause until {:.3} s; {}",
+            if breach.write { "write" } else { "read" },
+            at(breach.arrived),
+            at(breach.throttled_at),
+            at(breach.paused_until),
+            match killed_between {
+                Some(restart) => format!(
+                    "sent by the process started after the kill at {:.2} s (listening at {:.2} s)",
+                    at(restart.killed),
+                    at(restart.listening)
+                ),
+                None => "sent by the process that received the 429".to_owned(),
+            }
+        );
+    }
 }
 
 struct Figures<'a> {

@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use options::{FakeGraphOptions, FakeGraphStats, WriteThrottle};
+pub use options::{FakeGraphOptions, FakeGraphStats, RetryAfterBreach, WriteThrottle};
 use routes::Shared;
 
 /// Makes ring rustls' process-wide crypto provider. The workspace builds reqwest without a
@@ -147,6 +147,17 @@ impl FakeGraph {
     /// The counters so far.
     pub fn stats(&self) -> FakeGraphStats {
         self.shared.store().stats
+    }
+
+    /// When every write (POST, PATCH, DELETE, whatever its answer) arrived, oldest first.
+    pub fn write_arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.store().write_arrivals()
+    }
+
+    /// Every call that arrived inside a `Retry-After` the fake had answered (as counted in
+    /// [`FakeGraphStats::inside_retry_after`]), with the 429 that set the pause, oldest first.
+    pub fn retry_after_breaches(&self) -> Vec<RetryAfterBreach> {
+        self.shared.store().retry_after_breaches()
     }
 
     /// The most writes (POST, PATCH, DELETE, whatever their answer) that arrived within any

@@ -104,3 +104,18 @@ pub struct FakeGraphStats {
     /// GETs of the collection with a `$filter`.
     pub filtered_gets: u64,
 }
+
+/// One call that arrived inside a `Retry-After` the fake had answered, with the 429 that set
+/// the pause: what a soak needs to tell which process sent it (the one that got the 429, or a
+/// successor started after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfterBreach {
+    /// When the call arrived.
+    pub arrived: std::time::Instant,
+    /// Whether it was a write (POST, PATCH, DELETE) rather than a read.
+    pub write: bool,
+    /// When the 429 whose pause it broke was answered.
+    pub throttled_at: std::time::Instant,
+    /// When that pause ended.
+    pub paused_until: std::time::Instant,
+}

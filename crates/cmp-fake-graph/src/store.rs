@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::options::{FakeGraphOptions, FakeGraphStats};
+use crate::options::{FakeGraphOptions, FakeGraphStats, RetryAfterBreach};
 
 /// What a Graph call does, for counting and for deciding whether a failure may be "applied".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +42,11 @@ pub(crate) struct Store {
     next_seq: u64,
     /// When the writes let through the throttle's window arrived, oldest first.
     recent_writes: VecDeque<Instant>,
-    /// The end of the latest `Retry-After` the fake answered with a 429.
-    paused_until: Option<Instant>,
+    /// The end of the latest `Retry-After` the fake answered with a 429, and when that 429
+    /// was answered.
+    paused_until: Option<(Instant, Instant)>,
+    /// Every call that arrived inside a `Retry-After`, oldest first.
+    retry_after_breaches: Vec<RetryAfterBreach>,
     /// When every write (POST, PATCH, DELETE) arrived, whatever its answer, oldest first: the
     /// record a test measures the busiest window of.
     write_arrivals: Vec<Instant>,
@@ -60,6 +63,7 @@ impl Store {
             next_seq: 0,
             recent_writes: VecDeque::new(),
             paused_until: None,
+            retry_after_breaches: Vec::new(),
             write_arrivals: Vec::new(),
         };
         store.set_options(options);
@@ -76,11 +80,15 @@ impl Store {
     /// Counts a Graph call on arrival, and whether it came inside a `Retry-After` already
     /// answered.
     pub(crate) fn count(&mut self, call: Call) {
-        if self
-            .paused_until
-            .is_some_and(|until| Instant::now() < until)
-        {
+        let now = Instant::now();
+        if let Some((throttled_at, until)) = self.paused_until.filter(|(_, until)| now < *until) {
             self.stats.inside_retry_after += 1;
+            self.retry_after_breaches.push(RetryAfterBreach {
+                arrived: now,
+                write: call != Call::Read,
+                throttled_at,
+                paused_until: until,
+            });
         }
         if call != Call::Read {
             self.write_arrivals.push(Instant::now());
@@ -92,6 +100,16 @@ impl Store {
             Call::Delete => &mut self.stats.deletes,
         };
         *counter += 1;
+    }
+
+    /// When every write arrived, oldest first.
+    pub(crate) fn write_arrivals(&self) -> Vec<Instant> {
+        self.write_arrivals.clone()
+    }
+
+    /// Every call that arrived inside a `Retry-After`, oldest first.
+    pub(crate) fn retry_after_breaches(&self) -> Vec<RetryAfterBreach> {
+        self.retry_after_breaches.clone()
     }
 
     /// The most writes that arrived within any `window` (a sliding window over every arrival).
@@ -150,11 +168,11 @@ impl Store {
     /// A 429 answered now, with `Retry-After: wait`: calls arriving before it ends are counted
     /// in [`FakeGraphStats::inside_retry_after`].
     fn answer_429(&mut self, wait: Duration) -> Fault {
-        let until = Instant::now() + wait;
-        self.paused_until = Some(
-            self.paused_until
-                .map_or(until, |current| current.max(until)),
-        );
+        let now = Instant::now();
+        let until = now + wait;
+        if self.paused_until.is_none_or(|(_, current)| current < until) {
+            self.paused_until = Some((now, until));
+        }
         Fault {
             status: 429,
             applied: false,

@@ -78,14 +78,16 @@ impl Application {
                     .client
                     .resolve(settings.graph.tenant_id)
                     .map_err(|e| anyhow::anyhow!(e))?;
-                // On SQLite the process's pacer starts as if the budget had just been spent
-                // before a restart (no burst at start); on PostgreSQL the shared row remembers
-                // what every replica booked.
-                let pacer = store.pacer(
-                    TenantId::from_uuid(resolved.tenant_id),
-                    resolved.pacer_rates(),
-                    cmp_application::Clock::now(&SystemClock),
-                );
+                // On SQLite the process's pacer starts inside the pause the file kept, and as
+                // if the budget had just been spent before a restart (no burst at start); on
+                // PostgreSQL the shared row remembers what every replica booked.
+                let pacer = store
+                    .pacer(
+                        TenantId::from_uuid(resolved.tenant_id),
+                        resolved.pacer_rates(),
+                        cmp_application::Clock::now(&SystemClock),
+                    )
+                    .await?;
                 let connection = cmp_graph_client::connect(
                     &resolved,
                     Arc::new(SystemClock),

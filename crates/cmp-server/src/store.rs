@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use cmp_application::{InProcessPacer, Outbox, Pacer, PacerRates, PartnerStore};
+use cmp_application::{Outbox, Pacer, PacerRates, PartnerStore};
 use cmp_domain::{TenantId, Timestamp};
 use cmp_postgres::PostgresStore;
 use cmp_sqlite::SqliteStore;
@@ -77,16 +77,30 @@ impl Store {
 
     /// The pacer of `tenant`'s Graph budget and `Retry-After` pause. On PostgreSQL it is kept in
     /// the database, so that every replica books from one schedule and waits out one pause; on
-    /// SQLite, where one process serves, in this process's memory.
+    /// SQLite, where one process serves, in this process's memory, each pause also kept in the
+    /// file.
     ///
-    /// The in-process pacer starts at `now` as if the budget had just been spent, since a
-    /// restarted process cannot know what it sent before; the database row outlives restarts
-    /// and needs no such guess.
-    pub fn pacer(&self, tenant: TenantId, rates: PacerRates, now: Timestamp) -> Arc<dyn Pacer> {
-        match self {
-            Self::Sqlite(_) => Arc::new(InProcessPacer::starting_at(rates, now)),
+    /// The SQLite pacer starts at `now` inside the pause the file kept, if one is still in
+    /// force, and as if the budget had just been spent, since a restarted process cannot know
+    /// what it sent before; the database row outlives restarts and needs no such guess.
+    ///
+    /// # Errors
+    /// When the SQLite file's kept pacing state cannot be read.
+    pub async fn pacer(
+        &self,
+        tenant: TenantId,
+        rates: PacerRates,
+        now: Timestamp,
+    ) -> anyhow::Result<Arc<dyn Pacer>> {
+        Ok(match self {
+            Self::Sqlite(store) => Arc::new(
+                store
+                    .pacer(tenant, rates, now)
+                    .await
+                    .context("starting the tenant's pacer from the SQLite store")?,
+            ),
             Self::Postgres(store) => Arc::new(store.pacer(tenant, rates)),
-        }
+        })
     }
 
     /// The store's part of `/readyz`.

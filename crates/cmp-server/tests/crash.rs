@@ -8,6 +8,9 @@
 //! group commits: every create answered 201 or 202 before the kill must be stored after the
 //! restart (no answer goes out before its transaction is on disk).
 //!
+//! A third kills the service inside a `Retry-After` pause it met: the process started after it
+//! must send nothing to the tenant before the pause ends.
+//!
 //! The fake Graph runs in the test process, so its state outlives the service.
 
 mod support;
@@ -377,4 +380,102 @@ async fn every_create_acknowledged_before_a_sigkill_during_a_burst_is_stored_aft
          stored after the restart",
         stored_before.len()
     );
+}
+
+/// Creates one partner named `name`; answers the status and the partner's id.
+async fn create_one(
+    client: &reqwest::Client,
+    service: &Service,
+    token: &str,
+    name: &str,
+) -> (u16, String) {
+    let response = client
+        .post(format!("{}{COLLECTION}", service.root))
+        .bearer_auth(token)
+        .json(&json!({ "displayName": name }))
+        .send()
+        .await
+        .expect("the service answers");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("a JSON answer");
+    (status, body["id"].as_str().expect("an id").to_owned())
+}
+
+/// A 429 with `Retry-After`, a SIGKILL, a restart: the new process knows the pause from the
+/// database file. A create made to it inside the pause finds no write slot and answers 202 at
+/// once, and neither it nor the create that met the 429 reaches Graph before the pause ends;
+/// then both are delivered, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_restarted_after_a_sigkill_sends_nothing_inside_the_retry_after_its_predecessor_met()
+ {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let key_dir = directory.path().join("keys");
+    write_development_key(&key_dir);
+    // Every call answered 429 with a pause far longer than a restart takes.
+    let fake = FakeGraph::start(FakeGraphOptions {
+        failure_rate: 1.0,
+        failure_statuses: vec![429],
+        retry_after: "8".to_owned(),
+        seed: Some(429),
+        ..FakeGraphOptions::default()
+    })
+    .await
+    .expect("the fake Graph listens");
+    let environment = service_environment(directory.path(), &fake);
+    let writer = mint(
+        &environment,
+        &key_dir,
+        &["DeviceManagementServiceConfig.ReadWrite.All"],
+    );
+    let operator = mint(&environment, &key_dir, &["CompliancePartners.Operate"]);
+    let client = cmp_fake_graph::http_client();
+    let mut first = Service::start(&environment).await;
+
+    let (status, throttled) = create_one(&client, &first, &writer, "Paused Partner 1").await;
+    // The 202 leaves only after the pause was recorded, so it is in the file by now.
+    assert_eq!(status, 202, "Graph's 429 leaves the create accepted");
+    assert_eq!(fake.stats().posts, 1, "{}", first.tail());
+    first.kill();
+    // Graph heals: only the pause still holds requests back.
+    fake.set_options(FakeGraphOptions::default());
+    let second = Service::start(&environment).await;
+
+    let (status, queued) = create_one(&client, &second, &writer, "Paused Partner 2").await;
+    assert_eq!(
+        (status, fake.stats().posts, fake.stats().inside_retry_after),
+        (202, 1, 0),
+        "the restarted process started inside the pause: no write slot for the inline POST, \
+         nothing sent\n{}",
+        second.tail()
+    );
+
+    let rows = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let rows = outbox_rows(&client, &second, &operator).await;
+            if rows.len() == 2 && rows.iter().all(|row| row["state"] == "delivered") {
+                return rows;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "both partners delivered after the pause:\n{}",
+            second.tail()
+        )
+    });
+    let stats = fake.stats();
+    assert_eq!(
+        stats.inside_retry_after, 0,
+        "no request inside the Retry-After"
+    );
+    assert_eq!(fake.duplicates(), Vec::new(), "duplicates in Graph");
+    assert_eq!(fake.objects().len(), 2, "each partner in Graph once");
+    for id in [throttled, queued] {
+        assert!(
+            rows.iter().any(|row| row["partnerId"] == id.as_str()),
+            "{id} delivered"
+        );
+    }
 }

@@ -1,10 +1,10 @@
 //! The SQLite adapter: durable storage of partners, their outbox and the audit log.
 //!
 //! In the hexagon this is a driven (outbound) adapter. It implements the application's
-//! [`PartnerStore`](cmp_application::PartnerStore) and [`Outbox`](cmp_application::Outbox)
-//! ports with sqlx over one SQLite file. It depends on `cmp-application` and `cmp-domain`, on
-//! `sqlx` (SQLite, migrations), `serde` (only for [`SqliteSettings`]), `anyhow` and `tracing`;
-//! never on the HTTP or Graph adapters, axum, reqwest or the configuration loader. SQL and row
+//! [`PartnerStore`](cmp_application::PartnerStore), [`Outbox`](cmp_application::Outbox) and
+//! [`Pacer`](cmp_application::Pacer) ports with sqlx over one SQLite file. It depends on
+//! `cmp-application` and `cmp-domain`, on `sqlx` (SQLite, migrations), `serde` (only for
+//! [`SqliteSettings`]), `anyhow` and `tracing`; never on the HTTP or Graph adapters, axum, reqwest or the configuration loader. SQL and row
 //! shapes stay in here: no sqlx type crosses a port.
 //!
 //! The store keeps every acknowledged partner (see `docs/delivery.md`): WAL journal,
@@ -22,6 +22,8 @@
 //! - [`SqliteOutbox`] (`outbox.rs`): every statement about the outbox and its deliveries: the
 //!   enqueueing the partner store calls inside its transactions, lease recovery, the
 //!   dispatcher's claim, delivery starts and ends, undo, re-queue, and the operators' views.
+//! - [`SqlitePacer`] (`pacer_state.rs`): the tenant's pacer for one process, in memory, each
+//!   `Retry-After` pause it records also kept in the file, so that a restart starts inside it.
 //! - `writer.rs`: the one task every write goes through, committing waiting writes together
 //!   (group commit), each in a savepoint of its own.
 //! - `checkpointer.rs`: WAL checkpoints off the request path, the WAL kept bounded.
@@ -40,6 +42,7 @@ mod audit;
 mod checkpointer;
 mod connections;
 mod outbox;
+mod pacer_state;
 mod partner_cache;
 mod partner_listing;
 mod partner_read;
@@ -54,6 +57,7 @@ mod test_support;
 mod writer;
 
 pub use outbox::SqliteOutbox;
+pub use pacer_state::SqlitePacer;
 pub use partner_store::SqlitePartnerStore;
 pub use readiness::StoreReadiness;
 pub use store::{SqliteSettings, SqliteStore};

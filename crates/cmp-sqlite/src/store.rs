@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use cmp_application::PacerRates;
+use cmp_domain::{TenantId, Timestamp};
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
@@ -14,6 +16,7 @@ use crate::MIGRATOR;
 use crate::checkpointer::Checkpointer;
 use crate::connections::Connections;
 use crate::outbox::SqliteOutbox;
+use crate::pacer_state::SqlitePacer;
 use crate::partner_cache::{self, PartnerCache};
 use crate::partner_store::SqlitePartnerStore;
 use crate::read_slots::ReadSlots;
@@ -165,6 +168,20 @@ impl SqliteStore {
             },
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })
+    }
+
+    /// The pacer of `tenant`'s Graph budget and `Retry-After` pause for this process, started
+    /// at `now` from the pause the file kept (see [`SqlitePacer`]).
+    ///
+    /// # Errors
+    /// When the kept state cannot be read.
+    pub async fn pacer(
+        &self,
+        tenant: TenantId,
+        rates: PacerRates,
+        now: Timestamp,
+    ) -> anyhow::Result<SqlitePacer> {
+        SqlitePacer::open(self.connections.clone(), tenant, rates, now).await
     }
 
     /// The database file.
@@ -610,7 +627,9 @@ mod tests {
             [
                 ("deliveries".to_owned(),),
                 ("partner_assignments".to_owned(),),
-                ("partners".to_owned(),)
+                ("partners".to_owned(),),
+                // Made so by a later migration (0004), which the open runs too.
+                ("tenant_pacers".to_owned(),)
             ]
         );
         let references: Vec<(String, String)> = sqlx::query_as(

@@ -8,7 +8,7 @@
 //!   deliveries, in the order the rows are attempted;
 //! - every jitter draw is [`FRACTION`], so a back-off is exactly [`backoff`] of the attempt.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cmp_domain::{NaturalKey, Partner};
@@ -17,10 +17,12 @@ use mockall::predicate::eq;
 
 use super::*;
 use crate::delivery;
+use crate::pacer::InProcessPacer;
 use crate::ports::{
-    ClaimedRow, CreateOutcome, DeliveryEnd, DeliveryOutcome, DeliveryStart, GraphCallResult,
-    GraphReadError, GraphResponseMeta, InGraph, Lease, MockGraphGateway, MockJitter, MockOutbox,
-    MockPartnerStore, Operation, RemotePartner, WaitingState,
+    Booking, Budget, ClaimedRow, CreateOutcome, DeliveryEnd, DeliveryOutcome, DeliveryStart,
+    GraphCallResult, GraphReadError, GraphResponseMeta, InGraph, Lease, MockGraphGateway,
+    MockJitter, MockOutbox, MockPartnerStore, Operation, PacerError, PacerRates, PacerState,
+    RemotePartner, Slot, WaitingState,
 };
 use crate::test_support::{
     NoWait, fixed_clock, graph_meta, now, partner_named, policy_with_batch, seconds_after_now,
@@ -867,6 +869,128 @@ async fn an_unknown_row_found_once_in_graph_is_adopted_with_graphs_id_and_never_
             ..DispatchPass::default()
         }
     );
+}
+
+/// A real in-process pacer that also counts the write slots booked from it.
+struct CountingPacer {
+    pacer: InProcessPacer,
+    write_bookings: AtomicUsize,
+}
+
+impl CountingPacer {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pacer: InProcessPacer::new(PacerRates::steady(
+                Duration::from_millis(250),
+                Duration::ZERO,
+            )),
+            write_bookings: AtomicUsize::new(0),
+        })
+    }
+
+    fn write_bookings(&self) -> usize {
+        self.write_bookings.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pacer for CountingPacer {
+    async fn book(
+        &self,
+        budget: Budget,
+        now: Timestamp,
+        latest: Timestamp,
+    ) -> Result<Booking, PacerError> {
+        if budget == Budget::Write {
+            self.write_bookings.fetch_add(1, Ordering::SeqCst);
+        }
+        self.pacer.book(budget, now, latest).await
+    }
+
+    async fn release(&self, slot: &Slot) -> Result<(), PacerError> {
+        self.pacer.release(slot).await
+    }
+
+    async fn pause(&self, until: Timestamp) -> Result<(), PacerError> {
+        self.pacer.pause(until).await
+    }
+
+    async fn is_valid(&self, slot: &Slot) -> Result<bool, PacerError> {
+        self.pacer.is_valid(slot).await
+    }
+
+    async fn state(&self) -> Result<PacerState, PacerError> {
+        self.pacer.state().await
+    }
+}
+
+/// One pass over an unknown row whose name Graph's list shows as `listed`, on a pacer that
+/// counts write bookings; answers how many write slots the delivery booked and the pass.
+async fn write_slots_booked_reconciling(
+    listed: Vec<RemotePartner>,
+    posted: bool,
+) -> (usize, DispatchPass) {
+    let row = unknown_row();
+    let mut graph = MockGraphGateway::new();
+    graph
+        .expect_list_partners()
+        .times(1)
+        .returning(move || Ok(listed.clone()));
+    let meta = graph_meta(201, None);
+    let mut outbox = outbox_attempting(&row);
+    if posted {
+        expect_post(&mut graph, &row, created(meta.clone()));
+        expect_finish(
+            &mut outbox,
+            expected_finish(&row, meta, DeliveryOutcome::Created, delivered()),
+        );
+    } else {
+        graph.expect_create_partner().never();
+        expect_finish(
+            &mut outbox,
+            expected_finish(
+                &row,
+                GraphResponseMeta::default(),
+                DeliveryOutcome::Adopted,
+                delivered(),
+            ),
+        );
+    }
+    let pacer = CountingPacer::new();
+    let dispatcher = Dispatcher::new(
+        Arc::new(outbox),
+        Arc::new(partners_holding_nothing()),
+        Arc::new(graph),
+        Arc::new(fixed_clock()),
+        Arc::new(sequential_ids()),
+        Arc::new(fixed_jitter()),
+        pacer.clone(),
+        Arc::new(NoWait),
+        tenant_id(),
+        policy(),
+    );
+    let pass = dispatcher.run_once().await.expect("a successful pass");
+    (pacer.write_bookings(), pass)
+}
+
+/// A slot given back is booked again only when it is the latest one booked; with several
+/// workers booking, a slot taken by a delivery that then writes nothing is mostly lost to the
+/// budget. So what Graph's list holds is matched before any slot is taken, and a row adopted
+/// from Graph takes none, while a row that Graph does not hold takes the one its POST needs.
+#[tokio::test]
+async fn an_unknown_row_adopted_from_graph_takes_no_write_slot_and_one_posted_again_takes_one() {
+    let (adopting, pass) =
+        write_slots_booked_reconciling(vec![remote(GRAPH_ID, Some(DISPLAY_NAME))], false).await;
+    assert_eq!(pass.delivered, 1, "adopted");
+    assert_eq!(
+        adopting, 0,
+        "an adoption writes nothing, so it books no write slot"
+    );
+
+    let (posting, pass) =
+        write_slots_booked_reconciling(vec![remote("graph-other", Some("Fabrikam"))], true).await;
+    assert_eq!(pass.delivered, 1, "posted");
+    assert_eq!(posting, 1, "the POST went out on one write slot");
 }
 
 #[tokio::test]

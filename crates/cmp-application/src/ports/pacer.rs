@@ -126,6 +126,25 @@ impl PacerState {
         }
     }
 
+    /// The state a process starts with at `now` after a restart, from `kept`: what the tenant's
+    /// state was when the process before it last recorded a pause (`None` when nothing was
+    /// kept). The pause and the epoch are those kept, so a restarted process still honours a
+    /// `Retry-After` its predecessor met; each budget starts as if spent just before `now`
+    /// ([`PacerState::spent_at`]), or later when the kept schedule (pushed to the end of the
+    /// pause) says so.
+    pub fn restarted_at(rates: PacerRates, now: Timestamp, kept: Option<PacerState>) -> Self {
+        let spent = Self::spent_at(rates, now);
+        let Some(kept) = kept else {
+            return spent;
+        };
+        Self {
+            next_write_at: spent.next_write_at.max(kept.next_write_at),
+            next_read_at: spent.next_read_at.max(kept.next_read_at),
+            paused_until: kept.paused_until,
+            epoch: kept.epoch,
+        }
+    }
+
     /// Whether the tenant is paused at `now`.
     pub fn paused_at(&self, now: Timestamp) -> bool {
         self.paused_until.is_some_and(|until| now < until)
