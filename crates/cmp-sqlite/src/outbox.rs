@@ -23,9 +23,9 @@ use uuid::Uuid;
 use crate::audit::{insert_audit, read_audit};
 use crate::connections::Connections;
 use crate::partner_read::{Deleted, read_partner};
-use crate::rows::{ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
-use crate::statements::{Statements, statements};
-use crate::writer::boxed;
+use crate::rows::{AuditRow, ClaimRow, DeliveryRow, OutboxRow, PartnerRow};
+use crate::statements::Statements;
+use crate::writer::{OneTrip, Writer, boxed};
 
 /// The outbox in SQLite. Made by [`SqliteStore::outbox`](crate::SqliteStore::outbox); cheap to
 /// clone, since it only holds the store's pools.
@@ -586,11 +586,7 @@ impl Outbox for SqliteOutbox {
 
     #[tracing::instrument(level = "debug", name = "sqlite.finish_delivery", skip_all, fields(partner.id = %finish.partner_id, outbox.id = %finish.outbox_id, outcome = %finish.outcome))]
     async fn finish_delivery(&self, finish: &DeliveryEnd) -> Result<(), StoreError> {
-        let finish = finish.clone();
-        self.connections
-            .writer
-            .write(move |conn| boxed(async move { finish_delivery(conn, &finish).await }))
-            .await
+        finish_delivery(&self.connections.writer, finish).await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.undo_rejected_create", skip_all, fields(partner.id = %partner_id, outbox.id = %outbox_id))]
@@ -643,26 +639,61 @@ impl Outbox for SqliteOutbox {
     }
 }
 
-/// [`Outbox::finish_delivery`]: the delivery's record, the row's move, and what it changes on
-/// the partner, sent in one trip (`statements.rs`); a confirmed delete then releases the name.
+/// [`Outbox::finish_delivery`]: the delivery's record, the row's move and what it changes on
+/// the partner (its Graph id; for a confirmed delete, its name released and the confirmation
+/// audited), in one trip (`Writer::write_one_trip`).
 ///
-/// The delivery being finished must be the latest one of the row, started with this
-/// client-request-id: if a dispatcher took the row over after the lease lapsed, this late
-/// finish must not overwrite the newer delivery's record nor move the row it now holds. The row
-/// move returns what the checks need (its partner, its operation, the client-request-id of its
-/// latest delivery); a check that fails fails the write, whose savepoint undoes all of it.
-async fn finish_delivery(
-    conn: &mut SqliteConnection,
-    finish: &DeliveryEnd,
-) -> Result<(), StoreError> {
+/// Every statement applies only under one condition, so that they apply all or none: the row
+/// exists, delivers this partner, its latest delivery was started with this client-request-id
+/// (if a dispatcher took the row over after the lease lapsed, this late finish must not
+/// overwrite the newer delivery's record nor move the row it now holds), and a confirmed delete
+/// is of a deleted partner. The row's move returns a row only when the condition held; when it
+/// did not, nothing changed, and a read says why.
+async fn finish_delivery(writer: &Writer, finish: &DeliveryEnd) -> Result<(), StoreError> {
     let outbox_id = finish.outbox_id.hyphenated().to_string();
     let partner_id = finish.partner_id.to_string();
     let client_request_id = finish.client_request_id.hyphenated().to_string();
     let finished_at = finish.finished_at.unix_ticks();
     let status = finish.meta.status.map(i64::from);
     let error_code = finish.meta.error_code.clone();
+    let delivered = matches!(finish.transition, Transition::Delivered { .. });
+    let ids = (
+        outbox_id.clone(),
+        partner_id.clone(),
+        client_request_id.clone(),
+    );
+    // The condition, pushed before each statement's end.
+    let condition = |statements: &mut Statements| {
+        statements
+            .push(
+                " AND EXISTS (SELECT 1 FROM outbox AS guarded \
+                 JOIN partners AS owner ON owner.id = guarded.partner_id \
+                 WHERE guarded.id = ",
+            )
+            .push_bind(ids.0.clone())
+            .push(" AND guarded.partner_id = ")
+            .push_bind(ids.1.clone())
+            .push(
+                " AND (SELECT client_request_id FROM deliveries \
+                 WHERE outbox_id = guarded.id ORDER BY attempt DESC LIMIT 1) = ",
+            )
+            .push_bind(ids.2.clone());
+        if delivered {
+            statements.push(" AND (guarded.operation <> 'delete' OR owner.deleted_at IS NOT NULL)");
+        }
+        statements.push(")");
+    };
+    let of_operation = |statements: &mut Statements, operation: &'static str| {
+        statements
+            .push(" AND EXISTS (SELECT 1 FROM outbox WHERE id = ")
+            .push_bind(ids.0.clone())
+            .push(" AND operation ")
+            .push(operation)
+            .push(")");
+    };
 
-    let mut statements = statements();
+    let mut write = OneTrip::new();
+    let statements = write.statements();
     statements
         .push("UPDATE deliveries SET finished_at = ")
         .push_bind(finished_at)
@@ -676,11 +707,11 @@ async fn finish_delivery(
         .push_bind(finish.outcome.as_str())
         .push(" WHERE outbox_id = ")
         .push_bind(outbox_id.clone())
-        .push(" AND client_request_id = ")
-        .push_bind(client_request_id.clone())
         .push(" AND attempt = (SELECT MAX(attempt) FROM deliveries WHERE outbox_id = ")
         .push_bind(outbox_id.clone())
-        .push("); UPDATE outbox SET ");
+        .push(")");
+    condition(statements);
+    statements.push("; UPDATE outbox SET ");
     match &finish.transition {
         Transition::Delivered { in_graph } => {
             statements
@@ -715,58 +746,140 @@ async fn finish_delivery(
         .push(", updated_at = ")
         .push_bind(finished_at)
         .push(" WHERE id = ")
-        .push_bind(outbox_id.clone())
-        .push(
-            " RETURNING partner_id, operation, (SELECT client_request_id FROM deliveries \
-             WHERE outbox_id = outbox.id ORDER BY attempt DESC LIMIT 1); ",
-        );
-    // A create or update that Graph holds as an object gives the partner its Graph id. (Graph
-    // rightly holding nothing leaves it unknown, NULL, and the delivered row says why.)
-    if let Transition::Delivered {
-        in_graph: InGraph::Object(graph_id),
-    } = &finish.transition
-    {
+        .push_bind(outbox_id.clone());
+    condition(statements);
+    statements.push(" RETURNING operation; ");
+    if let Transition::Delivered { in_graph } = &finish.transition {
+        // A create or update that Graph holds as an object gives the partner its Graph id.
+        // (Graph rightly holding nothing leaves it unknown, NULL, and the delivered row says
+        // why.)
+        if let InGraph::Object(graph_id) = in_graph {
+            statements
+                .push("UPDATE partners SET graph_id = ")
+                .push_bind(graph_id.clone())
+                .push(", updated_at = ")
+                .push_bind(finished_at)
+                .push(" WHERE id = ")
+                .push_bind(partner_id.clone());
+            condition(statements);
+            of_operation(statements, "<> 'delete'");
+            statements.push("; ");
+        }
+        // Graph confirmed a delete: the display name is free again (the tombstone keeps the
+        // Graph id it had), and the audit log says so. The entry's id is the delete row's own
+        // id: a row is delivered once, so the id is unique, and it ties the entry to the row's
+        // attempts. The store serves no request of its own, hence the empty request id and the
+        // `dispatcher` caller.
+        let entry = AuditRow::from_domain(&AuditEntry {
+            id: finish.outbox_id,
+            partner_id: finish.partner_id,
+            action: AuditAction::DeletedInGraph,
+            request_id: String::new(),
+            caller: DISPATCHER_CALLER.to_owned(),
+            at: finish.finished_at,
+            detail: String::new(),
+        });
         statements
-            .push("UPDATE partners SET graph_id = ")
-            .push_bind(graph_id.clone())
-            .push(", updated_at = ")
+            .push(
+                "INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) \
+                 SELECT ",
+            )
+            .push_bind(entry.id)
+            .push(", ")
+            .push_bind(entry.partner_id)
+            .push(", ")
+            .push_bind(entry.action)
+            .push(", ")
+            .push_bind(entry.request_id)
+            .push(", ")
+            .push_bind(entry.caller)
+            .push(", ")
+            .push_bind(entry.at)
+            .push(", ")
+            .push_bind(format!(
+                "Microsoft Graph confirmed the delete ({}; graph request-id {}, \
+                 client-request-id {}); the display name '",
+                finish.outcome,
+                finish.meta.request_id.as_deref().unwrap_or("none"),
+                finish.client_request_id,
+            ))
+            .push(" || display_name || ")
+            .push_bind("' is free again".to_owned())
+            .push(" FROM partners WHERE id = ")
+            .push_bind(partner_id.clone());
+        condition(statements);
+        of_operation(statements, "= 'delete'");
+        statements
+            .push("; UPDATE partners SET name_key = NULL, updated_at = ")
             .push_bind(finished_at)
             .push(" WHERE id = ")
-            .push_bind(partner_id.clone())
-            .push(" AND EXISTS (SELECT 1 FROM outbox WHERE id = ")
-            .push_bind(outbox_id.clone())
-            .push(" AND operation <> 'delete'); ");
+            .push_bind(partner_id.clone());
+        condition(statements);
+        of_operation(statements, "= 'delete'");
+        statements.push("; ");
     }
-    let moved: Vec<(String, String, Option<String>)> = statements
-        .build_query_as()
-        .fetch_all(&mut *conn)
+    let finish = finish.clone();
+    writer
+        .write_one_trip(
+            write,
+            move |conn, moved| {
+                boxed(async move {
+                    if moved.is_empty() {
+                        Err(why_not_finished(conn, &finish).await.into())
+                    } else {
+                        Ok(())
+                    }
+                })
+            },
+            |_conn, error| {
+                Box::pin(async move {
+                    StoreError::Unexpected(
+                        anyhow::Error::new(error).context("recording the end of the delivery"),
+                    )
+                })
+            },
+        )
         .await
-        .context("recording the end of the delivery")?;
+}
 
-    let Some((row_partner_id, operation, latest_client_request_id)) = moved.into_iter().next()
-    else {
-        return Err(anyhow!("outbox row {outbox_id} does not exist").into());
-    };
-    if row_partner_id != partner_id {
-        return Err(anyhow!(
-            "outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}"
-        )
-        .into());
+/// Why the end of a delivery found nothing to finish ([`finish_delivery`]'s condition did not
+/// hold).
+async fn why_not_finished(conn: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow::Error {
+    let outbox_id = finish.outbox_id.hyphenated().to_string();
+    let partner_id = finish.partner_id.to_string();
+    // The row's partner, operation, latest client-request-id, and its partner's deletion.
+    type Found = (String, String, Option<String>, Option<i64>);
+    let found: Result<Option<Found>, _> = sqlx::query_as(
+        "SELECT outbox.partner_id, outbox.operation, (SELECT client_request_id FROM deliveries \
+         WHERE outbox_id = outbox.id ORDER BY attempt DESC LIMIT 1), partners.deleted_at \
+         FROM outbox LEFT JOIN partners ON partners.id = outbox.partner_id WHERE outbox.id = ?",
+    )
+    .bind(&outbox_id)
+    .fetch_optional(&mut *conn)
+    .await;
+    match found {
+        Err(error) => anyhow::Error::new(error).context("reading why a delivery could not end"),
+        Ok(None) => anyhow!("outbox row {outbox_id} does not exist"),
+        Ok(Some((row_partner_id, _, _, _))) if row_partner_id != partner_id => {
+            anyhow!("outbox row {outbox_id} delivers partner {row_partner_id}, not {partner_id}")
+        }
+        Ok(Some((_, _, latest, _)))
+            if latest.as_deref()
+                != Some(finish.client_request_id.hyphenated().to_string().as_str()) =>
+        {
+            anyhow!(
+                "the latest delivery of outbox row {outbox_id} was not started with \
+                 client-request-id {}",
+                finish.client_request_id
+            )
+        }
+        Ok(Some((_, operation, _, deleted_at)))
+            if operation == "delete" && deleted_at.is_none() =>
+        {
+            anyhow!("outbox row {outbox_id} deletes partner {partner_id}, which is not deleted")
+        }
+        Ok(Some(_)) => anyhow!("outbox row {outbox_id} could not be finished"),
     }
-    if latest_client_request_id.as_deref() != Some(client_request_id.as_str()) {
-        return Err(anyhow!(
-            "the latest delivery of outbox row {outbox_id} was not started with \
-             client-request-id {client_request_id}"
-        )
-        .into());
-    }
-    let operation: Operation = operation.parse().context("a stored outbox operation")?;
-    // Graph confirmed the delete: the display name is free again. The tombstone keeps the
-    // Graph id it had.
-    if operation == Operation::Delete && matches!(finish.transition, Transition::Delivered { .. }) {
-        release_name(conn, finish).await?;
-    }
-    Ok(())
 }
 
 /// The deliveries of one outbox row, oldest first.
@@ -783,47 +896,6 @@ async fn read_deliveries(
     .fetch_all(conn)
     .await
     .context("reading the deliveries")
-}
-
-/// Releases the display name of the partner whose `delete` row `finish` delivered, and records
-/// Graph's confirmation in the audit log, inside `finish_delivery`'s transaction.
-///
-/// The entry's id is the delete row's own id: a row is delivered once, so the id is unique, and
-/// it ties the entry to the row's attempts. The store serves no request of its own, hence the
-/// empty request id and the `dispatcher` caller.
-async fn release_name(conn: &mut SqliteConnection, finish: &DeliveryEnd) -> anyhow::Result<()> {
-    let partner_id = finish.partner_id.to_string();
-    let released: Option<String> = sqlx::query_scalar(
-        "UPDATE partners SET name_key = NULL, updated_at = ? \
-         WHERE id = ? AND deleted_at IS NOT NULL RETURNING display_name",
-    )
-    .bind(finish.finished_at.unix_ticks())
-    .bind(&partner_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("releasing the display name of the deleted partner")?;
-    let Some(display_name) = released else {
-        return Err(anyhow!(
-            "outbox row {} deletes partner {partner_id}, which is not deleted",
-            finish.outbox_id
-        ));
-    };
-    let entry = AuditEntry {
-        id: finish.outbox_id,
-        partner_id: finish.partner_id,
-        action: AuditAction::DeletedInGraph,
-        request_id: String::new(),
-        caller: DISPATCHER_CALLER.to_owned(),
-        at: finish.finished_at,
-        detail: format!(
-            "Microsoft Graph confirmed the delete ({}; graph request-id {}, client-request-id {}); \
-             the display name '{display_name}' is free again",
-            finish.outcome,
-            finish.meta.request_id.as_deref().unwrap_or("none"),
-            finish.client_request_id,
-        ),
-    };
-    insert_audit(conn, &entry).await
 }
 
 #[cfg(test)]

@@ -180,13 +180,17 @@ async fn insert(
     outbox::push_inline_create(statements, &row, write);
     push_audit(statements, &write.audit);
     writer
-        .write_one_trip(insert, move |conn, error| {
-            Box::pin(async move {
-                // The partner's own row may be in and a later statement have failed: the
-                // lookup looks past it. Whatever went in is undone with the write's savepoint.
-                refused_write(conn, error, &row, Some(&row.id), "inserting the partner").await
-            })
-        })
+        .write_one_trip(
+            insert,
+            |_conn, _rows| boxed(async { Ok(()) }),
+            move |conn, error| {
+                Box::pin(async move {
+                    // The partner's own row may be in and a later statement have failed: the
+                    // lookup looks past it. Whatever went in is undone with the write's savepoint.
+                    refused_write(conn, error, &row, Some(&row.id), "inserting the partner").await
+                })
+            },
+        )
         .await
 }
 

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, anyhow};
 use cmp_application::StoreError;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Connection, Execute, QueryBuilder, SqliteConnection};
 
 use crate::statements::Statements;
@@ -118,15 +119,21 @@ fn answer_with<T: Send + 'static>(
 }
 
 /// A one-trip write and the channel its caller waits on.
-struct SubmittedOneTrip<F> {
+struct SubmittedOneTrip<T, Then, Refused> {
     write: OneTrip,
-    refused: F,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    then: Then,
+    refused: Refused,
+    reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<F> Job for SubmittedOneTrip<F>
+impl<T, Then, Refused> Job for SubmittedOneTrip<T, Then, Refused>
 where
-    F: for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c> + Send + 'static,
+    T: Send + 'static,
+    Then: for<'c> FnOnce(&'c mut SqliteConnection, Vec<SqliteRow>) -> WriteFuture<'c, T>
+        + Send
+        + 'static,
+    Refused:
+        for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c> + Send + 'static,
 {
     fn savepoint(&self) -> Savepoint {
         Savepoint::InTheQuery
@@ -139,6 +146,7 @@ where
     ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
         let SubmittedOneTrip {
             write: OneTrip(mut statements),
+            then,
             refused,
             reply,
         } = *self;
@@ -147,28 +155,43 @@ where
             // The writer's waiting commands go first, in the same trip. They bind no values, so
             // the write's values still bind to its own statements, in order.
             let mut sql = waiting;
+            let opening = sql.clone();
             sql.push_str(statements.sql().as_str());
             let arguments = match statements.build().take_arguments() {
                 Ok(arguments) => arguments.unwrap_or_default(),
                 Err(error) => {
-                    let error = StoreError::Unexpected(anyhow!(
-                        "encoding the values of a write failed: {error}"
-                    ));
+                    // Nothing of the write was sent. Send the waiting commands and open the
+                    // savepoint all the same, so that the writer's rollback finds it.
+                    let error = match sqlx::query(AssertSqlSafe(opening + "SAVEPOINT write"))
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        Ok(_) => anyhow!("encoding the values of a write failed: {error}"),
+                        Err(sent) => anyhow::Error::new(sent)
+                            .context("sending the writer's commands before a write"),
+                    };
+                    let error = StoreError::Unexpected(error);
                     return (false, answer_with(Err(error), reply, None));
                 }
             };
             // The writer runs the query itself, so a write of this kind fails only by one of its
             // statements failing, with its savepoint open (or, when one of the writer's waiting
             // commands failed, with the transaction gone, which the writer then finds out).
-            let result = match sqlx::query_with(AssertSqlSafe(sql), arguments)
-                .execute(&mut *conn)
+            match sqlx::query_with(AssertSqlSafe(sql), arguments)
+                .fetch_all(&mut *conn)
                 .await
             {
-                Ok(_) => Ok(()),
-                Err(error) => Err(refused(conn, error).await),
-            };
-            let succeeded = result.is_ok();
-            (succeeded, answer_with(result, reply, None))
+                // The savepoint is released: whatever `then` answers, there is nothing to roll
+                // back (it refuses only writes whose statements changed nothing).
+                Ok(rows) => {
+                    let result = then(conn, rows).await;
+                    (true, answer_with(result, reply, None))
+                }
+                Err(error) => {
+                    let error = refused(conn, error).await;
+                    (false, answer_with(Err(error), reply, None))
+                }
+            }
         })
     }
 
@@ -288,24 +311,34 @@ impl Writer {
 
     /// Runs `write`'s statements in the writer's next transaction, in one trip to the
     /// connection's thread, inside a savepoint the query opens and releases itself, and answers
-    /// once that transaction is committed (or has failed). When one of the statements fails,
-    /// `refused` makes the caller's error out of it (it may read on the connection, inside the
-    /// write's savepoint), and the writer then rolls the write back.
+    /// once that transaction is committed (or has failed).
+    /// - When every statement ran, `then` makes the answer out of the rows they returned
+    ///   (`RETURNING`); it may read on the connection. It may refuse only a write whose
+    ///   statements changed nothing, since the savepoint is already released: a write whose
+    ///   statements must all apply or none guards each with the same condition.
+    /// - When one of the statements fails, `refused` makes the caller's error out of it (it may
+    ///   read on the connection, inside the write's savepoint), and the writer then rolls the
+    ///   write back.
     ///
     /// A write of several independent statements costs one trip this way instead of three (the
     /// savepoint's opening, the write, its release): `docs/benchmarks.md`, "Round trips per
     /// create".
     ///
     /// # Errors
-    /// `refused`'s error; [`StoreError::Unexpected`] when the batch's transaction could not be
-    /// committed, or the writer is closed.
-    pub(crate) async fn write_one_trip<F>(
+    /// `then`'s or `refused`'s error; [`StoreError::Unexpected`] when the batch's transaction
+    /// could not be committed, or the writer is closed.
+    pub(crate) async fn write_one_trip<T, Then, Refused>(
         &self,
         write: OneTrip,
-        refused: F,
-    ) -> Result<(), StoreError>
+        then: Then,
+        refused: Refused,
+    ) -> Result<T, StoreError>
     where
-        F: for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c>
+        T: Send + 'static,
+        Then: for<'c> FnOnce(&'c mut SqliteConnection, Vec<SqliteRow>) -> WriteFuture<'c, T>
+            + Send
+            + 'static,
+        Refused: for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c>
             + Send
             + 'static,
     {
@@ -313,6 +346,7 @@ impl Writer {
         self.commands
             .send(Command::Write(Box::new(SubmittedOneTrip {
                 write,
+                then,
                 refused,
                 reply,
             })))

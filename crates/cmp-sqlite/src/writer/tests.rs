@@ -299,9 +299,11 @@ fn insert_in_one_trip(
     }
     tokio::spawn(async move {
         writer
-            .write_one_trip(write, |_conn, error| {
-                Box::pin(async move { StoreError::Unexpected(error.into()) })
-            })
+            .write_one_trip(
+                write,
+                |_conn, _rows| boxed(async { Ok(()) }),
+                |_conn, error| Box::pin(async move { StoreError::Unexpected(error.into()) }),
+            )
             .await
     })
 }
