@@ -597,6 +597,39 @@ pub async fn finish_delivery_refuses_and_changes_nothing_when_the_attempt_is_not
     store.close().await;
 }
 
+pub async fn finish_delivery_refuses_and_changes_nothing_when_the_row_delivers_another_partner() {
+    let partner = plain_partner(1, "Contoso", now());
+    let (_dir, store, repo, write) = store_with(&partner).await;
+    let other = plain_partner(2, "Fabrikam", now());
+    repo.partners
+        .insert_partner(&other, &write_for(&other, tenant(), 200))
+        .await
+        .expect("insert the other partner");
+    let finish = DeliveryEnd {
+        partner_id: other.id(),
+        ..finish_of(&partner, &write, delivered_as("g"))
+    };
+
+    let result = repo.outbox.finish_delivery(&finish).await;
+
+    match result {
+        Err(StoreError::Unexpected(error)) => {
+            assert!(error.to_string().contains("not"), "{error:#}");
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+    let outbox = outbox_record(&store, write.delivery.outbox_id).await;
+    assert_eq!(outbox.state, "in_flight", "nothing changed");
+    assert_eq!(outbox.graph_id, None);
+    assert_eq!(partner_graph_id(&store, partner.id()).await, None);
+    assert_eq!(partner_graph_id(&store, other.id()).await, None);
+    assert_eq!(
+        attempt_records(&store, write.delivery.outbox_id).await[0].finished_at,
+        None
+    );
+    store.close().await;
+}
+
 pub async fn undo_rejected_create_removes_partner_assignments_outbox_and_attempts_but_keeps_both_audit_entries()
  {
     let (_dir, store) = open_store().await;

@@ -23,6 +23,7 @@ macro_rules! store_contract_tests {
                 finish_delivery_dead_stores_the_reason_and_clears_the_lease,
                 finish_delivery_fails_and_changes_nothing_when_the_outbox_row_does_not_exist,
                 finish_delivery_refuses_and_changes_nothing_when_the_attempt_is_not_the_latest,
+                finish_delivery_refuses_and_changes_nothing_when_the_row_delivers_another_partner,
                 undo_rejected_create_removes_partner_assignments_outbox_and_attempts_but_keeps_both_audit_entries,
                 the_schema_refuses_rows_the_domain_cannot_hold,
                 concurrent_creates_all_commit_through_the_single_writer,
