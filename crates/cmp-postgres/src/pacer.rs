@@ -21,7 +21,9 @@
 use anyhow::Context;
 use cmp_application::{Booking, Budget, Pacer, PacerError, PacerRates, PacerState, Slot};
 use cmp_domain::{TenantId, Timestamp};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
+
+use crate::rows::PacerRow;
 
 /// One tenant's pacer over the shared database. Made by
 /// [`PostgresStore::pacer`](crate::PostgresStore::pacer); cheap to clone.
@@ -50,13 +52,13 @@ impl PostgresPacer {
             "SELECT next_write_at, next_read_at, paused_until, epoch FROM tenant_pacers \
              WHERE tenant_id = $1"
         };
-        if let Some(row) = sqlx::query(statement)
+        if let Some(row) = sqlx::query_as::<_, PacerRow>(statement)
             .bind(&self.tenant)
             .fetch_optional(&mut *conn)
             .await
             .context("reading the tenant's pacing row")?
         {
-            return state_of(&row);
+            return row.into_state();
         }
         let fresh = PacerState::fresh();
         // Two replicas may create it at once: the loser's insert does nothing, and the read
@@ -71,12 +73,12 @@ impl PostgresPacer {
         .execute(&mut *conn)
         .await
         .context("creating the tenant's pacing row")?;
-        let row = sqlx::query(statement)
+        sqlx::query_as::<_, PacerRow>(statement)
             .bind(&self.tenant)
             .fetch_one(&mut *conn)
             .await
-            .context("reading the tenant's pacing row")?;
-        state_of(&row)
+            .context("reading the tenant's pacing row")?
+            .into_state()
     }
 
     async fn write(&self, conn: &mut PgConnection, state: &PacerState) -> anyhow::Result<()> {
@@ -115,20 +117,6 @@ impl PostgresPacer {
         };
         run.await.map_err(PacerError)
     }
-}
-
-fn state_of(row: &sqlx::postgres::PgRow) -> anyhow::Result<PacerState> {
-    let instant = |ticks: i64| {
-        Timestamp::from_unix_ticks(ticks).context("a pacing instant out of the timestamp range")
-    };
-    let paused_until: Option<i64> = row.try_get("paused_until")?;
-    let epoch: i64 = row.try_get("epoch")?;
-    Ok(PacerState {
-        next_write_at: instant(row.try_get("next_write_at")?)?,
-        next_read_at: instant(row.try_get("next_read_at")?)?,
-        paused_until: paused_until.map(instant).transpose()?,
-        epoch: u64::try_from(epoch).context("a negative pacing epoch")?,
-    })
 }
 
 #[async_trait::async_trait]

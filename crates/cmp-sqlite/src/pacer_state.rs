@@ -12,12 +12,12 @@
 //! write. What a restart can still miss is a 429 whose process died between receiving it and
 //! committing its row, a few milliseconds.
 
+use crate::rows::PacerRow;
 use anyhow::Context;
 use cmp_application::{
     Booking, Budget, InProcessPacer, Pacer, PacerError, PacerRates, PacerState, Slot,
 };
 use cmp_domain::{TenantId, Timestamp};
-use sqlx::Row;
 
 use crate::connections::Connections;
 use crate::writer::boxed;
@@ -111,7 +111,7 @@ impl SqlitePacer {
 
 /// The tenant's kept state, if a pause was ever recorded.
 async fn read_kept(connections: &Connections, tenant: &str) -> anyhow::Result<Option<PacerState>> {
-    let row = sqlx::query(
+    let row: Option<PacerRow> = sqlx::query_as(
         "SELECT next_write_at, next_read_at, paused_until, epoch FROM tenant_pacers \
          WHERE tenant_id = ?",
     )
@@ -119,20 +119,7 @@ async fn read_kept(connections: &Connections, tenant: &str) -> anyhow::Result<Op
     .fetch_optional(&connections.reader)
     .await
     .context("reading the tenant's kept pacing state")?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let instant = |ticks: i64| {
-        Timestamp::from_unix_ticks(ticks).context("a kept pacing instant out of range")
-    };
-    let paused_until: Option<i64> = row.try_get("paused_until")?;
-    let epoch: i64 = row.try_get("epoch")?;
-    Ok(Some(PacerState {
-        next_write_at: instant(row.try_get("next_write_at")?)?,
-        next_read_at: instant(row.try_get("next_read_at")?)?,
-        paused_until: paused_until.map(instant).transpose()?,
-        epoch: u64::try_from(epoch).context("a negative kept pacing epoch")?,
-    }))
+    row.map(PacerRow::into_state).transpose()
 }
 
 #[async_trait::async_trait]

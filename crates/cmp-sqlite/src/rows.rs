@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
 use cmp_application::{
-    AuditEntry, ClaimedRow, DeliveryRecord, InGraph, OutboxRecord, OutboxState, WaitingState,
+    AuditEntry, ClaimedRow, DeliveryRecord, InGraph, OutboxRecord, OutboxState, PacerState,
+    WaitingState,
 };
 use cmp_domain::{
     Assignment, AssignmentFilter, AssignmentTarget, DisplayName, EntityGuid, NaturalKey,
@@ -643,5 +644,33 @@ mod tests {
     fn a_platform_name_outside_the_five_is_refused() {
         assert!(parse_platform("macOS").is_err());
         assert_eq!(parse_platform("macOs").ok(), Some(Platform::MacOs));
+    }
+}
+
+/// A row of `tenant_pacers`: one tenant's pacing state (the columns are `PacerState`'s, in
+/// ticks since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct PacerRow {
+    pub(crate) next_write_at: i64,
+    pub(crate) next_read_at: i64,
+    pub(crate) paused_until: Option<i64>,
+    pub(crate) epoch: i64,
+}
+
+impl PacerRow {
+    /// The state the row holds.
+    ///
+    /// # Errors
+    /// When an instant is out of the timestamp range or the epoch is negative.
+    pub(crate) fn into_state(self) -> anyhow::Result<PacerState> {
+        let instant = |ticks: i64| {
+            Timestamp::from_unix_ticks(ticks).context("a pacing instant out of the timestamp range")
+        };
+        Ok(PacerState {
+            next_write_at: instant(self.next_write_at)?,
+            next_read_at: instant(self.next_read_at)?,
+            paused_until: self.paused_until.map(instant).transpose()?,
+            epoch: u64::try_from(self.epoch).context("a negative pacing epoch")?,
+        })
     }
 }
