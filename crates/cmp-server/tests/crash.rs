@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use support::{
-    COLLECTION, DEVELOPMENT_KEY, POLL_INTERVAL, Service, TENANT, create_partners, mint,
-    outbox_rows, repository_root, sync_state, write_development_key,
+    COLLECTION, POLL_INTERVAL, Service, TENANT, create_partners, mint, outbox_rows,
+    repository_root, sync_state, write_development_key,
 };
 
 const PARTNERS: usize = 60;
@@ -87,15 +87,57 @@ fn service_environment(directory: &Path, fake: &FakeGraph) -> Vec<(String, Strin
     .collect()
 }
 
-/// A running `cmp-server` process. Dropping it kills the process, so a failing test leaves
-/// nothing behind.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_once_after_a_restart()
-{
+/// What every crash test starts from: its folder (holding the database and the development
+/// key), the fake Graph, the service's environment pointing at both, tokens for a writer and an
+/// operator, and an HTTP client.
+struct Surroundings {
+    /// Removed, with the database, when the test ends.
+    _directory: tempfile::TempDir,
+    fake: FakeGraph,
+    environment: Vec<(String, String)>,
+    writer: String,
+    operator: String,
+    client: reqwest::Client,
+}
+
+/// Sets up a test's [`Surroundings`] against a fake Graph with `options`.
+async fn surroundings(options: FakeGraphOptions) -> Surroundings {
     let directory = tempfile::tempdir().expect("temp dir");
     let key_dir = directory.path().join("keys");
     write_development_key(&key_dir);
-    let fake = FakeGraph::start(FakeGraphOptions {
+    let fake = FakeGraph::start(options)
+        .await
+        .expect("the fake Graph listens");
+    let environment = service_environment(directory.path(), &fake);
+    let writer = mint(
+        &environment,
+        &key_dir,
+        &["DeviceManagementServiceConfig.ReadWrite.All"],
+    );
+    let operator = mint(&environment, &key_dir, &["CompliancePartners.Operate"]);
+    Surroundings {
+        _directory: directory,
+        fake,
+        environment,
+        writer,
+        operator,
+        client: cmp_fake_graph::http_client(),
+    }
+}
+
+/// Partners accepted while their deliveries to a slow, failing Graph are in flight, a SIGKILL,
+/// a restart on the same database: each partner ends in Graph exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_once_after_a_restart()
+{
+    let Surroundings {
+        _directory,
+        fake,
+        environment,
+        writer,
+        operator,
+        client,
+    } = surroundings(FakeGraphOptions {
         failure_rate: 0.2,
         failure_statuses: vec![429, 500, 502, 503, 504],
         applied_before_failure_rate: 0.5,
@@ -104,16 +146,7 @@ async fn partners_accepted_before_a_sigkill_mid_delivery_end_in_graph_exactly_on
         seed: Some(60),
         ..FakeGraphOptions::default()
     })
-    .await
-    .expect("the fake Graph listens");
-    let environment = service_environment(directory.path(), &fake);
-    let writer = mint(
-        &environment,
-        &key_dir,
-        &["DeviceManagementServiceConfig.ReadWrite.All"],
-    );
-    let operator = mint(&environment, &key_dir, &["CompliancePartners.Operate"]);
-    let client = cmp_fake_graph::http_client();
+    .await;
     let names: Vec<String> = (1..=PARTNERS)
         .map(|n| format!("Crash Partner {n:02}"))
         .collect();
@@ -288,30 +321,22 @@ async fn burst_client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_create_acknowledged_before_a_sigkill_during_a_burst_is_stored_after_a_restart() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let key_dir = directory.path().join("keys");
-    std::fs::create_dir_all(&key_dir).expect("key folder");
-    std::fs::write(
-        key_dir.join(cmp_entra_auth::DevelopmentSigner::KEY_FILE_NAME),
-        DEVELOPMENT_KEY,
-    )
-    .expect("key file");
     // A quick, healthy Graph: creates are answered 201 within milliseconds, so the burst keeps
     // many of them committing at once, in shared group commits, when the kill comes.
-    let fake = FakeGraph::start(FakeGraphOptions {
+    let Surroundings {
+        _directory,
+        // Kept running to the end of the test.
+        fake: _fake,
+        environment,
+        writer,
+        client,
+        ..
+    } = surroundings(FakeGraphOptions {
         latency_ms: (0, 2),
         seed: Some(13),
         ..FakeGraphOptions::default()
     })
-    .await
-    .expect("the fake Graph listens");
-    let environment = service_environment(directory.path(), &fake);
-    let writer = mint(
-        &environment,
-        &key_dir,
-        &["DeviceManagementServiceConfig.ReadWrite.All"],
-    );
-    let client = cmp_fake_graph::http_client();
+    .await;
     let mut first = Service::start(&environment).await;
 
     let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -408,27 +433,22 @@ async fn create_one(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_restarted_after_a_sigkill_sends_nothing_inside_the_retry_after_its_predecessor_met()
  {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let key_dir = directory.path().join("keys");
-    write_development_key(&key_dir);
     // Every call answered 429 with a pause far longer than a restart takes.
-    let fake = FakeGraph::start(FakeGraphOptions {
+    let Surroundings {
+        _directory,
+        fake,
+        environment,
+        writer,
+        operator,
+        client,
+    } = surroundings(FakeGraphOptions {
         failure_rate: 1.0,
         failure_statuses: vec![429],
         retry_after: "8".to_owned(),
         seed: Some(429),
         ..FakeGraphOptions::default()
     })
-    .await
-    .expect("the fake Graph listens");
-    let environment = service_environment(directory.path(), &fake);
-    let writer = mint(
-        &environment,
-        &key_dir,
-        &["DeviceManagementServiceConfig.ReadWrite.All"],
-    );
-    let operator = mint(&environment, &key_dir, &["CompliancePartners.Operate"]);
-    let client = cmp_fake_graph::http_client();
+    .await;
     let mut first = Service::start(&environment).await;
 
     let (status, throttled) = create_one(&client, &first, &writer, "Paused Partner 1").await;
