@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use support::{
-    COLLECTION, POLL_INTERVAL, Service, TENANT, create_partners, mint, outbox_rows,
+    COLLECTION, POLL_INTERVAL, Service, create_partners, graph_environment, mint, outbox_rows,
     repository_root, sync_state, write_development_key,
 };
 
@@ -48,18 +48,6 @@ fn service_environment(directory: &Path, fake: &FakeGraph) -> Vec<(String, Strin
             path(directory.join("keys")),
         ),
         ("CMP__HTTP__PORT", "0".to_owned()),
-        ("CMP__GRAPH__MODE", "graph".to_owned()),
-        ("CMP__GRAPH__TENANT_ID", TENANT.to_owned()),
-        ("CMP__GRAPH__CLIENT__ROOT", fake.graph_root()),
-        ("CMP__GRAPH__CLIENT__AUTHORITY", fake.authority()),
-        (
-            "CMP__GRAPH__CLIENT__CLIENT_ID",
-            "11111111-2222-3333-4444-555555555555".to_owned(),
-        ),
-        (
-            "CMP__GRAPH__CLIENT__CLIENT_SECRET",
-            "fake-secret".to_owned(),
-        ),
         ("CMP__GRAPH__CLIENT__REQUEST_TIMEOUT_MS", "1000".to_owned()),
         ("CMP__GRAPH__CLIENT__CONNECT_TIMEOUT_MS", "500".to_owned()),
         (
@@ -84,6 +72,7 @@ fn service_environment(directory: &Path, fake: &FakeGraph) -> Vec<(String, Strin
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(graph_environment(fake))
     .collect()
 }
 

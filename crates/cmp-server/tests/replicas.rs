@@ -26,7 +26,7 @@ use cmp_fake_graph::{FakeGraph, FakeGraphOptions, WriteThrottle};
 use sqlx::{Connection, PgConnection};
 
 use support::{
-    POLL_INTERVAL, Service, TENANT, create_partners, mint, outbox_rows, repository_root,
+    POLL_INTERVAL, Service, create_partners, graph_environment, mint, outbox_rows, repository_root,
     sync_state, write_development_key,
 };
 
@@ -146,18 +146,6 @@ fn replica_environment(
             path(directory.join("keys")),
         ),
         ("CMP__HTTP__PORT", "0".to_owned()),
-        ("CMP__GRAPH__MODE", "graph".to_owned()),
-        ("CMP__GRAPH__TENANT_ID", TENANT.to_owned()),
-        ("CMP__GRAPH__CLIENT__ROOT", fake.graph_root()),
-        ("CMP__GRAPH__CLIENT__AUTHORITY", fake.authority()),
-        (
-            "CMP__GRAPH__CLIENT__CLIENT_ID",
-            "11111111-2222-3333-4444-555555555555".to_owned(),
-        ),
-        (
-            "CMP__GRAPH__CLIENT__CLIENT_SECRET",
-            "fake-secret".to_owned(),
-        ),
         ("CMP__GRAPH__CLIENT__REQUEST_TIMEOUT", "1s".to_owned()),
         ("CMP__GRAPH__CLIENT__CONNECT_TIMEOUT", "500ms".to_owned()),
         (
@@ -181,6 +169,7 @@ fn replica_environment(
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(graph_environment(fake))
     .collect()
 }
 

@@ -152,17 +152,12 @@ where
         } = *self;
         Box::pin(async move {
             statements.push("RELEASE write; ");
-            // The writer's waiting commands go first, in the same trip. They bind no values, so
-            // the write's values still bind to its own statements, in order.
-            let mut sql = waiting;
-            let opening = sql.clone();
-            sql.push_str(statements.sql().as_str());
             let arguments = match statements.build().take_arguments() {
                 Ok(arguments) => arguments.unwrap_or_default(),
                 Err(error) => {
                     // Nothing of the write was sent. Send the waiting commands and open the
                     // savepoint all the same, so that the writer's rollback finds it.
-                    let error = match sqlx::query(AssertSqlSafe(opening + "SAVEPOINT write"))
+                    let error = match sqlx::query(AssertSqlSafe(waiting + "SAVEPOINT write"))
                         .execute(&mut *conn)
                         .await
                     {
@@ -174,6 +169,10 @@ where
                     return (false, answer_with(Err(error), reply, None));
                 }
             };
+            // The writer's waiting commands go first, in the same trip. They bind no values, so
+            // the write's values still bind to its own statements, in order.
+            let mut sql = waiting;
+            sql.push_str(statements.sql().as_str());
             // The writer runs the query itself, so a write of this kind fails only by one of its
             // statements failing, with its savepoint open (or, when one of the writer's waiting
             // commands failed, with the transaction gone, which the writer then finds out).

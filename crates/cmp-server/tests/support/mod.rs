@@ -27,6 +27,28 @@ pub fn repository_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// The environment entries that point a service in `graph` mode at `fake` as the tenant's
+/// Microsoft Graph and Entra ID; each test adds its own timings and store.
+pub fn graph_environment(fake: &cmp_fake_graph::FakeGraph) -> Vec<(String, String)> {
+    [
+        ("CMP__GRAPH__MODE", "graph".to_owned()),
+        ("CMP__GRAPH__TENANT_ID", TENANT.to_owned()),
+        ("CMP__GRAPH__CLIENT__ROOT", fake.graph_root()),
+        ("CMP__GRAPH__CLIENT__AUTHORITY", fake.authority()),
+        (
+            "CMP__GRAPH__CLIENT__CLIENT_ID",
+            "11111111-2222-3333-4444-555555555555".to_owned(),
+        ),
+        (
+            "CMP__GRAPH__CLIENT__CLIENT_SECRET",
+            "fake-secret".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
 /// Writes the development signing key into `key_dir`, for the service and for [`mint`].
 pub fn write_development_key(key_dir: &Path) {
     std::fs::create_dir_all(key_dir).expect("key folder");
