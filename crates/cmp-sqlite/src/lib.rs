@@ -7,10 +7,10 @@
 //! [`SqliteSettings`]), `anyhow` and `tracing`; never on the HTTP or Graph adapters, axum, reqwest or the configuration loader. SQL and row
 //! shapes stay in here: no sqlx type crosses a port.
 //!
-//! The store keeps every acknowledged partner (see `docs/delivery.md`): WAL journal,
-//! `synchronous=FULL`, foreign keys on, a configurable busy timeout; a partner and its outbox
-//! row are written in one transaction by a single writer, which commits the writes waiting
-//! together, and reads use a separate pool.
+//! The store keeps every acknowledged partner (see `docs/delivery.md`): WAL journal, every
+//! commit on disk before its caller hears of it, foreign keys on, a configurable busy timeout; a
+//! partner and its outbox row are written in one transaction by a single writer, which commits
+//! the writes waiting together, and reads use a separate pool.
 //!
 //! # Layout
 //! - [`SqliteSettings`], [`SqliteStore`] (`store.rs`): opening the file, pragmas, the writer
@@ -26,6 +26,8 @@
 //!   `Retry-After` pause it records also kept in the file, so that a restart starts inside it.
 //! - `writer.rs`: the one task every write goes through, committing waiting writes together
 //!   (group commit), each in a savepoint of its own.
+//! - `wal_sync.rs`: the thread that syncs the WAL after the writer's commits, then answers
+//!   their callers.
 //! - `checkpointer.rs`: WAL checkpoints off the request path, the WAL kept bounded.
 //! - `partner_cache.rs`: the partners lately read by id, in memory, forgotten by the writes
 //!   that change them.
@@ -54,6 +56,7 @@ mod statements;
 mod store;
 #[cfg(test)]
 mod test_support;
+mod wal_sync;
 mod writer;
 
 pub use outbox::SqliteOutbox;

@@ -1,16 +1,18 @@
 //! [`Writer`]: the one task every write of the store goes through, committing the writes that
 //! wait together (group commit).
 //!
-//! SQLite admits one writer at a time, and with `synchronous=FULL` every commit waits for an
-//! fsync: one commit per request caps the service at the disk's fsync rate, whatever the
-//! concurrency. The writer instead takes every write that is waiting (up to
-//! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction, each inside a savepoint of its
-//! own, commits once, and only then answers each caller. One fsync carries the whole batch.
+//! SQLite admits one writer at a time, and every commit must reach the disk before its caller
+//! hears of it: one commit per request caps the service at the disk's sync rate, whatever the
+//! concurrency. The writer instead takes every write that is waiting (up to [`MAX_BATCH`]),
+//! runs them in one `BEGIN IMMEDIATE` transaction, each inside a savepoint of its own, commits
+//! once, and hands the answers to [`WalSync`], which answers each caller once the WAL holding
+//! the commit is synced. One sync carries the whole batch, and the writer runs the next batch
+//! during it (`wal_sync.rs`).
 //!
 //! - A write that fails (a duplicate name, a missing partner, a stale lease) is rolled back to
 //!   its savepoint: the others of the batch are unaffected, and nothing of it is half-written.
 //! - No caller is answered before the commit that holds its write is on disk; when the commit
-//!   fails, every write of the batch fails.
+//!   (or its sync) fails, every write of the batch fails.
 //! - Writes run in the order they were submitted, so a read-modify-write (a PATCH) sees every
 //!   write submitted before it, committed or in the same batch: concurrent updates of one
 //!   partner serialise instead of racing.
@@ -28,6 +30,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Connection, Execute, QueryBuilder, SqliteConnection};
 
 use crate::statements::Statements;
+use crate::wal_sync::WalSync;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes one transaction carries. Bounds how long one commit holds the write lock and how
@@ -60,8 +63,8 @@ trait Job: Send {
     fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>);
 }
 
-/// Answers a caller once its batch committed (`Ok`) or failed (`Err`).
-type Answer = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
+/// Answers a caller once its batch committed and is on disk (`Ok`) or failed (`Err`).
+pub(crate) type Answer = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 
 /// Who opens and closes a write's savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +113,7 @@ fn answer_with<T: Send + 'static>(
             // The write itself failed: its own error stands, whatever the batch did.
             Err(_) if result.is_err() => result,
             Err(reason) => Err(StoreError::Unexpected(anyhow!(
-                "the transaction holding this write was not committed: {reason:#}"
+                "the transaction holding this write was not committed or not made durable: {reason:#}"
             ))),
         };
         // The caller may have gone away; its write stands or falls with the batch.
@@ -266,11 +269,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`, which must be the store's only writing connection.
-    pub(crate) fn start(conn: SqliteConnection) -> Self {
+    /// Starts the writer task on `conn`, which must be the store's only writing connection and
+    /// commit with `synchronous=NORMAL`: `durable` syncs the WAL after each commit and answers
+    /// its callers.
+    pub(crate) fn start(conn: SqliteConnection, durable: WalSync) -> Self {
         let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(conn, queue, commits.clone()));
+        tokio::spawn(run(conn, durable, queue, commits.clone()));
         Self { commands, commits }
     }
 
@@ -289,8 +294,8 @@ impl Writer {
         self.submit(write, None).await
     }
 
-    /// Like [`write`](Self::write), and runs `settled` in the writer task once the write's
-    /// transaction has committed or failed (or the write was refused), before its caller is
+    /// Like [`write`](Self::write), and runs `settled` once the write's transaction has
+    /// committed and is on disk, or has failed (or the write was refused), before its caller is
     /// answered. It runs even when the caller has gone away meanwhile, as long as the write was
     /// submitted.
     ///
@@ -399,6 +404,7 @@ impl Writer {
 /// The writer task: batches, savepoints, one commit per batch.
 async fn run(
     mut conn: SqliteConnection,
+    durable: WalSync,
     mut queue: mpsc::Receiver<Command>,
     commits: Arc<AtomicU64>,
 ) {
@@ -423,8 +429,9 @@ async fn run(
             continue;
         }
         match run_batch(&mut conn, batch).await {
-            Ok(()) => {
+            Ok(answers) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                durable.answer_when_durable(answers);
             }
             Err(error) => {
                 tracing::error!(error.message = %error, error.cause_chain = ?error, "a write transaction failed; its writes were answered with the error");
@@ -441,6 +448,14 @@ async fn run(
             }
         }
     }
+    // Every committed batch is answered before the close is.
+    let syncing = durable.finish();
+    if tokio::task::spawn_blocking(move || syncing.join())
+        .await
+        .map_or(true, |joined| joined.is_err())
+    {
+        tracing::error!("the WAL sync thread panicked; some committed writes were not answered");
+    }
     if let Err(error) = conn.close().await {
         tracing::warn!(error.message = %error, "closing the SQLite writer connection failed");
     }
@@ -449,8 +464,9 @@ async fn run(
     }
 }
 
-/// Runs `batch` in one transaction, each write in a savepoint, commits, and answers every
-/// caller. Answers nobody before the commit is on disk.
+/// Runs `batch` in one transaction, each write in a savepoint, and commits; returns the answers
+/// to its callers, to be given once the commit is on disk ([`WalSync`]). When the batch cannot
+/// commit, answers every caller with the failure itself.
 ///
 /// Every command is a trip to the connection's own thread and back (sqlx runs each SQLite
 /// connection on a thread of its own), and on this serial path the trips, not SQLite, are most
@@ -466,7 +482,10 @@ async fn run(
 ///
 /// When the failure was one that made SQLite roll the whole transaction back (a full disk, an
 /// I/O error), the savepoint is gone, the rollback to it fails, and the batch fails as a whole.
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> anyhow::Result<()> {
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    batch: Vec<Box<dyn Job>>,
+) -> anyhow::Result<Vec<Answer>> {
     // The writer's commands not sent yet; the few combinations are prepared once and kept.
     let mut waiting = String::from("BEGIN IMMEDIATE; ");
     // Whether the writer's own savepoint is open (after a several-trip write that succeeded).
@@ -517,24 +536,21 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> any
         }
         Some(error) => Err(error),
     };
-    let outcome = match outcome {
-        Ok(()) => Ok(()),
+    let reason = match outcome {
+        Ok(()) => return Ok(answers),
         Err(error) => {
             // Leave no transaction open behind a failed batch; SQLite may have ended it already.
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(Arc::new(error))
+            Arc::new(error)
         }
     };
     for answer in answers {
-        answer(outcome.clone());
+        answer(Err(reason.clone()));
     }
-    if let Err(reason) = &outcome {
-        for job in jobs {
-            job.refuse(reason.clone());
-        }
-        return Err(anyhow!("{reason:#}"));
+    for job in jobs {
+        job.refuse(reason.clone());
     }
-    Ok(())
+    Err(anyhow!("{reason:#}"))
 }
 
 /// Turns a write's body into the boxed future [`Writer::write`] takes.

@@ -10,10 +10,19 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::wal_sync::WalSync;
 
 /// A writer on a fresh file with the tables the tests write: `items` (a key that refuses
-/// duplicates), `counter` (one row), and `parent`/`child` (a foreign key).
+/// duplicates), `counter` (one row), and `parent`/`child` (a foreign key). It syncs the WAL as
+/// the store's does.
 async fn writer() -> (TempDir, Writer, SqliteConnectOptions) {
+    writer_syncing(WalSync::start).await
+}
+
+/// As [`writer`], with the WAL sync thread `sync` makes out of the WAL's path.
+async fn writer_syncing(
+    sync: impl FnOnce(std::path::PathBuf) -> std::io::Result<WalSync>,
+) -> (TempDir, Writer, SqliteConnectOptions) {
     let dir = TempDir::new().expect("temp dir");
     let options = SqliteConnectOptions::from_str("sqlite://")
         .expect("options")
@@ -22,7 +31,12 @@ async fn writer() -> (TempDir, Writer, SqliteConnectOptions) {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true);
-    let mut conn = options.connect().await.expect("connect");
+    let mut conn = options
+        .clone()
+        .synchronous(SqliteSynchronous::Normal)
+        .connect()
+        .await
+        .expect("connect");
     for statement in [
         "CREATE TABLE items (key INTEGER PRIMARY KEY, name TEXT NOT NULL)",
         "CREATE TABLE counter (n INTEGER NOT NULL)",
@@ -35,7 +49,8 @@ async fn writer() -> (TempDir, Writer, SqliteConnectOptions) {
             .await
             .expect("schema");
     }
-    (dir, Writer::start(conn), options)
+    let durable = sync(dir.path().join("writer.db-wal")).expect("the WAL sync thread");
+    (dir, Writer::start(conn, durable), options)
 }
 
 /// Writes that are waiting for the writer.
@@ -133,6 +148,91 @@ async fn the_writes_that_wait_are_committed_together_and_a_failing_one_rolls_bac
         2,
         "one commit for the holding write, one for the three that waited"
     );
+}
+
+#[tokio::test]
+async fn no_caller_hears_of_a_commit_before_the_wal_is_synced_and_the_writer_commits_on_meanwhile()
+{
+    // Each sync says it began, then waits for the test to let it finish.
+    let (began, mut syncing) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (finish, finishing) = std::sync::mpsc::channel::<()>();
+    let (_dir, writer, options) = writer_syncing(move |_wal| {
+        WalSync::with(Box::new(move || {
+            let _ = began.send(());
+            finishing
+                .recv()
+                .map_err(|_| std::io::Error::other("the test ended"))
+        }))
+    })
+    .await;
+
+    let first = insert(&writer, 1);
+    syncing
+        .recv()
+        .await
+        .expect("the first commit is being synced");
+    // Committed, so other connections read it; not yet on disk, so nobody was answered.
+    assert_eq!(keys(&options).await, [1]);
+    assert!(
+        !first.is_finished(),
+        "answered before its commit was synced"
+    );
+
+    let second = insert(&writer, 2);
+    while writer.commits() < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        keys(&options).await,
+        [1, 2],
+        "the writer committed the next batch during the sync"
+    );
+    assert!(
+        !second.is_finished(),
+        "answered before its commit was synced"
+    );
+
+    finish.send(()).expect("the first sync waits");
+    first
+        .await
+        .expect("task")
+        .expect("the first insert is answered");
+    syncing.recv().await.expect("the second commit is synced");
+    assert!(!second.is_finished(), "answered by the first commit's sync");
+    finish.send(()).expect("the second sync waits");
+    second
+        .await
+        .expect("task")
+        .expect("the second insert is answered");
+}
+
+#[tokio::test]
+async fn when_the_wal_cannot_be_synced_the_callers_of_the_batch_are_told_their_write_failed() {
+    let (_dir, writer, _options) = writer_syncing(|_wal| {
+        WalSync::with(Box::new(|| Err(std::io::Error::other("the disk is gone"))))
+    })
+    .await;
+
+    let answer = insert(&writer, 1).await.expect("task");
+
+    assert!(
+        matches!(&answer, Err(StoreError::Unexpected(e))
+            if format!("{e:#}").contains("not made durable") && format!("{e:#}").contains("the disk is gone")),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_store_syncs_the_wal_file_it_writes() {
+    let (dir, writer, options) = writer().await;
+
+    insert(&writer, 1)
+        .await
+        .expect("task")
+        .expect("the insert is synced and answered");
+
+    assert!(dir.path().join("writer.db-wal").is_file());
+    assert_eq!(keys(&options).await, [1]);
 }
 
 #[tokio::test]
