@@ -49,15 +49,17 @@ trait Job: Send {
     /// Who opens and closes the write's savepoint.
     fn savepoint(&self) -> Savepoint;
 
-    /// Runs the write on `conn`; answers whether it succeeded (else its savepoint is rolled
+    /// Runs the write on `conn`; answers how it went (when it failed, its savepoint is rolled
     /// back) and how to answer its caller once the batch's fate is known. A one-trip write
     /// ([`Savepoint::InTheQuery`]) sends the writer's `waiting` commands at the head of its
-    /// query; any other is given none.
+    /// query, and when `last` (it ends the batch) also the batch's `COMMIT` at its end; any
+    /// other is given no commands and commits nothing.
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
         waiting: String,
-    ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>>;
+        last: bool,
+    ) -> Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>>;
 
     /// Answers the caller that the write could not run at all.
     fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>);
@@ -65,6 +67,17 @@ trait Job: Send {
 
 /// Answers a caller once its batch committed and is on disk (`Ok`) or failed (`Err`).
 pub(crate) type Answer = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
+
+/// How a write went in the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// It failed; its savepoint is open, to be rolled back to.
+    Failed,
+    /// It succeeded; the batch goes on.
+    Succeeded,
+    /// It succeeded and its query committed the batch (a one-trip write that ended it).
+    Committed,
+}
 
 /// Who opens and closes a write's savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +159,8 @@ where
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
         waiting: String,
-    ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
+        last: bool,
+    ) -> Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>> {
         let SubmittedOneTrip {
             write: OneTrip(mut statements),
             then,
@@ -155,6 +169,9 @@ where
         } = *self;
         Box::pin(async move {
             statements.push("RELEASE write; ");
+            if last {
+                statements.push("COMMIT");
+            }
             let arguments = match statements.build().take_arguments() {
                 Ok(arguments) => arguments.unwrap_or_default(),
                 Err(error) => {
@@ -169,7 +186,7 @@ where
                             .context("sending the writer's commands before a write"),
                     };
                     let error = StoreError::Unexpected(error);
-                    return (false, answer_with(Err(error), reply, None));
+                    return (Ran::Failed, answer_with(Err(error), reply, None));
                 }
             };
             // The writer's waiting commands go first, in the same trip. They bind no values, so
@@ -178,20 +195,23 @@ where
             sql.push_str(statements.sql().as_str());
             // The writer runs the query itself, so a write of this kind fails only by one of its
             // statements failing, with its savepoint open (or, when one of the writer's waiting
-            // commands failed, with the transaction gone, which the writer then finds out).
+            // commands or the `COMMIT` failed, with the savepoint or the transaction gone, which
+            // the writer then finds out).
             match sqlx::query_with(AssertSqlSafe(sql), arguments)
                 .fetch_all(&mut *conn)
                 .await
             {
-                // The savepoint is released: whatever `then` answers, there is nothing to roll
-                // back (it refuses only writes whose statements changed nothing).
+                // The savepoint is released (and with `last`, the batch committed): whatever
+                // `then` answers, there is nothing to roll back (it refuses only writes whose
+                // statements changed nothing).
                 Ok(rows) => {
                     let result = then(conn, rows).await;
-                    (true, answer_with(result, reply, None))
+                    let ran = if last { Ran::Committed } else { Ran::Succeeded };
+                    (ran, answer_with(result, reply, None))
                 }
                 Err(error) => {
                     let error = refused(conn, error).await;
-                    (false, answer_with(Err(error), reply, None))
+                    (Ran::Failed, answer_with(Err(error), reply, None))
                 }
             }
         })
@@ -228,7 +248,8 @@ where
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
         waiting: String,
-    ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
+        _last: bool,
+    ) -> Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>> {
         debug_assert!(waiting.is_empty(), "the writer sends its commands first");
         let Submitted {
             write,
@@ -237,8 +258,12 @@ where
         } = *self;
         Box::pin(async move {
             let result = write(conn).await;
-            let succeeded = result.is_ok();
-            (succeeded, answer_with(result, reply, settled))
+            let ran = if result.is_ok() {
+                Ran::Succeeded
+            } else {
+                Ran::Failed
+            };
+            (ran, answer_with(result, reply, settled))
         })
     }
 
@@ -317,7 +342,8 @@ impl Writer {
     /// connection's thread, inside a savepoint the query opens and releases itself, and answers
     /// once that transaction is committed (or has failed).
     /// - When every statement ran, `then` makes the answer out of the rows they returned
-    ///   (`RETURNING`); it may read on the connection. It may refuse only a write whose
+    ///   (`RETURNING`); it may read on the connection (after the batch's `COMMIT` when the
+    ///   write ended the batch, so it must not write). It may refuse only a write whose
     ///   statements changed nothing, since the savepoint is already released: a write whose
     ///   statements must all apply or none guards each with the same condition.
     /// - When one of the statements fails, `refused` makes the caller's error out of it (it may
@@ -478,7 +504,8 @@ async fn run(
 /// - a one-trip write opens and releases its savepoint in its own query, so a run of them
 ///   costs one trip each and nothing between;
 /// - after a write that failed, `ROLLBACK TO write; RELEASE write` undoes it;
-/// - `COMMIT` ends the batch.
+/// - `COMMIT` ends the batch: at the end of the last write's query when that write is a
+///   one-trip one and succeeds (a batch of one create is then one trip), else alone.
 ///
 /// When the failure was one that made SQLite roll the whole transaction back (a full disk, an
 /// I/O error), the savepoint is gone, the rollback to it fails, and the batch fails as a whole.
@@ -491,9 +518,11 @@ async fn run_batch(
     // Whether the writer's own savepoint is open (after a several-trip write that succeeded).
     let mut open = false;
     let mut answers = Vec::with_capacity(batch.len());
-    let mut jobs = batch.into_iter();
+    let count = batch.len();
+    let mut jobs = batch.into_iter().enumerate();
     let mut broken = None;
-    for job in jobs.by_ref() {
+    let mut committed = false;
+    for (index, job) in jobs.by_ref() {
         let savepoint = job.savepoint();
         if open {
             waiting.push_str("RELEASE write; ");
@@ -515,16 +544,18 @@ async fn run_batch(
                 break;
             }
         }
-        let (succeeded, answer) = job.run(conn, std::mem::take(&mut waiting)).await;
+        let last = index + 1 == count;
+        let (ran, answer) = job.run(conn, std::mem::take(&mut waiting), last).await;
         answers.push(answer);
-        if succeeded {
-            open = savepoint == Savepoint::ByWriter;
-        } else {
+        match ran {
+            Ran::Succeeded => open = savepoint == Savepoint::ByWriter,
+            Ran::Committed => committed = true,
             // A failed write leaves nothing behind; the others of the batch stand.
-            waiting.push_str("ROLLBACK TO write; RELEASE write; ");
+            Ran::Failed => waiting.push_str("ROLLBACK TO write; RELEASE write; "),
         }
     }
     let outcome = match broken {
+        None if committed => Ok(()),
         // `COMMIT` also releases a savepoint still open.
         None => {
             waiting.push_str("COMMIT");
@@ -547,7 +578,7 @@ async fn run_batch(
     for answer in answers {
         answer(Err(reason.clone()));
     }
-    for job in jobs {
+    for (_, job) in jobs {
         job.refuse(reason.clone());
     }
     Err(anyhow!("{reason:#}"))

@@ -295,6 +295,61 @@ async fn when_a_batch_cannot_commit_every_write_of_it_fails_and_none_is_kept() {
 }
 
 #[tokio::test]
+async fn when_the_commit_at_the_end_of_a_one_trip_write_fails_every_write_of_the_batch_fails() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+
+    // A foreign key checked at commit: the statement passes, the COMMIT fails. The one-trip
+    // write after it ends the batch, so the COMMIT travels at the end of its query.
+    let orphan = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .write(|conn| {
+                    boxed(async move {
+                        sqlx::query("PRAGMA defer_foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| StoreError::Unexpected(e.into()))?;
+                        sqlx::query("INSERT INTO child (parent) VALUES (42)")
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| StoreError::Unexpected(e.into()))?;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    };
+    until_queued(&writer, 1).await;
+    let last = insert_in_one_trip(&writer, &[1, 2]);
+    until_queued(&writer, 2).await;
+    release.send(()).expect("the holding write waits");
+
+    held.await.expect("held");
+    let orphan = orphan.await.expect("task");
+    let last = last.await.expect("task");
+    assert!(
+        matches!(&orphan, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("not committed")),
+        "the write that broke the commit: {orphan:?}"
+    );
+    assert!(
+        matches!(&last, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("FOREIGN KEY")),
+        "the one-trip write whose query carried the COMMIT: {last:?}"
+    );
+    assert_eq!(
+        keys(&options).await,
+        Vec::<i64>::new(),
+        "nothing of the batch is kept"
+    );
+    insert_in_one_trip(&writer, &[3])
+        .await
+        .expect("task")
+        .expect("the writer goes on after a failed batch");
+    assert_eq!(keys(&options).await, [3]);
+}
+
+#[tokio::test]
 async fn each_write_of_a_batch_sees_the_writes_before_it() {
     let (_dir, writer, options) = writer().await;
     let (release, held) = hold(&writer).await;
