@@ -8,9 +8,17 @@
 //!   readers or the writer;
 //! - when the store has been idle for a whole interval, `TRUNCATE`: waits for readers to move
 //!   on, copies everything and empties the WAL file;
-//! - when the WAL has grown past [`WAL_BOUND_BYTES`] all the same (a reader holding an old
-//!   snapshot blocks passive checkpoints), `RESTART`: waits until it can copy everything, so the
-//!   WAL starts over from the beginning and stays bounded.
+//! - when the WAL has grown past [`WAL_BOUND_BYTES`] all the same, `PASSIVE`, then the rest by
+//!   the writer between two batches ([`Writer::checkpoint`]), so that the WAL starts over from
+//!   its beginning and stays bounded.
+//!
+//! SQLite starts the WAL over only once a checkpoint has copied every frame of it. Under a
+//! steady stream of writes, a checkpoint on this connection never does: the writer appends
+//! frames while it copies. Waiting for the writer (`RESTART`) does not help either: the writer
+//! holds the write lock from one batch to the next, and a busy handler that polls for it almost
+//! never finds it free. Under a sustained load of creates the WAL grew past 350 MB in 20 s that
+//! way. So the checkpoint that must finish is the writer's own, which nothing can append to;
+//! the passive one here copies most of the frames first, so the writes wait only for the rest.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,9 +41,8 @@ pub(crate) const WAL_BOUND_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) enum Mode {
     /// Copy what can be copied without waiting.
     Passive,
-    /// Wait for readers, copy everything, and let the WAL start over.
-    Restart,
-    /// As `Restart`, and truncate the WAL file to nothing.
+    /// Wait for readers and the writer, copy everything, let the WAL start over and truncate
+    /// the file to nothing.
     Truncate,
 }
 
@@ -43,10 +50,21 @@ impl Mode {
     fn statement(self) -> &'static str {
         match self {
             Self::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
-            Self::Restart => "PRAGMA wal_checkpoint(RESTART)",
             Self::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
         }
     }
+}
+
+/// What one tick of the checkpointer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// `PASSIVE` on the checkpointer's connection.
+    Passive,
+    /// `TRUNCATE` on the checkpointer's connection.
+    Truncate,
+    /// `PASSIVE` on the checkpointer's connection, then the rest by the writer
+    /// ([`Writer::checkpoint`]), so that the WAL starts over.
+    StartOver,
 }
 
 /// What a checkpoint reports: whether it was blocked, the WAL's frames, and those copied.
@@ -74,17 +92,18 @@ pub(crate) async fn checkpoint(
         .with_context(|| format!("running {}", mode.statement()))
 }
 
-/// The checkpoint a tick calls for: `TRUNCATE` after an idle interval, `RESTART` past the bound,
-/// `PASSIVE` otherwise; none when nothing was written since the WAL was last emptied.
-pub(crate) fn mode_for(written_since_last_tick: bool, wal_bytes: u64) -> Option<Mode> {
+/// The checkpoint a tick calls for: `TRUNCATE` after an idle interval, the WAL started over
+/// past the bound, `PASSIVE` otherwise; none when nothing was written since the WAL was last
+/// emptied.
+pub(crate) fn plan_for(written_since_last_tick: bool, wal_bytes: u64) -> Option<Plan> {
     if wal_bytes == 0 {
         None
     } else if !written_since_last_tick {
-        Some(Mode::Truncate)
+        Some(Plan::Truncate)
     } else if wal_bytes > WAL_BOUND_BYTES {
-        Some(Mode::Restart)
+        Some(Plan::StartOver)
     } else {
-        Some(Mode::Passive)
+        Some(Plan::Passive)
     }
 }
 
@@ -127,14 +146,23 @@ async fn run(
         }
         let commits = writer.commits();
         let wal_bytes = std::fs::metadata(&wal_path).map_or(0, |meta| meta.len());
-        let Some(mode) = mode_for(commits != last_commits, wal_bytes) else {
+        let Some(plan) = plan_for(commits != last_commits, wal_bytes) else {
             continue;
         };
         last_commits = commits;
-        match checkpoint(&mut conn, mode).await {
+        let mode = match plan {
+            Plan::Passive | Plan::StartOver => Mode::Passive,
+            Plan::Truncate => Mode::Truncate,
+        };
+        let mut done = checkpoint(&mut conn, mode).await;
+        if plan == Plan::StartOver && done.is_ok() {
+            done = writer.checkpoint().await;
+        }
+        match done {
             Ok(done) => {
                 tracing::trace!(
-                    ?mode,
+                    ?plan,
+                    wal.bytes = wal_bytes,
                     wal.frames = done.log,
                     copied = done.checkpointed,
                     busy = done.busy,
@@ -163,23 +191,23 @@ mod tests {
                 "an idle store is truncated",
                 false,
                 4096,
-                Some(Mode::Truncate),
+                Some(Plan::Truncate),
             ),
             (
                 "a busy store is checkpointed passively",
                 true,
                 4096,
-                Some(Mode::Passive),
+                Some(Plan::Passive),
             ),
             (
-                "a WAL past the bound waits for readers",
+                "a WAL past the bound is started over with the writer's help",
                 true,
                 WAL_BOUND_BYTES + 1,
-                Some(Mode::Restart),
+                Some(Plan::StartOver),
             ),
         ];
         for (case, written, bytes, expected) in cases {
-            assert_eq!(mode_for(written, bytes), expected, "case: {case}");
+            assert_eq!(plan_for(written, bytes), expected, "case: {case}");
         }
     }
 }

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::MIGRATOR;
-use crate::checkpointer::Checkpointer;
+use crate::checkpointer::{Checkpointer, WAL_BOUND_BYTES};
 use crate::connections::Connections;
 use crate::outbox::SqliteOutbox;
 use crate::pacer_state::SqlitePacer;
@@ -112,6 +112,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .pragma("wal_autocheckpoint", "0")
             .pragma("temp_store", "MEMORY")
+            // When the WAL starts over after growing past its bound, the file is cut back to it.
+            .pragma("journal_size_limit", WAL_BOUND_BYTES.to_string())
             // Its commits are synced by the WAL sync thread, off the writer's path, before
             // anyone hears of them (`wal_sync.rs`): the same guarantee as FULL.
             .synchronous(SqliteSynchronous::Normal);

@@ -29,6 +29,7 @@ use cmp_application::StoreError;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Connection, Execute, QueryBuilder, SqliteConnection};
 
+use crate::checkpointer::{self, Checkpointed, Mode};
 use crate::statements::Statements;
 use crate::wal_sync::WalSync;
 use tokio::sync::{mpsc, oneshot};
@@ -281,6 +282,9 @@ where
 enum Command {
     /// Run a write in the next batch.
     Write(Box<dyn Job>),
+    /// Run a passive checkpoint on the writer's connection after the writes already queued,
+    /// before any other: [`Writer::checkpoint`].
+    Checkpoint(oneshot::Sender<anyhow::Result<Checkpointed>>),
     /// Finish the writes already queued, close the connection, then answer.
     Close(oneshot::Sender<()>),
 }
@@ -412,6 +416,29 @@ impl Writer {
         QUEUE_CAPACITY - self.commands.capacity()
     }
 
+    /// Copies the whole WAL into the database file: a passive checkpoint run by the writer
+    /// between two batches, after the writes already queued.
+    ///
+    /// Under a steady stream of writes a checkpoint on another connection never catches up: new
+    /// frames are appended while it copies, and SQLite starts the WAL over from its beginning
+    /// only once every frame is copied. Here nothing is appended meanwhile, so it copies every
+    /// frame that no reader still needs, and the writer's next transaction starts the WAL over.
+    /// Writes wait for it, so the checkpointer runs its own passive checkpoint first and leaves
+    /// only the rest to this one (`checkpointer.rs`).
+    ///
+    /// # Errors
+    /// When the checkpoint fails or the writer is closed.
+    pub(crate) async fn checkpoint(&self) -> anyhow::Result<Checkpointed> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Checkpoint(reply))
+            .await
+            .map_err(|_| anyhow!("the store's writer is closed"))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("the store's writer stopped"))?
+    }
+
     /// How many transactions the writer has committed.
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
@@ -440,28 +467,34 @@ async fn run(
             break;
         };
         let mut batch = Vec::new();
+        // A checkpoint ends the batch: it runs after the writes queued before it.
+        let mut checkpoint = None;
         match first {
             Command::Write(job) => batch.push(job),
+            Command::Checkpoint(reply) => checkpoint = Some(reply),
             Command::Close(done) => closing = Some(done),
         }
-        while closing.is_none() && batch.len() < MAX_BATCH {
+        while closing.is_none() && checkpoint.is_none() && batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(Command::Write(job)) => batch.push(job),
+                Ok(Command::Checkpoint(reply)) => checkpoint = Some(reply),
                 Ok(Command::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            match run_batch(&mut conn, batch).await {
+                Ok(answers) => {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    durable.answer_when_durable(answers);
+                }
+                Err(error) => {
+                    tracing::error!(error.message = %error, error.cause_chain = ?error, "a write transaction failed; its writes were answered with the error");
+                }
+            }
         }
-        match run_batch(&mut conn, batch).await {
-            Ok(answers) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                durable.answer_when_durable(answers);
-            }
-            Err(error) => {
-                tracing::error!(error.message = %error, error.cause_chain = ?error, "a write transaction failed; its writes were answered with the error");
-            }
+        if let Some(reply) = checkpoint {
+            let _ = reply.send(checkpointer::checkpoint(&mut conn, Mode::Passive).await);
         }
     }
     // Refuse what arrived after the close, then close the connection.
@@ -469,6 +502,9 @@ async fn run(
     while let Ok(command) = queue.try_recv() {
         match command {
             Command::Write(job) => job.refuse(Arc::new(anyhow!("the store is closing"))),
+            Command::Checkpoint(reply) => {
+                let _ = reply.send(Err(anyhow!("the store is closing")));
+            }
             Command::Close(done) => {
                 let _ = done.send(());
             }

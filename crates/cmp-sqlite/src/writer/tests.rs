@@ -350,6 +350,38 @@ async fn when_the_commit_at_the_end_of_a_one_trip_write_fails_every_write_of_the
 }
 
 #[tokio::test]
+async fn the_writers_checkpoint_copies_every_frame_so_that_its_next_writes_start_the_wal_over() {
+    let (dir, writer, options) = writer().await;
+    let wal = dir.path().join("writer.db-wal");
+    let wal_bytes = || std::fs::metadata(&wal).expect("the WAL file").len();
+    for key in 1..=20 {
+        insert(&writer, key).await.expect("task").expect("insert");
+    }
+    // The schema and 20 commits.
+    let filled = wal_bytes();
+
+    let done = writer.checkpoint().await.expect("checkpoint");
+    for key in 21..=40 {
+        insert(&writer, key)
+            .await
+            .expect("task")
+            .expect("insert after the checkpoint");
+    }
+
+    assert_eq!(
+        (done.busy, done.checkpointed),
+        (0, done.log),
+        "every frame copied: {done:?}"
+    );
+    assert!(
+        wal_bytes() <= filled,
+        "the writes after the checkpoint wrote the WAL over from its beginning: {} bytes, {filled} before",
+        wal_bytes()
+    );
+    assert_eq!(keys(&options).await, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn each_write_of_a_batch_sees_the_writes_before_it() {
     let (_dir, writer, options) = writer().await;
     let (release, held) = hold(&writer).await;
