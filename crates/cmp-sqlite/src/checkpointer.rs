@@ -155,14 +155,19 @@ async fn run(
             Plan::Truncate => Mode::Truncate,
         };
         let mut done = checkpoint(&mut conn, mode).await;
+        // How long the writes waited for the writer's part.
+        let mut writes_held = Duration::ZERO;
         if plan == Plan::StartOver && done.is_ok() {
+            let started = tokio::time::Instant::now();
             done = writer.checkpoint().await;
+            writes_held = started.elapsed();
         }
         match done {
             Ok(done) => {
-                tracing::trace!(
+                tracing::debug!(
                     ?plan,
                     wal.bytes = wal_bytes,
+                    writes_held_ms = writes_held.as_secs_f64() * 1000.0,
                     wal.frames = done.log,
                     copied = done.checkpointed,
                     busy = done.busy,
