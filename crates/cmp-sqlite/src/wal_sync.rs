@@ -91,18 +91,33 @@ impl WalSync {
 
 /// The thread: waits for a committed batch, takes every other one that is waiting, syncs once,
 /// answers them all in the order they were committed.
+///
+/// After a sync has failed, no later one is trusted: the kernel may have dropped the pages it
+/// could not write and report the next sync as a success, and SQLite's recovery stops at the
+/// first WAL frame that is missing, so later commits would be lost with it. Every write from
+/// then on is answered with the failure, which also fails the readiness probe (its empty write
+/// goes through here), until the service is restarted and SQLite recovers the file.
 fn run(batches: &mpsc::Receiver<Vec<Answer>>, mut sync: SyncWal) {
+    let mut failed: Option<Arc<anyhow::Error>> = None;
     while let Ok(mut answers) = batches.recv() {
         while let Ok(more) = batches.try_recv() {
             answers.extend(more);
         }
-        let outcome = sync().map_err(|error| {
-            let error = anyhow::Error::new(error).context("syncing the WAL file after a commit");
-            // The writes are committed but not known to be on disk; their callers are told
-            // they failed, and the operator must look at the disk.
-            tracing::error!(error.message = %error, error.cause_chain = ?error, "a commit could not be made durable; its writes were answered with the error");
-            Arc::new(error)
-        });
+        let outcome = match &failed {
+            Some(earlier) => Err(earlier.clone()),
+            None => sync().map_err(|error| {
+                let error = anyhow::Error::new(error).context(
+                    "syncing the WAL file after a commit (no write is acknowledged after a \
+                     failed sync until the service restarts)",
+                );
+                // The writes are committed but not known to be on disk: their callers are told
+                // they failed, and the operator must look at the disk.
+                tracing::error!(error.message = %error, error.cause_chain = ?error, "a commit could not be made durable; its writes and every later one are answered with the error");
+                let error = Arc::new(error);
+                failed = Some(error.clone());
+                error
+            }),
+        };
         for answer in answers {
             answer(outcome.clone());
         }

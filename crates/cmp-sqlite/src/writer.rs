@@ -17,7 +17,9 @@
 //!   write submitted before it, committed or in the same batch: concurrent updates of one
 //!   partner serialise instead of racing.
 //! - The writer does not checkpoint the WAL inside a commit (`wal_autocheckpoint=0`); the
-//!   checkpointer does, off the request path (`checkpointer.rs`).
+//!   checkpointer does, off the request path (`checkpointer.rs`). Only when the WAL has grown
+//!   past its bound does the checkpointer ask the writer for a checkpoint between two batches
+//!   ([`Writer::checkpoint`]), for the frames its own could not reach.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -207,19 +207,34 @@ async fn no_caller_hears_of_a_commit_before_the_wal_is_synced_and_the_writer_com
 }
 
 #[tokio::test]
-async fn when_the_wal_cannot_be_synced_the_callers_of_the_batch_are_told_their_write_failed() {
+async fn when_the_wal_cannot_be_synced_that_batch_and_every_later_write_is_answered_as_failed() {
+    // The first sync fails; a later one would report success.
+    let mut syncs = 0;
     let (_dir, writer, _options) = writer_syncing(|_wal| {
-        WalSync::with(Box::new(|| Err(std::io::Error::other("the disk is gone"))))
+        WalSync::with(Box::new(move || {
+            syncs += 1;
+            if syncs == 1 {
+                Err(std::io::Error::other("the disk is gone"))
+            } else {
+                Ok(())
+            }
+        }))
     })
     .await;
 
-    let answer = insert(&writer, 1).await.expect("task");
+    let first = insert(&writer, 1).await.expect("task");
+    let later = insert(&writer, 2).await.expect("task");
 
-    assert!(
-        matches!(&answer, Err(StoreError::Unexpected(e))
-            if format!("{e:#}").contains("not made durable") && format!("{e:#}").contains("the disk is gone")),
-        "{answer:?}"
-    );
+    for (case, answer) in [
+        ("the batch whose sync failed", first),
+        ("a later write", later),
+    ] {
+        assert!(
+            matches!(&answer, Err(StoreError::Unexpected(e))
+                if format!("{e:#}").contains("not made durable") && format!("{e:#}").contains("the disk is gone")),
+            "case {case}: {answer:?}"
+        );
+    }
 }
 
 #[tokio::test]
