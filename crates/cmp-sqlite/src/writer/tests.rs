@@ -98,6 +98,29 @@ fn insert(writer: &Writer, key: i64) -> tokio::task::JoinHandle<Result<(), Store
     })
 }
 
+/// Submits a write whose statement passes and whose batch's `COMMIT` then fails: a child row
+/// without its parent, its foreign key checked at commit.
+fn insert_orphan_child(writer: &Writer) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        writer
+            .write(|conn| {
+                boxed(async move {
+                    sqlx::query("PRAGMA defer_foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| StoreError::Unexpected(e.into()))?;
+                    sqlx::query("INSERT INTO child (parent) VALUES (42)")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| StoreError::Unexpected(e.into()))?;
+                    Ok(())
+                })
+            })
+            .await
+    })
+}
+
 /// Waits until `count` writes are queued (each submitted write reaches the queue when its task
 /// first runs; yielding lets them).
 async fn until_queued(writer: &Writer, count: usize) {
@@ -257,27 +280,7 @@ async fn when_a_batch_cannot_commit_every_write_of_it_fails_and_none_is_kept() {
 
     let before = insert(&writer, 1);
     until_queued(&writer, 1).await;
-    // A foreign key checked at commit: the statement passes, the COMMIT fails.
-    let orphan = {
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .write(|conn| {
-                    boxed(async move {
-                        sqlx::query("PRAGMA defer_foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| StoreError::Unexpected(e.into()))?;
-                        sqlx::query("INSERT INTO child (parent) VALUES (42)")
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| StoreError::Unexpected(e.into()))?;
-                        Ok(())
-                    })
-                })
-                .await
-        })
-    };
+    let orphan = insert_orphan_child(&writer);
     until_queued(&writer, 2).await;
     let after = insert(&writer, 2);
     until_queued(&writer, 3).await;
@@ -314,28 +317,9 @@ async fn when_the_commit_at_the_end_of_a_one_trip_write_fails_every_write_of_the
     let (_dir, writer, options) = writer().await;
     let (release, held) = hold(&writer).await;
 
-    // A foreign key checked at commit: the statement passes, the COMMIT fails. The one-trip
-    // write after it ends the batch, so the COMMIT travels at the end of its query.
-    let orphan = {
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .write(|conn| {
-                    boxed(async move {
-                        sqlx::query("PRAGMA defer_foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| StoreError::Unexpected(e.into()))?;
-                        sqlx::query("INSERT INTO child (parent) VALUES (42)")
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| StoreError::Unexpected(e.into()))?;
-                        Ok(())
-                    })
-                })
-                .await
-        })
-    };
+    // The one-trip write after the orphan ends the batch, so the COMMIT that fails travels at
+    // the end of its query.
+    let orphan = insert_orphan_child(&writer);
     until_queued(&writer, 1).await;
     let last = insert_in_one_trip(&writer, &[1, 2]);
     until_queued(&writer, 2).await;
