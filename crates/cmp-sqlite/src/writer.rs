@@ -518,7 +518,9 @@ async fn run(
         .await
         .map_or(true, |joined| joined.is_err())
     {
-        tracing::error!("the WAL sync thread panicked; some committed writes were not answered");
+        tracing::error!(
+            "the WAL sync thread did not finish cleanly (it panicked, or the runtime is shutting down); some committed writes may not have been answered"
+        );
     }
     if let Err(error) = conn.close().await {
         tracing::warn!(error.message = %error, "closing the SQLite writer connection failed");
