@@ -174,20 +174,7 @@ fn start_replicas(
         let replica = Replica { child, port };
         wait_until_listening(port)?;
         if n == 0 {
-            let minted = Command::new(&binary.path)
-                .arg("mint-token")
-                .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .current_dir(&binary.workspace)
-                .output()
-                .context("minting a token")?;
-            if !minted.status.success() {
-                bail!(
-                    "cmp-server mint-token failed: {}",
-                    String::from_utf8_lossy(&minted.stderr)
-                );
-            }
-            let token = String::from_utf8(minted.stdout).context("the token")?;
-            authorization = format!("Bearer {}", token.trim());
+            authorization = binary.mint_authorization(&environment, &binary.workspace, &[])?;
         }
         replicas.push(replica);
     }

@@ -22,6 +22,34 @@ pub struct ServiceBinary {
 }
 
 impl ServiceBinary {
+    /// A development token from this binary's `mint-token`, run in `folder` with `environment`
+    /// and an app role for each of `roles` (none: the default), as an `Authorization` value.
+    ///
+    /// # Errors
+    /// When the command cannot run or fails.
+    pub(crate) fn mint_authorization(
+        &self,
+        environment: &[(String, String)],
+        folder: &Path,
+        roles: &[&str],
+    ) -> anyhow::Result<String> {
+        let minted = Command::new(&self.path)
+            .arg("mint-token")
+            .args(roles.iter().flat_map(|role| ["--role", role]))
+            .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(folder)
+            .output()
+            .context("minting a token")?;
+        if !minted.status.success() {
+            bail!(
+                "cmp-server mint-token failed: {}",
+                String::from_utf8_lossy(&minted.stderr)
+            );
+        }
+        let token = String::from_utf8(minted.stdout).context("the token")?;
+        Ok(format!("Bearer {}", token.trim()))
+    }
+
     /// A `cmp-server` built elsewhere, run from this workspace's root.
     ///
     /// # Errors
@@ -107,19 +135,8 @@ impl Server {
             ServerKind::Ours => {
                 let data = scratch.join("service");
                 let environment = service_environment(&data, port);
-                let minted = Command::new(&service.path)
-                    .arg("mint-token")
-                    .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .current_dir(&service.workspace)
-                    .output()
-                    .context("minting a token")?;
-                if !minted.status.success() {
-                    bail!(
-                        "cmp-server mint-token failed: {}",
-                        String::from_utf8_lossy(&minted.stderr)
-                    );
-                }
-                let token = String::from_utf8(minted.stdout).context("the token")?;
+                let authorization =
+                    service.mint_authorization(&environment, &service.workspace, &[])?;
                 let child = Command::new(&service.path)
                     .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .current_dir(&service.workspace)
@@ -127,7 +144,7 @@ impl Server {
                     .stderr(Stdio::null())
                     .spawn()
                     .context("starting our service")?;
-                (child, Some(format!("Bearer {}", token.trim())))
+                (child, Some(authorization))
             }
         };
         let server = Self {

@@ -192,23 +192,7 @@ impl Service {
         // Run from the scratch folder on the binary's compiled-in defaults, so that a binary
         // built from another commit never reads this checkout's configuration files.
         let folder = scratch.to_path_buf();
-        let mint = |roles: &[&str]| -> anyhow::Result<String> {
-            let minted = Command::new(&binary.path)
-                .arg("mint-token")
-                .args(roles.iter().flat_map(|role| ["--role", role]))
-                .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .current_dir(&folder)
-                .output()
-                .context("minting a token")?;
-            if !minted.status.success() {
-                bail!(
-                    "cmp-server mint-token failed: {}",
-                    String::from_utf8_lossy(&minted.stderr)
-                );
-            }
-            let token = String::from_utf8(minted.stdout).context("the token")?;
-            Ok(format!("Bearer {}", token.trim()))
-        };
+        let mint = |roles: &[&str]| binary.mint_authorization(&environment, &folder, roles);
         let authorization = mint(&[])?;
         let operator = mint(&["CompliancePartners.Operate"])?;
         let mut service = Self {
