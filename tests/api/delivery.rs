@@ -169,16 +169,10 @@ fn assert_graph_holds_each_row_once(fake: &FakeGraph, rows: &[OutboxRow]) {
 
 /// A fake Graph with `options`, and the service against it with a settle long enough to look
 /// at a row of unknown outcome before the dispatcher reconciles it.
-///
-/// The inline deadline is a second rather than the usual 200 ms: these tests look at what the
-/// first POST met, so it must reach Graph even on a loaded machine, where getting the token and
-/// connecting alone took longer than 200 ms once (the create was then cut off before it sent
-/// anything, and went back `pending`). The lease still outlasts the deadline.
 async fn slowly_settling(options: FakeGraphOptions) -> (FakeGraph, TestApp) {
     let fake = start_fake(options).await;
     let app = spawn_app_against(&fake, |s| {
         s.outbox.settle = Duration::from_millis(SLOW_SETTLE_MS);
-        s.outbox.inline_deadline = Duration::from_millis(1000);
     })
     .await;
     (fake, app)

@@ -347,8 +347,13 @@ pub const FAKE_GRAPH_TOKEN: &str = "fake-token";
 const POLL_INTERVAL: std::time::Duration = Duration::from_millis(20);
 
 /// Points `settings` at `fake` in `graph` mode, with delivery timings in milliseconds instead
-/// of the production minutes: the inline deadline, settle and back-off are short so a test
-/// drains its queue in seconds, and the lease still outlasts the inline deadline.
+/// of the production minutes: settle and back-off are short so a test drains its queue in
+/// seconds, and the lease still outlasts the inline deadline.
+///
+/// The inline deadline is 1 s: a test that expects a create to reach Graph inline (201) must not
+/// see it cut off on a loaded machine, where fetching the first token and connecting alone took
+/// longer than the 200 ms used before (the create then answered 202). A test that wants the
+/// deadline to run out makes Graph slower than it.
 pub fn against_fake_graph(settings: &mut Settings, fake: &cmp_fake_graph::FakeGraph) {
     settings.graph.mode = cmp_server::config::GraphMode::Graph;
     settings.graph.tenant_id = GRAPH_TENANT.parse().expect("GUID");
@@ -363,7 +368,7 @@ pub fn against_fake_graph(settings: &mut Settings, fake: &cmp_fake_graph::FakeGr
     settings.graph.client.read_rate_per_second = 1000.0;
     settings.graph.client.max_retries = 3;
     settings.graph.client.retry_budget_ms = 2000;
-    settings.outbox.inline_deadline = Duration::from_millis(200);
+    settings.outbox.inline_deadline = Duration::from_millis(1000);
     settings.outbox.settle = Duration::from_millis(100);
     settings.outbox.retry_base = Duration::from_millis(20);
     settings.outbox.backoff_cap = Duration::from_millis(300);

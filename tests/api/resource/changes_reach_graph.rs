@@ -298,13 +298,7 @@ async fn deleting_a_partner_created_while_graph_was_down_sends_nothing_to_graph_
 
 #[tokio::test]
 async fn a_deleted_partners_name_stays_reserved_until_graph_confirms_the_delete() {
-    let fake = start_fake(FakeGraphOptions::default()).await;
-    // The recreate at the end must reach Graph inline (201): on a loaded machine, the default
-    // 200 ms was seen to run out first (202), right after Graph came back.
-    let app = spawn_app_against(&fake, |s| {
-        s.outbox.inline_deadline = Duration::from_millis(1000);
-    })
-    .await;
+    let (fake, app) = against_healthy_graph().await;
     let id = create(&app, r#"{"displayName":"Reserved Name"}"#, 201).await;
     fake.set_options(down());
 
