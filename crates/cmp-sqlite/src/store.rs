@@ -112,6 +112,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .pragma("wal_autocheckpoint", "0")
             .pragma("temp_store", "MEMORY")
+            .pragma("cache_size", "-512")
             // When the WAL starts over after growing past its bound, the file is cut back to it.
             .pragma("journal_size_limit", WAL_BOUND_BYTES.to_string())
             // Its commits are synced by the WAL sync thread, off the writer's path, before
