@@ -37,7 +37,7 @@ pub mod request_metrics;
 pub mod serve;
 pub mod settings;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -156,10 +156,7 @@ pub fn router(state: AppState, root_path: &str, limits: RequestLimits) -> Router
             state,
             auth::authenticate,
         ));
-    // Built from static tables and the root path, so it always serialises; an empty document
-    // would only ever be served if that stopped being true.
-    let document = openapi::document_json(root_path).unwrap_or_default();
-    let public = Router::new().route(openapi::OPENAPI_PATH, static_json(document.into()));
+    let public = Router::new().route(openapi::OPENAPI_PATH, api_description(root_path));
     protected
         .merge(public)
         .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
@@ -196,6 +193,27 @@ pub fn development_keys_router(jwks: serde_json::Value) -> Router {
 }
 
 /// A GET-only route answering `body` as JSON; other methods get 405.
+/// `GET` of the API description, built on its first request rather than at startup: building
+/// it goes through about 1.3 MiB of short-lived JSON values, and made at startup they left the
+/// main thread's heap that much larger for the life of the process (`docs/benchmarks.md`).
+fn api_description(root_path: &str) -> MethodRouter {
+    let root_path: Arc<str> = root_path.into();
+    let built: Arc<OnceLock<Bytes>> = Arc::default();
+    get(move || async move {
+        // Built from static tables and the root path, so it always serialises; an empty
+        // document would only ever be served if that stopped being true.
+        let body = built
+            .get_or_init(|| {
+                openapi::document_json(&root_path)
+                    .unwrap_or_default()
+                    .into()
+            })
+            .clone();
+        ([(CONTENT_TYPE, "application/json")], body)
+    })
+    .fallback(partners::only_get_allowed)
+}
+
 fn static_json(body: Bytes) -> MethodRouter {
     get(move || async move { ([(CONTENT_TYPE, "application/json")], body) })
         .fallback(partners::only_get_allowed)
