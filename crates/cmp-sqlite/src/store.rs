@@ -51,12 +51,17 @@ impl SqliteSettings {
     /// (`wal_sync.rs`), which keeps that promise.
     /// `foreign_keys` is a per-connection setting that SQLite leaves off by default; the
     /// cascades of the schema need it on every connection.
+    /// `cache_size` is 512 KiB per connection instead of SQLite's 2 MiB: the writer filled its
+    /// cache with the scattered leaf pages of the display-name index, and a reader with the
+    /// outbox pages the metrics count scans. A page that is not cached is read from the OS's
+    /// cache, and neither create nor read throughput moved (`docs/benchmarks.md`, "Memory").
     pub fn connect_options(&self) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(&self.path)
             .busy_timeout(Duration::from_millis(self.busy_timeout_ms))
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            .pragma("cache_size", "-512")
     }
 }
 
@@ -112,7 +117,6 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .pragma("wal_autocheckpoint", "0")
             .pragma("temp_store", "MEMORY")
-            .pragma("cache_size", "-512")
             // When the WAL starts over after growing past its bound, the file is cut back to it.
             .pragma("journal_size_limit", WAL_BOUND_BYTES.to_string())
             // Its commits are synced by the WAL sync thread, off the writer's path, before
