@@ -1,5 +1,6 @@
 //! A client that goes away in the middle of a create: the create, once committed, still runs
-//! its inline delivery to the end and records it, so its outbox row is not left leased.
+//! its inline delivery to the end and records it, so its outbox row is not left leased; and a
+//! shutdown waits for it before closing the store.
 
 use std::time::Duration;
 
@@ -7,28 +8,29 @@ use cmp_fake_graph::{FakeGraph, FakeGraphOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{COLLECTION, spawn_app_against, wait_until};
+use crate::helpers::{COLLECTION, TestApp, outbox_rows_in, spawn_app_against, wait_until};
 
 /// Longest wait for something the service does at once.
 const BOUND: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered() {
-    let fake = FakeGraph::start(FakeGraphOptions::default())
-        .await
-        .expect("the fake Graph starts");
+/// The service over `fake`, which holds every create, with nothing but the create itself able
+/// to move its row out of `in_flight`: no deadline or timeout ends the inline delivery first,
+/// and the lease (after which the dispatcher would reconcile the row) outlasts the test.
+async fn app_holding_creates(fake: &FakeGraph) -> TestApp {
     fake.hold_creates();
-    let app = spawn_app_against(&fake, |settings| {
-        // Only the create itself may move its row out of `in_flight` during the test: no
-        // deadline or timeout ends the inline delivery first, and the lease (after which the
-        // dispatcher would reconcile the row) outlasts the test.
+    spawn_app_against(fake, |settings| {
         settings.outbox.inline_deadline = Duration::from_secs(600);
         settings.outbox.lease = Duration::from_secs(900);
         settings.http.request_timeout_ms = 700_000;
         settings.graph.client.request_timeout_ms = 600_000;
+        settings.http.shutdown_grace_ms = 600_000;
     })
-    .await;
+    .await
+}
 
+/// POSTs a create named "Client gone", waits until its POST reached Graph (after its
+/// transaction committed), then goes away without an answer.
+async fn create_then_leave(app: &TestApp, fake: &FakeGraph) {
     let body = r#"{"displayName": "Client gone"}"#;
     let mut client = TcpStream::connect(app.socket_address())
         .await
@@ -44,7 +46,6 @@ async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered(
         .write_all(request.as_bytes())
         .await
         .expect("the request is sent");
-    // Graph is called only after the create's transaction has committed.
     wait_until(BOUND, "the create's POST to reach Graph", || async {
         match fake.stats().posts {
             1 => Ok(()),
@@ -68,6 +69,15 @@ async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered(
         String::from_utf8_lossy(&answer)
     );
     assert_eq!(app.outbox_rows().await[0].state, "in_flight");
+}
+
+#[tokio::test]
+async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered() {
+    let fake = FakeGraph::start(FakeGraphOptions::default())
+        .await
+        .expect("the fake Graph starts");
+    let app = app_holding_creates(&fake).await;
+    create_then_leave(&app, &fake).await;
 
     fake.release_creates();
 
@@ -86,4 +96,46 @@ async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered(
     assert_eq!(row.graph_id.as_deref(), objects[0]["id"].as_str());
     assert_eq!(fake.stats().posts, 1, "no second POST");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_shutdown_waits_for_a_create_whose_client_went_away_before_closing_the_store() {
+    let fake = FakeGraph::start(FakeGraphOptions::default())
+        .await
+        .expect("the fake Graph starts");
+    let app = app_holding_creates(&fake).await;
+    create_then_leave(&app, &fake).await;
+    let database = app.database.clone();
+    let detached_creates = app.detached_creates.clone();
+    assert_eq!(detached_creates.len(), 1, "the create runs detached");
+
+    let stopped = tokio::spawn(app.stop());
+    wait_until(
+        BOUND,
+        "the shutdown to wait for the creates in flight",
+        || async {
+            if detached_creates.is_closed() {
+                Ok(())
+            } else {
+                Err("not closed".to_owned())
+            }
+        },
+    )
+    .await;
+    assert!(
+        !stopped.is_finished(),
+        "the service stopped with a create in flight"
+    );
+
+    // The store is still open: the create records its delivery, then the service stops.
+    fake.release_creates();
+    let _directory = tokio::time::timeout(BOUND, stopped)
+        .await
+        .expect("the service stops once the create has ended")
+        .expect("the stop task ends");
+
+    let rows = outbox_rows_in(&database).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].state, "delivered", "{rows:?}");
+    assert_eq!(fake.objects().len(), 1);
 }

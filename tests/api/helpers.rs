@@ -75,6 +75,8 @@ pub struct TestApp {
     pub token: String,
     /// `http://127.0.0.1:PORT/metrics` on the metrics listener, when metrics are on.
     pub metrics_url: Option<String>,
+    /// The creates still running after their request was dropped.
+    pub detached_creates: tokio_util::task::TaskTracker,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<anyhow::Result<()>>>,
@@ -123,6 +125,7 @@ pub async fn spawn_app_in(
     let metrics_url = application
         .metrics_addr()
         .map(|address| format!("http://{address}/metrics"));
+    let detached_creates = application.detached_creates();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
@@ -134,6 +137,7 @@ pub async fn spawn_app_in(
         settings,
         token,
         metrics_url,
+        detached_creates,
         client: cmp_fake_graph::http_client(),
         shutdown: Some(shutdown),
         served: Some(served),
@@ -463,23 +467,29 @@ impl TestApp {
     /// Every outbox row with its partner's display name, oldest first, read through a separate
     /// read-only connection.
     pub async fn outbox_rows(&self) -> Vec<OutboxRow> {
-        let mut connection = SqliteConnectOptions::new()
-            .filename(&self.database)
-            .read_only(true)
-            .connect()
-            .await
-            .expect("the database file opens");
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT o.id, o.partner_id, p.display_name, o.state, o.attempts, o.graph_id, \
-             o.dead_reason FROM outbox AS o JOIN partners AS p ON p.id = o.partner_id \
-             ORDER BY o.created_at, o.rowid",
-        )
-        .fetch_all(&mut connection)
-        .await
-        .expect("the outbox reads");
-        connection.close().await.expect("close");
-        rows
+        outbox_rows_in(&self.database).await
     }
+}
+
+/// Every outbox row of the database file `database` with its partner's display name, oldest
+/// first, read through a read-only connection (also after the service stopped).
+pub async fn outbox_rows_in(database: &std::path::Path) -> Vec<OutboxRow> {
+    let mut connection = SqliteConnectOptions::new()
+        .filename(database)
+        .read_only(true)
+        .connect()
+        .await
+        .expect("the database file opens");
+    let rows: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT o.id, o.partner_id, p.display_name, o.state, o.attempts, o.graph_id, \
+         o.dead_reason FROM outbox AS o JOIN partners AS p ON p.id = o.partner_id \
+         ORDER BY o.created_at, o.rowid",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("the outbox reads");
+    connection.close().await.expect("close");
+    rows
 }
 
 /// Percent-encodes `text` the way Graph SDKs encode a query option's value: every byte but

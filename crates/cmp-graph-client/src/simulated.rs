@@ -159,10 +159,9 @@ impl Objects {
 
     /// The objects with their Graph ids, oldest first.
     fn iter(&self) -> impl Iterator<Item = (&str, &StoredObject)> {
-        self.order.values().filter_map(|graph_id| {
-            self.get(graph_id)
-                .map(|object| (graph_id.as_str(), object))
-        })
+        self.order
+            .values()
+            .filter_map(|graph_id| self.get(graph_id).map(|object| (graph_id.as_str(), object)))
     }
 
     /// The objects as reads answer them, oldest first.

@@ -47,6 +47,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{MethodRouter, get};
 use cmp_application::{CallerAuthenticator, OperatorUseCases, PartnerUseCases};
+use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
@@ -72,6 +73,10 @@ pub struct AppState {
     pub public_root: Arc<str>,
     /// Largest accepted request body, in bytes, quoted in the 413 message.
     pub body_limit_bytes: usize,
+    /// The creates that run to their end even when their request is dropped (the client went
+    /// away, the request timed out). Shutdown waits for them before it closes the store, or
+    /// their outbox rows would stay leased until a restart reconciled them.
+    pub detached_creates: TaskTracker,
 }
 
 /// Limits applied to every request.

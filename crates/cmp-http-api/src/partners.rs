@@ -113,7 +113,7 @@ pub async fn create_partner(
     // request until the lease lapses and is then reconciled minutes later
     // (docs/delivery.md). A spawned task is not dropped with the handler: it runs to the end,
     // and only the answer is lost. It runs in the request's span, so its logs keep the ids.
-    let create = tokio::spawn(
+    let create = state.detached_creates.spawn(
         async move { partners.create_partner(command, &context).await }
             .instrument(tracing::Span::current()),
     );

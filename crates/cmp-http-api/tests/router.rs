@@ -93,6 +93,7 @@ fn app_within(
         authenticator: Arc::new(authenticator(permissions)),
         public_root: ROOT.into(),
         body_limit_bytes: 1024,
+        detached_creates: tokio_util::task::TaskTracker::new(),
     };
     router(state, root_path, limits)
 }

@@ -18,6 +18,7 @@ use cmp_http_api::{AppState, ConnectionLimits, RequestLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AuthMode, GraphMode, Settings};
 use crate::prometheus::MetricsEndpoint;
@@ -37,6 +38,8 @@ pub struct Application {
     public_root: String,
     /// `/metrics` and the gauges task; `None` when metrics are off.
     metrics: Option<MetricsEndpoint>,
+    /// The creates still running after their request was dropped.
+    detached_creates: TaskTracker,
 }
 
 impl Application {
@@ -170,12 +173,14 @@ impl Application {
             settings.http.public_base_url.clone()
         };
         let (authenticator, development_keys) = authenticator(&settings)?;
+        let detached_creates = TaskTracker::new();
         let state = AppState {
             partners,
             operations,
             authenticator,
             public_root: public_root.clone().into(),
             body_limit_bytes: settings.http.body_limit_bytes,
+            detached_creates: detached_creates.clone(),
         };
         let limits = RequestLimits::from_settings(&settings.http);
         let mut router = cmp_http_api::router(state, &settings.http.root_path, limits)
@@ -196,12 +201,19 @@ impl Application {
             store,
             public_root,
             metrics,
+            detached_creates,
         })
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The creates that outlive their request: a shutdown closes this tracker, then waits for
+    /// them within the shutdown grace before it closes the store.
+    pub fn detached_creates(&self) -> TaskTracker {
+        self.detached_creates.clone()
     }
 
     /// The address the metrics listener is bound to; `None` when metrics are off.
@@ -245,8 +257,11 @@ impl Application {
             http_shutdown,
         )
         .await;
-        // The workers stop claiming at once and finish the attempt in hand; an attempt cut off
-        // by the bound keeps its lease and is reconciled after a restart.
+        // The workers stop claiming at once and finish the attempt in hand, and the creates
+        // whose clients went away finish theirs; an attempt cut off by the bound keeps its
+        // lease and is reconciled after a restart.
+        let detached_creates = self.detached_creates;
+        detached_creates.close();
         let drained = tokio::time::timeout(self.connection_limits.shutdown_grace, async move {
             let mut workers = workers;
             while let Some(ended) = workers.join_next().await {
@@ -254,10 +269,13 @@ impl Application {
                     tracing::error!(error.message = %error, "a dispatcher worker ended abnormally");
                 }
             }
+            detached_creates.wait().await;
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("dispatcher workers did not finish within the shutdown grace period");
+            tracing::warn!(
+                "dispatcher workers or creates in flight did not finish within the shutdown grace period"
+            );
         }
         if let Some(metrics) = metrics {
             match metrics.await {
