@@ -29,7 +29,8 @@ fn main() {
 /// over nearly all of the 6.5 MB of code, and all of it stayed resident
 /// (`docs/benchmarks.md`, "Code layout"). Rust's default linker on that target is LLD, which
 /// reads the list; a function missing from the binary (renamed since the list was recorded)
-/// is skipped without a warning, so a stale list costs memory, never the build.
+/// is skipped without a warning, so a stale list costs memory, never the build (`.ci/run`
+/// checks that the list is current).
 fn order_code() {
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("code-layout/functions.txt");
     println!("cargo::rerun-if-changed={}", list.display());
