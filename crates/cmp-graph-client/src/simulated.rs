@@ -80,7 +80,7 @@ impl SimulatedGraphSettings {
 /// One kept object: the JSON body a real POST would have carried (without `id`, which is the
 /// key it is kept under), as compact text, and the display name that reads by name need. As a
 /// `serde_json::Value` one partner took about 2.3 KiB in some twenty small allocations; as text
-/// it takes about 450 bytes in one.
+/// it takes about 450 bytes in two.
 #[derive(Debug)]
 struct StoredObject {
     display_name: Box<str>,
