@@ -30,13 +30,16 @@ fn main() {
 /// (`docs/benchmarks.md`, "Code layout"). Rust's default linker on that target is LLD, which
 /// reads the list; a function missing from the binary (renamed since the list was recorded)
 /// is skipped without a warning, so a stale list costs memory, never the build (`.ci/run`
-/// checks that the list is current).
+/// checks that the list is current). A build that links with another linker, which would refuse
+/// the option, sets `CMP_CODE_LAYOUT=off`.
 fn order_code() {
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("code-layout/functions.txt");
     println!("cargo::rerun-if-changed={}", list.display());
+    println!("cargo::rerun-if-env-changed=CMP_CODE_LAYOUT");
     let release = std::env::var("PROFILE").is_ok_and(|profile| profile == "release");
     let target = std::env::var("TARGET").unwrap_or_default();
-    if release && target == "x86_64-unknown-linux-gnu" && list.is_file() {
+    let wanted = std::env::var("CMP_CODE_LAYOUT").map_or(true, |value| value != "off");
+    if wanted && release && target == "x86_64-unknown-linux-gnu" && list.is_file() {
         println!(
             "cargo::rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
             list.display()
