@@ -197,7 +197,6 @@ pub fn development_keys_router(jwks: serde_json::Value) -> Router {
         .layer(axum::middleware::from_fn(envelope::graph_envelope))
 }
 
-/// A GET-only route answering `body` as JSON; other methods get 405.
 /// `GET` of the API description, built on its first request rather than at startup: building
 /// it goes through about 1.3 MiB of short-lived JSON values, and made at startup they left the
 /// main thread's heap that much larger for the life of the process (`docs/benchmarks.md`).
@@ -219,6 +218,7 @@ fn api_description(root_path: &str) -> MethodRouter {
     .fallback(partners::only_get_allowed)
 }
 
+/// A GET-only route answering `body` as JSON; other methods get 405.
 fn static_json(body: Bytes) -> MethodRouter {
     get(move || async move { ([(CONTENT_TYPE, "application/json")], body) })
         .fallback(partners::only_get_allowed)
