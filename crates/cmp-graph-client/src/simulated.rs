@@ -163,12 +163,6 @@ impl Objects {
             .values()
             .filter_map(|graph_id| self.get(graph_id).map(|object| (graph_id.as_str(), object)))
     }
-
-    /// The objects as reads answer them, oldest first.
-    fn remotes(&self) -> impl Iterator<Item = RemotePartner> + '_ {
-        self.iter()
-            .map(|(graph_id, object)| object.remote(graph_id))
-    }
 }
 
 /// An in-memory Graph partner collection.
@@ -320,7 +314,11 @@ impl GraphGateway for SimulatedGraph {
     }
 
     async fn list_partners(&self) -> Result<Vec<RemotePartner>, GraphReadError> {
-        Ok(self.lock().remotes().collect())
+        Ok(self
+            .lock()
+            .iter()
+            .map(|(graph_id, object)| object.remote(graph_id))
+            .collect())
     }
 
     async fn find_partners_named(
@@ -332,10 +330,12 @@ impl GraphGateway for SimulatedGraph {
             return Ok(NamedPartners::default());
         };
         let wanted = NaturalKey::of(&name);
+        // Matched on the kept name first: only the matches are copied out.
         let partners = self
             .lock()
-            .remotes()
-            .filter(|candidate| wanted.matches_reported(candidate.display_name.as_deref()))
+            .iter()
+            .filter(|(_, object)| wanted.matches_reported(Some(&object.display_name)))
+            .map(|(graph_id, object)| object.remote(graph_id))
             .collect();
         Ok(NamedPartners {
             partners,
