@@ -13,19 +13,25 @@ use crate::helpers::{COLLECTION, TestApp, outbox_rows_in, spawn_app_against, wai
 /// Longest wait for something the service does at once.
 const BOUND: Duration = Duration::from_secs(20);
 
-/// The service over `fake`, which holds every create, with nothing but the create itself able
-/// to move its row out of `in_flight`: no deadline or timeout ends the inline delivery first,
-/// and the lease (after which the dispatcher would reconcile the row) outlasts the test.
-async fn app_holding_creates(fake: &FakeGraph) -> TestApp {
+/// A fake Graph that holds every create, the service over it, and a create whose client went
+/// away while Graph held it ([`create_then_leave`]). Nothing but the create itself can move its
+/// row out of `in_flight`: no deadline or timeout ends the inline delivery first, and the lease
+/// (after which the dispatcher would reconcile the row) outlasts the test.
+async fn create_held_and_abandoned() -> (FakeGraph, TestApp) {
+    let fake = FakeGraph::start(FakeGraphOptions::default())
+        .await
+        .expect("the fake Graph starts");
     fake.hold_creates();
-    spawn_app_against(fake, |settings| {
+    let app = spawn_app_against(&fake, |settings| {
         settings.outbox.inline_deadline = Duration::from_secs(600);
         settings.outbox.lease = Duration::from_secs(900);
         settings.http.request_timeout_ms = 700_000;
         settings.graph.client.request_timeout_ms = 600_000;
         settings.http.shutdown_grace_ms = 600_000;
     })
-    .await
+    .await;
+    create_then_leave(&app, &fake).await;
+    (fake, app)
 }
 
 /// POSTs a create named "Client gone", waits until its POST reached Graph (after its
@@ -73,11 +79,7 @@ async fn create_then_leave(app: &TestApp, fake: &FakeGraph) {
 
 #[tokio::test]
 async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered() {
-    let fake = FakeGraph::start(FakeGraphOptions::default())
-        .await
-        .expect("the fake Graph starts");
-    let app = app_holding_creates(&fake).await;
-    create_then_leave(&app, &fake).await;
+    let (fake, app) = create_held_and_abandoned().await;
 
     fake.release_creates();
 
@@ -100,11 +102,7 @@ async fn a_create_whose_client_went_away_before_the_answer_still_ends_delivered(
 
 #[tokio::test]
 async fn a_shutdown_waits_for_a_create_whose_client_went_away_before_closing_the_store() {
-    let fake = FakeGraph::start(FakeGraphOptions::default())
-        .await
-        .expect("the fake Graph starts");
-    let app = app_holding_creates(&fake).await;
-    create_then_leave(&app, &fake).await;
+    let (fake, app) = create_held_and_abandoned().await;
     let database = app.database.clone();
     let detached_creates = app.detached_creates.clone();
     assert_eq!(detached_creates.len(), 1, "the create runs detached");
