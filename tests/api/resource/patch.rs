@@ -225,3 +225,65 @@ async fn refused_patches_answer_their_status_and_leave_the_partner_and_every_tab
     assert_eq!(json_body(app.get_partner(&id).await).await, before);
     assert_eq!(app.table_counts().await, tables);
 }
+
+/// Clients that PATCH one partner at the same moment.
+const CONCURRENT_PATCHES: usize = 12;
+
+/// The two names of an audit entry's `displayName: 'before' -> 'after'` change.
+fn renamed_in(detail: &str) -> (String, String) {
+    let change = detail
+        .split_once("displayName: '")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no displayName change in {detail:?}"));
+    let (before, rest) = change.split_once("' -> '").expect("a before and an after");
+    let (after, _) = rest.split_once('\'').expect("the after name ends");
+    (before.to_owned(), after.to_owned())
+}
+
+#[tokio::test]
+async fn concurrent_patches_of_one_partner_all_succeed_one_after_the_other_and_the_last_is_kept() {
+    let app = Arc::new(spawn_app().await);
+    let (id, before) = seed_partner(&app).await;
+
+    let patches: Vec<_> = (0..CONCURRENT_PATCHES)
+        .map(|client| {
+            let (app, id) = (Arc::clone(&app), id.clone());
+            tokio::spawn(async move {
+                let body = json!({ "displayName": format!("Concurrent {client}") }).to_string();
+                app.patch_partner(&id, &body, None).await.status()
+            })
+        })
+        .collect();
+    for patch in patches {
+        assert_eq!(patch.await.expect("the client ran"), 200);
+    }
+
+    let entries = app.audit_entries(&id).await;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    let mut expected = vec!["created"];
+    expected.extend(["updated"; CONCURRENT_PATCHES]);
+    assert_eq!(actions, expected, "every change audited");
+    // Each update renamed the partner from the name the one before it left: they ran one after
+    // the other on the stored partner, none on a stale read.
+    let mut name = before["displayName"]
+        .as_str()
+        .expect("a display name")
+        .to_owned();
+    let mut applied = BTreeSet::new();
+    for entry in &entries[1..] {
+        let (from, to) = renamed_in(&entry.detail);
+        assert_eq!(from, name, "{entry:?}");
+        applied.insert(to.clone());
+        name = to;
+    }
+    assert_eq!(
+        applied.len(),
+        CONCURRENT_PATCHES,
+        "every client's name applied once"
+    );
+    assert_eq!(
+        json_body(app.get_partner(&id).await).await["displayName"],
+        json!(name),
+        "the last write is kept"
+    );
+}
