@@ -207,12 +207,11 @@ pub struct BackupOptions {
     pub file: PathBuf,
 }
 
-/// Runs `cli`: loads the configuration and does the job.
+/// Runs `cli` with the configuration `loaded` ([`crate::config::load`]): does the job.
 ///
 /// # Errors
-/// Configuration, start-up or job failures, with the step that failed named.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let loaded = crate::config::load()?;
+/// Start-up or job failures, with the step that failed named.
+pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve);
     if command != Command::Serve {
         // The operator jobs write their result on standard output; warnings go beside it.

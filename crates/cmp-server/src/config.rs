@@ -135,6 +135,10 @@ pub struct ServiceSettings {
     /// `auth.development_key_dir`) are resolved against. Relative itself, it is taken from the
     /// working folder; once loaded it is absolute.
     pub data_dir: PathBuf,
+    /// How many nice levels above the rest of the service the runtime's worker threads run (0
+    /// to 19; 0 leaves them alone), so that the store's writer thread is not held up behind
+    /// request handling on a busy machine (`crate::runtime`).
+    pub worker_nice_increment: u8,
 }
 
 /// `[outbox]`: timing of the outbox, the deliveries to Graph and the dispatcher that makes
@@ -556,6 +560,9 @@ impl Settings {
                 self.service.data_dir.display()
             )
         })?;
+        if self.service.worker_nice_increment > 19 {
+            return Err("service.worker_nice_increment must be between 0 and 19".into());
+        }
         if self.sqlite.path.as_os_str().is_empty() {
             return Err("sqlite.path must not be empty".into());
         }

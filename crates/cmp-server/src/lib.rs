@@ -15,6 +15,7 @@
 //! - [`migrate_store`]: copying a SQLite database into PostgreSQL.
 //! - [`prometheus`]: the metrics recorder, `/metrics` on its own listener, the gauges task.
 //! - [`readiness`]: what `/readyz` checks, and the dispatcher's heartbeat.
+//! - [`runtime`]: the tokio runtime, its workers below the store's writer in priority.
 //! - [`store`]: [`store::Store`], the SQLite or PostgreSQL store as `store.kind` says.
 //! - [`system`]: the clock, id source and sleeper the use cases run on.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod migrate_store;
 pub mod prometheus;
 pub mod readiness;
+pub mod runtime;
 pub mod startup;
 pub mod store;
 pub mod system;

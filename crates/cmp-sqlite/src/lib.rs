@@ -63,7 +63,7 @@ pub use outbox::SqliteOutbox;
 pub use pacer_state::SqlitePacer;
 pub use partner_store::SqlitePartnerStore;
 pub use readiness::StoreReadiness;
-pub use store::{SqliteSettings, SqliteStore};
+pub use store::{SqliteSettings, SqliteStore, WRITER_THREAD_NAME};
 
 /// The schema migrations in the workspace's `migrations/sqlite/` folder, embedded at compile
 /// time. [`SqliteStore::open`] runs them; already applied ones are skipped, so reopening is

@@ -65,6 +65,9 @@ impl SqliteSettings {
     }
 }
 
+/// The name of the writer connection's thread (the readers' threads keep sqlx's name).
+pub const WRITER_THREAD_NAME: &str = "sqlite-writer";
+
 /// The opened database: one writer task with its connection, a pool of reader connections,
 /// and the checkpoint task, all on one file, shared by the [`SqlitePartnerStore`] and the
 /// [`SqliteOutbox`] it hands out.
@@ -121,7 +124,10 @@ impl SqliteStore {
             .pragma("journal_size_limit", WAL_BOUND_BYTES.to_string())
             // Its commits are synced by the WAL sync thread, off the writer's path, before
             // anyone hears of them (`wal_sync.rs`): the same guarantee as FULL.
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            // Named so that an operator (and the binary's test of thread priorities) can tell
+            // the writer's thread from the readers' in `top -H` or `/proc`.
+            .thread_name(|_| WRITER_THREAD_NAME.to_owned());
         let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| {

@@ -121,6 +121,14 @@ fn a_bad_value_is_refused_with_its_key_named() {
         ),
         ("[auth.entra]\nleeway = \"1500ms\"\n", "auth.entra.leeway"),
         ("[service]\ndata_dir = \"\"\n", "service.data_dir"),
+        (
+            "[service]\nworker_nice_increment = 20\n",
+            "service.worker_nice_increment",
+        ),
+        (
+            "[service]\nworker_nice_increment = -1\n",
+            "worker_nice_increment",
+        ),
         ("[http]\nport = \"eighty\"\n", "port"),
         ("[graph]\ntenant_id = \"not-a-guid\"\n", "tenant_id"),
         ("[graph]\nmode = \"magic\"\n", "mode"),

@@ -140,6 +140,15 @@ impl Service {
         self.child.wait().expect("the killed service is reaped");
     }
 
+    /// The process id, for looking at the process in `/proc`.
+    #[allow(
+        dead_code,
+        reason = "each test binary compiles the whole harness; only `threads.rs` looks in /proc"
+    )]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         let origin = self
             .root
