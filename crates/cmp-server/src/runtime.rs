@@ -65,14 +65,19 @@ mod tests {
 
     use rustix::process::getpriority_process;
 
+    /// The nice value of the thread that runs a task spawned on `runtime`.
+    fn worker_nice(runtime: &Runtime) -> i32 {
+        runtime
+            .block_on(async { tokio::spawn(async { getpriority_process(None) }).await })
+            .expect("the task ran")
+            .expect("a worker's nice value")
+    }
+
     #[test]
     fn the_workers_run_below_the_thread_that_builds_the_runtime_and_it_keeps_its_priority() {
         let builder_nice = getpriority_process(None).expect("this thread's nice value");
         let runtime = build(5).expect("runtime");
-        let worker_nice = runtime
-            .block_on(async { tokio::spawn(async { getpriority_process(None) }).await })
-            .expect("the task ran")
-            .expect("a worker's nice value");
+        let worker_nice = worker_nice(&runtime);
         assert_eq!(worker_nice, (builder_nice + 5).min(LOWEST_PRIORITY));
         let blocking_nice = runtime
             .block_on(async { tokio::task::spawn_blocking(|| getpriority_process(None)).await })
@@ -91,10 +96,6 @@ mod tests {
     fn an_increment_of_zero_leaves_the_workers_alone() {
         let builder_nice = getpriority_process(None).expect("this thread's nice value");
         let runtime = build(0).expect("runtime");
-        let worker_nice = runtime
-            .block_on(async { tokio::spawn(async { getpriority_process(None) }).await })
-            .expect("the task ran")
-            .expect("a worker's nice value");
-        assert_eq!(worker_nice, builder_nice);
+        assert_eq!(worker_nice(&runtime), builder_nice);
     }
 }

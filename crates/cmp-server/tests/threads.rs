@@ -77,13 +77,21 @@ fn own_nice() -> i32 {
     nice_in_stat(&std::fs::read_to_string("/proc/thread-self/stat").expect("own stat"))
 }
 
-#[tokio::test]
-async fn the_runtime_workers_run_below_the_sqlite_writer_which_keeps_the_process_priority() {
+/// The threads of a service started with `worker_nice_increment`, once it serves.
+async fn threads_of_a_service(worker_nice_increment: u8) -> Vec<(String, i32)> {
     let directory = tempfile::tempdir().expect("temporary folder");
     write_development_key(&directory.path().join("keys"));
-    let service = Service::start(&service_environment(directory.path(), 7)).await;
+    let service = Service::start(&service_environment(
+        directory.path(),
+        worker_nice_increment,
+    ))
+    .await;
+    threads_of(service.pid())
+}
 
-    let threads = threads_of(service.pid());
+#[tokio::test]
+async fn the_runtime_workers_run_below_the_sqlite_writer_which_keeps_the_process_priority() {
+    let threads = threads_of_a_service(7).await;
     let writer = nice_of(&threads, cmp_sqlite::WRITER_THREAD_NAME);
     assert_eq!(writer, vec![own_nice()], "the writer's thread: {threads:?}");
     let workers = nice_of(&threads, "tokio-rt-worker");
@@ -102,11 +110,7 @@ async fn the_runtime_workers_run_below_the_sqlite_writer_which_keeps_the_process
 
 #[tokio::test]
 async fn an_increment_of_zero_leaves_the_workers_at_the_process_priority() {
-    let directory = tempfile::tempdir().expect("temporary folder");
-    write_development_key(&directory.path().join("keys"));
-    let service = Service::start(&service_environment(directory.path(), 0)).await;
-
-    let threads = threads_of(service.pid());
+    let threads = threads_of_a_service(0).await;
     let workers = nice_of(&threads, "tokio-rt-worker");
     assert!(!workers.is_empty(), "no runtime worker among {threads:?}");
     assert!(
