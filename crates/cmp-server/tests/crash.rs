@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use support::{
-    COLLECTION, POLL_INTERVAL, Service, create_partners, graph_environment, mint, outbox_rows,
-    repository_root, sync_state, write_development_key,
+    COLLECTION, POLL_INTERVAL, Service, create_partners, graph_environment, harness_environment,
+    mint, outbox_rows, sync_state, write_development_key,
 };
 
 const PARTNERS: usize = 60;
@@ -37,16 +37,9 @@ const PARTNERS: usize = 60;
 /// delivered in the background), the settle outlasts the request timeout, and the lease
 /// outlasts one attempt (a list and a POST, each up to 600 ms, with in-call retries).
 fn service_environment(directory: &Path, fake: &FakeGraph) -> Vec<(String, String)> {
-    let config = repository_root().join("config");
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     [
-        ("CMP_ENV", "test".to_owned()),
-        ("CMP_CONFIG_DIR", path(config)),
         ("CMP__SQLITE__PATH", path(directory.join("partners.db"))),
-        (
-            "CMP__AUTH__DEVELOPMENT_KEY_DIR",
-            path(directory.join("keys")),
-        ),
         ("CMP__HTTP__PORT", "0".to_owned()),
         ("CMP__GRAPH__CLIENT__REQUEST_TIMEOUT_MS", "1000".to_owned()),
         ("CMP__GRAPH__CLIENT__CONNECT_TIMEOUT_MS", "500".to_owned()),
@@ -66,12 +59,10 @@ fn service_environment(directory: &Path, fake: &FakeGraph) -> Vec<(String, Strin
             "CMP__DELIVERY__DISPATCHER_POLL_INTERVAL_MS",
             "10".to_owned(),
         ),
-        // JSON lines, so that the `serving` line with the bound address parses reliably.
-        ("CMP__TELEMETRY__FORMAT", "json".to_owned()),
-        ("RUST_LOG", "warn,cmp_server=info".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(harness_environment(&directory.join("keys")))
     .chain(graph_environment(fake))
     .collect()
 }

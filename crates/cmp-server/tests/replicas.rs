@@ -26,8 +26,8 @@ use cmp_fake_graph::{FakeGraph, FakeGraphOptions, WriteThrottle};
 use sqlx::{Connection, PgConnection};
 
 use support::{
-    POLL_INTERVAL, Service, create_partners, graph_environment, mint, outbox_rows, repository_root,
-    sync_state, write_development_key,
+    POLL_INTERVAL, Service, create_partners, graph_environment, harness_environment, mint,
+    outbox_rows, sync_state, write_development_key,
 };
 
 const PARTNERS: usize = 60;
@@ -133,18 +133,12 @@ fn replica_environment(
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     let data = directory.join(replica);
     [
-        ("CMP_ENV", "test".to_owned()),
-        ("CMP_CONFIG_DIR", path(repository_root().join("config"))),
         ("CMP__SERVICE__DATA_DIR", path(data.clone())),
         ("CMP__SQLITE__PATH", path(data.join("unused.db"))),
         ("CMP__STORE__KIND", "postgres".to_owned()),
         ("CMP__STORE__REPLICA_ID", replica.to_owned()),
         ("CMP__STORE__POSTGRES__URL", database_url.to_owned()),
         ("CMP__STORE__POSTGRES__POOL_SIZE", "8".to_owned()),
-        (
-            "CMP__AUTH__DEVELOPMENT_KEY_DIR",
-            path(directory.join("keys")),
-        ),
         ("CMP__HTTP__PORT", "0".to_owned()),
         ("CMP__GRAPH__CLIENT__REQUEST_TIMEOUT", "1s".to_owned()),
         ("CMP__GRAPH__CLIENT__CONNECT_TIMEOUT", "500ms".to_owned()),
@@ -163,12 +157,10 @@ fn replica_environment(
         ("CMP__OUTBOX__LEASE", "3s".to_owned()),
         ("CMP__OUTBOX__DISPATCHER_WORKERS", "4".to_owned()),
         ("CMP__OUTBOX__DISPATCHER_POLL_INTERVAL", "10ms".to_owned()),
-        // JSON lines, so that the `serving` line with the bound address parses reliably.
-        ("CMP__TELEMETRY__FORMAT", "json".to_owned()),
-        ("RUST_LOG", "warn,cmp_server=info".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(harness_environment(&directory.join("keys")))
     .chain(graph_environment(fake))
     .collect()
 }

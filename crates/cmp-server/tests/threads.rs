@@ -11,29 +11,21 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{Service, repository_root, write_development_key};
+use support::{Service, harness_environment, write_development_key};
 
 /// The environment of a service on a SQLite file in `directory` and the simulated Graph.
 fn service_environment(directory: &Path, worker_nice_increment: u8) -> Vec<(String, String)> {
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     [
-        ("CMP_ENV", "test".to_owned()),
-        ("CMP_CONFIG_DIR", path(repository_root().join("config"))),
         ("CMP__SQLITE__PATH", path(directory.join("partners.db"))),
-        (
-            "CMP__AUTH__DEVELOPMENT_KEY_DIR",
-            path(directory.join("keys")),
-        ),
         (
             "CMP__SERVICE__WORKER_NICE_INCREMENT",
             worker_nice_increment.to_string(),
         ),
-        // JSON lines, so that the `serving` line with the bound address parses reliably.
-        ("CMP__TELEMETRY__FORMAT", "json".to_owned()),
-        ("RUST_LOG", "warn,cmp_server=info".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(harness_environment(&directory.join("keys")))
     .collect()
 }
 

@@ -27,6 +27,27 @@ pub fn repository_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// The environment every service the harness starts begins from: the test overlay of the
+/// repository's `config/`, the development key in `key_dir`, and JSON log lines with
+/// `cmp_server` at `info`, so that [`Service::start`] can read the `serving` line with the
+/// bound address. Each test adds its own store, timings and Graph.
+pub fn harness_environment(key_dir: &Path) -> Vec<(String, String)> {
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    [
+        ("CMP_ENV", "test".to_owned()),
+        ("CMP_CONFIG_DIR", path(repository_root().join("config"))),
+        (
+            "CMP__AUTH__DEVELOPMENT_KEY_DIR",
+            path(key_dir.to_path_buf()),
+        ),
+        ("CMP__TELEMETRY__FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn,cmp_server=info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
 /// The environment entries that point a service in `graph` mode at `fake` as the tenant's
 /// Microsoft Graph and Entra ID; each test adds its own timings and store.
 pub fn graph_environment(fake: &cmp_fake_graph::FakeGraph) -> Vec<(String, String)> {
