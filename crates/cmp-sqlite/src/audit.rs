@@ -6,17 +6,16 @@ use cmp_application::AuditEntry;
 use sqlx::SqliteConnection;
 
 use crate::rows::AuditRow;
-use crate::statements::{Statements, statements};
+use crate::statements::Statements;
 
 /// Appends `entry` to the audit log, on the caller's transaction.
 pub(crate) async fn insert_audit(
     conn: &mut SqliteConnection,
     entry: &AuditEntry,
 ) -> anyhow::Result<()> {
-    let mut insert = statements();
+    let mut insert = Statements::default();
     push_audit(&mut insert, entry);
     insert
-        .build()
         .execute(conn)
         .await
         .context("inserting the audit entry")?;
@@ -28,18 +27,20 @@ pub(crate) async fn insert_audit(
 pub(crate) fn push_audit(statements: &mut Statements, entry: &AuditEntry) {
     let row = AuditRow::from_domain(entry);
     statements
-        .push("INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) ");
-    statements.push_values([row], |mut values, row| {
-        values
-            .push_bind(row.id)
-            .push_bind(row.partner_id)
-            .push_bind(row.action)
-            .push_bind(row.request_id)
-            .push_bind(row.caller)
-            .push_bind(row.at)
-            .push_bind(row.detail);
-    });
-    statements.push("; ");
+        .push(
+            "INSERT INTO audit_log (id, partner_id, action, request_id, caller, at, detail) \
+             VALUES (",
+        )
+        .push_binds([
+            row.id.into(),
+            row.partner_id.into(),
+            row.action.into(),
+            row.request_id.into(),
+            row.caller.into(),
+            row.at.into(),
+            row.detail.into(),
+        ])
+        .push("); ");
 }
 
 /// The audit entries of `partner_id`, oldest first.

@@ -35,7 +35,7 @@ use crate::connections::Connections;
 use crate::outbox;
 use crate::partner_read::{Deleted, read_partner};
 use crate::rows::{AssignmentRow, PartnerRow};
-use crate::statements::{Statements, statements};
+use crate::statements::{Statements, Value};
 use crate::writer::{OneTrip, Writer, boxed};
 
 /// Partners in SQLite. Made by [`SqliteStore::partner_store`](crate::SqliteStore::partner_store);
@@ -153,29 +153,28 @@ async fn insert(
     let now = write.now.unix_ticks();
     let mut insert = OneTrip::new();
     let statements = insert.statements();
-    statements.push(
-        "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
-         last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
-         ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) ",
-    );
-    statements.push_values([&row], |mut values, row| {
-        values
-            .push_bind(row.id.clone())
-            .push_bind(row.tenant_id.clone())
-            .push_bind(row.display_name.clone())
-            .push_bind(row.name_key.clone())
-            .push_bind(row.partner_state.clone())
-            .push_bind(row.last_heartbeat)
-            .push_bind(row.mac_os_onboarded)
-            .push_bind(row.windows_onboarded)
-            .push_bind(row.android_onboarded)
-            .push_bind(row.ios_onboarded)
-            .push_bind(row.linux_onboarded)
-            .push_unseparated(", NULL")
-            .push_bind(now)
-            .push_bind(now);
-    });
-    statements.push("; ");
+    statements
+        .push(
+            "INSERT INTO partners (id, tenant_id, display_name, name_key, partner_state, \
+             last_heartbeat, mac_os_onboarded, windows_onboarded, android_onboarded, \
+             ios_onboarded, linux_onboarded, graph_id, created_at, updated_at) VALUES (",
+        )
+        .push_binds([
+            row.id.clone().into(),
+            row.tenant_id.clone().into(),
+            row.display_name.clone().into(),
+            row.name_key.clone().into(),
+            row.partner_state.clone().into(),
+            row.last_heartbeat.into(),
+            row.mac_os_onboarded.into(),
+            row.windows_onboarded.into(),
+            row.android_onboarded.into(),
+            row.ios_onboarded.into(),
+            row.linux_onboarded.into(),
+        ])
+        .push(", NULL, ")
+        .push_binds([now.into(), now.into()])
+        .push("); ");
     push_assignments(statements, partner);
     outbox::push_inline_create(statements, &row, write);
     push_audit(statements, &write.audit);
@@ -391,10 +390,9 @@ const ASSIGNMENTS_PER_INSERT: usize = 500;
 /// Inserts the assignment rows of `partner`, each platform's list numbered from 0, in a few
 /// multi-row statements rather than one per assignment.
 async fn insert_assignments(conn: &mut SqliteConnection, partner: &Partner) -> anyhow::Result<()> {
-    let mut insert = statements();
+    let mut insert = Statements::default();
     push_assignments(&mut insert, partner);
     insert
-        .build()
         .execute(&mut *conn)
         .await
         .context("inserting assignment rows")?;
@@ -404,27 +402,31 @@ async fn insert_assignments(conn: &mut SqliteConnection, partner: &Partner) -> a
 /// Appends to `statements` the multi-row inserts of the assignment rows of `partner` (none when
 /// it has no assignments).
 fn push_assignments(statements: &mut Statements, partner: &Partner) {
-    let partner_id = partner.id().to_string();
+    let partner_id = Value::from(partner.id().to_string());
     let rows = AssignmentRow::all_of(partner);
     for batch in rows.chunks(ASSIGNMENTS_PER_INSERT) {
         statements.push(
             "INSERT INTO partner_assignments (partner_id, platform, position, target_type, \
              filter_type, filter_id, group_id, collection_id, scope_tag_target_type, \
-             entra_object_id) ",
+             entra_object_id) VALUES ",
         );
-        statements.push_values(batch, |mut values, assignment| {
-            values
-                .push_bind(partner_id.clone())
-                .push_bind(assignment.platform.clone())
-                .push_bind(assignment.position)
-                .push_bind(assignment.target_type.clone())
-                .push_bind(assignment.filter_type.clone())
-                .push_bind(assignment.filter_id.clone())
-                .push_bind(assignment.group_id.clone())
-                .push_bind(assignment.collection_id.clone())
-                .push_bind(assignment.scope_tag_target_type.clone())
-                .push_bind(assignment.entra_object_id.clone());
-        });
+        for (index, assignment) in batch.iter().enumerate() {
+            statements
+                .push(if index == 0 { "(" } else { ", (" })
+                .push_binds([
+                    partner_id.clone(),
+                    assignment.platform.clone().into(),
+                    assignment.position.into(),
+                    assignment.target_type.clone().into(),
+                    assignment.filter_type.clone().into(),
+                    assignment.filter_id.clone().into(),
+                    assignment.group_id.clone().into(),
+                    assignment.collection_id.clone().into(),
+                    assignment.scope_tag_target_type.clone().into(),
+                    assignment.entra_object_id.clone().into(),
+                ])
+                .push(")");
+        }
         statements.push("; ");
     }
 }

@@ -13,26 +13,29 @@
 //!   its savepoint: the others of the batch are unaffected, and nothing of it is half-written.
 //! - No caller is answered before the commit that holds its write is on disk; when the commit
 //!   (or its sync) fails, every write of the batch fails.
-//! - Writes run in the order they were submitted, so a read-modify-write (a PATCH) sees every
-//!   write submitted before it, committed or in the same batch: concurrent updates of one
-//!   partner serialise instead of racing.
+//! - A read-modify-write (a PATCH) runs after every write submitted before it, committed or in
+//!   the same batch, and sees it: concurrent updates of one partner serialise instead of racing.
+//!   One-trip writes of a batch may run in another order than they came, several in one query
+//!   (see "Runs" on [`run_batch`]); they are concurrent, so any order of them is one their
+//!   callers could have seen.
 //! - The writer does not checkpoint the WAL inside a commit (`wal_autocheckpoint=0`); the
 //!   checkpointer does, off the request path (`checkpointer.rs`). Only when the WAL has grown
 //!   past its bound does the checkpointer ask the writer for a checkpoint between two batches
 //!   ([`Writer::checkpoint`]), for the frames its own could not reach.
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, anyhow};
 use cmp_application::StoreError;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Connection, Execute, QueryBuilder, SqliteConnection};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{AssertSqlSafe, Connection, Either, Executor, SqliteConnection};
 
 use crate::checkpointer::{self, Checkpointed, Mode};
-use crate::statements::Statements;
+use crate::statements::{Statements, count_statements};
 use crate::wal_sync::WalSync;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,22 +50,46 @@ const QUEUE_CAPACITY: usize = 4096;
 pub(crate) type WriteFuture<'c, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
 
-/// What a submitted write becomes in the writer: run it, then learn whether its batch committed.
+/// A write of several trips, as the writer runs it: inside a savepoint the writer opens before
+/// it and closes after it ([`Writer::write`]).
 trait Job: Send {
-    /// Who opens and closes the write's savepoint.
-    fn savepoint(&self) -> Savepoint;
-
-    /// Runs the write on `conn`; answers how it went (when it failed, its savepoint is rolled
-    /// back) and how to answer its caller once the batch's fate is known. A one-trip write
-    /// ([`Savepoint::InTheQuery`]) sends the writer's `waiting` commands at the head of its
-    /// query, and when `last` (it ends the batch) also the batch's `COMMIT` at its end; any
-    /// other is given no commands and commits nothing.
+    /// Runs the write on `conn`; answers whether it succeeded (when it failed, its savepoint is
+    /// rolled back) and how to answer its caller once the batch's fate is known.
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
-        waiting: String,
-        last: bool,
-    ) -> Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>>;
+    ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>>;
+
+    /// Answers the caller that the write could not run at all.
+    fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>);
+}
+
+/// A write whose statements travel in one query, as the writer runs it
+/// ([`Writer::write_one_trip`]): the writer wraps them in a savepoint of their own and may send
+/// them together with other such writes (see "Runs" on [`run_batch`]).
+trait OneTripJob: Send {
+    /// The write's statements, without its savepoint.
+    fn statements(&self) -> &Statements;
+
+    /// How many statements [`statements`](Self::statements) holds, counted by the caller's task
+    /// rather than on the writer's path.
+    fn statement_count(&self) -> usize;
+
+    /// Every statement ran and the savepoint is released: how to answer the caller, made out
+    /// of the rows the statements returned.
+    fn succeeded<'c>(
+        self: Box<Self>,
+        conn: &'c mut SqliteConnection,
+        rows: Vec<SqliteRow>,
+    ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'c>>;
+
+    /// A statement failed with `error`, the savepoint still open (the writer rolls back to it
+    /// next): how to answer the caller.
+    fn failed<'c>(
+        self: Box<Self>,
+        conn: &'c mut SqliteConnection,
+        error: sqlx::Error,
+    ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'c>>;
 
     /// Answers the caller that the write could not run at all.
     fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>);
@@ -71,37 +98,15 @@ trait Job: Send {
 /// Answers a caller once its batch committed and is on disk (`Ok`) or failed (`Err`).
 pub(crate) type Answer = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 
-/// How a write went in the writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ran {
-    /// It failed; its savepoint is open, to be rolled back to.
-    Failed,
-    /// It succeeded; the batch goes on.
-    Succeeded,
-    /// It succeeded and its query committed the batch (a one-trip write that ended it).
-    Committed,
-}
-
-/// Who opens and closes a write's savepoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Savepoint {
-    /// The writer, around a write of any number of trips.
-    ByWriter,
-    /// The write's one query ([`OneTrip`]), which begins with `SAVEPOINT write` and ends with
-    /// `RELEASE write`; when a statement of it fails, the savepoint is left open for the writer
-    /// to roll back to.
-    InTheQuery,
-}
-
-/// The statements of a write sent in one trip, inside a savepoint the query opens and releases
-/// itself: [`Writer::write_one_trip`]. Made by [`OneTrip::new`]; the write pushes its statements
-/// onto [`statements`](Self::statements).
+/// The statements of a write sent in one trip, inside a savepoint the writer opens and releases
+/// in the same query: [`Writer::write_one_trip`]. The write pushes its statements onto
+/// [`statements`](Self::statements).
 pub(crate) struct OneTrip(Statements);
 
 impl OneTrip {
-    /// No statements yet (only the savepoint's opening).
+    /// No statements yet.
     pub(crate) fn new() -> Self {
-        Self(QueryBuilder::new("SAVEPOINT write; "))
+        Self(Statements::default())
     }
 
     /// Where the write pushes its statements, each ended with `"; "` (`statements.rs`).
@@ -140,12 +145,13 @@ fn answer_with<T: Send + 'static>(
 /// A one-trip write and the channel its caller waits on.
 struct SubmittedOneTrip<T, Then, Refused> {
     write: OneTrip,
+    statement_count: usize,
     then: Then,
     refused: Refused,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<T, Then, Refused> Job for SubmittedOneTrip<T, Then, Refused>
+impl<T, Then, Refused> OneTripJob for SubmittedOneTrip<T, Then, Refused>
 where
     T: Send + 'static,
     Then: for<'c> FnOnce(&'c mut SqliteConnection, Vec<SqliteRow>) -> WriteFuture<'c, T>
@@ -154,70 +160,30 @@ where
     Refused:
         for<'c> FnOnce(&'c mut SqliteConnection, sqlx::Error) -> RefusalFuture<'c> + Send + 'static,
 {
-    fn savepoint(&self) -> Savepoint {
-        Savepoint::InTheQuery
+    fn statements(&self) -> &Statements {
+        &self.write.0
     }
 
-    fn run<'c>(
+    fn statement_count(&self) -> usize {
+        self.statement_count
+    }
+
+    fn succeeded<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
-        waiting: String,
-        last: bool,
-    ) -> Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>> {
-        let SubmittedOneTrip {
-            write: OneTrip(mut statements),
-            then,
-            refused,
-            reply,
-        } = *self;
-        Box::pin(async move {
-            statements.push("RELEASE write; ");
-            if last {
-                statements.push("COMMIT");
-            }
-            let arguments = match statements.build().take_arguments() {
-                Ok(arguments) => arguments.unwrap_or_default(),
-                Err(error) => {
-                    // Nothing of the write was sent. Send the waiting commands and open the
-                    // savepoint all the same, so that the writer's rollback finds it.
-                    let error = match sqlx::query(AssertSqlSafe(waiting + "SAVEPOINT write"))
-                        .execute(&mut *conn)
-                        .await
-                    {
-                        Ok(_) => anyhow!("encoding the values of a write failed: {error}"),
-                        Err(sent) => anyhow::Error::new(sent)
-                            .context("sending the writer's commands before a write"),
-                    };
-                    let error = StoreError::Unexpected(error);
-                    return (Ran::Failed, answer_with(Err(error), reply, None));
-                }
-            };
-            // The writer's waiting commands go first, in the same trip. They bind no values, so
-            // the write's values still bind to its own statements, in order.
-            let mut sql = waiting;
-            sql.push_str(statements.sql().as_str());
-            // The writer runs the query itself, so a write of this kind fails only by one of its
-            // statements failing, with its savepoint open (or, when one of the writer's waiting
-            // commands or the `COMMIT` failed, with the savepoint or the transaction gone, which
-            // the writer then finds out).
-            match sqlx::query_with(AssertSqlSafe(sql), arguments)
-                .fetch_all(&mut *conn)
-                .await
-            {
-                // The savepoint is released (and with `last`, the batch committed): whatever
-                // `then` answers, there is nothing to roll back (it refuses only writes whose
-                // statements changed nothing).
-                Ok(rows) => {
-                    let result = then(conn, rows).await;
-                    let ran = if last { Ran::Committed } else { Ran::Succeeded };
-                    (ran, answer_with(result, reply, None))
-                }
-                Err(error) => {
-                    let error = refused(conn, error).await;
-                    (Ran::Failed, answer_with(Err(error), reply, None))
-                }
-            }
-        })
+        rows: Vec<SqliteRow>,
+    ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'c>> {
+        let SubmittedOneTrip { then, reply, .. } = *self;
+        Box::pin(async move { answer_with(then(conn, rows).await, reply, None) })
+    }
+
+    fn failed<'c>(
+        self: Box<Self>,
+        conn: &'c mut SqliteConnection,
+        error: sqlx::Error,
+    ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'c>> {
+        let SubmittedOneTrip { refused, reply, .. } = *self;
+        Box::pin(async move { answer_with(Err(refused(conn, error).await), reply, None) })
     }
 
     fn refuse(self: Box<Self>, reason: Arc<anyhow::Error>) {
@@ -243,17 +209,10 @@ where
     T: Send + 'static,
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
 {
-    fn savepoint(&self) -> Savepoint {
-        Savepoint::ByWriter
-    }
-
     fn run<'c>(
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
-        waiting: String,
-        _last: bool,
-    ) -> Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>> {
-        debug_assert!(waiting.is_empty(), "the writer sends its commands first");
+    ) -> Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>> {
         let Submitted {
             write,
             reply,
@@ -261,12 +220,7 @@ where
         } = *self;
         Box::pin(async move {
             let result = write(conn).await;
-            let ran = if result.is_ok() {
-                Ran::Succeeded
-            } else {
-                Ran::Failed
-            };
-            (ran, answer_with(result, reply, settled))
+            (result.is_ok(), answer_with(result, reply, settled))
         })
     }
 
@@ -280,10 +234,27 @@ where
     }
 }
 
+/// A submitted write, of either kind.
+enum Write {
+    /// Several trips, in a savepoint the writer opens in a trip of its own.
+    Trips(Box<dyn Job>),
+    /// One trip, in a savepoint opened and released in the same query.
+    OneTrip(Box<dyn OneTripJob>),
+}
+
+impl Write {
+    fn refuse(self, reason: Arc<anyhow::Error>) {
+        match self {
+            Write::Trips(job) => job.refuse(reason),
+            Write::OneTrip(job) => job.refuse(reason),
+        }
+    }
+}
+
 /// What the writer task is asked to do.
 enum Command {
     /// Run a write in the next batch.
-    Write(Box<dyn Job>),
+    Write(Write),
     /// Run a passive checkpoint on the writer's connection after the writes already queued,
     /// before any other: [`Writer::checkpoint`].
     Checkpoint(oneshot::Sender<anyhow::Result<Checkpointed>>),
@@ -344,21 +315,23 @@ impl Writer {
         self.submit(write, Some(Box::new(settled))).await
     }
 
-    /// Runs `write`'s statements in the writer's next transaction, in one trip to the
-    /// connection's thread, inside a savepoint the query opens and releases itself, and answers
-    /// once that transaction is committed (or has failed).
+    /// Runs `write`'s statements in the writer's next transaction, in one query to the
+    /// connection's thread, inside a savepoint opened and released in the same query, and
+    /// answers once that transaction is committed (or has failed). The query may carry other
+    /// one-trip writes of the same batch (see "Runs" on [`run_batch`]).
     /// - When every statement ran, `then` makes the answer out of the rows they returned
-    ///   (`RETURNING`); it may read on the connection (after the batch's `COMMIT` when the
-    ///   write ended the batch, so it must not write). It may refuse only a write whose
-    ///   statements changed nothing, since the savepoint is already released: a write whose
-    ///   statements must all apply or none guards each with the same condition.
+    ///   (`RETURNING`); it may read on the connection, what it reads being its own rows (the
+    ///   writes sent with it in the query have run too, and the batch's `COMMIT` when the query
+    ///   ended the batch, so it must not write). It may refuse only a write whose statements
+    ///   changed nothing, since the savepoint is already released: a write whose statements
+    ///   must all apply or none guards each with the same condition.
     /// - When one of the statements fails, `refused` makes the caller's error out of it (it may
     ///   read on the connection, inside the write's savepoint), and the writer then rolls the
     ///   write back.
     ///
     /// A write of several independent statements costs one trip this way instead of three (the
-    /// savepoint's opening, the write, its release): `docs/benchmarks.md`, "Round trips per
-    /// create".
+    /// savepoint's opening, the write, its release), and under load a share of one:
+    /// `docs/benchmarks.md`, "Round trips per create" and "One query for several writes".
     ///
     /// # Errors
     /// `then`'s or `refused`'s error; [`StoreError::Unexpected`] when the batch's transaction
@@ -380,12 +353,13 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Write(Box::new(SubmittedOneTrip {
+            .send(Command::Write(Write::OneTrip(Box::new(SubmittedOneTrip {
+                statement_count: write.0.count(),
                 write,
                 then,
                 refused,
                 reply,
-            })))
+            }))))
             .await
             .map_err(|_| StoreError::Unexpected(anyhow!("the store's writer is closed")))?;
         answer
@@ -400,11 +374,11 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Write(Box::new(Submitted {
+            .send(Command::Write(Write::Trips(Box::new(Submitted {
                 write,
                 reply,
                 settled,
-            })))
+            }))))
             .await
             .map_err(|_| StoreError::Unexpected(anyhow!("the store's writer is closed")))?;
         answer
@@ -503,7 +477,7 @@ async fn run(
     queue.close();
     while let Ok(command) = queue.try_recv() {
         match command {
-            Command::Write(job) => job.refuse(Arc::new(anyhow!("the store is closing"))),
+            Command::Write(write) => write.refuse(Arc::new(anyhow!("the store is closing"))),
             Command::Checkpoint(reply) => {
                 let _ = reply.send(Err(anyhow!("the store is closing")));
             }
@@ -536,62 +510,102 @@ async fn run(
 ///
 /// Every command is a trip to the connection's own thread and back (sqlx runs each SQLite
 /// connection on a thread of its own), and on this serial path the trips, not SQLite, are most
-/// of what a write costs. So the writer's own commands wait and travel with the next thing it
-/// sends: at the head of the next one-trip write's query ([`OneTrip`]), or with the next
-/// savepoint's opening.
-/// - `BEGIN IMMEDIATE` opens the batch;
-/// - a write of several trips gets `SAVEPOINT write` before it and `RELEASE write` after;
-/// - a one-trip write opens and releases its savepoint in its own query, so a run of them
-///   costs one trip each and nothing between;
-/// - after a write that failed, `ROLLBACK TO write; RELEASE write` undoes it;
-/// - `COMMIT` ends the batch: at the end of the last write's query when that write is a
-///   one-trip one and succeeds (a batch of one create is then one trip), else alone.
+/// of what a write costs. So the writer sends as few as it can:
+/// - one-trip writes go in runs ([`plan`]): the statements of [`MAX_RUN`] writes of one text,
+///   each wrapped in its own `SAVEPOINT write; … RELEASE write`, in one query
+///   ([`run_together`]);
+/// - a write of several trips gets `SAVEPOINT write` in a trip of its own before it, and the
+///   writer's commands waiting then (`BEGIN IMMEDIATE`, `RELEASE write` after a write of
+///   several trips that succeeded, `ROLLBACK TO write; RELEASE write` after a write that
+///   failed) travel with it;
+/// - before a run, the waiting commands go in a trip of their own, and `COMMIT` ends the batch
+///   alone (with whatever waits);
+/// - a batch of one one-trip write (a create when the service is not busy) is one trip: the
+///   `BEGIN IMMEDIATE`, the write and the `COMMIT`.
+///
+/// The writer's commands do not travel with runs, because sqlx keeps the prepared statements
+/// of every query text it has run, and each text of a write would then be kept in a variant per
+/// command that may come before or after it: a write's text is kept in three variants (alone
+/// in its batch, a run of one, a run of four).
+///
+/// # Runs
+/// Under load a batch holds tens of writes, most of them creates and the ends of their
+/// deliveries, and a trip per write kept the writer's connection thread and the writer task
+/// waking each other for every one. One query per run of [`MAX_RUN`] writes cuts that to a
+/// fraction of a trip per write (`docs/benchmarks.md`, "One query for several writes"). A
+/// write that fails in a run is rolled back alone, as in a trip of its own, and the writes
+/// after it in the run are sent again.
 ///
 /// When the failure was one that made SQLite roll the whole transaction back (a full disk, an
 /// I/O error), the savepoint is gone, the rollback to it fails, and the batch fails as a whole.
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    batch: Vec<Box<dyn Job>>,
-) -> anyhow::Result<Vec<Answer>> {
+async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Result<Vec<Answer>> {
     // The writer's commands not sent yet; the few combinations are prepared once and kept.
     let mut waiting = String::from("BEGIN IMMEDIATE; ");
     // Whether the writer's own savepoint is open (after a several-trip write that succeeded).
     let mut open = false;
     let mut answers = Vec::with_capacity(batch.len());
-    let count = batch.len();
-    let mut jobs = batch.into_iter().enumerate();
+    let mut steps = plan(batch);
     let mut broken = None;
     let mut committed = false;
-    for (index, job) in jobs.by_ref() {
-        let savepoint = job.savepoint();
+    while let Some(step) = steps.pop_front() {
         if open {
             waiting.push_str("RELEASE write; ");
             open = false;
         }
-        // A one-trip write takes the waiting commands along in its own query; any other
-        // write gets them, with its savepoint's opening, in a trip of their own first.
-        if savepoint == Savepoint::ByWriter {
-            waiting.push_str("SAVEPOINT write; ");
-            let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
-                .execute(&mut *conn)
-                .await;
-            if let Err(error) = sent {
-                let error = anyhow::Error::new(error)
-                    .context("beginning the write transaction or a write's savepoint");
-                // This write never ran: refuse it with the rest.
-                job.refuse(Arc::new(anyhow!("{error:#}")));
-                broken = Some(error);
-                break;
+        match step {
+            Step::Trips(job) => {
+                waiting.push_str("SAVEPOINT write; ");
+                let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
+                    .execute(&mut *conn)
+                    .await;
+                if let Err(error) = sent {
+                    let error = anyhow::Error::new(error)
+                        .context("beginning the write transaction or a write's savepoint");
+                    // This write never ran: refuse it with the rest.
+                    job.refuse(Arc::new(anyhow!("{error:#}")));
+                    broken = Some(error);
+                    break;
+                }
+                let (succeeded, answer) = job.run(conn).await;
+                answers.push(answer);
+                if succeeded {
+                    open = true;
+                } else {
+                    // A failed write leaves nothing behind; the others of the batch stand.
+                    waiting.push_str("ROLLBACK TO write; RELEASE write; ");
+                }
             }
-        }
-        let last = index + 1 == count;
-        let (ran, answer) = job.run(conn, std::mem::take(&mut waiting), last).await;
-        answers.push(answer);
-        match ran {
-            Ran::Succeeded => open = savepoint == Savepoint::ByWriter,
-            Ran::Committed => committed = true,
-            // A failed write leaves nothing behind; the others of the batch stand.
-            Ran::Failed => waiting.push_str("ROLLBACK TO write; RELEASE write; "),
+            Step::Run(run) => {
+                // A batch of one one-trip write (a create when the service is not busy) is one
+                // trip: the `BEGIN IMMEDIATE`, the write and the `COMMIT`. Otherwise the
+                // writer's commands go in trips of their own, so that each text of a write is
+                // prepared in two variants only (alone, and in a run), not one per command
+                // that might precede or follow it: every variant keeps its statements prepared.
+                let alone = run.len() == 1 && steps.is_empty() && answers.is_empty();
+                if !alone && !waiting.is_empty() {
+                    let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
+                        .execute(&mut *conn)
+                        .await;
+                    if let Err(error) = sent {
+                        let error = anyhow::Error::new(error)
+                            .context("beginning the write transaction or undoing a write");
+                        let reason = Arc::new(anyhow!("{error:#}"));
+                        run.into_iter().for_each(|job| job.refuse(reason.clone()));
+                        broken = Some(error);
+                        break;
+                    }
+                }
+                let last = alone;
+                let ran = run_together(conn, std::mem::take(&mut waiting), run, last).await;
+                answers.extend(ran.answers);
+                committed = ran.committed;
+                if ran.failed {
+                    waiting.push_str("ROLLBACK TO write; RELEASE write; ");
+                }
+                if !ran.not_run.is_empty() {
+                    steps.push_front(Step::Run(ran.not_run));
+                }
+            }
         }
     }
     let outcome = match broken {
@@ -618,10 +632,187 @@ async fn run_batch(
     for answer in answers {
         answer(Err(reason.clone()));
     }
-    for (_, job) in jobs {
-        job.refuse(reason.clone());
+    for step in steps {
+        match step {
+            Step::Trips(job) => job.refuse(reason.clone()),
+            Step::Run(run) => run.into_iter().for_each(|job| job.refuse(reason.clone())),
+        }
     }
     Err(anyhow!("{reason:#}"))
+}
+
+/// How many one-trip writes of one text a run carries ([`plan`]).
+///
+/// Each size of run is a query text of its own, whose statements sqlx prepares and keeps, so
+/// there is one size besides runs of one. Runs of 8 were no faster than runs of 4 and kept
+/// twice the prepared statements; runs of 2 as well as 4 kept more and added nothing
+/// (`docs/benchmarks.md`, "One query for several writes").
+pub(crate) const MAX_RUN: usize = 4;
+
+/// What the writer sends next in a batch.
+enum Step {
+    /// A write of several trips.
+    Trips(Box<dyn Job>),
+    /// One-trip writes of the same statement text, sent in one query.
+    Run(Vec<Box<dyn OneTripJob>>),
+}
+
+/// The order in which the writer runs a batch's writes, and which one-trip writes travel
+/// together.
+///
+/// Between two writes of several trips, the one-trip writes are gathered by their statement
+/// text (in the order each text first appears, and each text's writes in submission order),
+/// and each gathering is cut into runs of [`MAX_RUN`] and, for what is left, runs of one. sqlx
+/// prepares a query's statements once and keeps them by the query's text, so runs of one text
+/// reuse one prepared query, where runs of mixed texts would make a new one almost every time.
+///
+/// Gathering reorders one-trip writes of different texts within the batch. That is safe: none
+/// of the writes of a batch has been answered, so none of their callers can have sent another
+/// of them after learning its outcome; they are concurrent, and any order of them is one the
+/// callers could have seen. A write of several trips (a PATCH's read-modify-write) keeps its
+/// place: it sees every write submitted before it.
+fn plan(batch: Vec<Write>) -> VecDeque<Step> {
+    let mut steps = VecDeque::with_capacity(batch.len());
+    let mut gathered: Vec<Vec<Box<dyn OneTripJob>>> = Vec::new();
+    for write in batch {
+        match write {
+            Write::OneTrip(job) => {
+                let same_text = gathered
+                    .iter_mut()
+                    .find(|jobs| jobs[0].statements().sql() == job.statements().sql());
+                match same_text {
+                    Some(jobs) => jobs.push(job),
+                    None => gathered.push(vec![job]),
+                }
+            }
+            Write::Trips(job) => {
+                cut_into_runs(&mut gathered, &mut steps);
+                steps.push_back(Step::Trips(job));
+            }
+        }
+    }
+    cut_into_runs(&mut gathered, &mut steps);
+    steps
+}
+
+/// Appends the gathered one-trip writes to `steps` as runs of [`MAX_RUN`] writes, and what is
+/// left of each text as runs of one.
+fn cut_into_runs(gathered: &mut Vec<Vec<Box<dyn OneTripJob>>>, steps: &mut VecDeque<Step>) {
+    for mut jobs in gathered.drain(..) {
+        while !jobs.is_empty() {
+            let size = if jobs.len() >= MAX_RUN { MAX_RUN } else { 1 };
+            let rest = jobs.split_off(size);
+            steps.push_back(Step::Run(std::mem::replace(&mut jobs, rest)));
+        }
+    }
+}
+
+/// How a run of one-trip writes went ([`run_together`]).
+struct RunEnd {
+    /// The answers of the writes that ran, in order.
+    answers: Vec<Answer>,
+    /// The last write that ran failed; its savepoint is open.
+    failed: bool,
+    /// The query ended with the batch's `COMMIT`, and it ran.
+    committed: bool,
+    /// The writes after the one that failed, which never ran: to be sent again.
+    not_run: Vec<Box<dyn OneTripJob>>,
+}
+
+/// Sends `waiting`, then each write of `run` inside a savepoint of its own, then (when `last`)
+/// the batch's `COMMIT`, in one query.
+///
+/// SQLite runs the statements in order and stops at the first that fails. sqlx reports the end
+/// of each statement, and a statement's rows before its end; counting the ends tells which
+/// write each row belongs to, and which write a failure stopped in. The writes before it
+/// succeeded (their savepoints released), it failed with its savepoint open, and the writes
+/// after it never ran. A failure in the waiting commands is the first write's, and one in the
+/// `COMMIT` the last's; either way the savepoint is then gone and the batch fails.
+///
+/// The writes that succeeded are answered first, then the one that failed; each reads on the
+/// connection after the statements sent with it have run.
+async fn run_together(
+    conn: &mut SqliteConnection,
+    waiting: String,
+    run: Vec<Box<dyn OneTripJob>>,
+    last: bool,
+) -> RunEnd {
+    let mut sql = waiting;
+    let mut ended = count_statements(&sql);
+    // The number of statements ended once each write's savepoint is released.
+    let mut ends = Vec::with_capacity(run.len());
+    let mut arguments = SqliteArguments::default();
+    let mut encoded = Ok(());
+    for job in &run {
+        let statements = job.statements();
+        sql.push_str("SAVEPOINT write; ");
+        sql.push_str(statements.sql());
+        sql.push_str("RELEASE write; ");
+        ended += job.statement_count() + 2;
+        ends.push(ended);
+        if encoded.is_ok() {
+            encoded = statements.bind_to(&mut arguments);
+        }
+    }
+    if last {
+        sql.push_str("COMMIT");
+    }
+    let mut rows: Vec<Vec<SqliteRow>> = run.iter().map(|_| Vec::new()).collect();
+    let failure = match encoded {
+        // Nothing of the run is sent. Send the waiting commands and open the first write's
+        // savepoint all the same, so that the writer's rollback finds it.
+        Err(error) => {
+            let prefix = &sql[..sql.find("SAVEPOINT write; ").unwrap_or(0)];
+            let opened = sqlx::query(AssertSqlSafe(format!("{prefix}SAVEPOINT write")))
+                .execute(&mut *conn)
+                .await;
+            Some((0, opened.err().unwrap_or(error)))
+        }
+        Ok(()) => {
+            let mut ended = 0;
+            let mut failure = None;
+            let mut results = conn.fetch_many(sqlx::query_with(AssertSqlSafe(sql), arguments));
+            while let Some(result) = poll_fn(|cx| results.as_mut().poll_next(cx)).await {
+                match result {
+                    Ok(Either::Left(_)) => ended += 1,
+                    Ok(Either::Right(row)) => {
+                        let write = ends.partition_point(|&end| end <= ended);
+                        if let Some(rows) = rows.get_mut(write) {
+                            rows.push(row);
+                        }
+                    }
+                    Err(error) => {
+                        let write = ends.partition_point(|&end| end <= ended);
+                        failure = Some((write.min(run.len() - 1), error));
+                        break;
+                    }
+                }
+            }
+            failure
+        }
+    };
+    let mut answers = Vec::with_capacity(run.len());
+    let mut jobs = run.into_iter();
+    let succeeded = failure.as_ref().map_or(rows.len(), |(write, _)| *write);
+    for (job, rows) in jobs.by_ref().take(succeeded).zip(rows) {
+        answers.push(job.succeeded(conn, rows).await);
+    }
+    let failed = match failure {
+        Some((_, error)) => match jobs.next() {
+            Some(job) => {
+                answers.push(job.failed(conn, error).await);
+                true
+            }
+            None => false,
+        },
+        None => false,
+    };
+    RunEnd {
+        answers,
+        failed,
+        committed: last && !failed,
+        not_run: jobs.collect(),
+    }
 }
 
 /// Turns a write's body into the boxed future [`Writer::write`] takes.

@@ -543,3 +543,151 @@ async fn one_trip_writes_and_others_share_a_batch_and_a_failing_one_leaves_nothi
         "one commit for the holding write, one for the five that waited"
     );
 }
+
+/// Submits a one-trip write inserting `key` and returning it, without waiting for its answer.
+/// Every such write has the same text, so the writer sends them in runs.
+fn insert_returning(
+    writer: &Writer,
+    key: i64,
+) -> tokio::task::JoinHandle<Result<Vec<i64>, StoreError>> {
+    let writer = writer.clone();
+    let mut write = OneTrip::new();
+    write
+        .statements()
+        .push("INSERT INTO items (key, name) VALUES (")
+        .push_bind(key)
+        .push(", 'run') RETURNING key; ");
+    tokio::spawn(async move {
+        writer
+            .write_one_trip(
+                write,
+                |_conn, rows| {
+                    boxed(async move {
+                        Ok(rows
+                            .iter()
+                            .map(|row| sqlx::Row::get::<i64, _>(row, 0))
+                            .collect())
+                    })
+                },
+                |_conn, error| Box::pin(async move { StoreError::Unexpected(error.into()) }),
+            )
+            .await
+    })
+}
+
+#[tokio::test]
+async fn writes_sent_in_runs_each_get_their_own_rows_and_a_failing_one_fails_alone() {
+    let (_dir, writer, options) = writer().await;
+    let (release, held) = hold(&writer).await;
+    let commits_before = writer.commits();
+    // Eleven writes of one text: runs of 4 and 4, then three of one. The sixth breaks the key
+    // of the second, in the middle of a run: it fails alone, and the two after it in its run,
+    // which never ran, are sent again.
+    let wanted = [1, 2, 3, 4, 5, 2, 7, 8, 9, 10, 11];
+    let mut submitted = Vec::new();
+    for (index, key) in wanted.iter().enumerate() {
+        submitted.push(insert_returning(&writer, *key));
+        until_queued(&writer, index + 1).await;
+    }
+    release.send(()).expect("the holding write waits");
+    held.await.expect("held");
+
+    for (index, (key, write)) in wanted.iter().zip(submitted).enumerate() {
+        let answer = write.await.expect("task");
+        if index == 5 {
+            assert!(
+                matches!(&answer, Err(StoreError::Unexpected(e)) if format!("{e:#}").contains("UNIQUE")),
+                "{answer:?}"
+            );
+        } else {
+            assert_eq!(answer.expect("the write commits"), [*key], "write {index}");
+        }
+    }
+    assert_eq!(keys(&options).await, [1, 2, 3, 4, 5, 7, 8, 9, 10, 11]);
+    assert_eq!(
+        writer.commits() - commits_before,
+        2,
+        "one commit for the holding write, one for the eleven that waited"
+    );
+}
+
+fn no_answer(_conn: &mut SqliteConnection, _rows: Vec<SqliteRow>) -> WriteFuture<'_, ()> {
+    boxed(async { Ok(()) })
+}
+
+fn refused_as_unexpected(_conn: &mut SqliteConnection, error: sqlx::Error) -> RefusalFuture<'_> {
+    Box::pin(async move { StoreError::Unexpected(error.into()) })
+}
+
+fn nothing(_conn: &mut SqliteConnection) -> WriteFuture<'_, ()> {
+    boxed(async { Ok(()) })
+}
+
+/// A one-trip write of `text` for [`plan`]; it is never run.
+fn planned(text: &str) -> Write {
+    let mut write = OneTrip::new();
+    write.statements().push(text);
+    let (reply, _) = oneshot::channel::<Result<(), StoreError>>();
+    Write::OneTrip(Box::new(SubmittedOneTrip {
+        statement_count: write.0.count(),
+        write,
+        then: no_answer,
+        refused: refused_as_unexpected,
+        reply,
+    }))
+}
+
+/// A write of several trips for [`plan`]; it is never run.
+fn planned_trips() -> Write {
+    let (reply, _) = oneshot::channel::<Result<(), StoreError>>();
+    Write::Trips(Box::new(Submitted {
+        write: nothing,
+        reply,
+        settled: None,
+    }))
+}
+
+/// The steps of [`plan`]'s answer, as each run's text and size.
+fn plan_of(batch: Vec<Write>) -> Vec<String> {
+    plan(batch)
+        .iter()
+        .map(|step| match step {
+            Step::Trips(_) => "trips".to_owned(),
+            Step::Run(run) => {
+                let text = run[0].statements().sql();
+                format!("{} x{}", text.trim_end_matches("; "), run.len())
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_runs_its_one_trip_writes_by_text_in_runs_around_the_writes_of_several_trips() {
+    let a = || planned("A; ");
+    let b = || planned("B; ");
+    assert_eq!(
+        plan_of(vec![
+            a(),
+            b(),
+            a(),
+            a(),
+            a(),
+            a(),
+            planned_trips(),
+            b(),
+            b(),
+            a()
+        ]),
+        ["A x4", "A x1", "B x1", "trips", "B x1", "B x1", "A x1"],
+        "gathered by text up to the write of several trips"
+    );
+    assert_eq!(
+        plan_of((0..9).map(|_| a()).collect()),
+        ["A x4", "A x4", "A x1"]
+    );
+    assert_eq!(
+        plan_of(vec![planned_trips(), a(), a(), b(), a(), a(), a()]),
+        ["trips", "A x4", "A x1", "B x1"]
+    );
+    assert_eq!(plan_of(vec![a()]), ["A x1"]);
+}
