@@ -579,8 +579,9 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Re
                 // A batch of one one-trip write (a create when the service is not busy) is one
                 // trip: the `BEGIN IMMEDIATE`, the write and the `COMMIT`. Otherwise the
                 // writer's commands go in trips of their own, so that each text of a write is
-                // prepared in two variants only (alone, and in a run), not one per command
-                // that might precede or follow it: every variant keeps its statements prepared.
+                // prepared in three variants only (alone in its batch, a run of one, a run of
+                // four), not one per command that might precede or follow it: every variant
+                // keeps its statements prepared.
                 let alone = run.len() == 1 && steps.is_empty() && answers.is_empty();
                 if !alone && !waiting.is_empty() {
                     let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
