@@ -555,12 +555,9 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Re
         match step {
             Step::Trips(job) => {
                 waiting.push_str("SAVEPOINT write; ");
-                let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
-                    .execute(&mut *conn)
-                    .await;
-                if let Err(error) = sent {
-                    let error = anyhow::Error::new(error)
-                        .context("beginning the write transaction or a write's savepoint");
+                let opening = "beginning the write transaction or a write's savepoint";
+                if let Err(error) = send_commands(conn, std::mem::take(&mut waiting), opening).await
+                {
                     // This write never ran: refuse it with the rest.
                     job.refuse(Arc::new(anyhow!("{error:#}")));
                     broken = Some(error);
@@ -584,12 +581,9 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Re
                 // keeps its statements prepared.
                 let alone = run.len() == 1 && steps.is_empty() && answers.is_empty();
                 if !alone && !waiting.is_empty() {
-                    let sent = sqlx::query(AssertSqlSafe(std::mem::take(&mut waiting)))
-                        .execute(&mut *conn)
-                        .await;
+                    let doing = "beginning the write transaction or undoing a write";
+                    let sent = send_commands(conn, std::mem::take(&mut waiting), doing).await;
                     if let Err(error) = sent {
-                        let error = anyhow::Error::new(error)
-                            .context("beginning the write transaction or undoing a write");
                         let reason = Arc::new(anyhow!("{error:#}"));
                         run.into_iter().for_each(|job| job.refuse(reason.clone()));
                         broken = Some(error);
@@ -614,11 +608,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Re
         // `COMMIT` also releases a savepoint still open.
         None => {
             waiting.push_str("COMMIT");
-            sqlx::query(AssertSqlSafe(waiting))
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-                .context("committing a write transaction")
+            send_commands(conn, waiting, "committing a write transaction").await
         }
         Some(error) => Err(error),
     };
@@ -640,6 +630,19 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Re
         }
     }
     Err(anyhow!("{reason:#}"))
+}
+
+/// Sends the writer's own `commands` in a trip of their own; `doing` names them in the error.
+async fn send_commands(
+    conn: &mut SqliteConnection,
+    commands: String,
+    doing: &'static str,
+) -> anyhow::Result<()> {
+    sqlx::query(AssertSqlSafe(commands))
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .context(doing)
 }
 
 /// How many one-trip writes of one text a run carries ([`plan`]).
