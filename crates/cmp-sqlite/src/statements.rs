@@ -132,12 +132,12 @@ impl Statements {
     /// # Errors
     /// The first statement's error (the statements after it do not run).
     pub(crate) async fn execute(
-        &self,
+        self,
         conn: &mut SqliteConnection,
     ) -> Result<SqliteQueryResult, sqlx::Error> {
         let mut arguments = SqliteArguments::default();
         self.bind_to(&mut arguments)?;
-        sqlx::query_with(AssertSqlSafe(self.sql.clone()), arguments)
+        sqlx::query_with(AssertSqlSafe(self.sql), arguments)
             .execute(conn)
             .await
     }

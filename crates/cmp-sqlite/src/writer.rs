@@ -590,8 +590,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Write>) -> anyhow::Re
                         break;
                     }
                 }
-                let last = alone;
-                let ran = run_together(conn, std::mem::take(&mut waiting), run, last).await;
+                let ran = run_together(conn, std::mem::take(&mut waiting), run, alone).await;
                 answers.extend(ran.answers);
                 committed = ran.committed;
                 if ran.failed {
@@ -742,6 +741,7 @@ async fn run_together(
     last: bool,
 ) -> RunEnd {
     let mut sql = waiting;
+    let commands = sql.len();
     let mut ended = count_statements(&sql);
     // The number of statements ended once each write's savepoint is released.
     let mut ends = Vec::with_capacity(run.len());
@@ -766,10 +766,12 @@ async fn run_together(
         // Nothing of the run is sent. Send the waiting commands and open the first write's
         // savepoint all the same, so that the writer's rollback finds it.
         Err(error) => {
-            let prefix = &sql[..sql.find("SAVEPOINT write; ").unwrap_or(0)];
-            let opened = sqlx::query(AssertSqlSafe(format!("{prefix}SAVEPOINT write")))
-                .execute(&mut *conn)
-                .await;
+            let opened = sqlx::query(AssertSqlSafe(format!(
+                "{}SAVEPOINT write",
+                &sql[..commands]
+            )))
+            .execute(&mut *conn)
+            .await;
             Some((0, opened.err().unwrap_or(error)))
         }
         Ok(()) => {
@@ -801,15 +803,13 @@ async fn run_together(
     for (job, rows) in jobs.by_ref().take(succeeded).zip(rows) {
         answers.push(job.succeeded(conn, rows).await);
     }
-    let failed = match failure {
-        Some((_, error)) => match jobs.next() {
-            Some(job) => {
-                answers.push(job.failed(conn, error).await);
-                true
-            }
-            None => false,
-        },
-        None => false,
+    let failed = if let Some((_, error)) = failure
+        && let Some(job) = jobs.next()
+    {
+        answers.push(job.failed(conn, error).await);
+        true
+    } else {
+        false
     };
     RunEnd {
         answers,
